@@ -1,9 +1,11 @@
 """Logging for ibconn, the way a library should log.
 
-ibconn logs through loguru and is silent by default: importing it disables
-the ``ibconn`` logger and adds no sink. An application turns it on with
-:func:`enable_logging`. Every record carries a ``category`` in its ``extra``
-dict (one of :data:`CATEGORIES`) so that a sink can filter on it.
+ibconn logs through loguru's global logger and is silent by default:
+importing it calls ``logger.disable("ibconn")`` and adds no sink. An
+application turns it on with :func:`enable_logging` (or, if it manages loguru
+itself, with ``logger.enable("ibconn")``). Every record carries a
+``category`` in its ``extra`` dict (one of :data:`CATEGORIES`) so that a sink
+can filter on it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from loguru import logger
+
+from ibconn.config import ConnectorSettings
+from ibconn.errors import ConfigError
 
 if TYPE_CHECKING:
     from loguru import Logger, Record
@@ -35,10 +40,11 @@ logger.disable("ibconn")
 
 _sink_ids: list[int] = []
 _std_handler: logging.Handler | None = None
+_std_saved: tuple[int, bool] | None = None  # ib_async logger's level and propagate flag
 
 
 def get_logger(category: Category) -> Logger:
-    """Return the loguru logger bound to ``category`` (for ibconn's own modules)."""
+    """Return loguru's logger bound to ``category`` (for ibconn's own modules)."""
     return logger.bind(category=category)
 
 
@@ -50,9 +56,9 @@ class _StdlibToLoguru(logging.Handler):
             level: str | int = logger.level(record.levelname).name
         except ValueError:
             level = record.levelno
-        logger.bind(category="connection", origin=record.name).opt(
-            exception=record.exc_info
-        ).log(level, record.getMessage())
+        logger.bind(category="connection", origin=record.name).opt(exception=record.exc_info).log(
+            level, record.getMessage()
+        )
 
 
 def enable_logging(
@@ -65,17 +71,26 @@ def enable_logging(
 ) -> int:
     """Turn on ibconn's log output and return the loguru sink id.
 
-    ``level`` defaults to the settings' ``log_level`` (``INFO`` unless set
-    through ``IBCONN_LOG_LEVEL``). ``categories`` keeps only records whose
-    category is listed. With ``route_ib_async`` the records of ib_async's
+    ``level`` (a level name in any case, or a number) defaults to the
+    settings' ``log_level`` (``INFO`` unless set through ``IBCONN_LOG_LEVEL``);
+    an unknown name raises :class:`~ibconn.errors.ConfigError`. ``categories``
+    keeps only records whose category is listed. With ``route_ib_async`` the records of ib_async's
     standard-library loggers go to the same sink, as category ``connection``.
     """
-    from ibconn.errors import ConfigError
-
     if level is None:
-        from ibconn.config import ConnectorSettings
-
         level = ConnectorSettings().log_level
+    elif isinstance(level, str):
+        level = level.strip().upper()
+        try:
+            logger.level(level)
+        except ValueError:
+            raise ConfigError(
+                f"unknown log level {level!r}; allowed: TRACE, DEBUG, INFO, SUCCESS, WARNING, "
+                "ERROR, CRITICAL or a number >= 0",
+                key="level",
+                value=level,
+                allowed="TRACE, DEBUG, INFO, SUCCESS, WARNING, ERROR, CRITICAL or a number >= 0",
+            ) from None
     wanted: frozenset[str] | None = None
     if categories is not None:
         wanted = frozenset(categories)
@@ -89,10 +104,10 @@ def enable_logging(
             )
 
     def keep(record: Record) -> bool:
-        name = record["name"] or ""
-        if not (name == "ibconn" or name.startswith("ibconn.")):
+        category = record["extra"].get("category")
+        if category not in CATEGORIES:
             return False
-        return wanted is None or record["extra"].get("category") in wanted
+        return wanted is None or category in wanted
 
     logger.enable("ibconn")
     sink_id = logger.add(sink, level=level, filter=keep, format=fmt)
@@ -103,12 +118,13 @@ def enable_logging(
 
 
 def _route_stdlib(level: str | int) -> None:
-    global _std_handler  # noqa: PLW0603 - one handler per process, installed once
+    global _std_handler, _std_saved  # noqa: PLW0603 - one handler per process, installed once
     std_level = logging.getLevelName(level) if isinstance(level, str) else level
     if not isinstance(std_level, int):
         std_level = logging.INFO
     ib_logger = logging.getLogger("ib_async")
     if _std_handler is None:
+        _std_saved = (ib_logger.level, ib_logger.propagate)
         _std_handler = _StdlibToLoguru()
         ib_logger.addHandler(_std_handler)
         ib_logger.propagate = False
@@ -116,13 +132,20 @@ def _route_stdlib(level: str | int) -> None:
 
 
 def disable_logging() -> None:
-    """Remove the sinks :func:`enable_logging` added and silence ibconn again."""
-    global _std_handler  # noqa: PLW0603
+    """Remove the sinks :func:`enable_logging` added and silence ibconn again.
+
+    The ``ib_async`` standard-library logger gets back the level and
+    ``propagate`` flag it had before :func:`enable_logging` routed it.
+    """
+    global _std_handler, _std_saved  # noqa: PLW0603
     while _sink_ids:
         logger.remove(_sink_ids.pop())
     logger.disable("ibconn")
     if _std_handler is not None:
         ib_logger = logging.getLogger("ib_async")
         ib_logger.removeHandler(_std_handler)
-        ib_logger.propagate = True
+        level, propagate = _std_saved if _std_saved is not None else (logging.NOTSET, True)
+        ib_logger.setLevel(level)
+        ib_logger.propagate = propagate
         _std_handler = None
+        _std_saved = None

@@ -1,7 +1,43 @@
-"""ibconn.sim: a simulated TWS / IB Gateway that speaks the real socket protocol."""
+"""ibconn.sim: a simulated TWS / IB Gateway that speaks the real socket protocol.
+
+Start one in code with ``async with SimulatedGateway(port=0) as gw:``, from a
+shell with ``python -m ibconn sim``, or in pytest with the ``ibconn_gateway``
+fixture. See ``docs/simulator.md``.
+"""
 
 from __future__ import annotations
 
-from ibconn.sim.instruments import DEFAULT_INSTRUMENTS, Instrument
+from ibconn.sim.clock import SimClock
+from ibconn.sim.config import SimConfig
+from ibconn.sim.gateway import (
+    ClientInfo,
+    ClientSession,
+    Handler,
+    ReceivedMessage,
+    SimulatedGateway,
+)
+from ibconn.sim.instruments import DEFAULT_INSTRUMENTS, Instrument, InstrumentBook
+from ibconn.sim.prices import BlastResult, Market, Quote
+from ibconn.sim.protocol import SERVER_VERSION
 
-__all__ = ["DEFAULT_INSTRUMENTS", "Instrument"]
+__all__ = [
+    # instruments
+    "DEFAULT_INSTRUMENTS",
+    # protocol
+    "SERVER_VERSION",
+    "BlastResult",
+    # gateway
+    "ClientInfo",
+    "ClientSession",
+    "Handler",
+    "Instrument",
+    "InstrumentBook",
+    # prices
+    "Market",
+    "Quote",
+    "ReceivedMessage",
+    # settings and time
+    "SimClock",
+    "SimConfig",
+    "SimulatedGateway",
+]

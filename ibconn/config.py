@@ -1,0 +1,521 @@
+"""Connector settings: :class:`ConnectorSettings`.
+
+Settings come from four places; the first that sets a key wins:
+
+1. keyword arguments (``ConnectorSettings(port=4002)``),
+2. environment variables named ``IBCONN_<KEY>`` (``IBCONN_PORT=4002``, any case),
+3. the ``ib_connector:`` section of a YAML file, read by
+   :meth:`ConnectorSettings.from_yaml`,
+4. the defaults below.
+
+Every mistake (a value out of range, an unknown key in any of the three
+sources, an unreadable file) raises one :class:`~ibconn.errors.ConfigError`
+that names the key, the value and what is allowed. A typo is never ignored.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import os
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Self, get_args
+
+import annotated_types
+import yaml
+from pydantic import (
+    BaseModel,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from ibconn.errors import ConfigError
+
+__all__ = [
+    "ENV_PREFIX",
+    "YAML_SECTION",
+    "ConnectorSettings",
+    "LogLevel",
+    "MarketDataType",
+    "config_error_from_validation",
+    "read_yaml_section",
+]
+
+ENV_PREFIX = "IBCONN_"
+"""Prefix of the environment variables that set :class:`ConnectorSettings` keys."""
+
+YAML_SECTION = "ib_connector"
+"""Top-level key of the YAML section that holds the connector's settings."""
+
+LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
+"""Loguru level names accepted by ``log_level`` (given in any case)."""
+
+_LOG_LEVELS: frozenset[str] = frozenset(get_args(LogLevel))
+
+
+class MarketDataType(enum.StrEnum):
+    """The kind of market data TWS sends (``reqMarketDataType``)."""
+
+    REALTIME = "REALTIME"
+    FROZEN = "FROZEN"
+    DELAYED = "DELAYED"
+    DELAYED_FROZEN = "DELAYED_FROZEN"
+
+    @property
+    def code(self) -> int:
+        """TWS's number for this type: 1 REALTIME, 2 FROZEN, 3 DELAYED, 4 DELAYED_FROZEN."""
+        return _MARKET_DATA_TYPE_CODES[self]
+
+
+_MARKET_DATA_TYPE_CODES: dict[MarketDataType, int] = {
+    MarketDataType.REALTIME: 1,
+    MarketDataType.FROZEN: 2,
+    MarketDataType.DELAYED: 3,
+    MarketDataType.DELAYED_FROZEN: 4,
+}
+
+
+# -- where values came from --------------------------------------------------------
+#
+# ``from_yaml`` names the file for the YAML source through ``_yaml_path``;
+# ``__init__`` records the keyword names in ``_build`` so that an error can say
+# whether a bad value was a keyword, an environment variable, the file or a default.
+
+
+@dataclass
+class _Build:
+    init_keys: frozenset[str]
+    yaml_path: Path | None
+    yaml_keys: frozenset[str] = frozenset()
+
+
+_yaml_path: ContextVar[Path | None] = ContextVar("ibconn_settings_yaml_path", default=None)
+_build: ContextVar[_Build | None] = ContextVar("ibconn_settings_build", default=None)
+
+
+def _env_var_for(key: str) -> str | None:
+    """The name of the set environment variable for ``key``, in its own spelling."""
+    wanted = f"{ENV_PREFIX}{key}".upper()
+    for name in os.environ:
+        if name.upper() == wanted:
+            return name
+    return None
+
+
+def _origin_of(key: str) -> str:
+    """Where the value of ``key`` came from, for the current construction."""
+    build = _build.get()
+    if build is None:
+        return ""
+    if key in build.init_keys:
+        return "keyword argument"
+    if key.upper().startswith(ENV_PREFIX):
+        return "environment variable"
+    env_name = _env_var_for(key)
+    if env_name is not None:
+        return f"environment variable {env_name}"
+    if key in build.yaml_keys and build.yaml_path is not None:
+        return f"YAML file {build.yaml_path}"
+    return "default"
+
+
+# -- sources -------------------------------------------------------------------------
+
+
+class _StrictEnvSource(EnvSettingsSource):
+    """``IBCONN_*`` variables; unknown ones are passed on so that validation rejects them."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        fields = set(self.settings_cls.model_fields)
+        for name, value in os.environ.items():
+            upper = name.upper()
+            if upper.startswith(ENV_PREFIX) and upper[len(ENV_PREFIX) :].lower() not in fields:
+                data[name] = value
+        return data
+
+
+class _YamlSectionSource(PydanticBaseSettingsSource):
+    """The ``ib_connector:`` section of the YAML file named by :meth:`from_yaml`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self._data: dict[str, Any] = {} if path is None else read_yaml_section(path)
+        build = _build.get()
+        if build is not None:
+            build.yaml_keys = frozenset(self._data)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def _file_error(path: Path, problem: str, section: str = YAML_SECTION) -> ConfigError:
+    allowed = f"a readable YAML file with a top-level '{section}:' mapping"
+    return ConfigError(
+        f"config file {path} {problem}; expected {allowed}",
+        key="yaml_file",
+        value=str(path),
+        allowed=allowed,
+    )
+
+
+def read_yaml_section(path: str | os.PathLike[str], section: str = YAML_SECTION) -> dict[str, Any]:
+    """Read ``path`` and return its ``section`` mapping (``{}`` when the section is empty).
+
+    Raises :class:`~ibconn.errors.ConfigError` when the file is missing or
+    unreadable, is not valid YAML, is not a mapping, has no such section, or
+    the section is not a mapping of names to values.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _file_error(path, "does not exist", section) from None
+    except IsADirectoryError:
+        raise _file_error(path, "is a directory, not a file", section) from None
+    except PermissionError:
+        raise _file_error(path, "cannot be read: permission denied", section) from None
+    except UnicodeDecodeError as exc:
+        raise _file_error(path, f"is not UTF-8 text ({exc.reason})", section) from None
+    except OSError as exc:
+        raise _file_error(path, f"cannot be read: {exc.strerror or exc}", section) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise _file_error(path, f"is not valid YAML{where}: {problem}", section) from None
+    if document is None:
+        raise _file_error(path, "is empty", section)
+    if not isinstance(document, dict):
+        raise _file_error(
+            path, f"holds a {type(document).__name__} at the top level, not a mapping", section
+        )
+    if section not in document:
+        present = ", ".join(repr(str(key)) for key in document) or "none"
+        close = difflib.get_close_matches(section, [str(key) for key in document], n=1)
+        hint = f"; is {close[0]!r} a typo of {section!r}?" if close else ""
+        raise ConfigError(
+            f"config file {path} has no '{section}:' section (top-level keys: {present}){hint}",
+            key=section,
+            value=None,
+            allowed=f"a top-level '{section}:' mapping of settings",
+        )
+    data = document[section]
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {path}: section '{section}' must be a mapping of settings, "
+            f"not a {type(data).__name__} ({data!r})",
+            key=section,
+            value=data,
+            allowed="a mapping of setting names to values",
+        )
+    for key in data:
+        if not isinstance(key, str):
+            raise ConfigError(
+                f"config file {path}: setting name {key!r} in section '{section}' is not a string",
+                key=str(key),
+                value=data[key],
+                allowed="setting names as strings",
+            )
+    return dict(data)
+
+
+# -- ValidationError -> ConfigError ---------------------------------------------------
+
+
+def _did_you_mean(word: str, candidates: list[str]) -> str:
+    matches = difflib.get_close_matches(word, candidates, n=1)
+    return f"; did you mean {matches[0]!r}?" if matches else ""
+
+
+def _bounds(metadata: list[Any]) -> tuple[str | None, str | None, object, object]:
+    low_op: str | None = None
+    high_op: str | None = None
+    low: object = None
+    high: object = None
+    for item in metadata:
+        if isinstance(item, annotated_types.Ge):
+            low_op, low = ">=", item.ge
+        elif isinstance(item, annotated_types.Gt):
+            low_op, low = ">", item.gt
+        elif isinstance(item, annotated_types.Le):
+            high_op, high = "<=", item.le
+        elif isinstance(item, annotated_types.Lt):
+            high_op, high = "<", item.lt
+    return low_op, high_op, low, high
+
+
+def _allowed_text(info: FieldInfo) -> str:
+    """Describe what a field accepts, from its type and constraints."""
+    annotation = info.annotation
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return "one of " + ", ".join(str(m.value) for m in annotation) + " (any case)"
+    literal_values = get_args(annotation)
+    if literal_values and all(isinstance(v, str) for v in literal_values):
+        return "one of " + ", ".join(literal_values) + " (any case)"
+    if annotation is bool:
+        return "true or false"
+    if annotation in (int, float):
+        finite = any(getattr(item, "allow_inf_nan", True) is False for item in info.metadata)
+        kind = "an integer" if annotation is int else "a finite number" if finite else "a number"
+        low_op, high_op, low, high = _bounds(info.metadata)
+        if low_op == ">=" and high_op == "<=":
+            return f"{kind} from {low} to {high}"
+        parts = [f"{op} {bound}" for op, bound in ((low_op, low), (high_op, high)) if op]
+        return f"{kind} {' and '.join(parts)}" if parts else kind
+    if annotation is str:
+        non_empty = any(isinstance(item, annotated_types.MinLen) for item in info.metadata)
+        return "a non-empty string" if non_empty else "a string"
+    return str(annotation)
+
+
+def config_error_from_validation(
+    exc: ValidationError,
+    model: type[BaseModel],
+    *,
+    env_prefix: str = ENV_PREFIX,
+    origin: Callable[[str], str] | None = None,
+) -> ConfigError:
+    """Turn pydantic's ``exc`` for ``model`` into one :class:`ConfigError`.
+
+    The message names every bad key with its value, where it came from (when
+    ``origin`` can tell) and what is allowed; unknown keys get the closest
+    valid key as a suggestion. ``.key``, ``.value`` and ``.allowed`` describe
+    the first problem.
+    """
+    fields: Mapping[str, FieldInfo] = model.model_fields
+    names = list(fields)
+    problems: list[tuple[str, object, str, str]] = []
+    for error in exc.errors():
+        loc = error["loc"]
+        key = ".".join(str(part) for part in loc) or model.__name__
+        value = error.get("input")
+        where = origin(key) if origin is not None else ""
+        source = f" ({where})" if where else ""
+        if error["type"] == "extra_forbidden":
+            if env_prefix and key.upper().startswith(env_prefix.upper()):
+                prefix = env_prefix.upper()
+                allowed = ", ".join(f"{prefix}{name.upper()}" for name in names)
+                close = difflib.get_close_matches(key[len(prefix) :].lower(), names, n=1)
+                hint = f"; did you mean '{prefix}{close[0].upper()}'?" if close else ""
+                line = f"unknown environment variable {key}={value!r}{hint} (valid: {allowed})"
+            else:
+                allowed = ", ".join(names)
+                line = (
+                    f"unknown setting {key!r} = {value!r}{source}"
+                    f"{_did_you_mean(key.lower(), names)} (valid: {allowed})"
+                )
+        else:
+            ctx = error.get("ctx") or {}
+            field_info = fields.get(str(loc[0])) if loc else None
+            if "allowed" in ctx:
+                allowed = str(ctx["allowed"])
+            elif field_info is not None:
+                allowed = _allowed_text(field_info)
+            else:
+                allowed = error["msg"]
+            line = f"{key} = {value!r}{source} is not allowed; allowed: {allowed}"
+        problems.append((key, value, allowed, line))
+    if not problems:  # pragma: no cover - pydantic never raises an empty error
+        return ConfigError(str(exc))
+    key, value, allowed, line = problems[0]
+    if len(problems) == 1:
+        message = f"invalid setting: {line}"
+    else:
+        message = f"{len(problems)} invalid settings: " + "; ".join(p[3] for p in problems)
+    return ConfigError(message, key=key, value=value, allowed=allowed)
+
+
+# -- the settings ---------------------------------------------------------------------
+
+
+def _positive(default: float, description: str) -> Any:
+    return Field(default, gt=0, allow_inf_nan=False, description=description)
+
+
+class ConnectorSettings(BaseSettings):
+    """Immutable settings of one connector.
+
+    Build with keywords, ``IBCONN_*`` environment variables and
+    :meth:`from_yaml`; bad input raises :class:`~ibconn.errors.ConfigError`.
+    Use :meth:`replace` for a changed copy.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        case_sensitive=False,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    host: str = Field(
+        "127.0.0.1", min_length=1, description="Host name or address of TWS / IB Gateway."
+    )
+    port: int = Field(
+        7497,
+        ge=1,
+        le=65535,
+        description="TWS API socket port (7497 TWS paper, 7496 TWS live, 4002/4001 Gateway).",
+    )
+    client_id: int = Field(
+        1, ge=0, description="API client id; must be unique among the sessions on one TWS."
+    )
+    reconnect_attempts: int = Field(
+        5, ge=0, description="Connection attempts before giving up; 0 retries forever."
+    )
+    reconnect_interval: float = _positive(
+        10.0, "Seconds before the first retry; the base of the exponential backoff."
+    )
+    reconnect_max_interval: float = _positive(
+        300.0, "Cap in seconds of the backoff delay; at least reconnect_interval."
+    )
+    market_data_type: MarketDataType = Field(
+        MarketDataType.DELAYED,
+        description="REALTIME, FROZEN, DELAYED or DELAYED_FROZEN (any case).",
+    )
+    log_level: LogLevel = Field(
+        "INFO", description="Default level of enable_logging(): TRACE .. CRITICAL (any case)."
+    )
+    max_requests_per_second: int = Field(
+        50, ge=1, le=50, description="Outgoing API messages per second; TWS allows at most 50."
+    )
+    connection_timeout: float = _positive(30.0, "Seconds allowed for one connect handshake.")
+    market_data_timeout: float = _positive(
+        10.0, "Seconds to wait for the first answer to a market data or contract request."
+    )
+    heartbeat_interval: float = _positive(
+        10.0, "Seconds between heartbeat requests (reqCurrentTime) on an idle link."
+    )
+    heartbeat_timeout: float = _positive(
+        5.0, "Seconds a heartbeat may go unanswered before the link counts as dead."
+    )
+    resync_timeout: float = _positive(
+        10.0, "Seconds allowed for the resync of orders, positions and subscriptions."
+    )
+    degraded_timeout: float = _positive(
+        60.0, "Seconds to wait for 1101/1102 after code 1100 before reconnecting."
+    )
+    account: str = Field(
+        "", description='Account code to trade; "" means the only or first managed account.'
+    )
+    readonly: bool = Field(False, description="Connect read-only: no orders can be placed.")
+
+    if not TYPE_CHECKING:
+        # Hidden from mypy so that the pydantic plugin keeps its typed signature.
+        def __init__(self, **values: Any) -> None:
+            _construct(self, values)
+
+    @field_validator("market_data_type", "log_level", mode="before")
+    @classmethod
+    def _upper_case(cls, value: object, info: ValidationInfo) -> object:
+        # Only a recognised name is normalised, so an error still shows the input as given.
+        if isinstance(value, str):
+            upper = value.strip().upper()
+            allowed = set(MarketDataType) if info.field_name == "market_data_type" else _LOG_LEVELS
+            if upper in allowed:
+                return upper
+        return value
+
+    @field_validator("reconnect_max_interval")
+    @classmethod
+    def _cap_not_below_base(cls, value: float, info: ValidationInfo) -> float:
+        base = info.data.get("reconnect_interval")
+        if base is not None and value < base:
+            raise PydanticCustomError(
+                "below_reconnect_interval",
+                "must be >= reconnect_interval ({base})",
+                {"base": base, "allowed": f"a number >= reconnect_interval ({base})"},
+            )
+        return value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _as_config_error(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            raise config_error_from_validation(exc, cls, origin=_origin_of) from None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keywords, then ``IBCONN_*`` variables, then the YAML file of :meth:`from_yaml`."""
+        return (
+            init_settings,
+            _StrictEnvSource(settings_cls),
+            _YamlSectionSource(settings_cls, _yaml_path.get()),
+        )
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str], **overrides: Any) -> Self:
+        """Load the ``ib_connector:`` section of ``path``.
+
+        ``overrides`` beat ``IBCONN_*`` variables, which beat the file.
+        """
+        token = _yaml_path.set(Path(path))
+        try:
+            return cls(**overrides)
+        finally:
+            _yaml_path.reset(token)
+
+    def replace(self, **changes: Any) -> Self:
+        """Return a validated copy with ``changes`` applied."""
+        return type(self)(**{**self.model_dump(), **changes})
+
+    @property
+    def market_data_type_code(self) -> int:
+        """TWS's number for ``market_data_type`` (1 REALTIME .. 4 DELAYED_FROZEN)."""
+        return self.market_data_type.code
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise ConfigError(
+            f"settings are immutable: cannot set {name} = {value!r}; "
+            f"use settings.replace({name}=...) for a changed copy",
+            key=name,
+            value=value,
+            allowed="no change after creation",
+        )
+
+    def __delattr__(self, name: str) -> None:
+        raise ConfigError(
+            f"settings are immutable: cannot delete {name}", key=name, allowed="no change"
+        )
+
+
+def _construct(settings: ConnectorSettings, values: dict[str, Any]) -> None:
+    token = _build.set(_Build(frozenset(values), _yaml_path.get()))
+    try:
+        BaseSettings.__init__(settings, **values)
+    finally:
+        _build.reset(token)

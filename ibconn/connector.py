@@ -1,0 +1,189 @@
+"""``IBConnector``: the one object an application holds."""
+
+from __future__ import annotations
+
+from os import PathLike
+from types import TracebackType
+from typing import Any
+
+from ib_async import IB
+
+from ibconn.alerts import Alert, AlertBus
+from ibconn.config import ConnectorSettings
+from ibconn.contracts import ContractLike, ContractResolver, ResolvedContract
+from ibconn.errors import ConfigError
+from ibconn.session import ConnectionEvent, ConnectionState, Service, Session
+from ibconn.streams import Subscription
+from ibconn.supervisor import Supervisor
+
+__all__ = ["IBConnector"]
+
+
+class IBConnector:
+    """An asyncio connection to TWS / IB Gateway that stays up by itself.
+
+    Create it with keyword settings (``IBConnector(port=4002, client_id=7)``),
+    with a :class:`ConnectorSettings` (``IBConnector(settings=...)``) or from a
+    YAML file (``IBConnector.from_config("ibconn.yaml")``), then
+    ``await connector.connect()`` or use ``async with``. A supervisor task
+    reconnects with backoff when the link drops and resyncs every service
+    before the state says connected again.
+
+    The connector never runs an event loop of its own: it only awaits, so it
+    works the same in an asyncio application and in Jupyter cells.
+    """
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        client_id: int | None = None,
+        *,
+        settings: ConnectorSettings | None = None,
+        **other_settings: Any,
+    ) -> None:
+        given: dict[str, Any] = {
+            key: value
+            for key, value in {"host": host, "port": port, "client_id": client_id}.items()
+            if value is not None
+        }
+        given.update(other_settings)
+        if settings is not None and given:
+            raise ConfigError(
+                f"pass either settings=ConnectorSettings(...) or keyword settings, not both "
+                f"(got settings and {sorted(given)})",
+                key=sorted(given)[0],
+                value=given[sorted(given)[0]],
+                allowed="settings=... alone, or keyword settings alone",
+            )
+        self._settings = settings if settings is not None else ConnectorSettings(**given)
+        self._alerts = AlertBus()
+        self._supervisor = Supervisor(self._settings, self._alerts)
+        self._contracts = ContractResolver(
+            lambda: self._supervisor.ib, timeout=self._settings.market_data_timeout
+        )
+
+    @classmethod
+    def from_config(cls, path: str | PathLike[str], **overrides: Any) -> IBConnector:
+        """Build a connector from a YAML file's ``ib_connector:`` section.
+
+        Keyword ``overrides`` and ``IBCONN_*`` environment variables take
+        precedence over the file.
+        """
+        return cls(settings=ConnectorSettings.from_yaml(path, **overrides))
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Connect and start the supervisor.
+
+        Retries with exponential backoff up to ``reconnect_attempts`` times and
+        returns once the session is up and every service has resynced.
+        Raises :class:`~ibconn.errors.ConnectError` when every attempt failed.
+        """
+        await self._supervisor.start()
+
+    async def disconnect(self) -> None:
+        """Stop the supervisor and close the socket.
+
+        Returns only once the socket is really closed, so connecting again at
+        once with the same client id does not hit error 326.
+        """
+        await self._supervisor.stop()
+
+    async def __aenter__(self) -> IBConnector:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.disconnect()
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        """Wait until the state is ``CONNECTED`` (see :meth:`Supervisor.wait_connected`)."""
+        await self._supervisor.wait_connected(timeout)
+
+    # -- state -------------------------------------------------------------------
+
+    @property
+    def settings(self) -> ConnectorSettings:
+        """The settings this connector runs with (immutable)."""
+        return self._settings
+
+    @property
+    def state(self) -> ConnectionState:
+        """The current :class:`ConnectionState`."""
+        return self._supervisor.state
+
+    @property
+    def is_connected(self) -> bool:
+        """``True`` while the state is ``CONNECTED``."""
+        return self._supervisor.state is ConnectionState.CONNECTED
+
+    @property
+    def session(self) -> Session | None:
+        """The current session (generation, accounts, server version), if any."""
+        return self._supervisor.session
+
+    @property
+    def accounts(self) -> tuple[str, ...]:
+        """The managed accounts of the current session (empty while disconnected)."""
+        session = self._supervisor.session
+        return session.accounts if session is not None else ()
+
+    @property
+    def ib(self) -> IB:
+        """The underlying ``ib_async.IB`` (an escape hatch).
+
+        It is the same object for the connector's lifetime, but its state is
+        cleared on every disconnect; requests made through it directly are
+        neither paced, resubscribed nor resynced by ibconn.
+        """
+        return self._supervisor.ib
+
+    @property
+    def supervisor(self) -> Supervisor:
+        """The supervisor (statistics such as ``handler_errors``, ``connect_attempts``)."""
+        return self._supervisor
+
+    def connection_events(self, capacity: int | None = None) -> Subscription[ConnectionEvent]:
+        """An async iterator of state changes from now on, each with reason and code.
+
+        It never drops an event: a reader more than ``capacity`` events behind
+        gets :class:`~ibconn.errors.StreamOverflowError`.
+        """
+        return self._supervisor.events(capacity)
+
+    def alerts(self, capacity: int | None = None) -> Subscription[Alert]:
+        """An async iterator of typed alerts from every service, from now on."""
+        return self._alerts.subscribe(capacity)
+
+    @property
+    def alert_bus(self) -> AlertBus:
+        """Where services publish alerts."""
+        return self._alerts
+
+    def add_service(self, service: Service) -> None:
+        """Register a service whose hooks follow every session change."""
+        self._supervisor.add_service(service)
+
+    # -- contracts -----------------------------------------------------------------
+
+    @property
+    def contracts(self) -> ContractResolver:
+        """The contract resolver and its cache."""
+        return self._contracts
+
+    async def resolve(self, instrument: ContractLike) -> ResolvedContract:
+        """Qualify a symbol or contract once and return it with its details."""
+        return await self._contracts.resolve(instrument)
+
+    def __repr__(self) -> str:
+        return (
+            f"<IBConnector {self._supervisor.host}:{self._supervisor.port} "
+            f"client_id={self._settings.client_id} state={self.state.value}>"
+        )

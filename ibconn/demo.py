@@ -1,0 +1,126 @@
+"""``python -m ibconn demo``: the main job, end to end.
+
+Starts a simulated gateway in-process (unless ``--port`` points at a running
+gateway or TWS), connects an :class:`~ibconn.IBConnector`, shows the session,
+resolves a few contracts, rides through a gateway restart when the gateway is
+its own, then disconnects and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any, TextIO
+
+from ib_async import Forex, Future
+
+from ibconn.connector import IBConnector
+from ibconn.contracts import ContractLike
+from ibconn.errors import IBConnError
+from ibconn.session import ConnectionState
+from ibconn.sim import SimulatedGateway
+
+__all__ = ["add_demo_parser", "run_demo"]
+
+
+def add_demo_parser(subparsers: Any) -> None:
+    """Add the ``demo`` subcommand to ``python -m ibconn``."""
+    parser = subparsers.add_parser(
+        "demo",
+        help="connect to a simulated gateway (or a real one) and show what ibconn does",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="gateway host (default 127.0.0.1)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="port of a running TWS / IB Gateway; without it a simulated gateway is started",
+    )
+    parser.add_argument("--client-id", type=int, default=1, help="API client id (default 1)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the simulated prices")
+    parser.set_defaults(handler=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Run the demo; returns the process exit status."""
+    try:
+        return asyncio.run(_demo(args, sys.stdout))
+    except IBConnError as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
+        return 1
+
+
+@contextlib.asynccontextmanager
+async def _gateway(args: argparse.Namespace, out: TextIO) -> AsyncIterator[Any]:
+    if args.port is not None:
+        print(f"using the gateway at {args.host}:{args.port}", file=out)
+        yield None
+        return
+    async with SimulatedGateway(host=args.host, port=0, seed=args.seed) as gw:
+        print(f"started a simulated gateway on {gw.host}:{gw.port}", file=out)
+        yield gw
+
+
+async def _demo(args: argparse.Namespace, out: TextIO) -> int:
+    async with _gateway(args, out) as gw:
+        port = args.port if gw is None else gw.port
+        connector = IBConnector(
+            host=args.host,
+            port=port,
+            client_id=args.client_id,
+            reconnect_attempts=0 if gw is not None else 5,
+            reconnect_interval=0.2,
+            reconnect_max_interval=2.0,
+            connection_timeout=10,
+        )
+        events = connector.connection_events()
+        started = time.perf_counter()
+        async with connector:
+            elapsed = (time.perf_counter() - started) * 1000
+            session = connector.session
+            assert session is not None
+            print(f"connected in {elapsed:.1f} ms: {connector!r}", file=out)
+            print(
+                f"  server version {session.server_version}, "
+                f"accounts {', '.join(connector.accounts)}",
+                file=out,
+            )
+            instruments: list[ContractLike] = ["AAPL", Forex("EURUSD")]
+            if gw is not None:
+                instruments.append(
+                    Future("ES", exchange="CME", lastTradeDateOrContractMonth="202612")
+                )
+            for instrument in instruments:
+                resolved = await connector.resolve(instrument)
+                print(
+                    f"  {resolved.display_name:<8} conId {resolved.con_id:<10} "
+                    f"{resolved.sec_type:<4} {resolved.exchange:<9} min tick {resolved.min_tick:g} "
+                    f"multiplier {resolved.multiplier:g}  {resolved.long_name}",
+                    file=out,
+                )
+            if gw is not None:
+                print("restarting the simulated gateway under the connector...", file=out)
+                async with connector.connection_events() as watch:
+                    await gw.restart(downtime=0.3)
+                    async for change in watch:
+                        if change.state is ConnectionState.RECONNECTING:
+                            break
+                await connector.wait_connected(30)
+                session = connector.session
+                assert session is not None
+                print(f"  back: {connector!r}, session {session.generation}", file=out)
+        print("connection events:", file=out)
+        while (event := events.get_nowait()) is not None:
+            code = f" [{event.code}]" if event.code is not None else ""
+            print(
+                f"  {event.previous.value:>12} -> {event.state.value:<12}{code} {event.reason}",
+                file=out,
+            )
+        print(f"done: {connector!r}", file=out)
+    return 0

@@ -1,0 +1,974 @@
+"""The simulated TWS / IB Gateway: the TCP server, client sessions, dispatch and fault controls.
+
+:class:`SimulatedGateway` accepts API connections, performs the real
+handshake (``API\\0``, version range, startApi), enforces what TWS enforces
+(message rate, one session per client id, well-formed requests) and routes
+each request to a handler. Handlers live in three places: this module
+(contract details, market rules, ids, time, accounts), ``market_data.py``
+(quotes, ticks, bars, history) and ``broker_handlers.py`` (orders, positions,
+account: the boundary with the broker).
+
+Fault controls for tests: :meth:`~SimulatedGateway.drop_connections`,
+:meth:`~SimulatedGateway.restart`, :meth:`~SimulatedGateway.stall` /
+:meth:`~SimulatedGateway.unstall`, :meth:`~SimulatedGateway.send_error`,
+:meth:`~SimulatedGateway.pause_market` / :meth:`~SimulatedGateway.resume_market`,
+:meth:`~SimulatedGateway.set_price` and :meth:`~SimulatedGateway.fail_next`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import socket
+import struct
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from ibconn.logs import get_logger
+from ibconn.sim.clock import SimClock
+from ibconn.sim.config import SimConfig
+from ibconn.sim.instruments import Instrument, InstrumentBook, market_rules
+from ibconn.sim.market_data import MarketDataService
+from ibconn.sim.prices import BlastResult, Market, Quote
+from ibconn.sim.protocol import (
+    API_PREFIX,
+    KNOWN_REQUEST_IDS,
+    SERVER_VERSION,
+    TWS_ERROR_TEXTS,
+    ContractSpec,
+    FieldReader,
+    FrameError,
+    FrameReader,
+    Handler,
+    In,
+    Out,
+    ProtocolError,
+    RequestParseError,
+    decode_fields,
+    encode_message,
+    parse_version_range,
+    req_id_of,
+)
+
+__all__ = [
+    "ClientInfo",
+    "ClientSession",
+    "Handler",
+    "ReceivedHook",
+    "ReceivedMessage",
+    "SimulatedGateway",
+    "contract_details_fields",
+    "error_text",
+]
+
+_log = get_logger("sim")
+_T = TypeVar("_T")
+_LEN = struct.Struct(">I")
+_MAX_HANDSHAKE = 4096
+
+
+def error_text(code: int, **values: object) -> str:
+    """TWS's standard text for ``code`` (placeholders filled from ``values``)."""
+    text = TWS_ERROR_TEXTS.get(code, f"Error {code}")
+    if values:
+        with contextlib.suppress(KeyError, IndexError):
+            text = text.format(**values)
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """One decoded client message and when it arrived (``loop.time()``)."""
+
+    time: float
+    fields: tuple[str, ...]
+
+    @property
+    def msg_id(self) -> int | None:
+        """The message id, or ``None`` when it is not a number."""
+        try:
+            return int(self.fields[0])
+        except (ValueError, IndexError):
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """A snapshot of one connected API client (see :attr:`SimulatedGateway.clients`)."""
+
+    client_id: int
+    peer: tuple[str, int]
+    connected_at: float
+    """Wall-clock epoch seconds of the TCP connect."""
+    server_version: int
+    messages_received: int
+    messages_sent: int
+    errors_sent: int
+    stalled: bool
+    market_data_dropped: int
+    """Paced market data messages dropped because the client did not keep up."""
+
+
+ReceivedHook = Callable[["ClientSession", list[str]], None]
+
+
+class ClientSession:
+    """One client connection: its identity, counters, logs and the way to write to it."""
+
+    def __init__(
+        self,
+        gateway: SimulatedGateway,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.gateway = gateway
+        self._reader = reader
+        self._writer = writer
+        self.transport = writer.transport
+        peer = writer.get_extra_info("peername")
+        self.peer: tuple[str, int] = (
+            (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else ("?", 0)
+        )
+        self.client_id: int | None = None
+        self.server_version = 0
+        self.optional_capabilities = ""
+        self.connected = True
+        self.api_started = False
+        self.connected_at = time.time()
+        self.market_data_type = 1
+        """What reqMarketDataType last asked for: 1 live, 2 frozen, 3 delayed, 4 delayed-frozen."""
+        self.market_data_suspended = False
+        """True between a sent 1100/2103 and the 1101/1102/2104 that ends it."""
+        self.stalled = False
+        self._unstalled = asyncio.Event()
+        self._unstalled.set()
+        self.closing = False
+        self.done = asyncio.Event()
+        self.messages_received = 0
+        self.messages_sent = 0
+        self.errors_sent = 0
+        self.dropped_while_stalled = 0
+        self.market_data_dropped = 0
+        self.rate_violations = 0
+        self._rate_violating = False
+        self._rate_window: deque[float] = deque()
+        size = gateway.config.message_log_size
+        self.received: deque[ReceivedMessage] = deque(maxlen=size)
+        """The last ``message_log_size`` decoded messages (after the handshake)."""
+        self.receive_times: deque[float] = deque(maxlen=size)
+        """``loop.time()`` of every message after the handshake (bounded likewise)."""
+        self.received_hooks: list[ReceivedHook] = []
+        """Called with ``(session, fields)`` for every decoded message."""
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def __repr__(self) -> str:
+        state = "stalled" if self.stalled else ("connected" if self.connected else "closed")
+        return f"<ClientSession clientId={self.client_id} peer={self.peer[0]}:{self.peer[1]} {state}>"
+
+    # ----------------------------------------------------------------- writing
+
+    @property
+    def writable(self) -> bool:
+        """True when messages sent now would reach the socket."""
+        return self.connected and not self.stalled and not self.transport.is_closing()
+
+    @property
+    def write_buffer_size(self) -> int:
+        """Bytes written but not yet accepted by the kernel."""
+        try:
+            return self.transport.get_write_buffer_size()
+        except (AttributeError, RuntimeError):
+            return 0
+
+    def send(self, *fields: object) -> bool:
+        """Encode ``fields`` as one message and write it (safe from sync code).
+
+        Returns False when nothing was written (closed, or stalled: while
+        stalled, outgoing messages are discarded and counted).
+        """
+        return self.send_raw(encode_message(*fields))
+
+    def send_raw(self, data: bytes, count: int = 1) -> bool:
+        """Write already framed bytes holding ``count`` messages."""
+        if not self.connected or self.transport.is_closing():
+            return False
+        if self.stalled:
+            self.dropped_while_stalled += count
+            return False
+        self.transport.write(data)
+        self.messages_sent += count
+        return True
+
+    def send_error(self, req_id: int, code: int, text: str, advanced_reject: str = "") -> bool:
+        """Send an error/notice message (4): ``4|2|reqId|code|text|advancedOrderRejectJson``."""
+        sent = self.send(Out.ERR_MSG, 2, req_id, code, text, advanced_reject)
+        if sent:
+            self.errors_sent += 1
+        return sent
+
+    async def drain(self) -> None:
+        """Wait until the socket has taken what was written (returns at once when stalled
+        or closed)."""
+        if not self.writable:
+            return
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self._writer.drain()
+
+    # ----------------------------------------------------------------- state
+
+    def stall(self) -> None:
+        """Stop reading and writing without closing (a half-open link)."""
+        self.stalled = True
+        self._unstalled.clear()
+
+    def unstall(self) -> None:
+        """Resume reading (held requests are then processed) and writing."""
+        self.stalled = False
+        self._unstalled.set()
+
+    async def wait_unstalled(self) -> None:
+        """Return when the session is not stalled."""
+        await self._unstalled.wait()
+
+    def close(self) -> None:
+        """Close gracefully: what was written is flushed first."""
+        self.closing = True
+        self.transport.close()
+
+    def abort(self) -> None:
+        """Close abruptly, discarding unsent data."""
+        self.closing = True
+        self.transport.abort()
+
+    def info(self) -> ClientInfo:
+        """A snapshot of this session for :attr:`SimulatedGateway.clients`."""
+        return ClientInfo(
+            client_id=self.client_id if self.client_id is not None else -1,
+            peer=self.peer,
+            connected_at=self.connected_at,
+            server_version=self.server_version,
+            messages_received=self.messages_received,
+            messages_sent=self.messages_sent,
+            errors_sent=self.errors_sent,
+            stalled=self.stalled,
+            market_data_dropped=self.market_data_dropped,
+        )
+
+    def _record(self, now: float, fields: list[str]) -> None:
+        self.received.append(ReceivedMessage(now, tuple(fields)))
+        for hook in (*self.gateway.received_hooks, *self.received_hooks):
+            try:
+                hook(self, fields)
+            except Exception:
+                _log.exception("received hook {} failed", hook)
+
+    def spawn(self, coro: Coroutine[Any, Any, _T], name: str | None = None) -> asyncio.Task[_T]:
+        """Run ``coro`` as a task that is cancelled when this session ends."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+
+class SimulatedGateway:
+    """A TWS / IB Gateway simulator speaking the real socket protocol (server version 178).
+
+    ``async with SimulatedGateway(port=0) as gw:`` starts it on a free port
+    (``gw.port``); ``seed`` overrides ``config.seed`` when given.
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        seed: int | None = None,
+        config: SimConfig | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        cfg = config if config is not None else SimConfig()
+        if seed is not None and seed != cfg.seed:
+            cfg = cfg.model_copy(update={"seed": seed})
+        self.config = cfg
+        self.host = host
+        self.port = port
+        self._requested_port = port
+        start = cfg.start_time.timestamp() if cfg.start_time is not None else None
+        self.clock = SimClock(cfg.clock_speed, start)
+        self.timezone = ZoneInfo(cfg.timezone)
+        self.book = InstrumentBook(cfg.instruments)
+        self.market = Market(cfg, self.clock, book=self.book)
+        self.market_rules = market_rules(self.book)
+        self.market_data = MarketDataService(self)
+        self.market.flow = self.market_data
+        self.next_order_id = cfg.next_valid_id
+        """The next valid order id (message 9); the broker raises it as orders arrive."""
+        self.received_hooks: list[ReceivedHook] = []
+        """Called with ``(session, fields)`` for every decoded message of every client."""
+        self._sessions: set[ClientSession] = set()
+        self._by_client_id: dict[int, ClientSession] = {}
+        self._last_session: dict[int, ClientSession] = {}
+        self._fail_next: dict[int, deque[tuple[int, str | None]]] = {}
+        self._server: asyncio.Server | None = None
+        self._conn_tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._running = False
+        self._dispatch: dict[int, Handler] = self._build_dispatch()
+        self.broker: Any = self._create_broker()
+        """The broker (orders, positions, account); survives :meth:`restart`."""
+
+    def _create_broker(self) -> Any:
+        """Create the broker state object (part 2 returns its ``Broker`` here)."""
+        return None
+
+    def __repr__(self) -> str:
+        state = "running" if self._running else "stopped"
+        return f"<SimulatedGateway {self.host}:{self.port} {state} clients={len(self._by_client_id)}>"
+
+    # ----------------------------------------------------------------- dispatch
+
+    def _build_dispatch(self) -> dict[int, Handler]:
+        from ibconn.sim.broker_handlers import broker_handlers
+
+        table: dict[int, Handler] = {
+            In.REQ_IDS: _req_ids,
+            In.REQ_CONTRACT_DETAILS: _req_contract_details,
+            In.REQ_CURRENT_TIME: _req_current_time,
+            In.REQ_MANAGED_ACCTS: _req_managed_accounts,
+            In.REQ_MARKET_RULE: _req_market_rule,
+            In.SET_SERVER_LOGLEVEL: _ignore,
+        }
+        table.update(self.market_data.handlers())
+        table.update(broker_handlers())
+        return table
+
+    def register_handler(self, msg_id: int, handler: Handler) -> None:
+        """Route incoming message ``msg_id`` to ``handler`` (replacing any other)."""
+        self._dispatch[int(msg_id)] = handler
+
+    def handler_for(self, msg_id: int) -> Handler | None:
+        """The handler that serves ``msg_id``, if any."""
+        return self._dispatch.get(int(msg_id))
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def __aenter__(self) -> SimulatedGateway:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def running(self) -> bool:
+        """True while the gateway is started (even during a restart's downtime)."""
+        return self._running
+
+    @property
+    def listening(self) -> bool:
+        """True while the listening socket is open."""
+        return self._server is not None
+
+    async def start(self) -> None:
+        """Start the price process and listen (``port`` 0 picks a free port, see ``port``)."""
+        if self._running:
+            return
+        await self.market.start()
+        try:
+            await self._listen(self._requested_port)
+        except BaseException:
+            await self.market.stop()
+            raise
+        self._running = True
+        broker_start = getattr(self.broker, "start", None)
+        if broker_start is not None:
+            result = broker_start()
+            if inspect.isawaitable(result):
+                await result
+        _log.info("simulated gateway listening on {}:{}", self.host, self.port)
+
+    async def stop(self) -> None:
+        """Stop listening, close every connection and wait for every task to end."""
+        if not self._running and self._server is None:
+            return
+        self._running = False
+        await self._stop_listening()
+        await self._drop(None, graceful=False)
+        tasks = list(self._conn_tasks) + list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        broker_stop = getattr(self.broker, "stop", None)
+        if broker_stop is not None:
+            result = broker_stop()
+            if inspect.isawaitable(result):
+                await result
+        await self.market_data.stop()
+        await self.market.stop()
+        _log.info("simulated gateway on {}:{} stopped", self.host, self.port)
+
+    async def _listen(self, port: int) -> None:
+        self._server = await asyncio.start_server(
+            self._on_connect, self.host, port, reuse_address=True
+        )
+        sockname = self._server.sockets[0].getsockname()
+        self.port = int(sockname[1])
+
+    async def _stop_listening(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+
+    def spawn(self, coro: Coroutine[Any, Any, _T], name: str | None = None) -> asyncio.Task[_T]:
+        """Run ``coro`` as a task the gateway cancels and awaits on :meth:`stop`."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ----------------------------------------------------------------- fault controls
+
+    async def drop_connections(self, client_id: int | None = None) -> None:
+        """Close one client's socket (or every socket) abruptly, and wait until it is gone."""
+        await self._drop(client_id, graceful=False)
+
+    async def _drop(self, client_id: int | None, *, graceful: bool) -> None:
+        targets = [
+            s for s in list(self._sessions) if client_id is None or s.client_id == client_id
+        ]
+        for session in targets:
+            if graceful:
+                session.close()
+            else:
+                session.abort()
+        for session in targets:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(session.done.wait(), 2.0)
+
+    async def restart(self, downtime: float = 0.5, new_port: int | None = None) -> None:
+        """Stop listening and drop every client, wait ``downtime`` seconds, listen again.
+
+        With ``new_port`` (0 = any free port) the gateway comes back on that port
+        and first tells the connected clients with error 1300. Broker state
+        (``broker``) and the next valid order id survive; market data
+        subscriptions, being per connection, do not.
+        """
+        port = self.port
+        graceful = False
+        if new_port is not None:
+            port = new_port or _free_port(self.host)
+            text = error_text(1300, port=port)
+            for session in list(self._sessions):
+                if session.api_started:
+                    session.send_error(-1, 1300, text)
+            graceful = True
+        await self._stop_listening()
+        await self._drop(None, graceful=graceful)
+        await asyncio.sleep(max(0.0, downtime))
+        if self._running:
+            await self._listen(port)
+            _log.info("simulated gateway restarted on {}:{}", self.host, self.port)
+
+    def stall(self, client_id: int | None = None) -> None:
+        """Stop reading from and writing to one client (or all) without closing.
+
+        Requests the client sends meanwhile stay queued and are answered after
+        :meth:`unstall` (as TCP would deliver them); everything the gateway would
+        have sent meanwhile (answers, ticks) is discarded.
+        """
+        for session in self._select(client_id):
+            session.stall()
+
+    def unstall(self, client_id: int | None = None) -> None:
+        """End :meth:`stall` for one client (or all)."""
+        for session in self._select(client_id):
+            session.unstall()
+
+    def send_error(
+        self,
+        code: int,
+        text: str | None = None,
+        req_id: int = -1,
+        client_id: int | None = None,
+    ) -> None:
+        """Send error/notice ``code`` to one client (or all), with TWS's text by default.
+
+        Side effects as in TWS: 1100 and 2103 suspend market data to the client;
+        1101 ends that and forgets its market data subscriptions (data lost);
+        1102 and 2104 resume them (data maintained).
+        """
+        message = text if text is not None else error_text(code, port=self.port)
+        for session in self._select(client_id):
+            session.send_error(req_id, code, message)
+            if code in (1100, 2103):
+                session.market_data_suspended = True
+            elif code == 1101:
+                session.market_data_suspended = False
+                self.market_data.forget(session)
+            elif code in (1102, 2104):
+                session.market_data_suspended = False
+
+    def pause_market(self) -> None:
+        """Freeze automatic price updates (quotes keep their values)."""
+        self.market.pause()
+
+    def resume_market(self) -> None:
+        """Restart automatic price updates."""
+        self.market.resume()
+
+    def set_price(self, symbol: str | int, price: float) -> Quote:
+        """Move an instrument to ``price`` now; subscribers see the update."""
+        return self.market.set_price(symbol, price)
+
+    def fail_next(self, msg_id: int, code: int, text: str | None = None) -> None:
+        """Answer the next request with message id ``msg_id`` with error ``code`` instead
+        of processing it (reqId taken from the request). Calls queue up."""
+        self._fail_next.setdefault(int(msg_id), deque()).append((code, text))
+
+    async def blast(self, symbol: str | int, count: int, *, batch: int = 256) -> BlastResult:
+        """Stream exactly ``count`` sequence-numbered updates of one instrument to its
+        subscribers as fast as they take them (see :meth:`Market.blast`)."""
+        return await self.market.blast(symbol, count, batch=batch)
+
+    @property
+    def clients(self) -> dict[int, ClientInfo]:
+        """Connected API clients by client id."""
+        return {cid: s.info() for cid, s in sorted(self._by_client_id.items())}
+
+    def session(self, client_id: int) -> ClientSession | None:
+        """The live session of ``client_id``, if connected."""
+        return self._by_client_id.get(client_id)
+
+    @property
+    def sessions(self) -> list[ClientSession]:
+        """Every open connection, including those still in the handshake."""
+        return list(self._sessions)
+
+    def received_times(self, client_id: int) -> list[float]:
+        """``loop.time()`` of every message the client sent after the handshake
+        (its current or, when disconnected, its last session; ``[]`` if unknown)."""
+        session = self._by_client_id.get(client_id) or self._last_session.get(client_id)
+        return list(session.receive_times) if session is not None else []
+
+    def received_messages(self, client_id: int) -> list[ReceivedMessage]:
+        """The decoded messages of the client's current or last session."""
+        session = self._by_client_id.get(client_id) or self._last_session.get(client_id)
+        return list(session.received) if session is not None else []
+
+    def _select(self, client_id: int | None) -> list[ClientSession]:
+        if client_id is None:
+            return [s for s in self._sessions if s.api_started]
+        session = self._by_client_id.get(client_id)
+        return [session] if session is not None else []
+
+    # ----------------------------------------------------------------- connections
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._conn_tasks.add(task)
+        session = ClientSession(self, reader, writer)
+        self._sessions.add(session)
+        try:
+            await self._serve(session, reader)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            _log.exception("session {} failed", session)
+        finally:
+            # Never end cancelled: asyncio's start_server callback (3.11) would log it.
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cleanup(session)
+            if task is not None:
+                self._conn_tasks.discard(task)
+
+    async def _serve(self, session: ClientSession, reader: asyncio.StreamReader) -> None:
+        cfg = self.config
+        try:
+            await asyncio.wait_for(self._handshake(session, reader), cfg.handshake_timeout)
+        except (TimeoutError, asyncio.IncompleteReadError, ProtocolError, ConnectionError) as exc:
+            _log.info("handshake with {}:{} failed: {}", *session.peer, exc or type(exc).__name__)
+            return
+        deadline = asyncio.get_running_loop().time() + cfg.handshake_timeout
+        frames = FrameReader(cfg.max_message_size)
+        while not session.closing:
+            if not session.api_started:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    _log.info("{}:{} sent no startApi in time; closing", *session.peer)
+                    return
+                try:
+                    data = await asyncio.wait_for(reader.read(65536), remaining)
+                except TimeoutError:
+                    continue
+            else:
+                data = await reader.read(65536)
+            if not data:
+                return
+            if session.stalled:
+                await session.wait_unstalled()
+            try:
+                payloads = frames.feed(data)
+            except FrameError as exc:
+                _log.info("client {} broke framing: {}", session.client_id, exc)
+                session.send_error(-1, 320, f"Error reading request.{exc}")
+                session.close()
+                return
+            for payload in payloads:
+                await self._handle(session, payload)
+                if session.closing:
+                    return
+            if session.write_buffer_size > cfg.write_buffer_high_water:
+                await session.drain()
+
+    async def _handshake(self, session: ClientSession, reader: asyncio.StreamReader) -> None:
+        prefix = await reader.readexactly(4)
+        if prefix != API_PREFIX:
+            raise ProtocolError(f"expected API\\0, got {prefix!r}")
+        (size,) = _LEN.unpack(await reader.readexactly(4))
+        if size == 0 or size > _MAX_HANDSHAKE:
+            raise ProtocolError(f"bad version message length {size}")
+        payload = await reader.readexactly(size)
+        text = payload.decode("ascii", errors="replace").strip("\0")
+        low, high, options = parse_version_range(text)
+        chosen = min(SERVER_VERSION, high)
+        if chosen < low:
+            raise ProtocolError(f"client wants versions {low}..{high}; we speak {SERVER_VERSION}")
+        if chosen < SERVER_VERSION:
+            _log.warning(
+                "client {}:{} supports at most version {}; the simulator only sends "
+                "version-{} layouts",
+                *session.peer,
+                chosen,
+                SERVER_VERSION,
+            )
+        session.server_version = chosen
+        session.optional_capabilities = options
+        now = datetime.fromtimestamp(self.clock.time(), self.timezone)
+        session.send(chosen, f"{now:%Y%m%d %H:%M:%S} {self.config.timezone}")
+
+    async def _handle(self, session: ClientSession, payload: bytes) -> None:
+        now = asyncio.get_running_loop().time()
+        session.messages_received += 1
+        session.receive_times.append(now)
+        if self._over_rate(session, now):
+            return
+        try:
+            fields = decode_fields(payload)
+        except RequestParseError as exc:
+            self._reject_unreadable(session, None, exc)
+            return
+        session._record(now, fields)
+        try:
+            msg_id = int(fields[0])
+        except ValueError:
+            self._reject_unreadable(session, None, RequestParseError(f"bad id {fields[0]!r}"))
+            return
+        if not session.api_started:
+            if msg_id == In.START_API:
+                self._start_api(session, fields)
+            else:
+                _log.warning("client at {}:{} sent {} before startApi; ignored", *session.peer, msg_id)
+            return
+        if msg_id == In.START_API:
+            _log.warning("client {} sent startApi twice; ignored", session.client_id)
+            return
+        queued = self._fail_next.get(msg_id)
+        if queued:
+            code, text = queued.popleft()
+            session.send_error(req_id_of(fields), code, text or error_text(code, port=self.port))
+            return
+        handler = self._dispatch.get(msg_id)
+        if handler is None:
+            if msg_id in KNOWN_REQUEST_IDS:
+                name = In(msg_id).name
+                session.send_error(
+                    req_id_of(fields),
+                    321,
+                    validation_text(msg_id, f"{name} is not supported by the simulated gateway"),
+                )
+            else:
+                self._reject_unreadable(
+                    session, msg_id, RequestParseError(f"unknown message id {msg_id}")
+                )
+            return
+        try:
+            result = handler(self, session, fields)
+            if inspect.isawaitable(result):
+                await result
+        except RequestParseError as exc:
+            self._reject_unreadable(session, msg_id, exc)
+        except Exception as exc:
+            _log.exception("handler for message {} of client {} failed", msg_id, session.client_id)
+            session.send_error(
+                req_id_of(fields),
+                322,
+                f"Error processing request.-'{msg_id}' : cause - {type(exc).__name__}: {exc}",
+            )
+
+    def _reject_unreadable(
+        self, session: ClientSession, msg_id: int | None, exc: RequestParseError
+    ) -> None:
+        """TWS answers a request it cannot parse with error 320 and drops the connection."""
+        what = f"Message type {msg_id}.  " if msg_id is not None else ""
+        _log.info("client {} sent an unreadable request: {}", session.client_id, exc)
+        session.send_error(-1, 320, f"Error reading request:{what}Unable to parse data. {exc}")
+        session.close()
+
+    def _over_rate(self, session: ClientSession, now: float) -> bool:
+        cfg = self.config
+        window = session._rate_window
+        window.append(now)
+        cutoff = now - 1.0
+        while window and window[0] <= cutoff:
+            window.popleft()
+        count = len(window)
+        if cfg.flood_disconnect_rate is not None and count > cfg.flood_disconnect_rate:
+            session.rate_violations += 1
+            session.send_error(
+                -1,
+                100,
+                f"Max rate of messages per second has been exceeded:max={cfg.rate_limit} "
+                f"rec={count} ({session.rate_violations})",
+            )
+            _log.warning(
+                "client {} flooded {} messages in one second; disconnecting",
+                session.client_id,
+                count,
+            )
+            session.close()
+            return True
+        if count > cfg.rate_limit:
+            if not session._rate_violating:
+                session._rate_violating = True
+                session.rate_violations += 1
+                session.send_error(
+                    -1,
+                    100,
+                    f"Max rate of messages per second has been exceeded:max={cfg.rate_limit} "
+                    f"rec={count} ({session.rate_violations})",
+                )
+                if (
+                    cfg.max_rate_violations is not None
+                    and session.rate_violations >= cfg.max_rate_violations
+                ):
+                    _log.warning(
+                        "client {} exceeded the message rate {} times; disconnecting",
+                        session.client_id,
+                        session.rate_violations,
+                    )
+                    session.close()
+                    return True
+        else:
+            session._rate_violating = False
+        return False
+
+    def _start_api(self, session: ClientSession, fields: list[str]) -> None:
+        reader = FieldReader(fields)
+        reader.read_int("version")
+        try:
+            client_id = reader.read_int("clientId")
+        except RequestParseError as exc:
+            self._reject_unreadable(session, In.START_API, exc)
+            return
+        session.optional_capabilities = reader.read_opt_str() or session.optional_capabilities
+        holder = self._by_client_id.get(client_id)
+        if holder is not None and holder is not session:
+            _log.info("client id {} is already in use; refusing {}:{}", client_id, *session.peer)
+            session.send_error(-1, 326, error_text(326))
+            session.close()
+            return
+        session.client_id = client_id
+        session.api_started = True
+        self._by_client_id[client_id] = session
+        self._last_session[client_id] = session
+        session.send(Out.MANAGED_ACCTS, 1, ",".join(self.config.accounts))
+        session.send(Out.NEXT_VALID_ID, 1, self.next_order_id)
+        if self.config.send_farm_notices:
+            for code in (2104, 2106, 2158):
+                session.send_error(-1, code, error_text(code))
+        _log.info(
+            "client {} connected from {}:{} (server version {})",
+            client_id,
+            *session.peer,
+            session.server_version,
+        )
+        hook = getattr(self.broker, "on_session_started", None)
+        if hook is not None:
+            try:
+                hook(session)
+            except Exception:
+                _log.exception("broker.on_session_started failed")
+
+    async def _cleanup(self, session: ClientSession) -> None:
+        session.connected = False
+        self._sessions.discard(session)
+        cid = session.client_id
+        if cid is not None and self._by_client_id.get(cid) is session:
+            del self._by_client_id[cid]
+        self.market_data.session_closed(session)
+        tasks = list(session.tasks)
+        for task in tasks:
+            task.cancel()
+        hook = getattr(self.broker, "on_session_closed", None)
+        if hook is not None and session.api_started:
+            try:
+                hook(session)
+            except Exception:
+                _log.exception("broker.on_session_closed failed")
+        if not session.transport.is_closing():
+            session.transport.close()
+        try:
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(session._writer.wait_closed(), 1.0)
+        finally:
+            session.done.set()
+        if session.api_started:
+            _log.info(
+                "client {} from {}:{} left ({} messages received, {} sent)",
+                cid,
+                *session.peer,
+                session.messages_received,
+                session.messages_sent,
+            )
+
+    # ----------------------------------------------------------------- helpers for handlers
+
+    def observe_order_id(self, order_id: int) -> None:
+        """Make sure the next valid id stays above ``order_id`` (call on every placeOrder)."""
+        if order_id >= self.next_order_id:
+            self.next_order_id = order_id + 1
+
+    def resolve_contract(
+        self, session: ClientSession, req_id: int, spec: ContractSpec
+    ) -> Instrument | None:
+        """The one instrument ``spec`` describes, or ``None`` after sending TWS's error 200."""
+        matches = self.book.match(spec)
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            session.send_error(req_id, 200, error_text(200))
+        else:
+            name = spec.symbol or spec.local_symbol
+            session.send_error(
+                req_id, 200, f"The contract description specified for {name} is ambiguous."
+            )
+        return None
+
+
+def validation_text(msg_id: int, cause: str) -> str:
+    """TWS's wording for error 321."""
+    return f"Error validating request.-'{msg_id}' : cause - {cause}"
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def _ignore(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+    """Requests TWS accepts without an answer (e.g. setServerLogLevel)."""
+
+
+def _req_ids(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+    session.send(Out.NEXT_VALID_ID, 1, gw.next_order_id)
+
+
+def _req_current_time(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+    session.send(Out.CURRENT_TIME, 1, int(gw.clock.time()))
+
+
+def _req_managed_accounts(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+    session.send(Out.MANAGED_ACCTS, 1, ",".join(gw.config.accounts))
+
+
+def _req_market_rule(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+    reader = FieldReader(fields)
+    rule_id = reader.read_int("marketRuleId")
+    increments = gw.market_rules.get(rule_id, ())
+    out: list[object] = [Out.MARKET_RULE, rule_id, len(increments)]
+    for low_edge, increment in increments:
+        out += [low_edge, increment]
+    session.send(*out)
+
+
+def _req_contract_details(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+    reader = FieldReader(fields)
+    reader.read_int("version")
+    req_id = reader.read_int("reqId")
+    spec = reader.read_contract()
+    matches = gw.book.match(spec)
+    if not matches:
+        session.send_error(req_id, 200, error_text(200))
+        return
+    for inst in matches:
+        session.send(*contract_details_fields(req_id, inst, spec.exchange))
+    session.send(Out.CONTRACT_DATA_END, 1, req_id)
+
+
+def contract_details_fields(req_id: int, inst: Instrument, exchange: str = "") -> list[object]:
+    """Message 10 (contractData, no version field at 178) for ``inst``."""
+    valid = [e for e in inst.valid_exchanges.split(",") if e]
+    rule_ids = ",".join(str(inst.market_rule_id) for _ in valid) or str(inst.market_rule_id)
+    is_future = inst.sec_type == "FUT"
+    return [
+        Out.CONTRACT_DATA,
+        req_id,
+        inst.symbol,
+        inst.sec_type,
+        inst.last_trade_date,
+        0.0,
+        "",
+        exchange or inst.exchange,
+        inst.currency,
+        inst.local_symbol,
+        inst.trading_class,  # marketName
+        inst.trading_class,
+        inst.con_id,
+        inst.min_tick,
+        inst.multiplier_text,
+        inst.order_types,
+        inst.valid_exchanges,
+        1,  # priceMagnifier
+        0,  # underConId
+        inst.long_name,
+        inst.primary_exchange,
+        inst.last_trade_date[:6] if is_future else "",  # contractMonth
+        inst.industry,
+        inst.category,
+        inst.subcategory,
+        inst.time_zone,
+        inst.trading_hours,
+        inst.liquid_hours,
+        "",  # evRule
+        "",  # evMultiplier
+        0,  # secIdList count
+        1,  # aggGroup
+        inst.symbol if is_future else "",  # underSymbol
+        "IND" if is_future else "",  # underSecType
+        rule_ids,
+        inst.last_trade_date if is_future else "",  # realExpirationDate
+        inst.stock_type,
+        inst.min_size,
+        inst.size_increment,
+        inst.size_increment,  # suggestedSizeIncrement
+    ]

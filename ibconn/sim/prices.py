@@ -1,0 +1,610 @@
+"""Prices of the simulated gateway: a seeded random walk or a recorded replay, per instrument.
+
+:class:`Market` holds the current :class:`Quote` of every instrument and tells
+its listeners about every change (``market.add_listener(callback)``; the
+callback receives the :class:`~ibconn.sim.instruments.Instrument` and the
+live, mutable :class:`Quote`: copy it with :meth:`Quote.copy` to keep it).
+
+The random walk moves the bid one tick down, leaves it, or moves it one tick
+up (30/40/30 %), keeps the instrument's spread in whole ticks, redraws the
+sizes, and with ``trade_probability`` prints a trade at the bid or the ask.
+Each instrument has its own ``random.Random`` seeded from ``(seed, conId)``,
+so the same seed gives the same sequence per instrument whatever else happens.
+Forex pairs (``CASH``) never trade, as on IDEALPRO: no last, no volume.
+
+Replay CSV (``SimConfig.replay_csv``) columns, header required::
+
+    time,symbol,bid,ask,last,bid_size,ask_size,last_size[,volume]
+
+``time`` is seconds (float) from the start of the recording, rows in time
+order; ``symbol`` is a symbol, display name (``EURUSD``) or local symbol (``ESZ6``);
+an empty cell leaves that value unchanged. Without a ``volume`` column each
+trade adds its ``last_size``. Replayed instruments do not random-walk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import random
+import time
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from enum import IntFlag
+from pathlib import Path
+from typing import Protocol
+
+from ibconn.logs import get_logger
+from ibconn.sim.clock import SimClock
+from ibconn.sim.config import SimConfig
+from ibconn.sim.instruments import Instrument, InstrumentBook
+
+__all__ = [
+    "BlastResult",
+    "Change",
+    "FlowControl",
+    "Market",
+    "Quote",
+    "QuoteListener",
+    "RandomWalk",
+    "ReplayRow",
+    "load_replay_csv",
+    "tick_decimals",
+]
+
+_log = get_logger("sim")
+
+_MAX_MODE_BATCH = 128
+_COLD_INTERVAL = 0.25
+
+
+class Change(IntFlag):
+    """What one quote update changed."""
+
+    NONE = 0
+    BID = 1
+    ASK = 2
+    TRADE = 4
+    HIGH = 8
+    LOW = 16
+
+
+@dataclass(slots=True)
+class Quote:
+    """The current market of one instrument (prices on its tick grid)."""
+
+    con_id: int
+    bid: float
+    ask: float
+    last: float
+    bid_size: float
+    ask_size: float
+    last_size: float
+    volume: float
+    open: float
+    high: float
+    low: float
+    close: float
+    time: float
+    """Simulated epoch time of the last update."""
+    last_time: float
+    """Simulated epoch time of the last trade."""
+    seq: int = 0
+    """Update counter (in max mode and blasts: the sequence number the stream carries)."""
+    fast: bool = False
+    """True for max-mode and blast updates: streamed in the compact, sequence-numbered form."""
+    changes: Change = Change.NONE
+    """What the latest update changed."""
+
+    @property
+    def mid(self) -> float:
+        """Mid price ``(bid + ask) / 2``."""
+        return (self.bid + self.ask) / 2.0
+
+    def copy(self) -> Quote:
+        """A detached copy (listeners receive the live object)."""
+        return replace(self)
+
+
+QuoteListener = Callable[[Instrument, Quote], None]
+
+
+class FlowControl(Protocol):
+    """What the market needs from the streams in max mode and blasts."""
+
+    def is_hot(self, con_id: int) -> bool:
+        """Whether a writable subscriber streams this instrument."""
+        ...
+
+    async def wait_writable(self, con_ids: Collection[int]) -> None:
+        """Return when every subscriber of these instruments has drained its socket."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class BlastResult:
+    """What :meth:`Market.blast` sent: ``count`` updates numbered 1..count."""
+
+    con_id: int
+    count: int
+    started: float
+    """``time.monotonic()`` before the first update."""
+    finished: float
+    """``time.monotonic()`` after the last batch was written and drained."""
+    marks: tuple[tuple[int, float], ...] = field(default=())
+    """``(last sequence number of a batch, time.monotonic() after it was drained)``."""
+
+    @property
+    def rate(self) -> float:
+        """Updates per second over the whole blast."""
+        elapsed = self.finished - self.started
+        return self.count / elapsed if elapsed > 0 else float("inf")
+
+
+def tick_decimals(tick: float) -> int:
+    """Decimal places of a tick size (0.01 → 2, 0.00005 → 5, 0.25 → 2)."""
+    exponent = Decimal(repr(tick)).normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 8
+
+
+def _lot(inst: Instrument) -> int:
+    if inst.sec_type == "STK":
+        return 100
+    if inst.sec_type == "CASH":
+        return 100_000
+    return 1
+
+
+class RandomWalk:
+    """The seeded price process of one instrument, on its tick grid (prices kept in ticks)."""
+
+    def __init__(
+        self, inst: Instrument, start_price: float, seed: int, trade_probability: float
+    ) -> None:
+        self.inst = inst
+        self.tick = inst.min_tick
+        self.decimals = tick_decimals(inst.min_tick)
+        self.rng = random.Random(f"ibconn-sim:{seed}:{inst.con_id}")
+        self.spread_ticks = max(1, round(inst.spread / inst.min_tick))
+        self.lot = _lot(inst)
+        self.trades = inst.sec_type != "CASH" and trade_probability > 0
+        self.trade_probability = trade_probability
+        self.bid_ticks = max(1, round(start_price / self.tick) - self.spread_ticks // 2)
+
+    def price(self, ticks: int) -> float:
+        """``ticks`` as a price, rounded to the tick grid's decimals."""
+        return round(ticks * self.tick, self.decimals)
+
+    def to_ticks(self, price: float) -> int:
+        """The nearest whole number of ticks for ``price`` (at least 1)."""
+        return max(1, round(price / self.tick))
+
+    def initial_quote(self, now: float) -> Quote:
+        """The quote before the first step (day open = start price)."""
+        bid = self.price(self.bid_ticks)
+        ask = self.price(self.bid_ticks + self.spread_ticks)
+        mid = round((bid + ask) / 2, self.decimals + 1)
+        last = self.price(self.bid_ticks) if self.trades else float("nan")
+        close = self.price(max(1, self.bid_ticks - 3 * self.spread_ticks))
+        return Quote(
+            con_id=self.inst.con_id,
+            bid=bid,
+            ask=ask,
+            last=last,
+            bid_size=float(self.lot * 5),
+            ask_size=float(self.lot * 5),
+            last_size=float(self.lot) if self.trades else 0.0,
+            volume=float(self.lot * 1000) if self.trades else 0.0,
+            open=mid if not self.trades else last,
+            high=ask if not self.trades else last,
+            low=bid if not self.trades else last,
+            close=close,
+            time=now,
+            last_time=now,
+        )
+
+    def step(self, quote: Quote, now: float) -> Change:
+        """Advance ``quote`` by one random step; return what changed."""
+        rng = self.rng
+        r = rng.random()
+        move = -1 if r < 0.3 else (1 if r >= 0.7 else 0)
+        if move and self.bid_ticks + move >= 1:
+            self.bid_ticks += move
+        changes = Change.NONE
+        bid = self.price(self.bid_ticks)
+        ask = self.price(self.bid_ticks + self.spread_ticks)
+        bid_size = float(self.lot * rng.randint(1, 10))
+        ask_size = float(self.lot * rng.randint(1, 10))
+        if bid != quote.bid or bid_size != quote.bid_size:
+            changes |= Change.BID
+        if ask != quote.ask or ask_size != quote.ask_size:
+            changes |= Change.ASK
+        quote.bid, quote.ask, quote.bid_size, quote.ask_size = bid, ask, bid_size, ask_size
+        if self.trades and rng.random() < self.trade_probability:
+            quote.last = bid if rng.random() < 0.5 else ask
+            quote.last_size = float(self.lot * rng.randint(1, 5))
+            quote.volume += quote.last_size
+            quote.last_time = now
+            changes |= Change.TRADE
+        reference = quote.last if self.trades else quote.mid
+        if reference > quote.high:
+            quote.high = reference
+            changes |= Change.HIGH
+        if reference < quote.low:
+            quote.low = reference
+            changes |= Change.LOW
+        quote.time = now
+        quote.changes = changes
+        return changes
+
+    def set_price(self, quote: Quote, price: float, now: float) -> Change:
+        """Move the market to ``price``: a trade there (if the instrument trades) and
+        the bid/ask around it. Does not consume random numbers."""
+        ticks = self.to_ticks(price)
+        self.bid_ticks = max(1, ticks - self.spread_ticks // 2)
+        quote.bid = self.price(self.bid_ticks)
+        quote.ask = self.price(self.bid_ticks + self.spread_ticks)
+        changes = Change.BID | Change.ASK
+        reference = quote.mid
+        if self.trades:
+            quote.last = self.price(ticks)
+            quote.last_size = float(self.lot)
+            quote.volume += quote.last_size
+            quote.last_time = now
+            changes |= Change.TRADE
+            reference = quote.last
+        if reference > quote.high:
+            quote.high = reference
+            changes |= Change.HIGH
+        if reference < quote.low:
+            quote.low = reference
+            changes |= Change.LOW
+        quote.time = now
+        quote.changes = changes
+        return changes
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayRow:
+    """One recorded quote update (``None`` = unchanged)."""
+
+    offset: float
+    symbol: str
+    bid: float | None = None
+    ask: float | None = None
+    last: float | None = None
+    bid_size: float | None = None
+    ask_size: float | None = None
+    last_size: float | None = None
+    volume: float | None = None
+
+
+def _cell(row: dict[str, str | None], name: str) -> float | None:
+    text = (row.get(name) or "").strip()
+    return float(text) if text else None
+
+
+def load_replay_csv(path: str | Path) -> list[ReplayRow]:
+    """Read a replay CSV (see the module docstring); rows must be in time order."""
+    rows: list[ReplayRow] = []
+    with Path(path).open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"time", "symbol"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
+        first: float | None = None
+        previous = -float("inf")
+        for number, row in enumerate(reader, start=2):
+            try:
+                t = float((row.get("time") or "").strip())
+            except ValueError:
+                raise ValueError(f"{path}:{number}: bad time {row.get('time')!r}") from None
+            if t < previous:
+                raise ValueError(f"{path}:{number}: rows must be in time order")
+            previous = t
+            if first is None:
+                first = t
+            rows.append(
+                ReplayRow(
+                    offset=t - first,
+                    symbol=(row.get("symbol") or "").strip(),
+                    bid=_cell(row, "bid"),
+                    ask=_cell(row, "ask"),
+                    last=_cell(row, "last"),
+                    bid_size=_cell(row, "bid_size"),
+                    ask_size=_cell(row, "ask_size"),
+                    last_size=_cell(row, "last_size"),
+                    volume=_cell(row, "volume"),
+                )
+            )
+    return rows
+
+
+class Market:
+    """Current quotes of all instruments, the process that moves them, and its listeners."""
+
+    def __init__(
+        self,
+        config: SimConfig,
+        clock: SimClock | None = None,
+        *,
+        book: InstrumentBook | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SimClock()
+        self.book = book or InstrumentBook(config.instruments)
+        self.seed = config.seed if seed is None else seed
+        now = self.clock.time()
+        self._walks: dict[int, RandomWalk] = {}
+        self._quotes: dict[int, Quote] = {}
+        for inst in self.book:
+            walk = RandomWalk(
+                inst, config.start_price_of(inst), self.seed, config.trade_probability
+            )
+            self._walks[inst.con_id] = walk
+            self._quotes[inst.con_id] = walk.initial_quote(now)
+        self._listeners: list[QuoteListener] = []
+        self._paused = False
+        self._resumed = asyncio.Event()
+        self._resumed.set()
+        self._blasting: set[int] = set()
+        self._replayed: set[int] = set()
+        self._replay_rows: list[ReplayRow] = []
+        if config.replay_csv is not None:
+            self._replay_rows = load_replay_csv(config.replay_csv)
+            for row in self._replay_rows:
+                self._replayed.add(self.book.resolve(row.symbol).con_id)
+        self.flow: FlowControl | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ----------------------------------------------------------------- queries
+
+    def instrument(self, symbol_or_con_id: str | int) -> Instrument:
+        """The instrument for a symbol, display name, local symbol or conId."""
+        return self.book.resolve(symbol_or_con_id)
+
+    def quote(self, symbol_or_con_id: str | int) -> Quote:
+        """The live quote of an instrument (mutable: copy it to keep it)."""
+        return self._quotes[self.book.resolve(symbol_or_con_id).con_id]
+
+    def walk(self, symbol_or_con_id: str | int) -> RandomWalk:
+        """The price process of an instrument."""
+        return self._walks[self.book.resolve(symbol_or_con_id).con_id]
+
+    @property
+    def paused(self) -> bool:
+        """True while automatic price updates are paused."""
+        return self._paused
+
+    # ----------------------------------------------------------------- listeners
+
+    def add_listener(self, callback: QuoteListener) -> None:
+        """Call ``callback(instrument, quote)`` after every quote update."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: QuoteListener) -> None:
+        """Stop calling ``callback`` (no error if it was not registered)."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(callback)
+
+    def _notify(self, inst: Instrument, quote: Quote) -> None:
+        for listener in tuple(self._listeners):
+            try:
+                listener(inst, quote)
+            except Exception:
+                _log.exception("quote listener {} failed for {}", listener, inst.display_name)
+
+    # ----------------------------------------------------------------- changes
+
+    def step(self, symbol_or_con_id: str | int | None = None, count: int = 1) -> None:
+        """Advance one instrument (or all) by ``count`` random steps, notifying listeners.
+
+        Works while paused: it is the manual way to move prices.
+        """
+        targets = (
+            list(self.book)
+            if symbol_or_con_id is None
+            else [self.book.resolve(symbol_or_con_id)]
+        )
+        for _ in range(count):
+            for inst in targets:
+                self._advance(inst, fast=False)
+
+    def _advance(self, inst: Instrument, *, fast: bool, seq: int | None = None) -> None:
+        quote = self._quotes[inst.con_id]
+        self._walks[inst.con_id].step(quote, self.clock.time())
+        quote.seq = quote.seq + 1 if seq is None else seq
+        quote.fast = fast
+        self._notify(inst, quote)
+
+    def set_price(self, symbol_or_con_id: str | int, price: float) -> Quote:
+        """Move an instrument to ``price`` now (a trade there, bid/ask around it)."""
+        if not price > 0:
+            raise ValueError(f"price must be positive, got {price}")
+        inst = self.book.resolve(symbol_or_con_id)
+        quote = self._quotes[inst.con_id]
+        self._walks[inst.con_id].set_price(quote, price, self.clock.time())
+        quote.seq += 1
+        quote.fast = False
+        self._notify(inst, quote)
+        return quote
+
+    def apply_replay(self, row: ReplayRow) -> None:
+        """Apply one recorded update and notify listeners."""
+        inst = self.book.resolve(row.symbol)
+        quote = self._quotes[inst.con_id]
+        now = self.clock.time()
+        changes = Change.NONE
+        if row.bid is not None or row.bid_size is not None:
+            quote.bid = quote.bid if row.bid is None else row.bid
+            quote.bid_size = quote.bid_size if row.bid_size is None else row.bid_size
+            changes |= Change.BID
+        if row.ask is not None or row.ask_size is not None:
+            quote.ask = quote.ask if row.ask is None else row.ask
+            quote.ask_size = quote.ask_size if row.ask_size is None else row.ask_size
+            changes |= Change.ASK
+        if row.last is not None:
+            quote.last = row.last
+            quote.last_size = quote.last_size if row.last_size is None else row.last_size
+            quote.volume = quote.volume + quote.last_size if row.volume is None else row.volume
+            quote.last_time = now
+            changes |= Change.TRADE
+            if quote.last > quote.high:
+                quote.high = quote.last
+                changes |= Change.HIGH
+            if quote.last < quote.low:
+                quote.low = quote.last
+                changes |= Change.LOW
+        walk = self._walks[inst.con_id]
+        walk.bid_ticks = walk.to_ticks(quote.bid)
+        quote.time = now
+        quote.changes = changes
+        quote.seq += 1
+        quote.fast = False
+        self._notify(inst, quote)
+
+    def pause(self) -> None:
+        """Stop automatic price updates (manual ``step``/``set_price`` still work)."""
+        self._paused = True
+        self._resumed.clear()
+
+    def resume(self) -> None:
+        """Restart automatic price updates."""
+        self._paused = False
+        self._resumed.set()
+
+    # ----------------------------------------------------------------- drivers
+
+    async def start(self) -> None:
+        """Start the tasks that move prices (idempotent)."""
+        if self._tasks:
+            return
+        if self._replay_rows:
+            self._tasks.append(asyncio.create_task(self._run_replay(), name="sim-replay"))
+        interval = self.config.tick_interval
+        if interval is None:
+            self._tasks.append(asyncio.create_task(self._run_max(), name="sim-market-max"))
+        elif interval != float("inf"):
+            self._tasks.append(
+                asyncio.create_task(self._run_paced(interval), name="sim-market")
+            )
+
+    async def stop(self) -> None:
+        """Stop the price tasks and wait for them."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _walking(self) -> list[Instrument]:
+        return [
+            inst
+            for inst in self.book
+            if inst.con_id not in self._blasting and inst.con_id not in self._replayed
+        ]
+
+    async def _run_paced(self, interval: float) -> None:
+        clock = self.clock
+        next_time = clock.time()
+        while True:
+            next_time += interval
+            await clock.sleep_until(next_time)
+            if not self._resumed.is_set():
+                await self._resumed.wait()
+                next_time = clock.time()
+            now = clock.time()
+            if now - next_time > 10 * interval:
+                next_time = now  # fell far behind (slow loop): do not burst to catch up
+            for inst in self._walking():
+                self._advance(inst, fast=False)
+
+    async def _run_max(self) -> None:
+        clock = self.clock
+        next_cold = clock.time()
+        while True:
+            if not self._resumed.is_set():
+                await self._resumed.wait()
+            flow = self.flow
+            walking = self._walking()
+            hot = [i for i in walking if flow is not None and flow.is_hot(i.con_id)]
+            if hot:
+                for _ in range(_MAX_MODE_BATCH):
+                    for inst in hot:
+                        self._advance(inst, fast=True)
+                    if self._paused:
+                        break
+                assert flow is not None
+                await flow.wait_writable([inst.con_id for inst in hot])
+                await asyncio.sleep(0)
+            else:
+                await asyncio.sleep(0.02)
+            if clock.time() >= next_cold:
+                next_cold = clock.time() + _COLD_INTERVAL
+                if not self._paused:
+                    hot_ids = {inst.con_id for inst in hot}
+                    for inst in walking:
+                        if inst.con_id not in hot_ids:
+                            self._advance(inst, fast=False)
+
+    async def _run_replay(self) -> None:
+        rows = self._replay_rows
+        clock = self.clock
+        while True:
+            start = clock.time()
+            for row in rows:
+                await clock.sleep_until(start + row.offset)
+                if not self._resumed.is_set():
+                    await self._resumed.wait()
+                self.apply_replay(row)
+            if not self.config.replay_loop:
+                return
+            await clock.sleep(max(_COLD_INTERVAL, rows[-1].offset / max(1, len(rows))))
+
+    async def blast(
+        self, symbol_or_con_id: str | int, count: int, *, batch: int = 256
+    ) -> BlastResult:
+        """Send exactly ``count`` sequence-numbered updates (1..count) of one instrument
+        to its subscribers as fast as their sockets take them, then stop.
+
+        The instrument's automatic updates are suspended meanwhile, so the
+        subscribers see exactly this sequence. Each update is one tick message
+        per subscription (see ``docs/simulator.md``, "Fast mode").
+        """
+        if count < 0:
+            raise ValueError("count must be >= 0")
+        inst = self.book.resolve(symbol_or_con_id)
+        if inst.con_id in self._blasting:
+            raise RuntimeError(f"a blast of {inst.display_name} is already running")
+        self._blasting.add(inst.con_id)
+        marks: list[tuple[int, float]] = []
+        started = time.monotonic()
+        try:
+            seq = 0
+            while seq < count:
+                upto = min(count, seq + max(1, batch))
+                while seq < upto:
+                    seq += 1
+                    self._advance(inst, fast=True, seq=seq)
+                if self.flow is not None:
+                    await self.flow.wait_writable([inst.con_id])
+                marks.append((seq, time.monotonic()))
+                await asyncio.sleep(0)
+        finally:
+            self._blasting.discard(inst.con_id)
+            self._quotes[inst.con_id].fast = False
+        return BlastResult(
+            con_id=inst.con_id,
+            count=count,
+            started=started,
+            finished=time.monotonic(),
+            marks=tuple(marks),
+        )
+
+    def instruments(self) -> Iterable[Instrument]:
+        """All instruments, in configuration order."""
+        return iter(self.book)

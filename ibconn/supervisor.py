@@ -1,0 +1,671 @@
+"""The supervisor: one task that owns one ``ib_async.IB`` and keeps it connected.
+
+It connects with exponential backoff and jitter, watches the session (socket
+closed, heartbeat unanswered, TWS's connectivity codes), reconnects when the
+session is lost and, after every (re)connect, runs the services' resync hooks
+in a fixed order before it reports ``CONNECTED`` again. Only this module
+changes connection state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import backoff
+from ib_async import IB
+
+from ibconn.alerts import AlertBus
+from ibconn.codes import (
+    CodeCategory,
+    RecoveryAction,
+    Severity,
+    classify,
+    farm_name,
+    port_from_1300,
+)
+from ibconn.config import ConnectorSettings
+from ibconn.errors import (
+    ConnectError,
+    IBConnError,
+    NotConnectedError,
+    RequestTimeoutError,
+)
+from ibconn.logs import get_logger
+from ibconn.session import ConnectionEvent, ConnectionState, Service, Session
+from ibconn.streams import Broadcast, OverflowPolicy, Subscription
+
+__all__ = ["Supervisor"]
+
+_log = get_logger("connection")
+_err_log = get_logger("errors")
+
+_SOCKET_CLOSE_TIMEOUT = 5.0
+# After TWS says the client id is in use, the old session usually needs a
+# moment to be torn down: wait at least this long before the next attempt.
+_CLIENT_ID_IN_USE_MIN_DELAY = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class _Loss:
+    """Why a session ended."""
+
+    reason: str
+    code: int | None = None
+
+
+class _AttemptFailed(Exception):
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Supervisor:
+    """Keeps one ``ib_async.IB`` session alive and its services in step with it."""
+
+    def __init__(self, settings: ConnectorSettings, alerts: AlertBus) -> None:
+        self._settings = settings
+        self._alerts = alerts
+        self._host = settings.host
+        self._port = settings.port
+        self._ib: IB | None = None
+        self._services: list[Service] = []
+        self._state = ConnectionState.DISCONNECTED
+        self._events: Broadcast[ConnectionEvent] = Broadcast(
+            "connection_events", capacity=256, policy=OverflowPolicy.RAISE
+        )
+        self._session: Session | None = None
+        self._generation = 0
+        self._task: asyncio.Task[None] | None = None
+        self._side_tasks: set[asyncio.Task[Any]] = set()
+        self._lost: asyncio.Future[_Loss] | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+        self._degraded_timer: asyncio.TimerHandle | None = None
+        self._broken_farms: dict[str, int] = {}
+        self._handler_errors = 0
+        self._attempts_total = 0
+        self._last_attempt_error: tuple[int | None, str] = (None, "")
+
+    # -- public surface used by the connector -------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        """The current connection state."""
+        return self._state
+
+    @property
+    def ib(self) -> IB:
+        """The ``ib_async.IB`` this supervisor owns (created on first connect)."""
+        if self._ib is None:
+            raise NotConnectedError("not connected yet: call `await connector.connect()` first")
+        return self._ib
+
+    @property
+    def session(self) -> Session | None:
+        """The current session, or ``None`` while there is none."""
+        return self._session
+
+    @property
+    def host(self) -> str:
+        """The host the supervisor connects to."""
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The port it connects to (changes when TWS announces a new one with 1300)."""
+        return self._port
+
+    @property
+    def handler_errors(self) -> int:
+        """How many exceptions event handlers and hooks raised (logged, never fatal)."""
+        return self._handler_errors
+
+    @property
+    def last_attempt_error(self) -> tuple[int | None, str]:
+        """TWS code (if any) and text of the most recent failed connect attempt."""
+        return self._last_attempt_error
+
+    @property
+    def connect_attempts(self) -> int:
+        """How many connect attempts were made since creation."""
+        return self._attempts_total
+
+    def add_service(self, service: Service) -> None:
+        """Register a service; its hooks run in ``order`` on every session change."""
+        self._services.append(service)
+        self._services.sort(key=lambda s: s.order)
+
+    def events(self, capacity: int | None = None) -> Subscription[ConnectionEvent]:
+        """A stream of every state change from now on (never drops silently)."""
+        return self._events.subscribe(capacity=capacity)
+
+    async def start(self) -> None:
+        """Connect (retrying per settings) and start supervising.
+
+        Returns once the first session is established and every service has
+        resynced; raises :class:`ConnectError` if every attempt failed.
+        """
+        if self._task is not None and not self._task.done():
+            await self.wait_connected(None)
+            return
+        if self._ib is None:
+            self._ib = IB()
+            self._install_handlers(self._ib)
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        self._task = loop.create_task(self._run(ready), name="ibconn-supervisor")
+        try:
+            await ready
+        except BaseException:
+            if not self._task.done():
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            raise
+
+    async def stop(self) -> None:
+        """Stop supervising, close the socket and wait until it is really closed."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._cancel_side_tasks()
+        self._cancel_degraded_timer()
+        if self._ib is not None:
+            await self._close_socket(self._ib)
+        self._session = None
+        self._set_state(ConnectionState.CLOSED, "disconnect() called")
+        self._fail_waiters(NotConnectedError("the connector was closed by disconnect()"))
+
+    async def wait_connected(self, timeout: float | None) -> None:
+        """Wait until the state is ``CONNECTED``.
+
+        Raises :class:`RequestTimeoutError` after ``timeout`` seconds,
+        :class:`ConnectError` if the supervisor gives up, and
+        :class:`NotConnectedError` if the connector is closed or was never started.
+        """
+        if self._state is ConnectionState.CONNECTED:
+            return
+        if self._task is None or self._task.done():
+            raise NotConnectedError(
+                f"not connected (state {self._state.value}) and no connect is under way: "
+                "call `await connector.connect()`"
+            )
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except TimeoutError as exc:
+            raise RequestTimeoutError(
+                f"not connected within {timeout} s (state {self._state.value})"
+            ) from exc
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    # -- the supervising task -------------------------------------------------
+
+    async def _run(self, ready: asyncio.Future[None]) -> None:
+        ib = self.ib
+        reason = "initial connect"
+        first = True
+        while True:
+            try:
+                await self._connect_with_retries(ib, reason, first=first)
+            except ConnectError as exc:
+                self._give_up(exc)
+                if not ready.done():
+                    ready.set_exception(exc)
+                return
+            first = False
+            if not ready.done():
+                ready.set_result(None)
+            loss = await self._watch(ib)
+            reason = f"reconnect after: {loss.reason}"
+            await self._handle_loss(ib, loss)
+
+    async def _connect_with_retries(self, ib: IB, reason: str, *, first: bool) -> None:
+        settings = self._settings
+        delays = _backoff_delays(settings.reconnect_interval, settings.reconnect_max_interval)
+        state = ConnectionState.CONNECTING if first else ConnectionState.RECONNECTING
+        attempt = 0
+        while True:
+            attempt += 1
+            self._attempts_total += 1
+            self._set_state(state, f"{reason} (attempt {attempt})")
+            try:
+                await self._attempt(ib)
+                break
+            except _AttemptFailed as exc:
+                failure = exc
+                self._last_attempt_error = (exc.code, str(exc))
+            await self._close_socket(ib)
+            _log.warning(
+                "connect attempt {} to {}:{} failed: {}", attempt, self._host, self._port, failure
+            )
+            if settings.reconnect_attempts and attempt >= settings.reconnect_attempts:
+                raise ConnectError(
+                    f"could not connect to {self._host}:{self._port} with client id "
+                    f"{settings.client_id} after {attempt} attempt(s); last error: {failure}. "
+                    "Check that TWS / IB Gateway is running with the API enabled on that port, "
+                    "or raise reconnect_attempts (0 retries forever).",
+                    code=failure.code,
+                )
+            delay = next(delays)
+            if failure.code == 326:
+                delay = max(delay, _CLIENT_ID_IN_USE_MIN_DELAY)
+            await asyncio.sleep(delay)
+        self._generation += 1
+        session = Session(
+            generation=self._generation,
+            reason=reason,
+            host=self._host,
+            port=self._port,
+            client_id=settings.client_id,
+            accounts=tuple(ib.client.getAccounts()),
+            server_version=ib.client.serverVersion(),
+            data_lost=True,
+        )
+        self._session = session
+        await self._run_ready_hooks(ib, session)
+        self._broken_farms.clear()
+        self._set_state(ConnectionState.CONNECTED, reason, generation=session.generation)
+        if not first:
+            self._alerts.publish(
+                Severity.INFO,
+                "connection",
+                f"reconnected to {self._host}:{self._port} (session {session.generation})",
+                generation=session.generation,
+            )
+
+    async def _attempt(self, ib: IB) -> None:
+        """One connect attempt, failing early on 326, 1300 or a closed socket."""
+        loop = asyncio.get_running_loop()
+        failed: asyncio.Future[_AttemptFailed] = loop.create_future()
+
+        def fail(exc: _AttemptFailed) -> None:
+            if not failed.done():
+                failed.set_result(exc)
+
+        def on_error(req_id: int, code: int, message: str, contract: object) -> None:
+            info = classify(code, message)
+            if info.category is CodeCategory.CLIENT_ID_IN_USE:
+                fail(_AttemptFailed(f"client id {self._settings.client_id} is in use", code))
+            elif info.action is RecoveryAction.RECONNECT_NEW_PORT:
+                new_port = port_from_1300(message)
+                if new_port is not None:
+                    self._port = new_port
+                fail(_AttemptFailed(f"TWS moved its API port to {new_port}", code))
+
+        def on_api_error(message: str) -> None:
+            fail(_AttemptFailed(message))
+
+        ib.errorEvent += on_error
+        ib.client.apiError += on_api_error
+        connect = loop.create_task(
+            ib.connectAsync(
+                self._host,
+                self._port,
+                clientId=self._settings.client_id,
+                timeout=self._settings.connection_timeout,
+                readonly=self._settings.readonly,
+                account=self._settings.account,
+            ),
+            name="ibconn-connect-attempt",
+        )
+        try:
+            await asyncio.wait({connect, failed}, return_when=asyncio.FIRST_COMPLETED)
+            if failed.done():
+                connect.cancel()
+                with contextlib.suppress(BaseException):
+                    await connect
+                raise failed.result()
+            try:
+                connect.result()
+            except (OSError, ConnectionError, TimeoutError) as exc:
+                raise _AttemptFailed(_describe(exc)) from exc
+        finally:
+            ib.errorEvent -= on_error
+            ib.client.apiError -= on_api_error
+            if not connect.done():
+                connect.cancel()
+                with contextlib.suppress(BaseException):
+                    await connect
+            if not failed.done():
+                failed.cancel()
+
+    async def _watch(self, ib: IB) -> _Loss:
+        """Wait until the current session is lost; return why."""
+        loop = asyncio.get_running_loop()
+        lost: asyncio.Future[_Loss] = loop.create_future()
+        self._lost = lost
+
+        def on_disconnected() -> None:
+            self._mark_lost(_Loss("the socket to TWS closed"))
+
+        ib.disconnectedEvent += on_disconnected
+        heartbeat = loop.create_task(self._heartbeat(ib), name="ibconn-heartbeat")
+        try:
+            if not ib.isConnected():
+                on_disconnected()
+            return await lost
+        finally:
+            ib.disconnectedEvent -= on_disconnected
+            self._lost = None
+            self._cancel_degraded_timer()
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    def _mark_lost(self, loss: _Loss) -> None:
+        lost = self._lost
+        if lost is not None and not lost.done():
+            lost.set_result(loss)
+
+    async def _heartbeat(self, ib: IB) -> None:
+        interval = self._settings.heartbeat_interval
+        timeout = self._settings.heartbeat_timeout
+        while True:
+            await asyncio.sleep(interval)
+            if not ib.isConnected():
+                continue
+            try:
+                await asyncio.wait_for(ib.reqCurrentTimeAsync(), timeout)
+            except TimeoutError:
+                self._mark_lost(
+                    _Loss(f"heartbeat unanswered for {timeout} s (half-open link to TWS)")
+                )
+                return
+            except ConnectionError:
+                continue
+
+    async def _handle_loss(self, ib: IB, loss: _Loss) -> None:
+        self._session = None
+        self._set_state(ConnectionState.RECONNECTING, loss.reason, code=loss.code)
+        self._alerts.publish(
+            Severity.WARNING,
+            "connection",
+            f"connection to {self._host}:{self._port} lost: {loss.reason}; reconnecting",
+            code=loss.code,
+        )
+        await self._cancel_side_tasks()
+        await self._close_socket(ib)
+        for service in self._services:
+            await self._guarded(
+                service.on_session_lost(loss.reason), f"{service.name}.on_session_lost"
+            )
+
+    def _give_up(self, exc: ConnectError) -> None:
+        self._session = None
+        self._set_state(ConnectionState.DISCONNECTED, str(exc), code=exc.code)
+        self._alerts.publish(Severity.CRITICAL, "connection", str(exc), code=exc.code)
+        self._fail_waiters(exc)
+
+    # -- service hooks ---------------------------------------------------------
+
+    async def _run_ready_hooks(self, ib: IB, session: Session) -> None:
+        for service in list(self._services):
+            await self._guarded(
+                service.on_session_ready(ib, session), f"{service.name}.on_session_ready"
+            )
+
+    async def _guarded(self, hook: Awaitable[None], what: str) -> None:
+        """Run one hook under ``resync_timeout``; log and count any failure."""
+        timeout = self._settings.resync_timeout
+        try:
+            await asyncio.wait_for(hook, timeout)
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            self._handler_errors += 1
+            self._alerts.publish(
+                Severity.ERROR, "connection", f"{what} did not finish within {timeout} s"
+            )
+        except Exception as exc:
+            self._handler_errors += 1
+            _err_log.opt(exception=exc).error("{} raised {!r}", what, exc)
+            self._alerts.publish(Severity.ERROR, "errors", f"{what} raised {exc!r}")
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        async def runner() -> None:
+            await coro
+
+        task = asyncio.get_running_loop().create_task(runner(), name=name)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _cancel_side_tasks(self) -> None:
+        tasks = list(self._side_tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- TWS codes -------------------------------------------------------------
+
+    def _install_handlers(self, ib: IB) -> None:
+        ib.errorEvent += self._on_error
+
+    def _on_error(self, req_id: int, code: int, message: str, contract: object) -> None:
+        try:
+            self._handle_code(req_id, code, message)
+        except Exception as exc:  # a handler must never break ib_async's dispatch
+            self._handler_errors += 1
+            _err_log.opt(exception=exc).error("handling TWS code {} raised {!r}", code, exc)
+
+    def _handle_code(self, req_id: int, code: int, message: str) -> None:
+        info = classify(code, message)
+        category = info.category
+        if req_id == -1 or category not in _REQUEST_CATEGORIES:
+            _err_log.log(
+                info.severity.log_level,
+                "TWS {} ({}): {}",
+                code,
+                category.value,
+                message,
+            )
+        if self._state not in _LIVE_STATES:
+            return
+        if category is CodeCategory.CONNECTIVITY_LOST:
+            self._enter_degraded(code, message)
+        elif category in (
+            CodeCategory.CONNECTIVITY_RESTORED_DATA_LOST,
+            CodeCategory.CONNECTIVITY_RESTORED_DATA_KEPT,
+        ):
+            self._leave_degraded(code, message, data_lost=category is _DATA_LOST)
+        elif category is CodeCategory.SOCKET_PORT_RESET:
+            new_port = port_from_1300(message)
+            if new_port is not None:
+                self._port = new_port
+            self._mark_lost(_Loss(f"TWS reset its API port (new port {new_port})", code))
+        elif category is CodeCategory.FARM_BROKEN:
+            self._broken_farms[_farm_key(info.farm, message)] = code
+            self._alerts.publish(
+                Severity.WARNING, "market_data", f"data farm broken: {message}", code=code
+            )
+        elif category is CodeCategory.FARM_OK:
+            key = _farm_key(info.farm, message)
+            if self._broken_farms.pop(key, None) is not None:
+                self._alerts.publish(
+                    Severity.INFO, "market_data", f"data farm restored: {message}", code=code
+                )
+                self._spawn(self._run_farm_hooks(key), f"ibconn-farm-restored-{code}")
+        elif category is CodeCategory.COMPETING_SESSION:
+            self._alerts.publish(Severity.WARNING, "market_data", message, code=code)
+
+    def _enter_degraded(self, code: int, message: str) -> None:
+        if self._state is not ConnectionState.CONNECTED:
+            return
+        self._set_state(ConnectionState.DEGRADED, message, code=code)
+        self._alerts.publish(
+            Severity.ERROR,
+            "connection",
+            f"TWS lost its connection to IB ({message}); new orders are refused until it is back",
+            code=code,
+        )
+        timeout = self._settings.degraded_timeout
+        self._cancel_degraded_timer()
+        self._degraded_timer = asyncio.get_running_loop().call_later(
+            timeout,
+            self._mark_lost,
+            _Loss(f"TWS stayed without connectivity to IB for {timeout} s after {code}", code),
+        )
+
+    def _leave_degraded(self, code: int, message: str, *, data_lost: bool) -> None:
+        self._cancel_degraded_timer()
+        if data_lost:
+            self._spawn(self._resubscribe(code, message), "ibconn-resubscribe-1101")
+        elif self._state is ConnectionState.DEGRADED:
+            self._set_state(ConnectionState.CONNECTED, message, code=code)
+            self._alerts.publish(Severity.INFO, "connection", message, code=code)
+
+    async def _resubscribe(self, code: int, message: str) -> None:
+        ib = self.ib
+        current = self._session
+        if current is None:
+            return
+        self._generation += 1
+        session = Session(
+            generation=self._generation,
+            reason=f"{code}: {message}",
+            host=current.host,
+            port=current.port,
+            client_id=current.client_id,
+            accounts=current.accounts,
+            server_version=current.server_version,
+            data_lost=True,
+        )
+        self._session = session
+        await self._run_ready_hooks(ib, session)
+        if self._state in _LIVE_STATES:
+            self._set_state(
+                ConnectionState.CONNECTED, message, code=code, generation=session.generation
+            )
+            self._alerts.publish(Severity.INFO, "connection", message, code=code)
+
+    async def _run_farm_hooks(self, farm: str) -> None:
+        ib = self.ib
+        for service in list(self._services):
+            await self._guarded(
+                service.on_farm_restored(ib, farm), f"{service.name}.on_farm_restored"
+            )
+
+    def _cancel_degraded_timer(self) -> None:
+        if self._degraded_timer is not None:
+            self._degraded_timer.cancel()
+            self._degraded_timer = None
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _set_state(
+        self,
+        state: ConnectionState,
+        reason: str,
+        *,
+        code: int | None = None,
+        generation: int | None = None,
+    ) -> None:
+        previous = self._state
+        if state is previous:
+            return
+        self._state = state
+        event = ConnectionEvent(
+            state=state,
+            previous=previous,
+            reason=reason,
+            code=code,
+            generation=self._generation if generation is None else generation,
+        )
+        _log.info("state {} -> {}: {}", previous.value, state.value, reason)
+        self._events.publish(event)
+        if state is ConnectionState.CONNECTED:
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._waiters.clear()
+
+    def _fail_waiters(self, exc: IBConnError) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(exc)
+        self._waiters.clear()
+
+    async def _close_socket(self, ib: IB) -> None:
+        """Disconnect ib_async and wait until the transport has really closed."""
+        conn = ib.client.conn
+        if conn.transport is None:
+            ib.client.reset()
+            return
+        closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def on_closed(_message: str) -> None:
+            if not closed.done():
+                closed.set_result(None)
+
+        conn.disconnected += on_closed
+        try:
+            if ib.client.isReady():
+                ib.disconnect()
+            else:
+                ib.client.disconnect()
+                ib.wrapper.reset()
+            if conn.transport is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(closed), _SOCKET_CLOSE_TIMEOUT)
+                except TimeoutError:
+                    transport = conn.transport
+                    if transport is not None:
+                        transport.abort()
+                    _log.warning("socket did not close within {} s; aborted", _SOCKET_CLOSE_TIMEOUT)
+        finally:
+            conn.disconnected -= on_closed
+
+    def __repr__(self) -> str:
+        return (
+            f"<Supervisor {self._host}:{self._port} client_id={self._settings.client_id} "
+            f"state={self._state.value}>"
+        )
+
+
+_LIVE_STATES = frozenset({ConnectionState.CONNECTED, ConnectionState.DEGRADED})
+_DATA_LOST = CodeCategory.CONNECTIVITY_RESTORED_DATA_LOST
+# Request-specific codes are logged by the service that owns the request.
+_REQUEST_CATEGORIES = frozenset(
+    {
+        CodeCategory.ORDER_REJECTED,
+        CodeCategory.ORDER_CANCELLED,
+        CodeCategory.CANCEL_FAILED,
+        CodeCategory.ORDER_WARNING,
+        CodeCategory.NO_SECURITY_DEFINITION,
+        CodeCategory.NO_DATA,
+        CodeCategory.QUERY_CANCELLED,
+    }
+)
+
+
+def _farm_key(farm: str | None, message: str) -> str:
+    """``market_data:usfarm``: the farm's kind and, where TWS names it, its name."""
+    return f"{farm or 'farm'}:{farm_name(message) or ''}"
+
+
+def _backoff_delays(base: float, cap: float) -> Iterator[float]:
+    """Exponential delays from ``base`` doubling up to ``cap``, with equal jitter."""
+    expo: Iterator[float] = backoff.expo(base=2, factor=base, max_value=cap)
+    next(expo)  # backoff.expo yields None first (its generator protocol)
+    for delay in expo:
+        yield delay / 2 + random.uniform(0, delay / 2)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listens on that port)"
+    if isinstance(exc, TimeoutError):
+        return "timed out waiting for the API handshake / start-up sync"
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"

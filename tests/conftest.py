@@ -1,0 +1,32 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from ibconn.logs import disable_logging, enable_logging
+
+
+@pytest.fixture(autouse=True)
+def _no_ibconn_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run every test without stray ``IBCONN_*`` variables from the shell."""
+    for name in list(os.environ):
+        if name.upper().startswith("IBCONN_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    """Capture all of ibconn's log records as ``LEVEL|category|message`` lines."""
+    lines: list[str] = []
+    enable_logging(
+        level="TRACE",
+        sink=lambda message: lines.append(str(message).rstrip("\n")),
+        fmt="{level}|{extra[category]}|{message}",
+        route_ib_async=False,
+    )
+    yield lines
+    disable_logging()
