@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from ib_async import Forex, Future
 from ibconn.connector import IBConnector
 from ibconn.contracts import ContractLike
 from ibconn.errors import IBConnError
+from ibconn.logs import enable_logging
 from ibconn.session import ConnectionState
 from ibconn.sim import SimulatedGateway
 
@@ -44,11 +46,21 @@ def add_demo_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--client-id", type=int, default=1, help="API client id (default 1)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the simulated prices")
-    parser.set_defaults(handler=run_demo)
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        help="show ibconn's and ib_async's log records from this level (e.g. INFO)",
+    )
+    parser.set_defaults(func=run_demo)
 
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo; returns the process exit status."""
+    if args.log_level:
+        enable_logging(level=args.log_level)
+    else:
+        # the demo provokes disconnects on purpose; keep ib_async's own error lines quiet
+        logging.getLogger("ib_async").setLevel(logging.CRITICAL)
     try:
         return asyncio.run(_demo(args, sys.stdout))
     except IBConnError as exc:

@@ -320,15 +320,16 @@ class Supervisor:
         )
         try:
             await asyncio.wait({connect, failed}, return_when=asyncio.FIRST_COMPLETED)
-            if failed.done():
-                connect.cancel()
-                with contextlib.suppress(BaseException):
-                    await connect
-                raise failed.result()
-            try:
-                connect.result()
-            except (OSError, ConnectionError, TimeoutError) as exc:
-                raise _AttemptFailed(_describe(exc)) from exc
+            if connect.done():
+                try:
+                    connect.result()
+                except (OSError, ConnectionError, TimeoutError) as exc:
+                    raise _AttemptFailed(_describe(exc)) from exc
+                return
+            connect.cancel()
+            with contextlib.suppress(BaseException):
+                await connect
+            raise failed.result()
         finally:
             ib.errorEvent -= on_error
             ib.client.apiError -= on_api_error
