@@ -424,6 +424,49 @@ class ConnectorSettings(BaseSettings):
         "", description='Account code to trade; "" means the only or first managed account.'
     )
     readonly: bool = Field(False, description="Connect read-only: no orders can be placed.")
+    # -- orders (docs/orders.md) --
+    order_ack_timeout: float = _positive(
+        10.0,
+        "Seconds a place, modify or cancel call waits for TWS's acknowledgement before it "
+        "raises (the order stays tracked).",
+    )
+    cancel_orders_on_disconnect: bool = Field(
+        False,
+        description="Cancel this connector's working orders in disconnect(); by default they "
+        "keep working at the broker.",
+    )
+    # -- pacing (docs/pacing.md) --
+    pacing_window_margin: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Seconds added to TWS's one-second window: at most max_requests_per_second "
+        "messages leave in any window of 1 + this many seconds (covers timing jitter).",
+    )
+    pacing_backlog_alert_after: float = _positive(
+        5.0, "Seconds the pacing queue may stay non-empty before a 'pacing' alert."
+    )
+    historical_identical_window: float = _positive(
+        15.0, "Seconds before an identical historical data request may be sent again."
+    )
+    historical_burst_window: float = _positive(
+        2.0, "Window in seconds of the limit of 5 requests per contract, exchange and type."
+    )
+    historical_window: float = _positive(
+        600.0, "Window in seconds of the limit of 60 historical data requests."
+    )
+    historical_pacing_backoff: float = _positive(
+        10.0,
+        "Seconds the historical queue pauses after a 162 pacing violation; doubles with each "
+        "further violation within historical_window, capped at historical_window.",
+    )
+    historical_rules_max_bar_seconds: int = Field(
+        30,
+        ge=0,
+        description="Historical requests with bars up to this many seconds follow IB's "
+        "small-bar pacing rules (30 as IB documents; 0 = none, 86400 = up to daily bars).",
+    )
 
     if not TYPE_CHECKING:
         # Hidden from mypy so that the pydantic plugin keeps its typed signature.

@@ -12,6 +12,7 @@ from ibconn.alerts import Alert, AlertBus
 from ibconn.config import ConnectorSettings
 from ibconn.contracts import ContractLike, ContractResolver, ResolvedContract
 from ibconn.errors import ConfigError
+from ibconn.pacing import Pacer
 from ibconn.session import ConnectionEvent, ConnectionState, Service, Session
 from ibconn.streams import Subscription
 from ibconn.supervisor import Supervisor
@@ -140,10 +141,21 @@ class IBConnector:
         """The underlying ``ib_async.IB`` (an escape hatch).
 
         It is the same object for the connector's lifetime, but its state is
-        cleared on every disconnect; requests made through it directly are
-        neither paced, resubscribed nor resynced by ibconn.
+        cleared on every disconnect; requests made through it directly pass
+        the pacer but are neither resubscribed nor resynced by ibconn.
         """
         return self._supervisor.ib
+
+    @property
+    def pacer(self) -> Pacer:
+        """The pacer: the one door every outgoing message passes (see docs/pacing.md).
+
+        ``pacer.statistics()`` shows queue depth per priority, messages sent in
+        the last second, time spent throttled and the historical counters;
+        ``pacer.dropped()`` streams the messages dropped unsent on link loss;
+        ``with pacer.critical(): ...`` sends a block ahead of everything queued.
+        """
+        return self._supervisor.pacer
 
     @property
     def supervisor(self) -> Supervisor:

@@ -20,6 +20,7 @@ timeout), ``False`` when the input or the account has to change first.
     ├── RiskRejectedError           a pre-trade risk limit refused an order
     ├── MarketDataError             TWS refused or ended market data (code)
     ├── PacingError                 a request would break TWS's pacing rules
+    ├── MessageNotSentError         a message never left the pacing queue: safe to send again
     └── StreamOverflowError         a consumer fell behind a stream that may not drop
 """
 
@@ -32,6 +33,7 @@ __all__ = [
     "IBConnError",
     "InvalidInputError",
     "MarketDataError",
+    "MessageNotSentError",
     "NotConnectedError",
     "OrderRejectedError",
     "OrderStateUnknownError",
@@ -170,6 +172,32 @@ class PacingError(IBConnError):
     def __init__(self, message: str, *, code: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+
+
+class MessageNotSentError(IBConnError):
+    """A message waited in the pacing queue and was never sent to TWS.
+
+    The link dropped (or a cancel withdrew it) while it waited, so TWS never
+    saw it: placing the order or making the request again is safe.
+    ``msg_id`` is the API message id (3 for placeOrder), ``request_id`` the
+    order id or request id it carried, ``order_ref`` the order reference of a
+    placeOrder.
+    """
+
+    retriable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        msg_id: int,
+        request_id: int | None = None,
+        order_ref: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.msg_id = msg_id
+        self.request_id = request_id
+        self.order_ref = order_ref
 
 
 class StreamOverflowError(IBConnError):

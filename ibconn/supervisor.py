@@ -36,6 +36,7 @@ from ibconn.errors import (
     RequestTimeoutError,
 )
 from ibconn.logs import get_logger
+from ibconn.pacing import Pacer
 from ibconn.session import ConnectionEvent, ConnectionState, Service, Session
 from ibconn.streams import Broadcast, OverflowPolicy, Subscription
 
@@ -89,6 +90,8 @@ class Supervisor:
         self._handler_errors = 0
         self._attempts_total = 0
         self._last_attempt_error: tuple[int | None, str] = (None, "")
+        # The one door every outgoing message passes (installed on the IB in start()).
+        self._pacer = Pacer(settings, alerts)
 
     # -- public surface used by the connector -------------------------------
 
@@ -118,6 +121,11 @@ class Supervisor:
     def port(self) -> int:
         """The port it connects to (changes when TWS announces a new one with 1300)."""
         return self._port
+
+    @property
+    def pacer(self) -> Pacer:
+        """The pacer: every outgoing message, ib_async's own included, passes it."""
+        return self._pacer
 
     @property
     def handler_errors(self) -> int:
@@ -155,6 +163,7 @@ class Supervisor:
         if self._ib is None:
             self._ib = IB()
             self._install_handlers(self._ib)
+            self._pacer.install(self._ib)  # replaces ib.client.sendMsg; ib_async's throttle off
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = loop.create_future()
         self._task = loop.create_task(self._run(ready), name="ibconn-supervisor")
@@ -177,6 +186,7 @@ class Supervisor:
         await self._cancel_side_tasks()
         self._cancel_degraded_timer()
         if self._ib is not None:
+            self._pacer.link_lost("disconnect() called")  # queued messages: dropped, reported
             await self._close_socket(self._ib)
         self._session = None
         self._set_state(ConnectionState.CLOSED, "disconnect() called")
@@ -244,6 +254,7 @@ class Supervisor:
             except _AttemptFailed as exc:
                 failure = exc
                 self._last_attempt_error = (exc.code, str(exc))
+            self._pacer.link_lost(f"connect attempt failed: {failure}")  # before the close
             await self._close_socket(ib)
             _log.warning(
                 "connect attempt {} to {}:{} failed: {}", attempt, self._host, self._port, failure
@@ -387,6 +398,8 @@ class Supervisor:
 
     async def _handle_loss(self, ib: IB, loss: _Loss) -> None:
         self._session = None
+        # First, before the socket closes: nothing queued leaves on this socket or a later one.
+        self._pacer.link_lost(loss.reason)
         self._set_state(ConnectionState.RECONNECTING, loss.reason, code=loss.code)
         self._alerts.publish(
             Severity.WARNING,

@@ -22,6 +22,7 @@ POSITIVE_FLOATS = [
     "heartbeat_timeout",
     "resync_timeout",
     "degraded_timeout",
+    "order_ack_timeout",
 ]
 
 
@@ -60,6 +61,8 @@ def test_defaults() -> None:
     assert s.degraded_timeout == 60.0
     assert s.account == ""
     assert s.readonly is False
+    assert s.order_ack_timeout == 10.0
+    assert s.cancel_orders_on_disconnect is False
 
 
 @pytest.mark.parametrize(
@@ -200,6 +203,7 @@ BAD_VALUES: list[tuple[str, object, str]] = [
     ("max_requests_per_second", 51, "an integer from 1 to 50"),
     ("max_requests_per_second", 0, "an integer from 1 to 50"),
     ("readonly", "maybe", "true or false"),
+    ("cancel_orders_on_disconnect", "perhaps", "true or false"),
     ("host", "", "a non-empty string"),
     *[(key, 0, "a finite number > 0") for key in POSITIVE_FLOATS],
     *[(key, -1.5, "a finite number > 0") for key in POSITIVE_FLOATS],

@@ -24,7 +24,6 @@ Conventions, as TWS reports them:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -541,8 +540,3 @@ def summary_values(f: AccountFigures, tags: Iterable[str]) -> list[AccountValue]
                 currencies = (which,) if which in {cur, "BASE"} else ()
             out += ledger_values(f, currencies)
     return out
-
-
-def is_zero(quantity: float) -> bool:
-    """True for a quantity that is zero within float noise."""
-    return abs(quantity) < _QTY_EPS or math.isnan(quantity)

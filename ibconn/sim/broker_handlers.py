@@ -1,111 +1,143 @@
-"""Handlers of the broker requests: THE BOUNDARY between the gateway and the broker.
+"""Handlers of the broker requests: the boundary between the gateway and the broker.
 
 The gateway fills its dispatch table from :func:`broker_handlers` for every
-order, position, account and P&L request. This first version gives the
-minimal correct answers that ``IB.connectAsync()`` and ibapi need at start-up
-(empty positions, no open or completed orders, no executions, a flat account
-funded with ``SimConfig.initial_cash``) and refuses order entry with an error
-that says it is not implemented yet. The broker (``broker.py``, part 2)
-replaces these handlers; ``gw.broker`` (created by
-``SimulatedGateway._create_broker``) is where its state lives.
+order, execution, position, account and P&L request. Each handler reads the
+request, asks the gateway's :class:`~ibconn.sim.broker_service.GatewayBroker`
+(``gw.broker``) and answers with the messages TWS sends; asynchronous
+results (order updates, fills, position and account pushes) reach the clients
+through the broker's events.
 
 Every handler has the :data:`~ibconn.sim.protocol.Handler` signature
-``(gateway, session, fields)``; ``fields[0]`` is the message id. A handler may
-be sync or async, must not block for long (use ``gw.spawn``/``session.spawn``
-for delayed work) and may raise :class:`~ibconn.sim.protocol.RequestParseError`
-(from :class:`~ibconn.sim.protocol.FieldReader`) on unreadable input: the
-gateway then answers error 320 and drops the client, as TWS does.
+``(gateway, session, fields)``; ``fields[0]`` is the message id. Unreadable
+requests raise :class:`~ibconn.sim.protocol.RequestParseError`: the gateway
+answers error 320 and drops the client, as TWS does.
+
+Visibility rules:
+
+* orders belong to the client id that placed them; reqOpenOrders (5) returns
+  the requesting client's working orders (client 0: everyone's),
+  reqAllOpenOrders (16) everyone's;
+* reqAutoOpenOrders (15) is for client 0 only (else error 327); with
+  ``bAutoBind`` client 0 also receives every other client's order updates;
+* reqExecutions (7) returns the requesting client's executions (client 0:
+  everyone's) that pass the filter; reqCompletedOrders (99) every client's
+  filled or cancelled orders.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 from typing import TYPE_CHECKING
 
-from ibconn.sim.protocol import FieldReader, Handler, In, Out
+from ibconn.sim import order_messages as om
+from ibconn.sim.broker_service import GatewayBroker
+from ibconn.sim.protocol import FieldReader, Handler, In, RequestParseError
 
 if TYPE_CHECKING:
     from ibconn.sim.gateway import ClientSession, SimulatedGateway
 
-__all__ = ["account_values", "broker_handlers"]
+__all__ = ["broker_handlers", "create_broker"]
+
+
+def create_broker(gateway: SimulatedGateway) -> GatewayBroker:
+    """The broker a gateway owns (``SimulatedGateway._create_broker`` calls this)."""
+    return GatewayBroker(gateway)
 
 
 def broker_handlers() -> dict[int, Handler]:
     """The broker's request handlers by incoming message id."""
     return {
-        In.REQ_POSITIONS: _req_positions,
-        In.CANCEL_POSITIONS: _no_answer,
-        In.REQ_OPEN_ORDERS: _req_open_orders,
-        In.REQ_ALL_OPEN_ORDERS: _req_open_orders,
-        In.REQ_AUTO_OPEN_ORDERS: _req_auto_open_orders,
-        In.REQ_COMPLETED_ORDERS: _req_completed_orders,
-        In.REQ_ACCOUNT_UPDATES: _req_account_updates,
-        In.REQ_ACCOUNT_UPDATES_MULTI: _req_account_updates_multi,
-        In.CANCEL_ACCOUNT_UPDATES_MULTI: _no_answer,
-        In.REQ_EXECUTIONS: _req_executions,
-        In.REQ_ACCOUNT_SUMMARY: _req_account_summary,
-        In.CANCEL_ACCOUNT_SUMMARY: _no_answer,
-        In.REQ_POSITIONS_MULTI: _req_positions_multi,
-        In.CANCEL_POSITIONS_MULTI: _no_answer,
         In.PLACE_ORDER: _place_order,
         In.CANCEL_ORDER: _cancel_order,
-        In.REQ_GLOBAL_CANCEL: _not_implemented,
-        In.REQ_PNL: _not_implemented,
-        In.CANCEL_PNL: _no_answer,
-        In.REQ_PNL_SINGLE: _not_implemented,
-        In.CANCEL_PNL_SINGLE: _no_answer,
+        In.REQ_OPEN_ORDERS: _req_open_orders,
+        In.REQ_ALL_OPEN_ORDERS: _req_all_open_orders,
+        In.REQ_AUTO_OPEN_ORDERS: _req_auto_open_orders,
+        In.REQ_GLOBAL_CANCEL: _req_global_cancel,
+        In.REQ_EXECUTIONS: _req_executions,
+        In.REQ_COMPLETED_ORDERS: _req_completed_orders,
+        In.REQ_POSITIONS: _req_positions,
+        In.CANCEL_POSITIONS: _cancel_positions,
+        In.REQ_POSITIONS_MULTI: _req_positions_multi,
+        In.CANCEL_POSITIONS_MULTI: _no_answer,
+        In.REQ_ACCOUNT_UPDATES: _req_account_updates,
+        In.REQ_ACCOUNT_UPDATES_MULTI: _req_account_updates_multi,
+        In.CANCEL_ACCOUNT_UPDATES_MULTI: _cancel_account_updates_multi,
+        In.REQ_ACCOUNT_SUMMARY: _req_account_summary,
+        In.CANCEL_ACCOUNT_SUMMARY: _cancel_account_summary,
+        In.REQ_PNL: _req_pnl,
+        In.CANCEL_PNL: _cancel_pnl,
+        In.REQ_PNL_SINGLE: _req_pnl_single,
+        In.CANCEL_PNL_SINGLE: _cancel_pnl,
     }
 
 
-def account_values(gw: SimulatedGateway) -> list[tuple[str, str, str]]:
-    """``(key, value, currency)`` of a flat account holding ``initial_cash``."""
-    cash = f"{gw.config.initial_cash:.2f}"
-    ccy = gw.config.base_currency
-    return [
-        ("AccountType", "INDIVIDUAL", ""),
-        ("NetLiquidation", cash, ccy),
-        ("TotalCashValue", cash, ccy),
-        ("CashBalance", cash, ccy),
-        ("AvailableFunds", cash, ccy),
-        ("ExcessLiquidity", cash, ccy),
-        ("BuyingPower", f"{gw.config.initial_cash * 4:.2f}", ccy),
-        ("GrossPositionValue", "0.00", ccy),
-        ("UnrealizedPnL", "0.00", ccy),
-        ("RealizedPnL", "0.00", ccy),
-    ]
+def _broker(gw: SimulatedGateway) -> GatewayBroker:
+    broker = gw.broker
+    if not isinstance(broker, GatewayBroker):
+        broker = gw.broker = GatewayBroker(gw)
+        broker.start()
+    return broker
+
+
+def _client_id(session: ClientSession) -> int:
+    return session.client_id if session.client_id is not None else -1
 
 
 def _no_answer(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
-    """Cancels and other requests TWS does not answer."""
+    """Cancels TWS does not answer."""
 
 
-def _not_implemented(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
-    from ibconn.sim.protocol import req_id_of
-
-    name = In(int(fields[0])).name
-    session.send_error(
-        req_id_of(fields),
-        321,
-        f"Error validating request.-'{fields[0]}' : cause - {name} is not implemented "
-        "in the simulated gateway yet",
-    )
+# ---------------------------------------------------------------------------- orders
 
 
-def _req_positions(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
-    session.send(Out.POSITION_END, 1)
+def _place_order(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+    try:
+        request = om.parse_place_order(fields)
+    except ValueError as exc:
+        raise RequestParseError(f"placeOrder: {exc}") from None
+    broker = _broker(gw)
+    cid = _client_id(session)
+    gw.observe_order_id(request.order_id)
+    if not broker.read_only:
+        spec = FieldReader(fields, start=2).read_contract()
+        inst = gw.resolve_contract(session, request.order_id, spec)
+        if inst is None:
+            return
+        request.con_id = inst.con_id
+    if request.what_if:
+        preview = broker.what_if(cid, request)
+        if preview is not None:
+            session.send(*om.open_order_fields(preview.order, preview))
+        return
+    broker.place_order(cid, request)
 
 
-def _req_positions_multi(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+def _cancel_order(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
     reader = FieldReader(fields)
     reader.read_int("version")
-    session.send(Out.POSITION_MULTI_END, 1, reader.read_int("reqId"))
+    order_id = reader.read_int("orderId")
+    _broker(gw).cancel_order(_client_id(session), order_id)
+
+
+def _send_open_orders(session: ClientSession, broker: GatewayBroker, client_id: int | None) -> None:
+    for order in broker.open_orders(client_id):
+        session.send(*om.open_order_fields(order))
+        session.send(*om.order_status_fields(order))
+    session.send(*om.open_order_end_fields())
 
 
 def _req_open_orders(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
-    session.send(Out.OPEN_ORDER_END, 1)
+    cid = _client_id(session)
+    _send_open_orders(session, _broker(gw), None if cid == 0 else cid)
+
+
+def _req_all_open_orders(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+    _send_open_orders(session, _broker(gw), None)
 
 
 def _req_auto_open_orders(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+    reader = FieldReader(fields)
+    reader.read_int("version")
+    auto_bind = reader.read_bool("bAutoBind")
     if session.client_id != 0:
         session.send_error(
             -1,
@@ -113,84 +145,125 @@ def _req_auto_open_orders(gw: SimulatedGateway, session: ClientSession, fields: 
             "Only API connections with clientId set to 0 can set the auto bind TWS "
             "orders property.",
         )
+        return
+    _broker(gw).set_auto_bind(session, auto_bind)
+
+
+def _req_global_cancel(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+    _broker(gw).global_cancel(_client_id(session))
 
 
 def _req_completed_orders(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
-    session.send(Out.COMPLETED_ORDERS_END)
+    for order in _broker(gw).completed_orders():
+        session.send(*om.completed_order_fields(order))
+    session.send(*om.completed_orders_end_fields())
+
+
+def _req_executions(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+    req_id, filt = om.parse_execution_filter(fields)
+    cid = _client_id(session)
+    broker = _broker(gw)
+    for ex in broker.find_executions(filt, client_id=None if cid == 0 else cid):
+        session.send(*om.exec_details_fields(ex, req_id))
+        session.send(*om.commission_report_fields(ex))
+    session.send(*om.exec_details_end_fields(req_id))
+
+
+# ---------------------------------------------------------------------------- positions
+
+
+def _req_positions(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+    _broker(gw).subscribe_positions(session)
+
+
+def _cancel_positions(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+    _broker(gw).unsubscribe_positions(session)
+
+
+def _req_positions_multi(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+    reader = FieldReader(fields)
+    reader.read_int("version")
+    req_id = reader.read_int("reqId")
+    account = reader.read_opt_str().strip()
+    model_code = reader.read_opt_str()
+    broker = _broker(gw)
+    wanted = None if not account or account.upper() == "ALL" else account
+    for pos in broker.positions(wanted):
+        session.send(*om.position_multi_fields(req_id, pos, model_code))
+    session.send(*om.position_multi_end_fields(req_id))
+
+
+# ---------------------------------------------------------------------------- account
 
 
 def _req_account_updates(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
     reader = FieldReader(fields)
     reader.read_int("version")
     subscribe = reader.read_bool("subscribe")
-    account = reader.read_opt_str() or gw.config.accounts[0]
-    if not subscribe:
-        return
-    for key, value, currency in account_values(gw):
-        session.send(Out.ACCT_VALUE, 2, key, value, currency, account)
-    now = _dt.datetime.fromtimestamp(gw.clock.time(), gw.timezone)
-    session.send(Out.ACCT_UPDATE_TIME, 1, f"{now:%H:%M}")
-    session.send(Out.ACCT_DOWNLOAD_END, 1, account)
+    account = reader.read_opt_str().strip()
+    broker = _broker(gw)
+    if subscribe:
+        broker.subscribe_account_updates(session, account)
+    else:
+        broker.unsubscribe_account_updates(session)
 
 
-def _req_account_updates_multi(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+def _req_account_updates_multi(
+    gw: SimulatedGateway, session: ClientSession, fields: list[str]
+) -> None:
     reader = FieldReader(fields)
     reader.read_int("version")
     req_id = reader.read_int("reqId")
-    account = reader.read_opt_str() or gw.config.accounts[0]
+    account = reader.read_opt_str().strip()
     model_code = reader.read_opt_str()
-    for key, value, currency in account_values(gw):
-        session.send(Out.ACCOUNT_UPDATE_MULTI, 1, req_id, account, model_code, key, value, currency)
-    session.send(Out.ACCOUNT_UPDATE_MULTI_END, 1, req_id)
+    ledger_and_nlv = reader.read_bool("ledgerAndNLV") if reader.remaining else False
+    _broker(gw).subscribe_account_multi(session, req_id, account, model_code, ledger_and_nlv)
 
 
-def _req_executions(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+def _cancel_account_updates_multi(
+    gw: SimulatedGateway, session: ClientSession, fields: list[str]
+) -> None:
     reader = FieldReader(fields)
     reader.read_int("version")
-    session.send(Out.EXECUTION_DATA_END, 1, reader.read_int("reqId"))
-
-
-_SUMMARY_TAGS = {
-    "AccountType": "AccountType",
-    "NetLiquidation": "NetLiquidation",
-    "TotalCashValue": "TotalCashValue",
-    "AvailableFunds": "AvailableFunds",
-    "ExcessLiquidity": "ExcessLiquidity",
-    "BuyingPower": "BuyingPower",
-    "GrossPositionValue": "GrossPositionValue",
-}
+    _broker(gw).cancel_value_sub(session, "multi", reader.read_int("reqId"))
 
 
 def _req_account_summary(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
     reader = FieldReader(fields)
     reader.read_int("version")
     req_id = reader.read_int("reqId")
-    reader.read_str("group")
-    tags = {t.strip() for t in reader.read_str("tags").split(",") if t.strip()}
-    values = {key: (value, currency) for key, value, currency in account_values(gw)}
-    for account in gw.config.accounts:
-        for tag in _SUMMARY_TAGS:
-            if tag in tags and tag in values:
-                value, currency = values[tag]
-                session.send(Out.ACCOUNT_SUMMARY, 1, req_id, account, tag, value, currency)
-    session.send(Out.ACCOUNT_SUMMARY_END, 1, req_id)
+    group = reader.read_str("group")
+    tags = [t for t in reader.read_str("tags").split(",") if t.strip()]
+    _broker(gw).subscribe_account_summary(session, req_id, group, tags)
 
 
-def _place_order(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
-    reader = FieldReader(fields)
-    order_id = reader.read_int("orderId")
-    gw.observe_order_id(order_id)
-    session.send_error(
-        order_id,
-        201,
-        "Order rejected - reason:placeOrder is not implemented in the simulated gateway yet",
-    )
-
-
-def _cancel_order(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+def _cancel_account_summary(
+    gw: SimulatedGateway, session: ClientSession, fields: list[str]
+) -> None:
     reader = FieldReader(fields)
     reader.read_int("version")
-    order_id = reader.read_int("orderId")
-    session.send_error(
-        order_id, 10147, f"OrderId {order_id} that needs to be cancelled is not found."
-    )
+    _broker(gw).cancel_value_sub(session, "summary", reader.read_int("reqId"))
+
+
+# ---------------------------------------------------------------------------- PnL
+
+
+def _req_pnl(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+    reader = FieldReader(fields)
+    req_id = reader.read_int("reqId")
+    account = reader.read_str("account").strip()
+    _broker(gw).subscribe_pnl(session, req_id, account)
+
+
+def _req_pnl_single(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+    reader = FieldReader(fields)
+    req_id = reader.read_int("reqId")
+    account = reader.read_str("account").strip()
+    reader.read_str("modelCode")
+    con_id = reader.read_int("conId")
+    _broker(gw).subscribe_pnl(session, req_id, account, con_id)
+
+
+def _cancel_pnl(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+    reader = FieldReader(fields)
+    _broker(gw).cancel_pnl(session, reader.read_int("reqId"))

@@ -19,6 +19,7 @@ import math
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -97,6 +98,10 @@ class SimConfig(BaseModel):
     """Largest quantity one fill may carry (None = fill the whole order at once)."""
     fill_delay: float = Field(default=0.05, ge=0)
     """Seconds between an order becoming marketable and its (next) fill."""
+    pnl_interval: float = Field(default=1.0, gt=0)
+    """Seconds between pnl (94) / pnlSingle (95) messages of a reqPnL / reqPnLSingle."""
+    account_update_interval: float = Field(default=1.0, gt=0)
+    """Seconds between refreshes of subscribed account values and portfolio (price moves)."""
 
     @field_validator("tick_rate")
     @classmethod
@@ -110,8 +115,6 @@ class SimConfig(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _check_timezone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):

@@ -85,10 +85,11 @@ def error_text(code: int, **values: object) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ReceivedMessage:
-    """One decoded client message and when it arrived (``loop.time()``)."""
+    """One decoded client message, when it arrived (``loop.time()``) and from whom."""
 
     time: float
     fields: tuple[str, ...]
+    client_id: int | None = None
 
     @property
     def msg_id(self) -> int | None:
@@ -170,7 +171,9 @@ class ClientSession:
 
     def __repr__(self) -> str:
         state = "stalled" if self.stalled else ("connected" if self.connected else "closed")
-        return f"<ClientSession clientId={self.client_id} peer={self.peer[0]}:{self.peer[1]} {state}>"
+        return (
+            f"<ClientSession clientId={self.client_id} peer={self.peer[0]}:{self.peer[1]} {state}>"
+        )
 
     # ----------------------------------------------------------------- writing
 
@@ -262,7 +265,9 @@ class ClientSession:
         )
 
     def _record(self, now: float, fields: list[str]) -> None:
-        self.received.append(ReceivedMessage(now, tuple(fields)))
+        message = ReceivedMessage(now, tuple(fields), self.client_id)
+        self.received.append(message)
+        self.gateway.received.append(message)
         for hook in (*self.gateway.received_hooks, *self.received_hooks):
             try:
                 hook(self, fields)
@@ -310,6 +315,8 @@ class SimulatedGateway:
         """The next valid order id (message 9); the broker raises it as orders arrive."""
         self.received_hooks: list[ReceivedHook] = []
         """Called with ``(session, fields)`` for every decoded message of every client."""
+        self.received: deque[ReceivedMessage] = deque(maxlen=cfg.message_log_size)
+        """The last ``message_log_size`` decoded messages of all clients, in arrival order."""
         self._sessions: set[ClientSession] = set()
         self._by_client_id: dict[int, ClientSession] = {}
         self._last_session: dict[int, ClientSession] = {}
@@ -324,16 +331,21 @@ class SimulatedGateway:
 
     def _create_broker(self) -> Any:
         """Create the broker state object (part 2 returns its ``Broker`` here)."""
-        return None
+        from ibconn.sim.broker_handlers import create_broker  # noqa: PLC0415
+
+        return create_broker(self)
 
     def __repr__(self) -> str:
         state = "running" if self._running else "stopped"
-        return f"<SimulatedGateway {self.host}:{self.port} {state} clients={len(self._by_client_id)}>"
+        return (
+            f"<SimulatedGateway {self.host}:{self.port} {state} clients={len(self._by_client_id)}>"
+        )
 
     # ----------------------------------------------------------------- dispatch
 
     def _build_dispatch(self) -> dict[int, Handler]:
-        from ibconn.sim.broker_handlers import broker_handlers
+        # Imported here: the broker's modules may import this one.
+        from ibconn.sim.broker_handlers import broker_handlers  # noqa: PLC0415
 
         table: dict[int, Handler] = {
             In.REQ_IDS: _req_ids,
@@ -446,9 +458,7 @@ class SimulatedGateway:
         await self._drop(client_id, graceful=False)
 
     async def _drop(self, client_id: int | None, *, graceful: bool) -> None:
-        targets = [
-            s for s in list(self._sessions) if client_id is None or s.client_id == client_id
-        ]
+        targets = [s for s in list(self._sessions) if client_id is None or s.client_id == client_id]
         for session in targets:
             if graceful:
                 session.close()
@@ -574,6 +584,55 @@ class SimulatedGateway:
         session = self._by_client_id.get(client_id)
         return [session] if session is not None else []
 
+    # ----------------------------------------------------------------- order fault controls
+    # (part 2: each delegates to the broker, ``ibconn.sim.broker_service.GatewayBroker``)
+
+    async def fill(
+        self, order_ref: str, quantity: float | None = None, price: float | None = None
+    ) -> Any:
+        """Fill the working order with ``order_ref`` now (also while its client is away);
+        returns the :class:`~ibconn.sim.broker.SimExecution` once the messages are written."""
+        execution = self.broker.fill(order_ref, quantity, price)
+        await self._drain_all()
+        return execution
+
+    async def cancel(self, order_ref: str) -> Any:
+        """Cancel the working order with ``order_ref`` as TWS would (Cancelled + error 202)."""
+        order = self.broker.cancel(order_ref)
+        await self._drain_all()
+        return order
+
+    def correct_execution(self, exec_id: str, price: float) -> Any:
+        """Send an execution correction: same exec id prefix, next suffix, new price."""
+        return self.broker.correct_execution(exec_id, price)
+
+    def set_position(self, account: str, symbol: str, quantity: float, avg_cost: float) -> Any:
+        """Make ``account`` hold ``quantity`` of ``symbol`` at ``avg_cost`` (pushed to clients)."""
+        return self.broker.set_position(account, symbol, quantity, avg_cost)
+
+    def drop_after_next(self, msg_id: int, client_id: int | None = None) -> None:
+        """Process the next message ``msg_id`` (of ``client_id`` or anyone), then drop that
+        connection before any reply is written (e.g. an order in flight when the link dies)."""
+        self.broker.drop_after_next(msg_id, client_id)
+
+    @property
+    def executions(self) -> list[Any]:
+        """Every execution (ground truth), corrections included."""
+        return list(self.broker.executions)
+
+    @property
+    def orders(self) -> list[Any]:
+        """Every accepted order (ground truth), in placement order."""
+        return list(self.broker.orders)
+
+    def positions(self, account: str | None = None) -> list[Any]:
+        """Open positions marked to the market (ground truth)."""
+        return list(self.broker.positions(account))
+
+    async def _drain_all(self) -> None:
+        for session in list(self._sessions):
+            await session.drain()
+
     # ----------------------------------------------------------------- connections
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -584,8 +643,8 @@ class SimulatedGateway:
         self._sessions.add(session)
         try:
             await self._serve(session, reader)
-        except asyncio.CancelledError:
-            pass
+        except (asyncio.CancelledError, ConnectionError, TimeoutError):
+            pass  # the peer went away (reset, broken pipe) or the gateway is stopping
         except Exception:
             _log.exception("session {} failed", session)
         finally:
@@ -681,7 +740,9 @@ class SimulatedGateway:
             if msg_id == In.START_API:
                 self._start_api(session, fields)
             else:
-                _log.warning("client at {}:{} sent {} before startApi; ignored", *session.peer, msg_id)
+                _log.warning(
+                    "client at {}:{} sent {} before startApi; ignored", *session.peer, msg_id
+                )
             return
         if msg_id == In.START_API:
             _log.warning("client {} sent startApi twice; ignored", session.client_id)

@@ -16,7 +16,7 @@ import math
 import random
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ibconn.sim.instruments import Instrument
@@ -130,13 +130,13 @@ def parse_end_time(text: str, default_tz: tzinfo, now: float) -> float:
             return (day + timedelta(days=1)).timestamp() - 1
         if len(text) >= 17 and text[8] == "-":
             stamp = datetime.strptime(text[:17], "%Y%m%d-%H:%M:%S")
-            return stamp.replace(tzinfo=timezone.utc).timestamp()
+            return stamp.replace(tzinfo=UTC).timestamp()
         parts = text.split()
         stamp = datetime.strptime(parts[0] + " " + parts[1], "%Y%m%d %H:%M:%S")
         zone: tzinfo = default_tz
         if len(parts) > 2:
             name = parts[2]
-            zone = timezone.utc if name.upper() in {"UTC", "GMT"} else ZoneInfo(name)
+            zone = UTC if name.upper() in {"UTC", "GMT"} else ZoneInfo(name)
         return stamp.replace(tzinfo=zone).timestamp()
     except (ValueError, IndexError, ZoneInfoNotFoundError):
         raise HistoryRequestError(f"Invalid end date/time: {text}") from None
@@ -152,7 +152,9 @@ def bar_start(ts: float, bar_seconds: int, tz: tzinfo) -> float:
     return midnight.timestamp() + (into_day // bar_seconds) * bar_seconds
 
 
-def format_bar_time(start: float, bar_seconds: int, format_date: int, tz: tzinfo, tz_name: str) -> str:
+def format_bar_time(
+    start: float, bar_seconds: int, format_date: int, tz: tzinfo, tz_name: str
+) -> str:
     """A bar's date field: ``YYYYMMDD`` for daily and longer bars; intraday
     ``YYYYMMDD HH:MM:SS zone`` (formatDate 1) or epoch seconds (formatDate 2)."""
     local = datetime.fromtimestamp(start, tz)
@@ -174,9 +176,7 @@ def _bar_starts(end: float, bar_seconds: int, count: int, tz: tzinfo) -> list[fl
         if step_days > 1 or day.weekday() < 5:
             days.append(day)
         day -= timedelta(days=step_days)
-    return [
-        datetime(d.year, d.month, d.day, tzinfo=tz).timestamp() for d in reversed(days)
-    ]
+    return [datetime(d.year, d.month, d.day, tzinfo=tz).timestamp() for d in reversed(days)]
 
 
 def generate_bars(

@@ -115,7 +115,9 @@ def _size(value: float) -> str:
 
 def tick_price(req_id: int, tick_type: int, price: float, size: float, mask: int = 0) -> bytes:
     """tickPrice (1): ``1|6|reqId|tickType|price|size|attrMask`` (exactly 7 fields)."""
-    return _frame(f"1\x006\x00{req_id}\x00{tick_type}\x00{format_float(price)}\x00{_size(size)}\x00{mask}\x00")
+    return _frame(
+        f"1\x006\x00{req_id}\x00{tick_type}\x00{format_float(price)}\x00{_size(size)}\x00{mask}\x00"
+    )
 
 
 def tick_size(req_id: int, tick_type: int, size: float) -> bytes:
@@ -135,7 +137,9 @@ class _Sub:
     kind = "sub"
     streaming = False
 
-    def __init__(self, service: MarketDataService, session: ClientSession, req_id: int, inst: Instrument) -> None:
+    def __init__(
+        self, service: MarketDataService, session: ClientSession, req_id: int, inst: Instrument
+    ) -> None:
         self.service = service
         self.session = session
         self.req_id = req_id
@@ -164,7 +168,14 @@ class _MktDataSub(_Sub):
     kind = "mkt"
     streaming = True
 
-    def __init__(self, service: MarketDataService, session: ClientSession, req_id: int, inst: Instrument, delayed: bool) -> None:
+    def __init__(
+        self,
+        service: MarketDataService,
+        session: ClientSession,
+        req_id: int,
+        inst: Instrument,
+        delayed: bool,
+    ) -> None:
         super().__init__(service, session, req_id, inst)
         self.delayed = delayed
         self.t = DELAYED_TICK_TYPES if delayed else {k: k for k in DELAYED_TICK_TYPES}
@@ -235,7 +246,14 @@ class _TickByTickSub(_Sub):
     kind = "tbt"
     streaming = True
 
-    def __init__(self, service: MarketDataService, session: ClientSession, req_id: int, inst: Instrument, tbt_type: int) -> None:
+    def __init__(
+        self,
+        service: MarketDataService,
+        session: ClientSession,
+        req_id: int,
+        inst: Instrument,
+        tbt_type: int,
+    ) -> None:
         super().__init__(service, session, req_id, inst)
         self.tbt_type = tbt_type
         self.exchange = inst.primary_exchange or inst.exchange
@@ -247,9 +265,10 @@ class _TickByTickSub(_Sub):
             if math.isnan(quote.last):
                 return None
             size = quote.last_size if size_override is None else size_override
+            stamp = int(quote.last_time) if size_override is None else now
             return _frame(
-                f"99\x00{r}\x00{kind}\x00{int(quote.last_time) if size_override is None else now}\x00"
-                f"{format_float(quote.last)}\x00{_size(size)}\x000\x00{self.exchange}\x00\x00"
+                f"99\x00{r}\x00{kind}\x00{stamp}\x00{format_float(quote.last)}\x00"
+                f"{_size(size)}\x000\x00{self.exchange}\x00\x00"
             )
         if kind == 3:
             bid_size = quote.bid_size if size_override is None else size_override
@@ -263,9 +282,9 @@ class _TickByTickSub(_Sub):
 
     def on_quote(self, quote: Quote) -> None:
         if quote.fast:
-            data = self.frame(quote, size_override=quote.seq)
-            if data is not None:
-                self.service.queue_fast(self.session, data)
+            fast = self.frame(quote, size_override=quote.seq)
+            if fast is not None:
+                self.service.queue_fast(self.session, fast)
             return
         changes = quote.changes
         kind = self.tbt_type
@@ -339,7 +358,16 @@ def _feed(builder: _BarBuilder, what: str, quote: Quote) -> None:
 class _RealTimeBarsSub(_Sub):
     kind = "rtb"
 
-    def __init__(self, service: MarketDataService, session: ClientSession, req_id: int, inst: Instrument, what: str, quote: Quote) -> None:
+    def __init__(
+        self,
+        service: MarketDataService,
+        session: ClientSession,
+        req_id: int,
+        inst: Instrument,
+        *,
+        what: str,
+        quote: Quote,
+    ) -> None:
         super().__init__(service, session, req_id, inst)
         self.what = what
         self.builder = _BarBuilder(_price_for(what, quote))
@@ -415,7 +443,11 @@ class _HistoryUpdateSub(_Sub):
             b = self.builder
             trades = self.what in {"TRADES", "ADJUSTED_LAST"}
             date = format_bar_time(
-                self.current_start, self.bar_seconds, self.format_date, gw.timezone, gw.config.timezone
+                self.current_start,
+                self.bar_seconds,
+                self.format_date,
+                gw.timezone,
+                gw.config.timezone,
             )
             if not self.session.market_data_suspended:
                 self.session.send(
@@ -574,7 +606,9 @@ class MarketDataService:
 # --------------------------------------------------------------------------- handlers
 
 
-def _live_or_delayed(gw: SimulatedGateway, session: ClientSession, req_id: int, inst: Instrument) -> bool | None:
+def _live_or_delayed(
+    gw: SimulatedGateway, session: ClientSession, req_id: int, inst: Instrument
+) -> bool | None:
     """``False`` = live, ``True`` = delayed, ``None`` = refused (error sent)."""
     if gw.config.has_live_data(inst):
         return False
@@ -622,7 +656,11 @@ def _req_mkt_data(gw: SimulatedGateway, session: ClientSession, fields: list[str
         return
     session.send(Out.MARKET_DATA_TYPE, 1, req_id, 3 if delayed else 1)
     if delayed:
-        session.send_error(req_id, 10167, "Requested market data is not subscribed. Displaying delayed market data.")
+        session.send_error(
+            req_id,
+            10167,
+            "Requested market data is not subscribed. Displaying delayed market data.",
+        )
     session.send(Out.TICK_REQ_PARAMS, req_id, inst.min_tick, "9c0001", 3)
     sub = _MktDataSub(service, session, req_id, inst, delayed)
     frames = sub.snapshot_frames(gw.market.quote(inst.con_id))
@@ -646,7 +684,9 @@ def _req_market_data_type(gw: SimulatedGateway, session: ClientSession, fields: 
     reader.read_int("version")
     kind = reader.read_int("marketDataType")
     if kind not in (1, 2, 3, 4):
-        session.send_error(-1, 321, f"Error validating request.-'59' : cause - Invalid market data type {kind}")
+        session.send_error(
+            -1, 321, f"Error validating request.-'59' : cause - Invalid market data type {kind}"
+        )
         return
     session.market_data_type = kind
 
@@ -661,7 +701,9 @@ def _req_tick_by_tick(gw: SimulatedGateway, session: ClientSession, fields: list
         reader.read_bool("ignoreSize")
     kind = _TBT_KINDS.get(kind_text.replace(" ", "").upper())
     if kind is None:
-        session.send_error(req_id, 321, f"Error validating request.-'97' : cause - Invalid tick type {kind_text}")
+        session.send_error(
+            req_id, 321, f"Error validating request.-'97' : cause - Invalid tick type {kind_text}"
+        )
         return
     service = gw.market_data
     if service.get(session, "tbt", req_id) is not None:
@@ -703,7 +745,11 @@ def _req_real_time_bars(gw: SimulatedGateway, session: ClientSession, fields: li
         _duplicate(session, In.REQ_REAL_TIME_BARS, req_id)
         return
     if what not in _RT_WHAT:
-        session.send_error(req_id, 321, "Error validating request.-'50' : cause - What to show field is missing or incorrect.")
+        session.send_error(
+            req_id,
+            321,
+            "Error validating request.-'50' : cause - What to show field is missing or incorrect.",
+        )
         return
     inst = gw.resolve_contract(session, req_id, spec)
     if inst is None:
@@ -719,9 +765,15 @@ def _req_real_time_bars(gw: SimulatedGateway, session: ClientSession, fields: li
         )
         return
     if what == "TRADES" and inst.sec_type == "CASH":
-        session.send_error(req_id, 420, f"Invalid Real-time Query:No TRADES data for {inst.symbol} {inst.sec_type}.")
+        session.send_error(
+            req_id,
+            420,
+            f"Invalid Real-time Query:No TRADES data for {inst.symbol} {inst.sec_type}.",
+        )
         return
-    sub = _RealTimeBarsSub(service, session, req_id, inst, what, gw.market.quote(inst.con_id))
+    sub = _RealTimeBarsSub(
+        service, session, req_id, inst, what=what, quote=gw.market.quote(inst.con_id)
+    )
     service.add(sub)
     service.start_task(sub, sub.run())
 
@@ -759,13 +811,25 @@ def _req_historical_data(gw: SimulatedGateway, session: ClientSession, fields: l
     if inst is None:
         return
     if what not in WHAT_TO_SHOW:
-        session.send_error(req_id, 321, "Error validating request.-'20' : cause - What to show field is missing or incorrect.")
+        session.send_error(
+            req_id,
+            321,
+            "Error validating request.-'20' : cause - What to show field is missing or incorrect.",
+        )
         return
     if what in {"TRADES", "ADJUSTED_LAST"} and inst.sec_type == "CASH":
-        _history_error(session, req_id, f"No historical market data for {inst.symbol}/CASH@FXSUB Last {bar_text}")
+        _history_error(
+            session,
+            req_id,
+            f"No historical market data for {inst.symbol}/CASH@FXSUB Last {bar_text}",
+        )
         return
     if keep_up_to_date and end_text.strip():
-        session.send_error(req_id, 321, "Error validating request.-'20' : cause - End date not supported with live updates")
+        session.send_error(
+            req_id,
+            321,
+            "Error validating request.-'20' : cause - End date not supported with live updates",
+        )
         return
     now = gw.clock.time()
     try:
@@ -817,7 +881,11 @@ def _req_historical_data(gw: SimulatedGateway, session: ClientSession, fields: l
         builder = _BarBuilder(last.close)
         builder.open, builder.high, builder.low = last.open, last.high, last.low
         if last.volume > 0:
-            builder.volume, builder.count, builder.pv = last.volume, last.count, last.wap * last.volume
+            builder.volume, builder.count, builder.pv = (
+                last.volume,
+                last.count,
+                last.wap * last.volume,
+            )
         sub = _HistoryUpdateSub(
             service,
             session,
@@ -833,7 +901,9 @@ def _req_historical_data(gw: SimulatedGateway, session: ClientSession, fields: l
         service.start_task(sub, sub.run())
 
 
-def _cancel_historical_data(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+def _cancel_historical_data(
+    gw: SimulatedGateway, session: ClientSession, fields: list[str]
+) -> None:
     reader = FieldReader(fields)
     reader.read_int("version")
     req_id = reader.read_int("reqId")

@@ -53,6 +53,8 @@ __all__ = [
     "portfolio_fields",
     "position_end_fields",
     "position_fields",
+    "position_multi_end_fields",
+    "position_multi_fields",
 ]
 
 UNSET_DOUBLE_TEXT = "1.7976931348623157E308"
@@ -449,6 +451,36 @@ def position_fields(pos: PositionSnapshot) -> list[str]:
         num(pos.quantity),
         num(round(pos.avg_cost, 8)),
     ]
+
+
+def position_multi_fields(req_id: int, pos: PositionSnapshot, model_code: str = "") -> list[str]:
+    """positionMulti (71) v=1."""
+    inst = pos.instrument
+    return [
+        "71",
+        "1",
+        str(req_id),
+        pos.account,
+        str(inst.con_id),
+        inst.symbol,
+        inst.sec_type,
+        inst.last_trade_date,
+        "0",
+        "",
+        inst.multiplier_text,
+        (inst.primary_exchange or inst.exchange) if inst.sec_type == "STK" else inst.exchange,
+        inst.currency,
+        inst.local_symbol,
+        inst.trading_class,
+        num(pos.quantity),
+        num(round(pos.avg_cost, 8)),
+        model_code,
+    ]
+
+
+def position_multi_end_fields(req_id: int) -> list[str]:
+    """positionMultiEnd (72)."""
+    return ["72", "1", str(req_id)]
 
 
 def position_end_fields() -> list[str]:

@@ -405,9 +405,7 @@ class Market:
         Works while paused: it is the manual way to move prices.
         """
         targets = (
-            list(self.book)
-            if symbol_or_con_id is None
-            else [self.book.resolve(symbol_or_con_id)]
+            list(self.book) if symbol_or_con_id is None else [self.book.resolve(symbol_or_con_id)]
         )
         for _ in range(count):
             for inst in targets:
@@ -488,9 +486,7 @@ class Market:
         if interval is None:
             self._tasks.append(asyncio.create_task(self._run_max(), name="sim-market-max"))
         elif interval != float("inf"):
-            self._tasks.append(
-                asyncio.create_task(self._run_paced(interval), name="sim-market")
-            )
+            self._tasks.append(asyncio.create_task(self._run_paced(interval), name="sim-market"))
 
     async def stop(self) -> None:
         """Stop the price tasks and wait for them."""
@@ -546,9 +542,9 @@ class Market:
             if clock.time() >= next_cold:
                 next_cold = clock.time() + _COLD_INTERVAL
                 if not self._paused:
-                    hot_ids = {inst.con_id for inst in hot}
-                    for inst in walking:
-                        if inst.con_id not in hot_ids:
+                    for inst in self._walking():
+                        # re-checked now: a subscriber may have arrived meanwhile
+                        if flow is None or not flow.is_hot(inst.con_id):
                             self._advance(inst, fast=False)
 
     async def _run_replay(self) -> None:

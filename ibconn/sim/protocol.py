@@ -361,8 +361,8 @@ def decode_fields(payload: bytes) -> list[str]:
     fields = text.split("\0")
     if fields and fields[-1] == "":
         fields.pop()
-    if not fields:
-        raise RequestParseError("empty message")
+    if not fields or not fields[0]:
+        raise RequestParseError("empty message or message id")
     return fields
 
 

@@ -765,3 +765,16 @@ def test_deferred_arrival(broker: Broker, rec: Recorder) -> None:
     assert limit.status == "Filled" and limit.avg_fill_price == 190.12
     pending[-1]()  # the deferred look finds nothing left to do
     assert len(broker.executions) == 2
+
+
+def test_forex_order_commission_and_cash(broker: Broker) -> None:
+    quote(broker, "EUR", 1.08500, 1.08510)
+    order = place(broker, req("BUY", 100_000, symbol="EUR", sec_type="CASH"))
+    assert order.avg_fill_price == 1.08510
+    assert broker.executions[-1].commission == pytest.approx(2.1702)  # 0.002 % of 108510
+    (pos,) = broker.positions()
+    assert pos.quantity == 100_000
+    fig = broker.account_figures(ACCOUNT)
+    assert fig.total_cash == pytest.approx(1_000_000 - 108_510 - 2.1702)
+    assert broker.place_order(1, req("BUY", 1, "LMT", symbol="EUR", sec_type="CASH",
+                                     lmt_price=1.08512)) is None  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from ib_async import Contract, LimitOrder, Order, StopOrder
@@ -79,6 +79,8 @@ for _name in (
     "openOrderEnd",
     "execDetailsEnd",
     "positionEnd",
+    "positionMulti",
+    "positionMultiEnd",
     "error",
 ):
     setattr(ApiStub, _name, _recorder(_name))
@@ -86,7 +88,7 @@ for _name in (
 
 def via_ib_async(fields: list[str]) -> tuple[str, tuple[Any, ...]]:
     stub = AsyncStub()
-    decoder: Any = AsyncDecoder(stub, 178)  # type: ignore[arg-type]
+    decoder: Any = cast(Any, AsyncDecoder)(stub, 178)
     decoder.interpret(list(fields))
     assert len(stub.calls) == 1, f"ib_async decoded nothing from {fields}"
     return stub.calls[0]
@@ -346,7 +348,7 @@ def test_pnl_messages_decode(broker: Broker) -> None:
 def ib_async_place_fields(order_id: int, contract: Contract, order: Order) -> list[str]:
     """The fields ib_async's own Client.placeOrder puts on the wire."""
     captured: list[str] = []
-    client: Any = Client(AsyncStub())  # type: ignore[no-untyped-call]
+    client: Any = cast(Any, Client)(AsyncStub())
     client.isConnected = lambda: True
     client.serverVersion = lambda: 178
     client.sendMsg = captured.append
@@ -432,3 +434,16 @@ def test_num_formatting() -> None:
     assert om.num(None) == ""
     assert om.num(0.00005) == "0.00005"
     assert om.num(float("nan")) == ""
+
+
+def test_position_multi_decodes(broker: Broker) -> None:
+    limit_order(broker, lmt_price=191.0)
+    (pos,) = broker.positions()
+    fields = om.position_multi_fields(9, pos, "")
+    name, args = via_ib_async(fields)
+    assert name == "positionMulti" and args[0] == 9 and args[1] == ACCOUNT and args[4] == 100
+    name, args = via_ibapi(fields)
+    assert args[0] == 9 and args[1] == ACCOUNT and args[3].conId == 265598
+    assert args[4] == Decimal(100) and args[5] == pytest.approx(pos.avg_cost)
+    assert via_ib_async(om.position_multi_end_fields(9))[0] == "positionMultiEnd"
+    assert via_ibapi(om.position_multi_end_fields(9))[0] == "positionMultiEnd"

@@ -1,0 +1,666 @@
+"""The pacer: the one door every outgoing API message passes, ib_async's own included.
+
+Where it sits
+-------------
+ib_async serialises every request in ``Client.send`` and hands the text to
+``self.sendMsg(msg)``; that method holds ib_async's own throttle (45
+messages per second in a FIFO that ``Client.reset()`` empties on every
+disconnect). :meth:`Pacer.install` assigns :meth:`Pacer.submit` to the
+*instance* attribute ``ib.client.sendMsg``, so ``send`` calls the pacer
+instead and ib_async's throttle never runs (``client.MaxRequests`` is also
+set to 0 on the instance, for anyone who reads it). The start-up sync,
+resubscriptions, heartbeats and user calls through ``connector.ib`` all
+pass here. Only the handshake bytes (``API\\0`` and the version range) go to
+the socket directly; they are not API messages and TWS does not count them.
+
+What it guarantees
+------------------
+* **No window of ``1 + pacing_window_margin`` seconds carries more than
+  ``max_requests_per_second`` messages** on the wire: an exact sliding-window
+  log (:class:`~ibconn.pacing.windows.WindowLog`) is asked before every write
+  and records every write. The margin covers the difference between the
+  moment ibconn writes and the moment TWS stamps a message (measured against
+  the simulator: see ``docs/pacing.md``).
+* A smoother (:class:`~ibconn.pacing.windows.Spacer`, a leaky bucket with a
+  burst of ``limit // 5``) spaces a backlog evenly instead of letting it leave
+  in one-second clumps, so a cancel that arrives behind a backlog waits about
+  ``1 / limit`` seconds, not up to a whole window. A leaky bucket alone admits
+  its burst plus its rate in one window; the window log is what keeps the
+  two together under the limit.
+* Priorities: CRITICAL (heartbeat, startApi, cancelOrder, reqGlobalCancel and
+  everything inside :meth:`Pacer.critical`) before ORDER (placeOrder) before
+  DATA before HISTORICAL; FIFO within one priority. Critical messages skip the
+  smoother (never the window log). A cancelOrder withdraws the queued
+  placeOrders of its order id, and reqGlobalCancel every queued placeOrder,
+  so an order can never be placed after the cancel that was meant to stop
+  it; cancelHistoricalData withdraws its queued reqHistoricalData.
+* Bursts wait; nothing is refused. When the queue is empty and there is
+  room, a message is written synchronously inside ``send``: no task, no
+  timer, no added latency. A backlog is drained by one ``loop.call_at``
+  timer, never by a task per message.
+* Historical requests also follow IB's rules (:mod:`ibconn.pacing.historical`)
+  in their own queue, so a waiting historical request never holds up
+  anything else.
+* A message queued on one socket is never written to a later one. On link
+  loss (the supervisor calls :meth:`Pacer.link_lost` before it closes the
+  socket; the socket's own ``disconnected`` event does too) every queued
+  message is dropped and reported as :class:`DroppedMessage`: through
+  :meth:`Pacer.dropped` (a stream) and :meth:`Pacer.on_dropped` (callbacks).
+  It never left the door, so placing an order again is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ibconn.alerts import AlertBus
+from ibconn.codes import CodeCategory, Severity, classify
+from ibconn.config import ConnectorSettings
+from ibconn.logs import get_logger
+from ibconn.pacing.historical import HistoricalRequest, HistoricalRules, parse_historical_request
+from ibconn.pacing.messages import (
+    CANCEL_HISTORICAL_DATA,
+    CANCEL_ORDER,
+    PLACE_ORDER,
+    REQ_GLOBAL_CANCEL,
+    REQ_HISTORICAL_DATA,
+    DroppedMessage,
+    Priority,
+    order_ref_of,
+    priority_of,
+    request_id_of,
+)
+from ibconn.pacing.windows import Spacer, WindowLog
+from ibconn.streams import Broadcast, OverflowPolicy, Subscription
+
+if TYPE_CHECKING:
+    from ib_async import IB
+
+__all__ = ["DroppedHook", "Pacer", "PacerStatistics", "SentHook"]
+
+_log = get_logger("pacing")
+_ib_log = logging.getLogger("ib_async.client")
+_LEN = struct.Struct(">I")
+
+SentHook = Callable[[int, "int | None"], None]
+"""Called with ``(msg_id, request_id)`` right after a message was written to the socket."""
+DroppedHook = Callable[[DroppedMessage], None]
+"""Called with each message dropped from the queue, unsent."""
+
+_critical_depth: ContextVar[int] = ContextVar("ibconn_pacer_critical", default=0)
+
+
+class PacerStatistics(NamedTuple):
+    """A snapshot of the pacer (``connector.pacer.statistics()``)."""
+
+    queued_critical: int
+    queued_orders: int
+    queued_data: int
+    queued_historical: int
+    sent_last_second: int
+    """Messages written in the last 1.0 s."""
+    sent_total: int
+    dropped_total: int
+    """Messages dropped unsent (link lost, or withdrawn by a cancel)."""
+    throttled_seconds: float
+    """Total time during which at least one message waited in the queue."""
+    oldest_wait: float
+    """Seconds the oldest queued message has waited (0 when the queue is empty)."""
+    historical_in_window: int
+    """Historical requests counted by IB's rules in the last ``historical_window``."""
+    historical_paused_for: float
+    """Seconds left of a 162 pacing backoff (0 when none)."""
+    rate_errors: int
+    """Error 100 (message rate exceeded) received from TWS: should stay 0."""
+    pacing_violations: int
+    """162 pacing violations received from TWS."""
+    limit: int
+    """``max_requests_per_second``."""
+    window: float
+    """The window (seconds) in which at most ``limit`` messages are sent."""
+
+    @property
+    def queued(self) -> int:
+        """Messages waiting in every queue."""
+        return self.queued_critical + self.queued_orders + self.queued_data + self.queued_historical
+
+
+@dataclass(slots=True, eq=False)
+class _Queued:
+    """One message waiting at the door (compared by identity)."""
+
+    msg: str
+    msg_id: int
+    request_id: int | None
+    priority: Priority
+    epoch: int
+    queued_at: float
+    historical: HistoricalRequest | None
+
+
+class Pacer:
+    """The one door between ib_async and the socket (see the module docstring).
+
+    The supervisor creates it and calls :meth:`install` on its ``IB``; read it
+    as ``connector.pacer``. ``burst`` (default ``limit // 5``) is how many
+    messages may leave back to back before the smoother spaces them.
+    """
+
+    def __init__(
+        self,
+        settings: ConnectorSettings | None = None,
+        alerts: AlertBus | None = None,
+        *,
+        burst: int | None = None,
+    ) -> None:
+        settings = settings if settings is not None else ConnectorSettings()
+        self._limit = settings.max_requests_per_second
+        self._window = 1.0 + settings.pacing_window_margin
+        self._wire = WindowLog(self._limit, self._window)
+        self._burst = burst if burst is not None else max(1, self._limit // 5)
+        self._spacer = Spacer(self._limit / self._window, self._burst)
+        self._rules = HistoricalRules(
+            identical_window=settings.historical_identical_window,
+            burst_window=settings.historical_burst_window,
+            window=settings.historical_window,
+            max_bar_seconds=settings.historical_rules_max_bar_seconds,
+            backoff=settings.historical_pacing_backoff,
+        )
+        self._alert_after = settings.pacing_backlog_alert_after
+        self._alerts = alerts if alerts is not None else AlertBus()
+        self._queues: tuple[deque[_Queued], ...] = tuple(deque() for _ in Priority)
+        self._queued = 0
+        self._ib: IB | None = None
+        self._client: Any = None
+        self._transport: object | None = None
+        self._lost_transport: object | None = None
+        self._epoch = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._draining = False
+        self._backlog_since: float | None = None
+        self._backlog_timer: asyncio.TimerHandle | None = None
+        self._backlog_alerted = False
+        self._throttled_total = 0.0
+        self._sent_total = 0
+        self._dropped_total = 0
+        self._rate_errors = 0
+        self._pacing_violations = 0
+        self._sent_hooks: list[SentHook] = []
+        self._dropped_hooks: list[DroppedHook] = []
+        self._dropped: Broadcast[DroppedMessage] = Broadcast(
+            "pacer_dropped", capacity=4096, policy=OverflowPolicy.RAISE
+        )
+
+    # -- installation ------------------------------------------------------------
+
+    def install(self, ib: IB) -> None:
+        """Become ``ib``'s only way to the socket (once; idempotent for the same ``ib``).
+
+        Replaces the instance attribute ``ib.client.sendMsg`` (ib_async's
+        throttled sender) with :meth:`submit`, sets ``ib.client.MaxRequests``
+        to 0, and listens to the socket's ``disconnected`` event and to
+        ``ib.errorEvent`` (100 and 162 pacing).
+        """
+        if self._ib is ib:
+            return
+        if self._ib is not None:
+            raise RuntimeError("this Pacer is already installed on another IB")
+        client = ib.client
+        client.MaxRequests = 0  # ib_async's throttle off (its sendMsg is replaced anyway)
+        client.sendMsg = self.submit  # type: ignore[method-assign]  # instance attribute
+        client.conn.disconnected += self._on_socket_closed
+        ib.errorEvent += self._on_error
+        self._ib = ib
+        self._client = client
+        with contextlib.suppress(RuntimeError):
+            self._loop = asyncio.get_running_loop()
+
+    def uninstall(self) -> None:
+        """Give ib_async its own sender back; queued messages are dropped (reported)."""
+        ib, client = self._ib, self._client
+        if ib is None:
+            return
+        self._drop_all("the pacer was uninstalled")
+        self._cancel_timer()
+        for name in ("sendMsg", "MaxRequests"):
+            with contextlib.suppress(AttributeError):
+                delattr(client, name)
+        client.conn.disconnected -= self._on_socket_closed
+        ib.errorEvent -= self._on_error
+        self._ib = None
+        self._client = None
+        self._transport = None
+
+    @property
+    def installed(self) -> bool:
+        """Whether the pacer sits in an ``IB``'s send path."""
+        return self._ib is not None
+
+    # -- the door ----------------------------------------------------------------
+
+    def submit(self, msg: str) -> None:
+        """Send ``msg`` (ib_async's message text) now if allowed, else queue it.
+
+        This is ``ib.client.sendMsg`` once installed: synchronous, never raises
+        for pacing, never blocks.
+        """
+        if not msg:
+            return
+        client = self._client
+        if client is None:
+            raise RuntimeError("Pacer.submit called before Pacer.install(ib)")
+        loop = self._get_loop()
+        now = loop.time()
+        head, _, _ = msg.partition("\0")
+        try:
+            msg_id = int(head)
+        except ValueError:
+            msg_id = -1
+        priority = Priority.CRITICAL if _critical_depth.get() else priority_of(msg_id)
+        historical: HistoricalRequest | None = None
+        if msg_id == REQ_HISTORICAL_DATA:
+            historical = parse_historical_request(msg.split("\0"))
+            request_id = historical.req_id if historical is not None else None
+        else:
+            request_id = request_id_of(msg_id, msg.split("\0", 3))
+        transport = client.conn.transport
+        if transport is not self._transport:
+            self._new_link(transport, now)
+        item = _Queued(msg, msg_id, request_id, priority, self._epoch, now, historical)
+        if transport is None or transport is self._lost_transport:
+            self._report(item, "there is no live socket to TWS", now)
+            return
+        if msg_id == CANCEL_ORDER:
+            self._withdraw(
+                lambda q: q.msg_id == PLACE_ORDER and q.request_id == request_id,
+                f"cancelOrder {request_id} arrived while it still waited in the queue",
+                now,
+            )
+        elif msg_id == REQ_GLOBAL_CANCEL:
+            self._withdraw(
+                lambda q: q.msg_id == PLACE_ORDER,
+                "reqGlobalCancel arrived while it still waited in the queue",
+                now,
+            )
+        elif msg_id == CANCEL_HISTORICAL_DATA:
+            self._withdraw(
+                lambda q: q.msg_id == REQ_HISTORICAL_DATA and q.request_id == request_id,
+                f"cancelHistoricalData {request_id} arrived while it still waited in the queue",
+                now,
+            )
+        if self._may_send_now(item, now):
+            self._write(item, now)
+            return
+        self._queues[priority].append(item)
+        self._queued += 1
+        if self._queued == 1:
+            self._backlog_begins(now)
+        self._drain()
+
+    @contextlib.contextmanager
+    def critical(self) -> Iterator[None]:
+        """Send every message submitted inside this block as CRITICAL (the kill switch).
+
+        ``with connector.pacer.critical(): ib.reqGlobalCancel(); ib.placeOrder(...)``:
+        the block's messages go ahead of everything queued (still within the
+        rate limit). Works across ``await`` in the same task.
+        """
+        token = _critical_depth.set(_critical_depth.get() + 1)
+        try:
+            yield
+        finally:
+            _critical_depth.reset(token)
+
+    def link_lost(self, reason: str) -> int:
+        """The link to TWS is gone (or about to be closed): drop and report every queued message.
+
+        Returns how many were dropped. Nothing queued so far is ever written
+        to this socket or a later one.
+        """
+        dropped = self._drop_all(f"the link to TWS was lost ({reason})")
+        self._cancel_timer()
+        if self._transport is not None:
+            self._lost_transport = self._transport
+        self._transport = None
+        return dropped
+
+    # -- observers ---------------------------------------------------------------
+
+    def dropped(self, capacity: int | None = None) -> Subscription[DroppedMessage]:
+        """A stream of every message dropped unsent from now on (never drops silently)."""
+        return self._dropped.subscribe(capacity=capacity)
+
+    def on_sent(self, callback: SentHook) -> Callable[[], None]:
+        """Call ``callback(msg_id, request_id)`` after each message is written; returns a remover.
+
+        An order service learns here that a placeOrder left the door.
+        Exceptions in the callback are logged and ignored.
+        """
+        self._sent_hooks.append(callback)
+        return lambda: self._remove_hook(self._sent_hooks, callback)
+
+    def on_dropped(self, callback: DroppedHook) -> Callable[[], None]:
+        """Call ``callback(dropped)`` for each message dropped unsent; returns a remover."""
+        self._dropped_hooks.append(callback)
+        return lambda: self._remove_hook(self._dropped_hooks, callback)
+
+    def statistics(self) -> PacerStatistics:
+        """Queue depth per priority, recent rate, throttled time and historical counters."""
+        now = self._now()
+        queues = self._queues
+        heads = [q[0].queued_at for q in queues if q]
+        throttled = self._throttled_total
+        if self._backlog_since is not None:
+            throttled += now - self._backlog_since
+        return PacerStatistics(
+            queued_critical=len(queues[Priority.CRITICAL]),
+            queued_orders=len(queues[Priority.ORDER]),
+            queued_data=len(queues[Priority.DATA]),
+            queued_historical=len(queues[Priority.HISTORICAL]),
+            sent_last_second=self._wire.count_since(now - 1.0),
+            sent_total=self._sent_total,
+            dropped_total=self._dropped_total,
+            throttled_seconds=throttled,
+            oldest_wait=now - min(heads) if heads else 0.0,
+            historical_in_window=self._rules.in_window(now),
+            historical_paused_for=self._rules.paused_for(now),
+            rate_errors=self._rate_errors,
+            pacing_violations=self._pacing_violations,
+            limit=self._limit,
+            window=self._window,
+        )
+
+    @property
+    def limit(self) -> int:
+        """Messages allowed per window (``max_requests_per_second``)."""
+        return self._limit
+
+    @property
+    def window(self) -> float:
+        """The window in seconds: ``1 + pacing_window_margin``."""
+        return self._window
+
+    @property
+    def epoch(self) -> int:
+        """The link number: 1 for the first socket, +1 for every new one."""
+        return self._epoch
+
+    @property
+    def queued(self) -> int:
+        """Messages waiting in every queue."""
+        return self._queued
+
+    # -- internals -----------------------------------------------------------------
+
+    def _get_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
+    def _now(self) -> float:
+        loop = self._loop
+        return loop.time() if loop is not None and not loop.is_closed() else time.monotonic()
+
+    def _new_link(self, transport: object | None, now: float) -> None:
+        if self._queued:
+            self._drop_all("a new connection replaced the one it was queued for")
+        self._cancel_timer()
+        self._transport = transport
+        if transport is not None and transport is not self._lost_transport:
+            self._epoch += 1
+            self._lost_transport = None
+
+    def _link_alive(self) -> bool:
+        client = self._client
+        return (
+            client is not None
+            and self._transport is not None
+            and client.conn.transport is self._transport
+        )
+
+    def _may_send_now(self, item: _Queued, now: float) -> bool:
+        queues = self._queues
+        for priority in range(item.priority + 1):
+            if queues[priority]:
+                return False
+        if not self._wire.has_room(now):
+            return False
+        if item.priority is not Priority.CRITICAL and self._spacer.next_free(now) > now:
+            return False
+        return item.historical is None or self._rules.ready_at(item.historical, now) <= now
+
+    def _pick(self, now: float) -> tuple[_Queued | None, float]:
+        """The next message to send, or ``None`` and when one becomes ready."""
+        queues = self._queues
+        for priority in (Priority.CRITICAL, Priority.ORDER, Priority.DATA):
+            if queues[priority]:
+                return queues[priority][0], now
+        earliest = float("inf")
+        for item in queues[Priority.HISTORICAL]:
+            if item.historical is None:
+                return item, now
+            ready = self._rules.ready_at(item.historical, now)
+            if ready <= now:
+                return item, now
+            earliest = min(earliest, ready)
+        return None, earliest
+
+    def _drain(self) -> None:
+        """Send what may be sent now; set one timer for when the next may be."""
+        if self._draining:
+            return  # a hook sent from inside a drain: the running loop picks it up
+        self._draining = True
+        try:
+            loop = self._get_loop()
+            if self._queued and not self._link_alive():
+                self._drop_all("the socket to TWS closed")
+                return
+            while self._queued:
+                now = loop.time()
+                item, ready = self._pick(now)
+                if item is None:
+                    self._schedule(ready)
+                    return
+                free = self._wire.next_free(now)
+                if item.priority is not Priority.CRITICAL:
+                    free = max(free, self._spacer.next_free(now))
+                if free > now:
+                    self._schedule(free)
+                    return
+                self._queues[item.priority].remove(item)
+                self._queued -= 1
+                if item.epoch != self._epoch:  # never cross sockets (defensive)
+                    self._report(item, "it was queued for an earlier connection", now)
+                else:
+                    self._write(item, now)
+                if not self._queued:
+                    self._backlog_ends(loop.time())
+        finally:
+            self._draining = False
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._drain()
+
+    def _schedule(self, when: float) -> None:
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= when:
+                return
+            timer.cancel()
+        self._timer = self._get_loop().call_at(when, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _write(self, item: _Queued, now: float) -> None:
+        payload = item.msg.encode()
+        self._client.conn.sendMsg(_LEN.pack(len(payload)) + payload)
+        self._wire.record(now)
+        self._spacer.record(now)
+        if item.historical is not None:
+            self._rules.record(item.historical, now)
+        self._sent_total += 1
+        if _ib_log.isEnabledFor(logging.DEBUG):
+            _ib_log.debug(">>> %s", item.msg[:-1].replace("\0", ","))
+        for hook in list(self._sent_hooks):
+            try:
+                hook(item.msg_id, item.request_id)
+            except Exception as exc:
+                _log.opt(exception=exc).error("pacer on_sent hook {!r} raised {!r}", hook, exc)
+
+    def _withdraw(self, match: Callable[[_Queued], bool], reason: str, now: float) -> None:
+        for queue in self._queues:
+            if not queue or not any(match(q) for q in queue):
+                continue
+            keep = [q for q in queue if not match(q)]
+            gone = [q for q in queue if match(q)]
+            queue.clear()
+            queue.extend(keep)
+            self._queued -= len(gone)
+            for item in gone:
+                self._report(item, reason, now)
+        if self._backlog_since is not None and not self._queued:
+            self._backlog_ends(now)
+
+    def _drop_all(self, reason: str) -> int:
+        if not self._queued:
+            return 0
+        now = self._now()
+        items = [item for queue in self._queues for item in queue]
+        counts = {p.name.lower(): len(q) for p, q in zip(Priority, self._queues, strict=True)}
+        for queue in self._queues:
+            queue.clear()
+        self._queued = 0
+        self._cancel_timer()
+        self._backlog_ends(now)
+        _log.warning("dropped {} queued message(s) unsent {}: {}", len(items), counts, reason)
+        for item in items:
+            self._report(item, reason, now)
+        return len(items)
+
+    def _report(self, item: _Queued, reason: str, now: float) -> None:
+        order_ref = order_ref_of(item.msg.split("\0")) if item.msg_id == PLACE_ORDER else None
+        dropped = DroppedMessage(
+            msg_id=item.msg_id,
+            request_id=item.request_id,
+            priority=item.priority,
+            reason=reason,
+            epoch=item.epoch,
+            queued_for=max(0.0, now - item.queued_at),
+            order_ref=order_ref,
+        )
+        self._dropped_total += 1
+        if item.msg_id == PLACE_ORDER:
+            _log.warning("{}", dropped.error)
+        self._dropped.publish(dropped)
+        for hook in list(self._dropped_hooks):
+            try:
+                hook(dropped)
+            except Exception as exc:
+                _log.opt(exception=exc).error("pacer on_dropped hook {!r} raised {!r}", hook, exc)
+
+    def _backlog_begins(self, now: float) -> None:
+        self._backlog_since = now
+        self._backlog_timer = self._get_loop().call_at(now + self._alert_after, self._backlog_alert)
+        if self._client is not None:
+            self._client.throttleStart.emit()
+
+    def _backlog_ends(self, now: float) -> None:
+        since = self._backlog_since
+        if since is None:
+            return
+        self._backlog_since = None
+        self._throttled_total += now - since
+        if self._backlog_timer is not None:
+            self._backlog_timer.cancel()
+            self._backlog_timer = None
+        if self._backlog_alerted:
+            self._backlog_alerted = False
+            self._alerts.publish(
+                Severity.INFO,
+                "pacing",
+                f"pacing queue drained after {now - since:.1f} s",
+                backlog_seconds=now - since,
+            )
+        if self._client is not None:
+            self._client.throttleEnd.emit()
+
+    def _backlog_alert(self) -> None:
+        self._backlog_timer = None
+        if self._backlog_since is None:
+            return
+        stats = self.statistics()
+        self._backlog_alerted = True
+        self._alerts.publish(
+            Severity.WARNING,
+            "pacing",
+            f"pacing queue backed up for more than {self._alert_after:g} s: {stats.queued} "
+            f"message(s) waiting (critical {stats.queued_critical}, orders "
+            f"{stats.queued_orders}, data {stats.queued_data}, historical "
+            f"{stats.queued_historical}); TWS takes at most {self._limit} per second"
+            + (
+                f"; historical requests paused {stats.historical_paused_for:.1f} s more "
+                "after a pacing violation"
+                if stats.historical_paused_for
+                else ""
+            ),
+            queued=stats.queued,
+            queued_critical=stats.queued_critical,
+            queued_orders=stats.queued_orders,
+            queued_data=stats.queued_data,
+            queued_historical=stats.queued_historical,
+            oldest_wait=stats.oldest_wait,
+        )
+
+    def _on_socket_closed(self, message: str) -> None:
+        self.link_lost(f"socket closed: {message}" if message else "socket closed")
+
+    def _on_error(self, req_id: int, code: int, message: str, contract: object) -> None:
+        try:
+            if code == 100:
+                self._rate_errors += 1
+                self._alerts.publish(
+                    Severity.ERROR,
+                    "pacing",
+                    f"TWS says the message rate was exceeded: {message}",
+                    code=code,
+                )
+            elif code == 162 and classify(code, message).category is CodeCategory.PACING:
+                self._pacing_violations += 1
+                pause = self._rules.violation(self._now())
+                self._alerts.publish(
+                    Severity.WARNING,
+                    "pacing",
+                    f"historical data pacing violation (request {req_id}); historical "
+                    f"requests paused for {pause:g} s",
+                    code=code,
+                    req_id=req_id,
+                    pause=pause,
+                )
+        except Exception as exc:  # never break ib_async's dispatch
+            _log.opt(exception=exc).error("pacer error handler raised {!r}", exc)
+
+    @staticmethod
+    def _remove_hook(hooks: list[Any], callback: object) -> None:
+        with contextlib.suppress(ValueError):
+            hooks.remove(callback)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Pacer {self._limit}/{self._window:g}s queued={self._queued} "
+            f"sent={self._sent_total} dropped={self._dropped_total} epoch={self._epoch}>"
+        )
