@@ -12,6 +12,8 @@ from ibconn.alerts import Alert, AlertBus
 from ibconn.config import ConnectorSettings
 from ibconn.contracts import ContractLike, ContractResolver, ResolvedContract
 from ibconn.errors import ConfigError
+from ibconn.order_api import OrderMethods
+from ibconn.orders import OrderService
 from ibconn.pacing import Pacer
 from ibconn.session import ConnectionEvent, ConnectionState, Service, Session
 from ibconn.streams import Subscription
@@ -20,7 +22,7 @@ from ibconn.supervisor import Supervisor
 __all__ = ["IBConnector"]
 
 
-class IBConnector:
+class IBConnector(OrderMethods):
     """An asyncio connection to TWS / IB Gateway that stays up by itself.
 
     Create it with keyword settings (``IBConnector(port=4002, client_id=7)``),
@@ -63,6 +65,8 @@ class IBConnector:
         self._contracts = ContractResolver(
             lambda: self._supervisor.ib, timeout=self._settings.market_data_timeout
         )
+        self._orders = OrderService(self._supervisor, self._contracts, self._settings, self._alerts)
+        self._supervisor.add_service(self._orders)
 
     @classmethod
     def from_config(cls, path: str | PathLike[str], **overrides: Any) -> IBConnector:
@@ -88,8 +92,11 @@ class IBConnector:
         """Stop the supervisor and close the socket.
 
         Returns only once the socket is really closed, so connecting again at
-        once with the same client id does not hit error 326.
+        once with the same client id does not hit error 326. Working orders
+        stay at the broker unless ``cancel_orders_on_disconnect`` is set.
         """
+        if self._settings.cancel_orders_on_disconnect and self.is_connected:
+            await self._orders.cancel_all_orders()
         await self._supervisor.stop()
 
     async def __aenter__(self) -> IBConnector:

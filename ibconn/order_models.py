@@ -395,7 +395,9 @@ def _invalid_input(exc: ValidationError) -> InvalidInputError:
         if key == "symbol" and any(line.startswith("symbol =") for line in lines):
             continue
         shown = _show(value)
-        lines.append(f"{key} = {shown} is not allowed; allowed: {_FIELD_HELP.get(key, error['msg'])}")
+        lines.append(
+            f"{key} = {shown} is not allowed; allowed: {_FIELD_HELP.get(key, error['msg'])}"
+        )
     if not lines:  # pragma: no cover - pydantic never raises an empty error
         return InvalidInputError(f"invalid order: {exc}")
     return InvalidInputError("invalid order: " + "; ".join(lines))

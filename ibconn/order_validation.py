@@ -136,11 +136,10 @@ def increment_at(
 
 
 def _fmt(value: Decimal) -> str:
-    text = format(value.normalize(), "f")
-    return text
+    return format(value.normalize(), "f")
 
 
-def _check_price(
+def _check_price(  # noqa: PLR0917
     name: str,
     value: float,
     spec: OrderSpec,

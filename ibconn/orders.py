@@ -78,6 +78,7 @@ from ibconn.order_models import (
     UpdateKind,
 )
 from ibconn.order_validation import MarketRules, Quote, check_bracket_prices, validate_order
+from ibconn.pacing import DroppedMessage
 from ibconn.session import ConnectionState, Service, Session
 from ibconn.streams import Broadcast, OverflowPolicy, Subscription
 
@@ -102,10 +103,11 @@ _COMMISSION_GRACE = 1.0
 """Seconds ``fills()`` holds a fill back waiting for its commission report."""
 
 _EPS = 1e-9
+_PLACE_ORDER = 3
 T = TypeVar("T")
 
 
-# -- status mapping ---------------------------------------------------------------------
+# -- status mapping --------------------------------------------------------------------------
 
 
 def map_tws_status(
@@ -140,7 +142,7 @@ _STATUS_MAP: dict[str, OrderStatus] = {
 }
 
 
-# -- handles and records ------------------------------------------------------------------
+# -- handles and records ---------------------------------------------------------------------
 
 
 class _Record:
@@ -333,7 +335,7 @@ class BracketOrder(NamedTuple):
     stop_loss: OrderHandle
 
 
-# -- filtered fan-out ---------------------------------------------------------------------
+# -- filtered fan-out ------------------------------------------------------------------------
 
 
 class _Fanout(Generic[T]):
@@ -391,7 +393,7 @@ class _Sync:
     seen_exec: set[str] = field(default_factory=set)
 
 
-# -- the service ----------------------------------------------------------------------------
+# -- the service -----------------------------------------------------------------------------
 
 
 class OrderService(Service):
@@ -425,8 +427,12 @@ class OrderService(Service):
         self._pending_fills: deque[_PendingFill] = deque()
         self._flush_handle: asyncio.TimerHandle | None = None
         self._handler_errors = 0
+        # The pacer tells which placeOrder messages left the door and which were dropped.
+        self._pacer = supervisor.pacer
+        self._pacer.on_sent(self._on_sent)
+        self._pacer.on_dropped(self._on_dropped)
 
-    # -- public: placing ---------------------------------------------------------------------
+    # -- public: placing ----------------------------------------------------------------------
 
     async def place_order(
         self,
@@ -445,9 +451,7 @@ class OrderService(Service):
         Cancelling the awaiting coroutine never cancels the order.
         """
         if not isinstance(spec, OrderSpec):
-            raise InvalidInputError(
-                f"place_order() takes an OrderSpec, got {type(spec).__name__}"
-            )
+            raise InvalidInputError(f"place_order() takes an OrderSpec, got {type(spec).__name__}")
         await self._ensure_connected("place an order", wait_timeout)
         resolved = await self._resolve(spec.symbol)
         checked = await self._validate(spec, resolved)
@@ -456,7 +460,7 @@ class OrderService(Service):
         await self._await_acks([record], ack_timeout)
         return OrderHandle(record)
 
-    async def place_bracket_order(
+    async def place_bracket_order(  # noqa: PLR0917
         self,
         symbol: ContractLike,
         quantity: float,
@@ -489,7 +493,9 @@ class OrderService(Service):
             "tag": tag,
             "round_prices": round_prices,
         }
-        parent = OrderSpec(action=action, order_type=OrderType.LIMIT, limit_price=limit_price, **common)
+        parent = OrderSpec(
+            action=action, order_type=OrderType.LIMIT, limit_price=limit_price, **common
+        )
         exit_action = parent.action.opposite
         take_profit = OrderSpec(
             action=exit_action,
@@ -503,7 +509,10 @@ class OrderService(Service):
         check_bracket_prices(parent.action, limit_price, take_profit_price, stop_loss_price)
         await self._ensure_connected("place a bracket order", wait_timeout)
         resolved = await self._resolve(parent.symbol)
-        specs = [await self._validate(s, resolved, quote_check=False) for s in (parent, take_profit, stop_loss)]
+        specs = [
+            await self._validate(s, resolved, quote_check=False)
+            for s in (parent, take_profit, stop_loss)
+        ]
         await self._ensure_connected("place a bracket order", wait_timeout)
         first = self._submit(specs[0], resolved, transmit=False)
         second = self._submit(specs[1], resolved, parent=first, transmit=False)
@@ -511,7 +520,7 @@ class OrderService(Service):
         await self._await_acks([first, second, third], ack_timeout)
         return BracketOrder(OrderHandle(first), OrderHandle(second), OrderHandle(third))
 
-    # -- public: changing ----------------------------------------------------------------------
+    # -- public: changing ---------------------------------------------------------------------
 
     async def modify_order(
         self,
@@ -658,9 +667,10 @@ class OrderService(Service):
             ) from exc
         limit = timeout if timeout is not None else self._settings.order_ack_timeout
         done = asyncio.ensure_future(self._wait(record, lambda s: s.is_done, None))
+        waiting: set[asyncio.Future[Any]] = {done, failed}
         try:
             finished, _ = await asyncio.wait(
-                {done, failed}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
+                waiting, timeout=limit, return_when=asyncio.FIRST_COMPLETED
             )
             if done in finished:
                 return done.result()
@@ -713,7 +723,7 @@ class OrderService(Service):
                 results.append(outcome)
         return results
 
-    # -- public: reading -------------------------------------------------------------------------
+    # -- public: reading ----------------------------------------------------------------------
 
     def get_order_status(self, order: OrderLike) -> OrderSnapshot:
         """The locally tracked state of an order (no round trip)."""
@@ -726,15 +736,16 @@ class OrderService(Service):
     def orders(self, *, working_only: bool = False) -> list[OrderSnapshot]:
         """Every order this connector knows, in placement order."""
         return [
-            r.snapshot()
-            for r in self._by_ref.values()
-            if not working_only or not r.status.is_done
+            r.snapshot() for r in self._by_ref.values() if not working_only or not r.status.is_done
         ]
 
     async def wait_for_order(
         self,
         order: OrderLike,
-        until: OrderStatus | Collection[OrderStatus] | Callable[[OrderSnapshot], bool] | None = None,
+        until: OrderStatus
+        | Collection[OrderStatus]
+        | Callable[[OrderSnapshot], bool]
+        | None = None,
         timeout: float | None = None,
     ) -> OrderSnapshot:
         """Wait until the order reaches ``until`` (default: any final status).
@@ -755,9 +766,7 @@ class OrderService(Service):
         ref = self._lookup(order).order_ref
         return self._updates.subscribe(lambda u: u.order_ref == ref, capacity)
 
-    def fills(
-        self, symbol: str | None = None, capacity: int | None = None
-    ) -> Subscription[Fill]:
+    def fills(self, symbol: str | None = None, capacity: int | None = None) -> Subscription[Fill]:
         """Every fill from now on (of one symbol when given), each exactly once; never drops.
 
         A correction arrives as its own item with ``corrects`` naming the
@@ -778,7 +787,7 @@ class OrderService(Service):
         """Exceptions raised inside event handlers (logged, never fatal)."""
         return self._handler_errors
 
-    # -- Service hooks -----------------------------------------------------------------------------
+    # -- Service hooks ------------------------------------------------------------------------
 
     async def on_session_ready(self, ib: IB, session: Session) -> None:
         """Resync the registry with the new session (see the module docstring)."""
@@ -789,9 +798,7 @@ class OrderService(Service):
         if same_socket:
             # 1101 on the same socket: ask again for executions that happened meanwhile
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    ib.reqExecutionsAsync(), self._settings.resync_timeout / 2
-                )
+                await asyncio.wait_for(ib.reqExecutionsAsync(), self._settings.resync_timeout / 2)
         first = sync.sessions == 0
         sync.sessions += 1
         sync.generation = session.generation
@@ -809,7 +816,7 @@ class OrderService(Service):
         for record in list(self._by_ref.values()):
             self._on_link_lost(record, reason)
 
-    # -- placing internals -------------------------------------------------------------------------
+    # -- placing internals --------------------------------------------------------------------
 
     async def _ensure_connected(self, what: str, wait_timeout: float | None) -> None:
         state = self._supervisor.state
@@ -896,6 +903,7 @@ class OrderService(Service):
         )
         record.ack = asyncio.get_running_loop().create_future()
         self._register(record)
+        paced = self._pacer.installed
         queue = ib.client._msgQ
         before = len(queue)
         try:
@@ -905,10 +913,12 @@ class OrderService(Service):
             raise ConnectionLostError(
                 f"order {ref} was NOT sent: the link to TWS is down; placing it again is safe"
             ) from exc
-        # ib_async throttles on its own; a message left in its queue has not been sent
-        if queue and len(queue) > before:
-            record.queued = (queue, queue[-1])
-        record.sent = True
+        if not paced:
+            # Without the pacer ib_async throttles on its own: a message left in its
+            # queue has not been sent (and ib_async empties that queue on disconnect).
+            if queue and len(queue) > before:
+                record.queued = (queue, queue[-1])
+            record.sent = True
         self._sync.max_order_id = max(self._sync.max_order_id, ib_order.orderId)
         _log.info(
             "placed {} id={} {} {:g} {} {}",
@@ -996,7 +1006,7 @@ class OrderService(Service):
             with contextlib.suppress(ValueError):
                 record.waiters.remove(entry)
 
-    # -- events --------------------------------------------------------------------------------------
+    # -- events -------------------------------------------------------------------------------
 
     def _install(self, ib: IB) -> None:
         previous = self._installed
@@ -1036,6 +1046,36 @@ class OrderService(Service):
             if record is not None and (not order.orderRef or order.orderRef == record.order_ref):
                 return record
         return None
+
+    def _on_sent(self, msg_id: int, request_id: int | None) -> None:
+        if msg_id == _PLACE_ORDER and request_id is not None:
+            record = self._by_id.get(request_id)
+            if record is not None:
+                record.sent = True
+
+    def _on_dropped(self, dropped: DroppedMessage) -> None:
+        if not dropped.is_order:
+            return
+        self._guard("dropped", lambda: self._handle_dropped(dropped))
+
+    def _handle_dropped(self, dropped: DroppedMessage) -> None:
+        record = self._by_ref.get(dropped.order_ref or "")
+        if record is None and dropped.request_id is not None:
+            record = self._by_id.get(dropped.request_id)
+        if record is None:
+            return
+        error = dropped.error
+        if record.change is not None and not record.change.done():
+            failure = ConnectionLostError(
+                f"the change to order {record.order_ref} was NOT sent ({dropped.reason}); "
+                "the order is unchanged at TWS"
+            )
+            failure.__cause__ = error
+            record.change.set_exception(failure)
+            return
+        if record.status is OrderStatus.PENDING_SUBMIT and not record.sent:
+            record.dropped = error
+            self._not_sent(record, dropped.reason)
 
     def _on_open_order(self, trade: Trade) -> None:
         if self._sync.live:
@@ -1167,7 +1207,7 @@ class OrderService(Service):
             return
         self._publish(record, UpdateKind.ERROR, error=error)
 
-    # -- state changes ---------------------------------------------------------------------------------
+    # -- state changes ------------------------------------------------------------------------
 
     def _link(self, record: _Record, trade: Trade) -> None:
         """Learn ids from ib_async's trade."""
@@ -1235,7 +1275,9 @@ class OrderService(Service):
             record = self._find(trade)
         if record is None and execution.clientId == sync.client_id and execution.orderId > 0:
             candidate = self._by_id.get(execution.orderId)
-            if candidate is not None and candidate.order_ref == (execution.orderRef or candidate.order_ref):
+            if candidate is not None and candidate.order_ref == (
+                execution.orderRef or candidate.order_ref
+            ):
                 record = candidate
         fill = _to_fill(ib_fill, record)
         if record is None:
@@ -1251,9 +1293,7 @@ class OrderService(Service):
             record.perm_id = execution.permId
             self._by_perm[execution.permId] = record
         kind = (
-            UpdateKind.CORRECTION
-            if result.outcome is LedgerOutcome.CORRECTION
-            else UpdateKind.FILL
+            UpdateKind.CORRECTION if result.outcome is LedgerOutcome.CORRECTION else UpdateKind.FILL
         )
         if (
             record.status in (OrderStatus.SUBMITTED, OrderStatus.PRE_SUBMITTED)
@@ -1311,7 +1351,7 @@ class OrderService(Service):
                 if not future.done() and predicate(snapshot):
                     future.set_result(snapshot)
 
-    # -- link loss and resync --------------------------------------------------------------------------
+    # -- link loss and resync -----------------------------------------------------------------
 
     def _on_link_lost(self, record: _Record, reason: str) -> None:
         if record.change is not None and not record.change.done():
@@ -1329,20 +1369,12 @@ class OrderService(Service):
         if record.status is not OrderStatus.PENDING_SUBMIT:
             return
         ack = record.ack
-        if record.dropped is not None or record.still_queued():
-            # It never left ibconn: TWS never saw it, so placing it again is safe.
-            self._forget(record)
-            record.status = OrderStatus.NOT_FOUND
-            record.last_error = OrderError(code=0, text=f"not sent: {reason}")
-            if ack is not None and not ack.done():
-                error = ConnectionLostError(
-                    f"order {record.order_ref} was NOT sent: the link to TWS dropped ({reason}) "
-                    "while it waited to be sent, so TWS never saw it; placing it again is safe"
-                )
-                if record.dropped is not None:
-                    error.__cause__ = record.dropped
-                ack.set_exception(error)
-            self._publish(record, UpdateKind.ERROR, error=record.last_error)
+        if (
+            record.dropped is not None
+            or record.still_queued()
+            or (self._pacer.installed and not record.sent)
+        ):
+            self._not_sent(record, reason)
             return
         record.status = OrderStatus.UNKNOWN
         record.updated_at = datetime.now(UTC)
@@ -1357,6 +1389,23 @@ class OrderService(Service):
                 )
             )
         self._publish(record, UpdateKind.STATUS)
+
+    def _not_sent(self, record: _Record, reason: str) -> None:
+        """The order never left ibconn: TWS never saw it, so placing it again is safe."""
+        self._forget(record)
+        record.status = OrderStatus.NOT_FOUND
+        record.updated_at = datetime.now(UTC)
+        record.last_error = OrderError(code=0, text=f"not sent: {reason}")
+        ack = record.ack
+        if ack is not None and not ack.done():
+            error = ConnectionLostError(
+                f"order {record.order_ref} was NOT sent ({reason}): it never left ibconn, "
+                "so TWS never saw it; placing it again is safe"
+            )
+            if record.dropped is not None:
+                error.__cause__ = record.dropped
+            ack.set_exception(error)
+        self._publish(record, UpdateKind.ERROR, error=record.last_error)
 
     def _resync(self, ib: IB, *, first: bool) -> None:
         sync = self._sync
@@ -1373,23 +1422,23 @@ class OrderService(Service):
                 self._adopt(trade, announce=not first)
         # 2. link every known order to its trade (ids, perm ids)
         for record in self._by_ref.values():
-            trade = by_ref.get(record.order_ref)
-            if trade is not None:
-                self._link(record, trade)
+            linked = by_ref.get(record.order_ref)
+            if linked is not None:
+                self._link(record, linked)
         # 3. fills missed while away, exactly once, in execution time order
         fills = sorted(ib.fills(), key=lambda f: (_aware(f.execution.time), f.execution.execId))
         for ib_fill in fills:
             self._ingest_fill(ib_fill, None, publish=not first)
         # 4. statuses: what TWS says now
         for record in list(self._by_ref.values()):
-            trade = by_ref.get(record.order_ref)
+            found = by_ref.get(record.order_ref)
             unresolved = record.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING_SUBMIT)
             kind = UpdateKind.RESOLVED if unresolved else UpdateKind.STATUS
-            if trade is not None:
-                status = trade.orderStatus
-                if trade.orderStatus.status == IBOrderStatus.ValidationError:
+            if found is not None:
+                status = found.orderStatus
+                if status.status == IBOrderStatus.ValidationError:
                     continue
-                filled = _price(getattr(trade.order, "filledQuantity", None)) or 0.0
+                filled = _price(getattr(found.order, "filledQuantity", None)) or 0.0
                 if filled > status.filled:
                     status = dataclasses.replace(status, filled=filled)
                 self._apply_status(record, status, kind)
@@ -1438,7 +1487,9 @@ class OrderService(Service):
         spec = _spec_from_order(order, contract, tag)
         record = _Record(
             ref,
-            symbol=contract.symbol if contract.secType != "CASH" else f"{contract.symbol}{contract.currency}",
+            symbol=contract.symbol
+            if contract.secType != "CASH"
+            else f"{contract.symbol}{contract.currency}",
             con_id=contract.conId,
             contract=contract,
             ib_order=copy.copy(order),
@@ -1465,7 +1516,7 @@ class OrderService(Service):
         self._fills.close()
 
 
-# -- helpers ---------------------------------------------------------------------------------------------
+# -- helpers ---------------------------------------------------------------------------------
 
 
 def _run_prefix() -> str:
@@ -1562,8 +1613,14 @@ def _to_fill(ib_fill: IBFill, record: _Record | None) -> Fill:
     execution = ib_fill.execution
     contract = ib_fill.contract
     report = ib_fill.commissionReport
-    symbol = record.symbol if record is not None else (
-        f"{contract.symbol}{contract.currency}" if contract.secType == "CASH" else contract.symbol
+    symbol = (
+        record.symbol
+        if record is not None
+        else (
+            f"{contract.symbol}{contract.currency}"
+            if contract.secType == "CASH"
+            else contract.symbol
+        )
     )
     has_report = bool(report.execId) and report.execId == execution.execId
     side = execution.side.upper()

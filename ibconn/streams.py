@@ -11,6 +11,12 @@ overflow policy, chosen by the stream's owner:
   :class:`~ibconn.errors.StreamOverflowError` on its next read and the
   subscription ends. For streams that must never lose an item silently
   (bars, order updates, fills, positions, connection events).
+* ``CONFLATE``: only the latest value matters. A new item replaces the
+  newest buffered item that the consumer has not read yet when the
+  broadcast's ``replaces(old, new)`` allows it (by default: both are of the
+  same type); replaced items count as dropped. Other items (status events
+  on a quote stream) keep their place, and past ``capacity`` the oldest
+  item is dropped. For quotes.
 
 Publishing never blocks and never awaits, so a slow consumer cannot stall
 the socket reader; memory stays bounded by ``capacity`` per consumer.
@@ -38,6 +44,7 @@ class OverflowPolicy(enum.Enum):
 
     DROP_OLDEST = "drop_oldest"
     RAISE = "raise"
+    CONFLATE = "conflate"
 
 
 class StreamStatistics(NamedTuple):
@@ -55,6 +62,11 @@ class _End:
 
 
 _END = _End()
+
+
+def _same_type(old: object, new: object) -> bool:
+    """The default conflation rule: an item replaces an unread item of its own type."""
+    return type(old) is type(new)
 
 
 class Subscription(Generic[T]):
@@ -75,6 +87,7 @@ class Subscription(Generic[T]):
         "_on_close",
         "_overflowed",
         "_policy",
+        "_replaces",
         "_waiter",
     )
 
@@ -84,6 +97,7 @@ class Subscription(Generic[T]):
         capacity: int,
         policy: OverflowPolicy,
         on_close: Callable[[Subscription[T]], None],
+        replaces: Callable[[T, T], bool] | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"stream capacity must be at least 1, got {capacity}")
@@ -97,13 +111,21 @@ class Subscription(Generic[T]):
         self._delivered = 0
         self._dropped = 0
         self._on_close = on_close
+        self._replaces = replaces or _same_type
 
     # -- producer side -------------------------------------------------------
 
     def _push(self, item: T | _End) -> None:
         if self._closed or self._overflowed:
             return
-        if not isinstance(item, _End) and len(self._buffer) >= self._capacity:
+        buffer = self._buffer
+        if self._policy is OverflowPolicy.CONFLATE and buffer and not isinstance(item, _End):
+            newest = buffer[-1]
+            if not isinstance(newest, _End) and self._replaces(newest, item):
+                buffer[-1] = item
+                self._dropped += 1
+                return
+        if not isinstance(item, _End) and len(buffer) >= self._capacity:
             if self._policy is OverflowPolicy.RAISE:
                 self._overflowed = True
                 self._buffer.clear()
@@ -193,6 +215,11 @@ class Subscription(Generic[T]):
         """Whether this subscription has ended."""
         return self._closed
 
+    @property
+    def policy(self) -> OverflowPolicy:
+        """What this subscription does when its consumer falls behind."""
+        return self._policy
+
     def statistics(self) -> StreamStatistics:
         """Buffer fill, capacity, items delivered and dropped."""
         return StreamStatistics(
@@ -225,10 +252,12 @@ class Broadcast(Generic[T]):
         *,
         capacity: int = 1024,
         policy: OverflowPolicy = OverflowPolicy.RAISE,
+        replaces: Callable[[T, T], bool] | None = None,
     ) -> None:
         self._name = name
         self._capacity = capacity
         self._policy = policy
+        self._replaces = replaces
         self._subscribers: list[Subscription[T]] = []
         self._closed = False
 
@@ -246,6 +275,7 @@ class Broadcast(Generic[T]):
             capacity if capacity is not None else self._capacity,
             policy if policy is not None else self._policy,
             self._discard,
+            self._replaces,
         )
         if self._closed:
             sub._push(_END)

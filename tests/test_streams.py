@@ -86,3 +86,50 @@ def test_capacity_must_be_positive() -> None:
     stream: Broadcast[int] = Broadcast("numbers")
     with pytest.raises(ValueError, match="at least 1"):
         stream.subscribe(capacity=0)
+
+
+async def test_conflate_keeps_only_the_latest_unread_value_and_counts_the_rest() -> None:
+    stream: Broadcast[int] = Broadcast("quotes", capacity=4, policy=OverflowPolicy.CONFLATE)
+    sub = stream.subscribe()
+    assert sub.policy is OverflowPolicy.CONFLATE
+    for n in range(10):
+        stream.publish(n)
+    assert sub.statistics().buffered == 1
+    assert sub.statistics().dropped == 9
+    assert await sub.__anext__() == 9
+    stream.publish(10)  # the consumer has caught up: nothing to replace
+    assert await sub.__anext__() == 10
+    assert sub.statistics().dropped == 9
+
+
+async def test_conflate_keeps_items_of_another_type_in_order() -> None:
+    stream: Broadcast[int | str] = Broadcast("quotes", capacity=10, policy=OverflowPolicy.CONFLATE)
+    sub = stream.subscribe()
+    for item in [1, 2, "stale", 3, 4, "fresh", 5]:
+        stream.publish(item)
+    stream.close()
+    assert [item async for item in sub] == [2, "stale", 4, "fresh", 5]
+    assert sub.statistics().dropped == 2
+
+
+async def test_conflate_follows_the_broadcasts_replace_rule() -> None:
+    # a marked item (here: negative numbers) may not be replaced by a later one
+    stream: Broadcast[int] = Broadcast(
+        "quotes", policy=OverflowPolicy.CONFLATE, replaces=lambda old, new: old >= 0
+    )
+    sub = stream.subscribe()
+    for n in [1, -2, 3, 4]:
+        stream.publish(n)
+    stream.close()
+    assert [n async for n in sub] == [-2, 4]
+
+
+async def test_conflate_stays_bounded_when_nothing_can_be_replaced() -> None:
+    stream: Broadcast[int | str] = Broadcast("quotes", capacity=3, policy=OverflowPolicy.CONFLATE)
+    sub = stream.subscribe()
+    for item in ["a", 1, "b", 2, "c", 3]:
+        stream.publish(item)
+    assert sub.statistics().buffered == 3
+    assert sub.statistics().dropped == 3
+    stream.close()
+    assert [item async for item in sub] == [2, "c", 3]
