@@ -7,6 +7,8 @@ fixture. See ``docs/simulator.md``.
 
 from __future__ import annotations
 
+from ibconn.sim.accounts import PositionSnapshot
+from ibconn.sim.broker import Broker, BrokerConfig, OrderRequest, SimExecution, SimOrder
 from ibconn.sim.clock import SimClock
 from ibconn.sim.config import SimConfig
 from ibconn.sim.gateway import (
@@ -21,23 +23,24 @@ from ibconn.sim.prices import BlastResult, Market, Quote
 from ibconn.sim.protocol import SERVER_VERSION
 
 __all__ = [
-    # instruments
     "DEFAULT_INSTRUMENTS",
-    # protocol
     "SERVER_VERSION",
     "BlastResult",
-    # gateway
+    "Broker",
+    "BrokerConfig",
     "ClientInfo",
     "ClientSession",
     "Handler",
     "Instrument",
     "InstrumentBook",
-    # prices
     "Market",
+    "OrderRequest",
+    "PositionSnapshot",
     "Quote",
     "ReceivedMessage",
-    # settings and time
     "SimClock",
     "SimConfig",
+    "SimExecution",
+    "SimOrder",
     "SimulatedGateway",
 ]
