@@ -424,6 +424,17 @@ class ConnectorSettings(BaseSettings):
         "", description='Account code to trade; "" means the only or first managed account.'
     )
     readonly: bool = Field(False, description="Connect read-only: no orders can be placed.")
+    # -- receive path (docs/benchmarks.md) --
+    fast_receive: bool = Field(
+        True,
+        description="Use ibconn's linear-time receive path inside the ib_async client "
+        "(ib_async 2.1.x only; other versions fall back to ib_async's own path).",
+    )
+    tune_gc: bool = Field(
+        False,
+        description="After connecting, freeze the objects alive and raise the GC's gen0 "
+        "threshold for heavy tick-by-tick streams; process-wide, undone by disconnect().",
+    )
     # -- orders (docs/orders.md) --
     order_ack_timeout: float = _positive(
         10.0,
@@ -466,6 +477,45 @@ class ConnectorSettings(BaseSettings):
         ge=0,
         description="Historical requests with bars up to this many seconds follow IB's "
         "small-bar pacing rules (30 as IB documents; 0 = none, 86400 = up to daily bars).",
+    )
+    # -- market data (docs/market_data.md) --
+    quote_buffer: int = Field(
+        64,
+        ge=1,
+        le=1_000_000,
+        description="Items a quote stream's consumer may leave unread; quotes conflate to "
+        "the latest, so this bounds the status events kept between them.",
+    )
+    tick_buffer: int = Field(
+        10_000,
+        ge=1,
+        le=10_000_000,
+        description="Ticks a consumer may leave unread before the oldest are dropped (counted).",
+    )
+    trade_buffer: int = Field(
+        10_000,
+        ge=1,
+        le=10_000_000,
+        description="Trades a consumer may leave unread before the oldest are dropped (counted).",
+    )
+    bar_buffer: int = Field(
+        1_000,
+        ge=1,
+        le=1_000_000,
+        description="Bars a consumer may leave unread; one more ends its stream with "
+        "StreamOverflowError (bars are never dropped silently).",
+    )
+    crossed_quote_tolerance: float = Field(
+        0.0,
+        ge=0,
+        le=0.5,
+        allow_inf_nan=False,
+        description="Fraction of the mid price by which a bid may exceed the ask before a "
+        "quote is flagged crossed (0 = every crossed quote).",
+    )
+    historical_timeout: float = _positive(
+        600.0,
+        "Seconds one historical data request may take, including its wait for pacing.",
     )
 
     if not TYPE_CHECKING:

@@ -12,6 +12,9 @@ from ibconn.alerts import Alert, AlertBus
 from ibconn.config import ConnectorSettings
 from ibconn.contracts import ContractLike, ContractResolver, ResolvedContract
 from ibconn.errors import ConfigError
+from ibconn.gc_tuning import restore_gc, tune_gc_for_streaming
+from ibconn.market_data import MarketDataService
+from ibconn.market_data_api import MarketDataMethods
 from ibconn.order_api import OrderMethods
 from ibconn.orders import OrderService
 from ibconn.pacing import Pacer
@@ -22,7 +25,7 @@ from ibconn.supervisor import Supervisor
 __all__ = ["IBConnector"]
 
 
-class IBConnector(OrderMethods):
+class IBConnector(OrderMethods, MarketDataMethods):
     """An asyncio connection to TWS / IB Gateway that stays up by itself.
 
     Create it with keyword settings (``IBConnector(port=4002, client_id=7)``),
@@ -62,11 +65,16 @@ class IBConnector(OrderMethods):
         self._settings = settings if settings is not None else ConnectorSettings(**given)
         self._alerts = AlertBus()
         self._supervisor = Supervisor(self._settings, self._alerts)
+        self._gc_tuned = False  # settings.tune_gc applied (ibconn/gc_tuning.py)
         self._contracts = ContractResolver(
             lambda: self._supervisor.ib, timeout=self._settings.market_data_timeout
         )
         self._orders = OrderService(self._supervisor, self._contracts, self._settings, self._alerts)
         self._supervisor.add_service(self._orders)
+        self._market_data = MarketDataService(
+            self._supervisor, self._contracts, self._settings, self._alerts
+        )
+        self._supervisor.add_service(self._market_data)
 
     @classmethod
     def from_config(cls, path: str | PathLike[str], **overrides: Any) -> IBConnector:
@@ -87,6 +95,9 @@ class IBConnector(OrderMethods):
         Raises :class:`~ibconn.errors.ConnectError` when every attempt failed.
         """
         await self._supervisor.start()
+        if self._settings.tune_gc and not self._gc_tuned:  # opt-in, process-wide
+            tune_gc_for_streaming()
+            self._gc_tuned = True
 
     async def disconnect(self) -> None:
         """Stop the supervisor and close the socket.
@@ -98,6 +109,10 @@ class IBConnector(OrderMethods):
         if self._settings.cancel_orders_on_disconnect and self.is_connected:
             await self._orders.cancel_all_orders()
         await self._supervisor.stop()
+        self._market_data.close()  # market data streams end with the connector
+        if self._gc_tuned:  # undo settings.tune_gc
+            self._gc_tuned = False
+            restore_gc()
 
     async def __aenter__(self) -> IBConnector:
         await self.connect()

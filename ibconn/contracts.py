@@ -204,9 +204,8 @@ class ContractResolver:
         if not ib.isConnected():
             raise NotConnectedError(f"cannot resolve {_describe(contract)}: not connected to TWS")
         try:
-            details_list = await asyncio.wait_for(
-                ib.reqContractDetailsAsync(contract), self._timeout
-            )
+            async with asyncio.timeout(self._timeout):
+                details_list = await ib.reqContractDetailsAsync(contract)
         except TimeoutError as exc:
             raise RequestTimeoutError(
                 f"TWS did not answer the contract details request for {_describe(contract)} "

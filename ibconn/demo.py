@@ -127,6 +127,7 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
                 session = connector.session
                 assert session is not None
                 print(f"  back: {connector!r}, session {session.generation}", file=out)
+                await _orders_demo(connector, gw, out)
         print("connection events:", file=out)
         while (event := events.get_nowait()) is not None:
             code = f" [{event.code}]" if event.code is not None else ""
@@ -136,3 +137,36 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
             )
         print(f"done: {connector!r}", file=out)
     return 0
+
+
+async def _orders_demo(connector: IBConnector, gw: SimulatedGateway, out: TextIO) -> None:
+    """Place orders on the simulated gateway and show their fills (never on a real TWS)."""
+    print("orders:", file=out)
+    fills = connector.fills()
+    gw.set_price("AAPL", 190.0)
+    bought = await connector.place_market_order("AAPL", 100, "BUY", tag="demo")
+    done = await connector.wait_for_order(bought, timeout=10)
+    print(
+        f"  {bought.order_ref}: BUY 100 AAPL MKT -> {done.status.value} {done.filled:g} "
+        f"@ {done.avg_fill_price}",
+        file=out,
+    )
+    resting = await connector.place_limit_order("AAPL", 100, "SELL", 195.0)
+    print(f"  {resting.order_ref}: SELL 100 AAPL LMT 195 -> {resting.status.value}", file=out)
+    await gw.fill(resting.order_ref, quantity=40, price=195.0)  # a partial fill
+    await connector.wait_for_order(resting, lambda s: s.filled >= 40, timeout=10)
+    await connector.modify_order(resting, limit_price=196.0)
+    final = await connector.cancel_order(resting)
+    print(
+        f"  {resting.order_ref}: modified to 196, cancelled -> {final.status.value}, "
+        f"filled {final.filled:g} of {final.quantity:g}",
+        file=out,
+    )
+    print("fills:", file=out)
+    for _ in range(2):
+        fill = await asyncio.wait_for(fills.__anext__(), 10)
+        print(
+            f"  {fill.exec_id} {fill.action.value} {fill.quantity:g} {fill.symbol} "
+            f"@ {fill.price} commission {fill.commission}",
+            file=out,
+        )

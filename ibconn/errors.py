@@ -157,11 +157,24 @@ class RiskRejectedError(IBConnError):
 
 
 class MarketDataError(IBConnError):
-    """TWS refused or ended a market data request; ``code`` is TWS's code."""
+    """TWS refused or ended a market data request.
 
-    def __init__(self, message: str, *, code: int | None = None) -> None:
+    ``code`` and ``text`` are TWS's code and message; ``symbol`` names the
+    instrument when the error belongs to one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        text: str = "",
+        symbol: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
+        self.text = text
+        self.symbol = symbol
 
 
 class PacingError(IBConnError):

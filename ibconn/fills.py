@@ -82,7 +82,15 @@ class _Commission:
 class FillLedger:
     """Fills of one order, deduplicated by exec id, corrections applied."""
 
-    __slots__ = ("_by_prefix", "_commissions", "_order", "_quantity", "_seen", "_value")
+    __slots__ = (
+        "_by_prefix",
+        "_commissions",
+        "_last",
+        "_order",
+        "_quantity",
+        "_seen",
+        "_value",
+    )
 
     def __init__(self) -> None:
         self._by_prefix: dict[str, Fill] = {}
@@ -91,6 +99,7 @@ class FillLedger:
         self._commissions: dict[str, _Commission] = {}
         self._quantity = Decimal(0)
         self._value = Decimal(0)
+        self._last: str | None = None  # prefix of the most recently counted fill
 
     def __len__(self) -> int:
         return len(self._by_prefix)
@@ -119,12 +128,15 @@ class FillLedger:
         if old is None:
             self._order.append(prefix)
             self._by_prefix[prefix] = fill
+            self._last = prefix
             self._count(fill, +1)
             return LedgerResult(LedgerOutcome.NEW, fill)
         if fill.corrects is None:
             fill = dataclasses.replace(fill, corrects=old.exec_id)
         self._count(old, -1)
         self._by_prefix[prefix] = fill
+        if self._last == prefix or self._last is None:
+            self._last = prefix
         self._count(fill, +1)
         return LedgerResult(LedgerOutcome.CORRECTION, fill, old)
 
@@ -193,10 +205,10 @@ class FillLedger:
 
     @property
     def last_price(self) -> float | None:
-        """Price of the most recent counted fill (by execution time)."""
-        if not self._by_prefix:
+        """Price of the most recently received fill (its corrected price if corrected)."""
+        if self._last is None:
             return None
-        return max(self._by_prefix.values(), key=lambda f: f.time).price
+        return self._by_prefix[self._last].price
 
     @property
     def commission(self) -> float | None:

@@ -66,6 +66,7 @@ class OrderMethods:
         quantity: float,
         action: str | OrderAction,
         order_type: OrderType,
+        *,
         wait_timeout: float | None,
         ack_timeout: float | None,
         **fields: Any,
@@ -91,7 +92,8 @@ class OrderMethods:
     ) -> OrderHandle:
         """Buy or sell at the market."""
         return await self._place(
-            symbol, quantity, action, OrderType.MARKET, wait_timeout, ack_timeout,
+            symbol, quantity, action, OrderType.MARKET,
+            wait_timeout=wait_timeout, ack_timeout=ack_timeout,
             tif=tif, good_till=good_till, account=account, outside_rth=outside_rth, tag=tag,
         )  # fmt: skip
 
@@ -113,7 +115,8 @@ class OrderMethods:
     ) -> OrderHandle:
         """Buy at ``limit_price`` or lower / sell at ``limit_price`` or higher."""
         return await self._place(
-            symbol, quantity, action, OrderType.LIMIT, wait_timeout, ack_timeout,
+            symbol, quantity, action, OrderType.LIMIT,
+            wait_timeout=wait_timeout, ack_timeout=ack_timeout,
             limit_price=limit_price, tif=tif, good_till=good_till, account=account,
             outside_rth=outside_rth, tag=tag, round_prices=round_prices,
         )  # fmt: skip
@@ -136,12 +139,13 @@ class OrderMethods:
     ) -> OrderHandle:
         """A market order triggered when the price reaches ``stop_price``."""
         return await self._place(
-            symbol, quantity, action, OrderType.STOP, wait_timeout, ack_timeout,
+            symbol, quantity, action, OrderType.STOP,
+            wait_timeout=wait_timeout, ack_timeout=ack_timeout,
             stop_price=stop_price, tif=tif, good_till=good_till, account=account,
             outside_rth=outside_rth, tag=tag, round_prices=round_prices,
         )  # fmt: skip
 
-    async def place_stop_limit_order(  # noqa: PLR0917
+    async def place_stop_limit_order(
         self,
         symbol: ContractLike,
         quantity: float,
@@ -160,7 +164,8 @@ class OrderMethods:
     ) -> OrderHandle:
         """A limit order at ``limit_price`` triggered when the price reaches ``stop_price``."""
         return await self._place(
-            symbol, quantity, action, OrderType.STOP_LIMIT, wait_timeout, ack_timeout,
+            symbol, quantity, action, OrderType.STOP_LIMIT,
+            wait_timeout=wait_timeout, ack_timeout=ack_timeout,
             stop_price=stop_price, limit_price=limit_price, tif=tif, good_till=good_till,
             account=account, outside_rth=outside_rth, tag=tag, round_prices=round_prices,
         )  # fmt: skip
@@ -189,7 +194,8 @@ class OrderMethods:
         the current price.
         """
         return await self._place(
-            symbol, quantity, action, OrderType.TRAILING_STOP, wait_timeout, ack_timeout,
+            symbol, quantity, action, OrderType.TRAILING_STOP,
+            wait_timeout=wait_timeout, ack_timeout=ack_timeout,
             trailing_amount=trailing_amount, trailing_percent=trailing_percent,
             trail_stop_price=trail_stop_price, tif=tif, good_till=good_till, account=account,
             outside_rth=outside_rth, tag=tag, round_prices=round_prices,

@@ -104,7 +104,8 @@ class MarketRules:
         if not ib.isConnected():
             raise NotConnectedError(f"cannot fetch market rule {rule_id}: not connected to TWS")
         try:
-            result = await asyncio.wait_for(ib.reqMarketRuleAsync(rule_id), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                result = await ib.reqMarketRuleAsync(rule_id)
         except TimeoutError as exc:
             raise RequestTimeoutError(
                 f"TWS did not answer the market rule request {rule_id} within {self._timeout} s"

@@ -615,7 +615,8 @@ class OrderService(Service):
             ) from exc
         timeout = ack_timeout if ack_timeout is not None else self._settings.order_ack_timeout
         try:
-            await asyncio.wait_for(asyncio.shield(change), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(change)
         except TimeoutError as exc:
             raise RequestTimeoutError(
                 f"TWS did not acknowledge the change to order {record.order_ref} within "
@@ -705,15 +706,21 @@ class OrderService(Service):
         if not working:
             return []
         await self._ensure_connected("cancel orders", wait_timeout)
-        # children go with their parent: cancel parents first, skip what is done by then
-        working.sort(key=lambda r: r.parent_ref is not None)
+        # Children go with their parent (TWS cancels them): cancel the roots, then
+        # cancel whatever child is still working after its parent is done.
+        refs = {r.order_ref for r in working}
+        roots = [r for r in working if r.parent_ref not in refs]
+        children = [r for r in working if r.parent_ref in refs]
+        outcomes = await asyncio.gather(
+            *(self.cancel_order(OrderHandle(r), timeout=timeout) for r in roots),
+            return_exceptions=True,
+        )
+        outcomes += await asyncio.gather(
+            *(self.cancel_order(OrderHandle(r), timeout=timeout) for r in children),
+            return_exceptions=True,
+        )
         results: list[OrderSnapshot] = []
-        tasks = [
-            asyncio.ensure_future(self.cancel_order(OrderHandle(r), timeout=timeout))
-            for r in working
-        ]
-        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-        for record, outcome in zip(working, outcomes, strict=True):
+        for record, outcome in zip(roots + children, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 if not isinstance(outcome, Exception):
                     raise outcome
@@ -798,7 +805,8 @@ class OrderService(Service):
         if same_socket:
             # 1101 on the same socket: ask again for executions that happened meanwhile
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ib.reqExecutionsAsync(), self._settings.resync_timeout / 2)
+                async with asyncio.timeout(self._settings.resync_timeout / 2):
+                    await ib.reqExecutionsAsync()
         first = sync.sessions == 0
         sync.sessions += 1
         sync.generation = session.generation
@@ -929,16 +937,34 @@ class OrderService(Service):
         return record
 
     async def _await_acks(self, records: list[_Record], ack_timeout: float | None) -> None:
+        """Wait for every record's first acknowledgement (or its rejection).
+
+        Each record's ``ack`` future belongs to this call alone: if the caller
+        is cancelled only that future is cancelled; the order is untouched and
+        stays tracked. The future is awaited directly (no wait_for / shield
+        task hops) so that the call returns in the loop iteration after the ack.
+        """
         timeout = ack_timeout if ack_timeout is not None else self._settings.order_ack_timeout
-        futures = [r.ack for r in records if r.ack is not None]
-        gathered = asyncio.gather(*futures)
-        try:
-            await asyncio.wait_for(asyncio.shield(gathered), timeout)
-        except TimeoutError:
+        loop = asyncio.get_running_loop()
+        expired: list[bool] = []
+
+        def expire() -> None:
+            expired.append(True)
             for record in records:
-                if record.status is OrderStatus.PENDING_SUBMIT:
-                    _log.warning("order {} not acknowledged within {} s", record.order_ref, timeout)
+                if record.ack is not None and not record.ack.done():
+                    record.ack.set_exception(_AckTimeout())
+
+        timer = loop.call_later(timeout, expire)
+        try:
+            for record in records:
+                if record.ack is not None:
+                    await record.ack
+        except _AckTimeout:
+            for record in records:
+                if record.ack is not None and record.ack.done() and not record.ack.cancelled():
+                    record.ack.exception()  # retrieved: the timeout is reported below
             pending = [r.order_ref for r in records if not r.status.is_acknowledged]
+            _log.warning("order(s) {} not acknowledged within {} s", pending, timeout)
             raise OrderStateUnknownError(
                 f"TWS did not acknowledge order {', '.join(pending)} within {timeout} s. It was "
                 "sent and may be working: do not place it again; its updates arrive on "
@@ -946,8 +972,11 @@ class OrderService(Service):
                 order_ref=pending[0] if pending else records[0].order_ref,
             ) from None
         finally:
-            # the gather's own exception (if any) was re-raised above or is not needed
-            gathered.add_done_callback(_consume)
+            timer.cancel()
+            for record in records:
+                ack = record.ack
+                if ack is not None and ack.done() and not ack.cancelled():
+                    ack.exception()  # a sibling's failure must not be logged as unretrieved
 
     def _register(self, record: _Record) -> None:
         self._by_ref[record.order_ref] = record
@@ -992,17 +1021,21 @@ class OrderService(Service):
         snapshot = record.snapshot()
         if predicate(snapshot):
             return snapshot
-        future: asyncio.Future[OrderSnapshot] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[OrderSnapshot] = loop.create_future()
         entry = (predicate, future)
         record.waiters.append(entry)
+        timer = loop.call_later(timeout, _expire, future) if timeout is not None else None
         try:
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError as exc:
+            return await future  # awaited directly: no extra task hop after the update
+        except _AckTimeout as exc:
             raise RequestTimeoutError(
                 f"order {record.order_ref} did not reach the awaited state within {timeout} s "
                 f"(status {record.status.value}, filled {record.filled:g})"
             ) from exc
         finally:
+            if timer is not None:
+                timer.cancel()
             with contextlib.suppress(ValueError):
                 record.waiters.remove(entry)
 
@@ -1670,6 +1703,10 @@ def _predicate(
     return lambda snapshot: snapshot.status in statuses or snapshot.status.is_done
 
 
-def _consume(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
+class _AckTimeout(Exception):
+    """Internal: a wait ran out of time (turned into a public error by the waiter)."""
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(_AckTimeout())

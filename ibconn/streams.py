@@ -196,6 +196,10 @@ class Subscription(Generic[T]):
 
     async def aclose(self) -> None:
         """Stop receiving; buffered items are discarded."""
+        self.close()
+
+    def close(self) -> None:
+        """Stop receiving now (the synchronous form of :meth:`aclose`)."""
         self._finish()
         self._buffer.clear()
 

@@ -37,6 +37,7 @@ from ibconn.errors import (
 )
 from ibconn.logs import get_logger
 from ibconn.pacing import Pacer
+from ibconn.receive import install_fast_receive
 from ibconn.session import ConnectionEvent, ConnectionState, Service, Session
 from ibconn.streams import Broadcast, OverflowPolicy, Subscription
 
@@ -164,25 +165,22 @@ class Supervisor:
             self._ib = IB()
             self._install_handlers(self._ib)
             self._pacer.install(self._ib)  # replaces ib.client.sendMsg; ib_async's throttle off
+            if self._settings.fast_receive:  # receive path: replaces client._onSocketHasData
+                install_fast_receive(self._ib)  # (ibconn/receive.py; other ib_async: no-op)
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = loop.create_future()
         self._task = loop.create_task(self._run(ready), name="ibconn-supervisor")
         try:
             await ready
         except BaseException:
-            if not self._task.done():
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+            await _cancel_and_wait(self._task)
             raise
 
     async def stop(self) -> None:
         """Stop supervising, close the socket and wait until it is really closed."""
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is not None:
+            await _cancel_and_wait(task)
         await self._cancel_side_tasks()
         self._cancel_degraded_timer()
         if self._ib is not None:
@@ -209,7 +207,8 @@ class Supervisor:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(waiter)
         except TimeoutError as exc:
             raise RequestTimeoutError(
                 f"not connected within {timeout} s (state {self._state.value})"
@@ -337,17 +336,12 @@ class Supervisor:
                 except (OSError, ConnectionError, TimeoutError) as exc:
                     raise _AttemptFailed(_describe(exc)) from exc
                 return
-            connect.cancel()
-            with contextlib.suppress(BaseException):
-                await connect
+            await _cancel_and_wait(connect)
             raise failed.result()
         finally:
             ib.errorEvent -= on_error
             ib.client.apiError -= on_api_error
-            if not connect.done():
-                connect.cancel()
-                with contextlib.suppress(BaseException):
-                    await connect
+            await _cancel_and_wait(connect)
             if not failed.done():
                 failed.cancel()
 
@@ -370,9 +364,7 @@ class Supervisor:
             ib.disconnectedEvent -= on_disconnected
             self._lost = None
             self._cancel_degraded_timer()
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            await _cancel_and_wait(heartbeat)
 
     def _mark_lost(self, loss: _Loss) -> None:
         lost = self._lost
@@ -387,7 +379,10 @@ class Supervisor:
             if not ib.isConnected():
                 continue
             try:
-                await asyncio.wait_for(ib.reqCurrentTimeAsync(), timeout)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that races with the answer, and this loop would never end.
+                async with asyncio.timeout(timeout):
+                    await ib.reqCurrentTimeAsync()
             except TimeoutError:
                 self._mark_lost(
                     _Loss(f"heartbeat unanswered for {timeout} s (half-open link to TWS)")
@@ -432,7 +427,8 @@ class Supervisor:
         """Run one hook under ``resync_timeout``; log and count any failure."""
         timeout = self._settings.resync_timeout
         try:
-            await asyncio.wait_for(hook, timeout)
+            async with asyncio.timeout(timeout):
+                await hook
         except asyncio.CancelledError:
             raise
         except TimeoutError:
@@ -454,12 +450,8 @@ class Supervisor:
         task.add_done_callback(self._side_tasks.discard)
 
     async def _cancel_side_tasks(self) -> None:
-        tasks = list(self._side_tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in list(self._side_tasks):
+            await _cancel_and_wait(task)
 
     # -- TWS codes -------------------------------------------------------------
 
@@ -612,6 +604,7 @@ class Supervisor:
 
     async def _close_socket(self, ib: IB) -> None:
         """Disconnect ib_async and wait until the transport has really closed."""
+        _fail_pending_requests(ib)
         conn = ib.client.conn
         if conn.transport is None:
             ib.client.reset()
@@ -631,7 +624,8 @@ class Supervisor:
                 ib.wrapper.reset()
             if conn.transport is not None:
                 try:
-                    await asyncio.wait_for(asyncio.shield(closed), _SOCKET_CLOSE_TIMEOUT)
+                    async with asyncio.timeout(_SOCKET_CLOSE_TIMEOUT):
+                        await closed
                 except TimeoutError:
                     transport = conn.transport
                     if transport is not None:
@@ -661,6 +655,38 @@ _REQUEST_CATEGORIES = frozenset(
         CodeCategory.QUERY_CANCELLED,
     }
 )
+
+
+async def _cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait for it to end, without swallowing our own cancellation.
+
+    Whatever the task itself raised is of no interest here; but if the task
+    running this code is being cancelled meanwhile, that cancellation must go on.
+    """
+    if task.done():
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+    except Exception as exc:  # the task's own failure; it is ending either way
+        _log.debug("task {} ended with {!r} while cancelled", task.get_name(), exc)
+
+
+def _fail_pending_requests(ib: IB) -> None:
+    """Fail every request still awaiting TWS's answer, as a socket close does.
+
+    ``IB.disconnect()`` resets ib_async's wrapper, which forgets pending request
+    futures without failing them: their callers would wait forever.
+    """
+    error = ConnectionError("the connection to TWS was closed while waiting for the answer")
+    futures: dict[object, asyncio.Future[Any]] = ib.wrapper._futures
+    for future in futures.values():
+        if not future.done():
+            future.set_exception(error)
 
 
 def _farm_key(farm: str | None, message: str) -> str:

@@ -98,7 +98,7 @@ class TickValidator:
             return False
         return True
 
-    def no_market(self, price: float, size: float) -> bool:
+    def is_no_market(self, price: float, size: float) -> bool:
         """Whether a bid/ask (price, size) is TWS's "no market": a -1 price or a zero size."""
         if size == 0.0 or (price == -1.0 and not self.allow_negative):
             self.no_market += 1

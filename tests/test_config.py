@@ -22,6 +22,11 @@ POSITIVE_FLOATS = [
     "heartbeat_timeout",
     "resync_timeout",
     "degraded_timeout",
+    "pacing_backlog_alert_after",
+    "historical_identical_window",
+    "historical_burst_window",
+    "historical_window",
+    "historical_pacing_backoff",
     "order_ack_timeout",
 ]
 
@@ -93,6 +98,18 @@ def test_every_field_has_a_description() -> None:
 
 def test_reconnect_attempts_zero_means_forever_is_allowed() -> None:
     assert ConnectorSettings(reconnect_attempts=0).reconnect_attempts == 0
+
+
+def test_receive_path_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = ConnectorSettings()
+    assert s.fast_receive is True  # on by default
+    assert s.tune_gc is False  # process-wide: opt-in
+    monkeypatch.setenv("IBCONN_FAST_RECEIVE", "0")
+    monkeypatch.setenv("IBCONN_TUNE_GC", "yes")
+    s = ConnectorSettings()
+    assert s.fast_receive is False
+    assert s.tune_gc is True
+    assert config_error(tune_gc="sometimes").key == "tune_gc"
 
 
 # -- precedence -----------------------------------------------------------------------
@@ -208,6 +225,10 @@ BAD_VALUES: list[tuple[str, object, str]] = [
     *[(key, 0, "a finite number > 0") for key in POSITIVE_FLOATS],
     *[(key, -1.5, "a finite number > 0") for key in POSITIVE_FLOATS],
     ("connection_timeout", float("inf"), "a finite number > 0"),
+    ("pacing_window_margin", -0.01, "a finite number from 0 to 1"),
+    ("pacing_window_margin", 1.5, "a finite number from 0 to 1"),
+    ("historical_rules_max_bar_seconds", -1, "an integer >= 0"),
+    ("historical_rules_max_bar_seconds", 2.5, "an integer >= 0"),
 ]
 
 
@@ -419,3 +440,30 @@ def test_yaml_bad_value_names_key_and_file(tmp_path: Path) -> None:
 def test_kwarg_fixes_bad_yaml_value(tmp_path: Path) -> None:
     path = write_yaml(tmp_path, "ib_connector:\n  port: 0\n")
     assert ConnectorSettings.from_yaml(path, port=4001).port == 4001
+
+
+# -- pacing keys ----------------------------------------------------------------------
+
+
+def test_pacing_defaults_and_accepted_edges() -> None:
+    s = ConnectorSettings()
+    assert s.pacing_window_margin == 0.05
+    assert s.pacing_backlog_alert_after == 5.0
+    assert s.historical_identical_window == 15.0
+    assert s.historical_burst_window == 2.0
+    assert s.historical_window == 600.0
+    assert s.historical_pacing_backoff == 10.0
+    assert s.historical_rules_max_bar_seconds == 30
+    edges = ConnectorSettings(
+        pacing_window_margin=0, historical_rules_max_bar_seconds=0, historical_window=0.01
+    )
+    assert edges.pacing_window_margin == 0.0
+    assert edges.historical_rules_max_bar_seconds == 0
+    assert ConnectorSettings(pacing_window_margin=1).pacing_window_margin == 1.0
+
+
+def test_pacing_keys_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IBCONN_PACING_WINDOW_MARGIN", "0.02")
+    monkeypatch.setenv("IBCONN_HISTORICAL_WINDOW", "60")
+    s = ConnectorSettings()
+    assert (s.pacing_window_margin, s.historical_window) == (0.02, 60.0)

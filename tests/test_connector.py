@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ib_async import IB, Forex, Future
+from ib_async import IB, Forex, Future, Stock
 
 from ibconn import (
     ConfigError,
@@ -483,3 +483,19 @@ async def test_resolving_while_disconnected_raises_not_connected() -> None:
     connector = IBConnector(port=1)
     with pytest.raises(NotConnectedError):
         await connector.resolve("AAPL")
+
+
+async def test_a_request_pending_when_the_supervisor_drops_the_link_fails(
+    gw: SimulatedGateway,
+) -> None:
+    connector = IBConnector(**fast(gw))
+    events = connector.connection_events()
+    async with connector:
+        gw.stall()  # TWS stops answering: the heartbeat will give up on the link
+        pending = asyncio.ensure_future(
+            connector.ib.reqContractDetailsAsync(Stock("MSFT", "SMART", "USD"))
+        )
+        await next_state(events, S.RECONNECTING)
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(pending, 5)
+        gw.unstall()

@@ -142,7 +142,7 @@ def test_commissions_attach_to_their_fills_in_any_order() -> None:
     ledger.add(fill("e1.02", 100, 10.5, seconds=2))
     assert ledger.set_commission("e1.01", 9.0) is None
     assert ledger.commission == pytest.approx(0.35)
-    assert ledger.last_price == 10.5
+    assert ledger.last_price == 10.0  # the newest fill is e2; e1 was only corrected
 
 
 def test_exec_id_helpers() -> None:

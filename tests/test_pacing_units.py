@@ -93,7 +93,9 @@ def lose_link(ib: IB) -> None:
 def make() -> Iterator[Callable[..., tuple[IB, Pacer, FakeTransport, AlertBus]]]:
     made: list[IB] = []
 
-    def build(burst: int | None = None, **overrides: Any) -> tuple[IB, Pacer, FakeTransport, AlertBus]:
+    def build(
+        burst: int | None = None, **overrides: Any
+    ) -> tuple[IB, Pacer, FakeTransport, AlertBus]:
         alerts = AlertBus()
         pacer = Pacer(ConnectorSettings(**overrides), alerts, burst=burst)
         ib = IB()
@@ -153,7 +155,7 @@ def test_window_log_never_lets_a_window_hold_more_than_its_limit(
         log.record(now)
         sent.append(now)
     for i, t in enumerate(sent):
-        inside = [s for s in sent[: i + 1] if s > t - window]
+        inside = [s for s in sent[: i + 1] if s + window > t]
         assert len(inside) <= limit
 
 
@@ -210,22 +212,37 @@ async def test_empty_queue_and_room_send_synchronously(
 # -- priorities ------------------------------------------------------------------------
 
 
-async def test_critical_then_orders_then_data_and_fifo_within_each(
+async def test_critical_skips_the_smoother_so_it_leaves_at_once_behind_a_backlog(
     make: Callable[..., tuple[IB, Pacer, FakeTransport, AlertBus]],
 ) -> None:
     ib, pacer, transport, _ = make(burst=1)
-    details(ib, 6)  # the first leaves at once, five wait
-    assert transport.ids() == [9]
+    details(ib, 6)  # the first leaves at once, five wait for the smoother
+    ib.placeOrder(AAPL, LimitOrder("BUY", 1, 100.0))
+    assert transport.ids() == [9] and pacer.queued == 6
+    ib.client.cancelOrder(4242)  # the window has room: out now, ahead of all six
+    assert transport.ids() == [9, 4]
+    await until(lambda: pacer.queued == 0)
+    assert transport.ids() == [9, 4, 3, 9, 9, 9, 9, 9]
+
+
+async def test_with_a_full_window_critical_then_orders_then_data_fifo_within_each(
+    make: Callable[..., tuple[IB, Pacer, FakeTransport, AlertBus]],
+) -> None:
+    ib, pacer, transport, _ = make(burst=1, max_requests_per_second=4, pacing_window_margin=0)
+    with pacer.critical():
+        details(ib, 4)  # fills the one-second window at once
+    details(ib, 2)
     ib.placeOrder(AAPL, LimitOrder("BUY", 1, 100.0))
     ib.client.cancelOrder(4242)
     with pacer.critical():  # the kill switch: even a data request goes first
         ib.client.reqGlobalCancel()
         ib.client.reqPositions()
     ib.client.reqCurrentTime()
-    assert pacer.statistics().queued_critical == 4
-    await until(lambda: pacer.queued == 0)
-    assert transport.ids() == [9, 4, 58, 61, 49, 9, 9, 9, 9, 9]
-    assert [m[0] for m in transport.messages()].count("3") == 0  # withdrawn by reqGlobalCancel
+    stats = pacer.statistics()
+    assert (stats.queued_critical, stats.queued_orders, stats.queued_data) == (4, 0, 2)
+    assert stats.dropped_total == 1  # reqGlobalCancel withdrew the queued placeOrder
+    await until(lambda: pacer.queued == 0)  # about 2 s: 4 messages per second
+    assert transport.ids() == [9, 9, 9, 9, 4, 58, 61, 49, 9, 9]
 
 
 async def test_a_cancel_withdraws_the_queued_place_order_of_its_id(
@@ -308,9 +325,7 @@ async def test_on_sent_tells_an_order_service_which_order_left_the_door(
 async def test_statistics_and_backlog_alert(
     make: Callable[..., tuple[IB, Pacer, FakeTransport, AlertBus]],
 ) -> None:
-    ib, pacer, _, alerts = make(
-        burst=1, max_requests_per_second=20, pacing_backlog_alert_after=0.2
-    )
+    ib, pacer, _, alerts = make(burst=1, max_requests_per_second=20, pacing_backlog_alert_after=0.2)
     stream = alerts.subscribe()
     details(ib, 10)
     stats = pacer.statistics()

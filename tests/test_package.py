@@ -55,4 +55,17 @@ def test_demo_runs_end_to_end() -> None:
     assert "AAPL     conId 265598" in out
     assert "connected -> reconnecting" in out
     assert "reconnecting -> connected" in out
+    assert "BUY 100 AAPL MKT -> filled 100" in out
+    assert "cancelled -> cancelled, filled 40 of 100" in out
     assert out.rstrip().endswith("state=closed>")
+
+
+def test_the_library_uses_asyncio_timeout_not_wait_for() -> None:
+    # On Python 3.11, asyncio.wait_for can swallow a cancellation that races with
+    # the awaited result (fixed in 3.12); a swallowed cancel left disconnect() hanging.
+    offenders = [
+        str(path.relative_to(PACKAGE_DIR))
+        for path in PACKAGE_DIR.glob("*.py")
+        if "asyncio.wait_for(" in path.read_text() and path.name not in APPLICATION_MODULES
+    ]
+    assert offenders == []

@@ -414,7 +414,11 @@ class Pacer:
 
     def _new_link(self, transport: object | None, now: float) -> None:
         if self._queued:
-            self._drop_all("a new connection replaced the one it was queued for")
+            self._drop_all(
+                "the socket to TWS closed"
+                if transport is None
+                else "a new connection replaced the one it was queued for"
+            )
         self._cancel_timer()
         self._transport = transport
         if transport is not None and transport is not self._lost_transport:

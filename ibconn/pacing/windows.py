@@ -35,7 +35,7 @@ class WindowLog:
     """At most ``limit`` events in any window of ``window`` seconds (exact).
 
     An event at time ``t`` is inside the window at time ``now`` while
-    ``t > now - window``. ``weight`` lets one event count several times (IB
+    ``t + window > now``. ``weight`` lets one event count several times (IB
     counts a BID_ASK historical request twice).
     """
 
@@ -61,9 +61,10 @@ class WindowLog:
         return self._window
 
     def _expire(self, now: float) -> None:
-        times = self._times
-        cutoff = now - self._window
-        while times and times[0] <= cutoff:
+        # ``t + window <= now``, computed exactly as next_free computes the slot, so
+        # that a message sent at the returned time always finds the slot free.
+        times, window = self._times, self._window
+        while times and times[0] + window <= now:
             times.popleft()
 
     def count(self, now: float) -> int:

@@ -1,0 +1,300 @@
+"""Shared parts of the ingest, latency and memory benchmarks.
+
+**The gateway process.** ``python benchmarks/_harness.py serve`` runs a
+:class:`~ibconn.sim.SimulatedGateway` (automatic price updates off) in its own
+process and prints ``LISTENING host:port CONTROL port`` as its first line.
+Clients connect to the API port as usual; a benchmark then asks the
+**control port** (one JSON object per line) to stream a fixed number of
+sequence-numbered updates of one instrument to every subscriber:
+
+* ``{"op": "stream", "symbol": "AAPL", "kind": "mkt" | "tbt", "count": N}``:
+  updates 1..N as fast as the subscribers' sockets take them (written in
+  ~64 KiB chunks, each followed by ``drain()``, like ``gw.blast``);
+* the same with ``"rate": R``: paced at R updates per second; the answer
+  holds ``marks``, the ``time.monotonic()`` of every write and the last
+  sequence number it carried (CLOCK_MONOTONIC is the same clock in every
+  process on Linux, so a client can compute send-to-receive latency);
+* ``{"op": "blast", "symbol": "AAPL", "count": N, "batch": B}``: the sim's own
+  :meth:`~ibconn.sim.SimulatedGateway.blast`, for comparison.
+
+The updates are exactly the messages of the sim's fast mode
+(``docs/simulator.md``): a tickPrice per update whose size is the sequence
+number (bid, ask, last by ``seq % 3``), or a tick-by-tick AllLast message
+with size = seq. They are encoded by the subscription objects of the sim
+itself over a copy of the instrument's random walk, **before** the clock
+starts: ``gw.blast`` computes the walk and encodes while it sends and tops
+out near 135 000 updates/s on this VM, below what one ib_async client
+ingests, so it would measure the gateway instead of the client.
+
+**Client side.** :class:`Gateway` starts that process and talks to the
+control port; :func:`machine` describes the machine; :func:`table` prints a
+markdown table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HARNESS = Path(__file__).resolve()
+ROOT = HARNESS.parent.parent
+CHUNK_BYTES = 1 << 16
+
+
+# --------------------------------------------------------------------------- gateway side
+
+
+class _Streamer:
+    """Pre-encodes and sends sequence-numbered updates to a gateway's subscribers."""
+
+    def __init__(self, gw: Any) -> None:
+        self.gw = gw
+        self.cache: dict[tuple[Any, ...], list[bytes]] = {}
+
+    def subscribers(self, symbol: str, kind: str) -> list[Any]:
+        inst = self.gw.market.instrument(symbol)
+        subs = []
+        for session in self.gw.sessions:
+            for sub_kind, req_id, _name in self.gw.market_data.subscriptions(session):
+                sub = self.gw.market_data.get(session, sub_kind, req_id)
+                if sub_kind == kind and sub is not None and sub.inst.con_id == inst.con_id:
+                    if kind == "tbt" and sub.tbt_type not in (1, 2):
+                        continue
+                    subs.append(sub)
+        return subs
+
+    def frames(self, sub: Any, count: int) -> list[bytes]:
+        key = (sub.kind, sub.req_id, getattr(sub, "tbt_type", 0), sub.inst.con_id, count)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        market = self.gw.market
+        walk = copy.deepcopy(market.walk(sub.inst.con_id))
+        quote = market.quote(sub.inst.con_id).copy()
+        now = self.gw.clock.time()
+        out: list[bytes] = []
+        for seq in range(1, count + 1):
+            walk.step(quote, now)
+            quote.seq = seq
+            quote.fast = True
+            if sub.kind == "mkt":
+                out.append(sub._fast_frame(quote))
+            else:
+                frame = sub.frame(quote, size_override=seq)
+                assert frame is not None
+                out.append(frame)
+        self.cache = {key: out}  # keep one stream: they are large
+        return out
+
+    async def wait_for(self, symbol: str, kind: str, timeout: float = 10.0) -> list[Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            subs = self.subscribers(symbol, kind)
+            if subs or time.monotonic() > deadline:
+                return subs
+            await asyncio.sleep(0.01)
+
+    async def stream(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        count = int(cmd["count"])
+        subs = await self.wait_for(cmd["symbol"], cmd["kind"])
+        if not subs:
+            return {"error": f"no {cmd['kind']} subscriber of {cmd['symbol']}"}
+        streams = [(sub.session, self.frames(sub, count)) for sub in subs]
+        rate = cmd.get("rate")
+        if rate:
+            return await self._paced(streams, count, float(rate), subs)
+        per_chunk = max(1, CHUNK_BYTES // max(1, len(streams[0][1][0])))
+        # Join the chunks before the clock starts, too.
+        chunks = [
+            (session, [b"".join(frames[i : i + per_chunk]) for i in range(0, count, per_chunk)])
+            for session, frames in streams
+        ]
+        started = time.monotonic()
+        for k in range(len(chunks[0][1])):
+            for session, parts in chunks:
+                session.send_raw(parts[k], min(per_chunk, count - k * per_chunk))
+            for session, _ in chunks:
+                await session.drain()
+        finished = time.monotonic()
+        return {"started": started, "finished": finished, "subscribers": len(subs)}
+
+    async def _paced(
+        self, streams: list[tuple[Any, list[bytes]]], count: int, rate: float, subs: list[Any]
+    ) -> dict[str, Any]:
+        mark_seq: list[int] = []
+        mark_time: list[float] = []
+        sent = 0
+        started = time.monotonic()
+        while sent < count:
+            now = time.monotonic()
+            due = min(count, int((now - started) * rate) + 1)
+            if due > sent:
+                mark_seq.append(due)
+                mark_time.append(time.monotonic())
+                for session, frames in streams:
+                    session.send_raw(b"".join(frames[sent:due]), due - sent)
+                sent = due
+            await asyncio.sleep(max(0.0, started + sent / rate - time.monotonic()))
+        return {
+            "started": started,
+            "finished": time.monotonic(),
+            "subscribers": len(subs),
+            "mark_seq": mark_seq,
+            "mark_time": mark_time,
+        }
+
+
+async def _serve() -> None:
+    from ibconn.sim import SimConfig, SimulatedGateway  # noqa: PLC0415
+
+    config = SimConfig(tick_rate=0)
+    async with SimulatedGateway(port=0, config=config) as gw:
+        streamer = _Streamer(gw)
+
+        async def control(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while line := await reader.readline():
+                cmd = json.loads(line)
+                try:
+                    if cmd["op"] == "stream":
+                        answer = await streamer.stream(cmd)
+                    elif cmd["op"] == "blast":
+                        result = await gw.blast(cmd["symbol"], int(cmd["count"]), batch=256)
+                        answer = {"started": result.started, "finished": result.finished}
+                    elif cmd["op"] == "wait":
+                        subs = await streamer.wait_for(cmd["symbol"], cmd["kind"])
+                        answer = {"subscribers": len(subs)}
+                    else:
+                        answer = {"error": f"unknown op {cmd['op']!r}"}
+                except Exception as exc:
+                    answer = {"error": repr(exc)}
+                writer.write(json.dumps(answer).encode() + b"\n")
+                await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(control, "127.0.0.1", 0)
+        control_port = server.sockets[0].getsockname()[1]
+        print(f"LISTENING {gw.host}:{gw.port} CONTROL {control_port}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_reader(sys.stdin.fileno(), stop.set)  # the parent closes stdin to stop us
+        await stop.wait()
+        server.close()
+
+
+# --------------------------------------------------------------------------- client side
+
+
+class Gateway:
+    """The gateway process (started by the orchestrator) and its control connection."""
+
+    def __init__(self, port: int, control_port: int, proc: Any = None) -> None:
+        self.port = port
+        self.control_port = control_port
+        self.proc = proc
+
+    @classmethod
+    async def start(cls) -> Gateway:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(HARNESS),
+            "serve",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=ROOT,
+        )
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().split()
+        if not line or line[0] != "LISTENING":
+            raise RuntimeError(f"gateway did not start: {line!r}")
+        return cls(int(line[1].rsplit(":", 1)[1]), int(line[3]), proc)
+
+    async def stop(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    async def command(self, **cmd: Any) -> dict[str, Any]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.control_port)
+        try:
+            writer.write(json.dumps(cmd).encode() + b"\n")
+            await writer.drain()
+            answer: dict[str, Any] = json.loads(await reader.readline())
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+        if "error" in answer:
+            raise RuntimeError(f"gateway: {answer['error']}")
+        return answer
+
+
+async def run_child(script: Path, args: Sequence[str], timeout: float = 600) -> dict[str, Any]:
+    """Run ``python script args...`` in a fresh process; its last stdout line is JSON."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{script.name} {' '.join(args)} failed:\n{err.decode()[-3000:]}")
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return result
+
+
+def machine() -> dict[str, str]:
+    """nproc, CPU model, Python and ib_async versions, date (UTC)."""
+    import ib_async  # noqa: PLC0415
+
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "python": platform.python_version(),
+        "ib_async": ib_async.__version__,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["serve"]:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve())
+    else:
+        sys.exit("usage: python benchmarks/_harness.py serve")

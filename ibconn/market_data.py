@@ -1,0 +1,1639 @@
+"""The market data service: shared TWS subscriptions, fanned out to bounded per-consumer streams.
+
+:class:`MarketDataService` keeps a registry of the TWS subscriptions ("lines")
+that ibconn holds, one per instrument and kind:
+
+* ``mkt``: ``reqMktData`` (quotes, ticks, a quote snapshot, and the trades of
+  delayed data);
+* ``tbt``: ``reqTickByTickData("AllLast")`` (trades);
+* ``rtb``: ``reqRealTimeBars`` (5-second bars, aggregated for larger sizes).
+
+Consumers open *streams* (:class:`MarketStream`) on an instrument's *feeds*
+(quotes, ticks, trades, bars of one size). A feed is reference-counted by its
+consumers and needs some lines; a line lives while a feed needs it, so every
+consumer of an instrument shares one market data line and the last one out
+cancels it at TWS. The registry lives here, not in ``ib_async`` (which
+forgets everything on a disconnect): after the supervisor's resync
+(:meth:`MarketDataService.on_session_ready`) the same streams continue on new
+TWS requests, the first item after the gap says ``after_gap``, and bar streams
+backfill the bars they missed from historical data.
+
+The hot path: ib_async fires ``pendingTickersEvent`` once per TCP read with
+every tick of that read in ``ticker.ticks``; the service validates them with
+plain comparisons (:mod:`ibconn.validation`), updates its own state of the
+instrument, builds the frozen models (:mod:`ibconn.models`) only for feeds
+that have consumers, and publishes them to :class:`~ibconn.streams.Broadcast`
+objects, which never block. Tick-by-tick trades arrive through a tap on
+ib_async's wrapper (ib_async stamps them with the receive time and drops the
+exchange time that the out-of-order check needs); real-time bars through
+``barUpdateEvent``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import math
+import time as _time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast
+
+from ib_async import RealTimeBarList, Ticker
+
+from ibconn.alerts import AlertBus
+from ibconn.bars import BarAggregator, parse_bar_size
+from ibconn.codes import CodeCategory, RecoveryAction, Severity, classify, farm_name
+from ibconn.config import ConnectorSettings, MarketDataType
+from ibconn.contracts import ContractLike, ContractResolver, ResolvedContract
+from ibconn.errors import (
+    IBConnError,
+    InvalidInputError,
+    MarketDataError,
+    RequestTimeoutError,
+    StreamOverflowError,
+)
+from ibconn.history import HistoryFetcher, check_request
+from ibconn.logs import get_logger
+from ibconn.models import (
+    Bar,
+    BarSource,
+    Quote,
+    StatusKind,
+    StreamStatus,
+    Tick,
+    TickKind,
+    Trade,
+    TradeSource,
+)
+from ibconn.session import Service, Session
+from ibconn.streams import Broadcast, OverflowPolicy, StreamStatistics, Subscription
+from ibconn.validation import TickValidator, ValidationStats
+
+if TYPE_CHECKING:
+    from ib_async import IB
+
+    from ibconn.supervisor import Supervisor
+
+__all__ = [
+    "LineInfo",
+    "MarketDataService",
+    "MarketDataStatistics",
+    "MarketDataSubscription",
+    "MarketStream",
+    "StreamKind",
+]
+
+_log = get_logger("market_data")
+
+T = TypeVar("T")
+
+_MKT = "mkt"
+_TBT = "tbt"
+_RTB = "rtb"
+
+_DELAYED_TYPES = frozenset({MarketDataType.DELAYED, MarketDataType.DELAYED_FROZEN})
+# Codes with which TWS refuses tick-by-tick data for lack of live permissions.
+_NO_LIVE_CODES = frozenset({354, 10089, 10168, 10190})
+# Longest gap a bar stream backfills (5-second bars: several paced requests).
+_MAX_BACKFILL_SECONDS = 6 * 3600
+# Trades arrive with one-second times and some latency: a trade bar closes on
+# the clock only this long after its end.
+_TRADE_BAR_GRACE = 2.0
+_PENDING_PIECES_LIMIT = 20_000
+
+_KIND_BY_TICK_TYPE: dict[int, TickKind] = {
+    1: TickKind.BID,
+    66: TickKind.BID,
+    2: TickKind.ASK,
+    67: TickKind.ASK,
+    4: TickKind.LAST,
+    68: TickKind.LAST,
+    0: TickKind.BID_SIZE,
+    69: TickKind.BID_SIZE,
+    3: TickKind.ASK_SIZE,
+    70: TickKind.ASK_SIZE,
+    5: TickKind.LAST_SIZE,
+    71: TickKind.LAST_SIZE,
+    8: TickKind.VOLUME,
+    74: TickKind.VOLUME,
+    6: TickKind.HIGH,
+    72: TickKind.HIGH,
+    7: TickKind.LOW,
+    73: TickKind.LOW,
+    9: TickKind.CLOSE,
+    75: TickKind.CLOSE,
+    14: TickKind.OPEN,
+    76: TickKind.OPEN,
+}
+_BID, _ASK, _LAST = TickKind.BID, TickKind.ASK, TickKind.LAST
+_BID_SIZE, _ASK_SIZE, _LAST_SIZE, _VOLUME = (
+    TickKind.BID_SIZE,
+    TickKind.ASK_SIZE,
+    TickKind.LAST_SIZE,
+    TickKind.VOLUME,
+)
+
+
+class StreamKind(enum.StrEnum):
+    """What a :class:`MarketStream` delivers."""
+
+    QUOTES = "quotes"
+    TRADES = "trades"
+    TICKS = "ticks"
+    BARS = "bars"
+
+
+_POLICIES: dict[StreamKind, OverflowPolicy] = {
+    StreamKind.QUOTES: OverflowPolicy.CONFLATE,
+    StreamKind.TICKS: OverflowPolicy.DROP_OLDEST,
+    StreamKind.TRADES: OverflowPolicy.DROP_OLDEST,
+    StreamKind.BARS: OverflowPolicy.RAISE,
+}
+
+
+def _quote_replaces(old: object, new: object) -> bool:
+    """Conflation rule of quote streams: a newer quote replaces an unread one, except the
+    first quote after a gap (its ``after_gap`` flag must reach the consumer)."""
+    return type(old) is Quote and type(new) is Quote and not old.after_gap
+
+
+@dataclass(frozen=True, slots=True)
+class LineInfo:
+    """One TWS subscription held by the service (see :meth:`MarketDataService.lines`)."""
+
+    symbol: str
+    con_id: int
+    kind: str
+    """``mkt`` (reqMktData), ``tbt`` (tick-by-tick AllLast) or ``rtb`` (real-time bars)."""
+    req_id: int | None
+    """TWS request id of the current session; ``None`` while not requested."""
+    active: bool
+    stale: bool
+    feeds: tuple[str, ...]
+    """The feeds using it: ``quotes``, ``ticks``, ``trades``, ``bars 60`` ..."""
+    consumers: int
+    """Streams, subscriptions and snapshots that hold it, over all its feeds."""
+
+
+class MarketDataStatistics(NamedTuple):
+    """A snapshot of the service (see :meth:`MarketDataService.statistics`)."""
+
+    lines: tuple[LineInfo, ...]
+    instruments: int
+    consumers: int
+    validation: ValidationStats
+    published: int
+    """Items (data and status) published to streams since creation."""
+    backfills: int
+    backfilled_bars: int
+    history_requests: int
+
+
+# --------------------------------------------------------------------------- registry
+
+
+class _Line:
+    """One TWS subscription of one instrument."""
+
+    __slots__ = ("active", "handle", "inst", "kind", "last_data", "req_id", "skip_first", "stale")
+
+    def __init__(self, inst: _Instrument, kind: str) -> None:
+        self.inst = inst
+        self.kind = kind
+        self.req_id: int | None = None
+        self.handle: Any = None
+        self.active = False
+        self.last_data = 0.0
+        self.stale = False
+        self.skip_first = False
+
+
+class _Feed:
+    """One kind of stream of one instrument, shared by its consumers."""
+
+    __slots__ = (
+        "aggregator",
+        "broadcast",
+        "closed",
+        "consumers",
+        "failure",
+        "gap",
+        "inst",
+        "key",
+        "kind",
+        "name",
+        "seconds",
+        "status",
+    )
+
+    def __init__(self, inst: _Instrument, kind: StreamKind, seconds: int, capacity: int) -> None:
+        self.inst = inst
+        self.kind = kind
+        self.seconds = seconds
+        self.key = (kind, seconds)
+        self.name = f"{kind.value} {inst.symbol}" + (f" {seconds}s" if seconds else "")
+        self.broadcast: Broadcast[Any] = Broadcast(
+            self.name,
+            capacity=capacity,
+            policy=_POLICIES[kind],
+            replaces=_quote_replaces if kind is StreamKind.QUOTES else None,
+        )
+        self.consumers = 0
+        self.gap = False
+        self.failure: tuple[str, int | None, str] | None = None
+        self.closed = False
+        self.status: StreamStatus | None = None
+        self.aggregator: BarAggregator | None = None
+
+    def lines_needed(self) -> tuple[str, ...]:
+        inst = self.inst
+        if self.kind is StreamKind.QUOTES or self.kind is StreamKind.TICKS:
+            return (_MKT,)
+        if self.kind is StreamKind.TRADES:
+            return (inst.trade_line(),)
+        source = inst.bar_source()
+        if source is BarSource.REALTIME:
+            return (_RTB,)
+        if source is BarSource.MIDPOINT:
+            return (_MKT,)
+        return (inst.trade_line(),)
+
+    def take_gap(self) -> bool:
+        gap = self.gap
+        if gap:
+            self.gap = False
+        return gap
+
+
+class _Backfill:
+    """A bar backfill in progress: live pieces wait here until the history is in."""
+
+    __slots__ = ("first_live", "pending", "task")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.pending: list[tuple[Any, ...]] = []
+        self.first_live: asyncio.Future[float] = loop.create_future()
+        self.task: asyncio.Task[None] | None = None
+
+    def live(self, feed_time: float) -> None:
+        if not self.first_live.done():
+            self.first_live.set_result(feed_time)
+
+
+class _Instrument:
+    """Everything the service knows about one instrument: lines, feeds and market state."""
+
+    __slots__ = (
+        "ask",
+        "ask_size",
+        "backfill",
+        "bid",
+        "bid_size",
+        "con_id",
+        "delayed",
+        "delayed_alerted",
+        "feed_offset",
+        "feeds",
+        "holds",
+        "in_gap",
+        "last_rt_start",
+        "last_trade_time",
+        "lines",
+        "quote_time",
+        "quote_waiters",
+        "resolved",
+        "rtb_refused",
+        "sec_type",
+        "symbol",
+        "tbt_refused",
+        "validator",
+    )
+
+    def __init__(self, resolved: ResolvedContract, tolerance: float) -> None:
+        self.resolved = resolved
+        self.symbol = resolved.display_name
+        self.con_id = resolved.con_id
+        self.sec_type = resolved.sec_type
+        self.validator = TickValidator(resolved.sec_type, tolerance)
+        self.lines: dict[str, _Line] = {}
+        self.feeds: dict[tuple[StreamKind, int], _Feed] = {}
+        self.holds: set[MarketDataSubscription] = set()
+        self.quote_waiters: list[asyncio.Future[None]] = []
+        self.tbt_refused = False
+        self.rtb_refused = False
+        self.delayed = False
+        self.delayed_alerted = False
+        self.in_gap = False
+        self.backfill: _Backfill | None = None
+        self.last_trade_time = -math.inf
+        self.last_rt_start = -math.inf
+        self.feed_offset: float | None = None
+        self.reset_quote()
+
+    def reset_quote(self) -> None:
+        self.bid: float | None = None
+        self.ask: float | None = None
+        self.bid_size: float | None = None
+        self.ask_size: float | None = None
+        self.quote_time: datetime | None = None
+
+    def trade_line(self) -> str:
+        return _MKT if self.tbt_refused else _TBT
+
+    def bar_source(self) -> BarSource:
+        if not self.rtb_refused:
+            return BarSource.REALTIME
+        return BarSource.MIDPOINT if self.sec_type == "CASH" else BarSource.TRADES
+
+    def history_what(self) -> str:
+        if self.sec_type == "CASH" or self.bar_source() is BarSource.MIDPOINT:
+            return "MIDPOINT"
+        return "TRADES"
+
+    def needed_lines(self) -> set[str]:
+        needed: set[str] = set()
+        if self.holds or self.quote_waiters:
+            needed.add(_MKT)
+        for feed in self.feeds.values():
+            needed.update(feed.lines_needed())
+        return needed
+
+    def dependents(self, kind: str) -> list[_Feed]:
+        return [feed for feed in self.feeds.values() if kind in feed.lines_needed()]
+
+    def bar_feeds(self) -> list[_Feed]:
+        return [feed for feed in self.feeds.values() if feed.kind is StreamKind.BARS]
+
+    def current_quote(self, *, after_gap: bool = False, crossed: bool = False) -> Quote:
+        return Quote(
+            symbol=self.symbol,
+            con_id=self.con_id,
+            time=self.quote_time or datetime.now(UTC),
+            bid=self.bid,
+            ask=self.ask,
+            bid_size=self.bid_size,
+            ask_size=self.ask_size,
+            delayed=self.delayed,
+            crossed=crossed,
+            after_gap=after_gap,
+        )
+
+
+# --------------------------------------------------------------------------- handles
+
+
+class MarketStream(Generic[T]):
+    """A stream of one instrument's quotes, trades, ticks or bars: an async iterator and
+    an async context manager.
+
+    The TWS subscription is taken on first use (``async with``, the first
+    ``async for`` step or ``await stream.__anext__()``) and given back when the
+    stream ends: on leaving ``async with``, on :meth:`aclose`, and on leaving
+    an ``async for`` loop that was not inside ``async with`` (``break``, an
+    exception or cancellation). ``async with`` is the guaranteed form; a bare
+    ``async for ... : break`` releases when Python finalizes the loop's
+    iterator, which CPython does at once unless something still references it.
+
+    Ends with :class:`~ibconn.errors.MarketDataError` when TWS ends the data
+    (codes 200, 354, 10168, 101, ...), with
+    :class:`~ibconn.errors.StreamOverflowError` when a bar consumer falls more
+    than its buffer behind, and cleanly when the connector disconnects.
+    """
+
+    def __init__(
+        self,
+        service: MarketDataService,
+        instrument: ContractLike,
+        kind: StreamKind,
+        *,
+        seconds: int = 0,
+        capacity: int | None = None,
+        include_status: bool = False,
+    ) -> None:
+        self._service = service
+        self._instrument = instrument
+        self._kind = kind
+        self._seconds = seconds
+        self._capacity = capacity
+        self._include_status = include_status
+        self._feed: _Feed | None = None
+        self._sub: Subscription[Any] | None = None
+        self._entered = False
+        self._ended = False
+        self._opening: asyncio.Lock | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def __aenter__(self) -> MarketStream[T]:
+        await self._open()
+        self._entered = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """End the stream and give its TWS subscription back (idempotent)."""
+        self._ended = True
+        self._release()
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[T]:
+        try:
+            while True:
+                try:
+                    item = await self.__anext__()
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            if not self._entered:
+                self._release()
+
+    async def __anext__(self) -> T:
+        """The next item; opens the stream on first use."""
+        if self._sub is None:
+            await self._open()
+        while True:
+            sub = self._sub
+            if sub is None:
+                raise StopAsyncIteration
+            try:
+                item = await sub.__anext__()
+            except StopAsyncIteration:
+                feed = self._feed
+                self._release()
+                if feed is not None and feed.failure is not None:
+                    message, code, text = feed.failure
+                    raise MarketDataError(
+                        message, code=code, text=text, symbol=feed.inst.symbol
+                    ) from None
+                raise
+            except StreamOverflowError:
+                self._release()
+                raise
+            if not self._include_status and type(item) is StreamStatus:
+                continue
+            return cast(T, item)
+
+    async def _open(self) -> None:
+        if self._sub is not None or self._ended:
+            return
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._sub is not None or self._ended:
+                return
+            self._feed, self._sub = await self._service._acquire(
+                self._instrument, self._kind, self._seconds, self._capacity
+            )
+
+    def _release(self) -> None:
+        feed, sub = self._feed, self._sub
+        self._feed = self._sub = None
+        if sub is not None:
+            sub.close()
+        if feed is not None:
+            self._service._release_feed(feed)
+
+    def with_status(self) -> MarketStream[T | StreamStatus]:
+        """A new, unopened stream like this one that also yields :class:`StreamStatus`
+        events (delayed data, stale, farm outages, gaps, fallbacks) in order with the data."""
+        return MarketStream(
+            self._service,
+            self._instrument,
+            self._kind,
+            seconds=self._seconds,
+            capacity=self._capacity,
+            include_status=True,
+        )
+
+    # -- state -------------------------------------------------------------------
+
+    @property
+    def kind(self) -> StreamKind:
+        """Quotes, trades, ticks or bars."""
+        return self._kind
+
+    @property
+    def instrument(self) -> ResolvedContract | None:
+        """The resolved contract once the stream is open."""
+        feed = self._feed
+        return feed.inst.resolved if feed is not None else None
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the stream holds its subscription now."""
+        return self._sub is not None
+
+    @property
+    def status(self) -> StreamStatus | None:
+        """The latest status event of this stream's feed, if any."""
+        feed = self._feed
+        return feed.status if feed is not None else None
+
+    @property
+    def stale(self) -> bool:
+        """Whether a line this stream depends on has had no data for ``market_data_timeout``."""
+        feed = self._feed
+        if feed is None:
+            return False
+        lines = feed.inst.lines
+        return any(line.stale for kind in feed.lines_needed() if (line := lines.get(kind)))
+
+    def statistics(self) -> StreamStatistics | None:
+        """This consumer's buffer: fill, capacity, delivered and dropped (or conflated) items."""
+        sub = self._sub
+        return sub.statistics() if sub is not None else None
+
+    def __repr__(self) -> str:
+        state = "open" if self._sub is not None else ("ended" if self._ended else "not open")
+        size = f" {self._seconds}s" if self._seconds else ""
+        return f"<MarketStream {self._kind.value}{size} {self._instrument!r} {state}>"
+
+
+class MarketDataSubscription:
+    """A held market data line (:meth:`~ibconn.IBConnector.subscribe_market_data`).
+
+    While active it keeps TWS streaming the instrument, so :meth:`quote` is
+    always current and other streams of it start at once. Release it with
+    :meth:`~ibconn.IBConnector.unsubscribe_market_data`, :meth:`aclose` or
+    ``async with``.
+    """
+
+    def __init__(self, service: MarketDataService, inst: _Instrument) -> None:
+        self._service = service
+        self._inst: _Instrument | None = inst
+        self._resolved = inst.resolved
+        self.failure: MarketDataError | None = None
+        """Why TWS ended the line, if it did."""
+
+    @property
+    def instrument(self) -> ResolvedContract:
+        """The resolved contract."""
+        return self._resolved
+
+    @property
+    def active(self) -> bool:
+        """Whether the line is still held."""
+        return self._inst is not None
+
+    def quote(self) -> Quote | None:
+        """The latest quote (``None`` before the first one or once released)."""
+        inst = self._inst
+        if inst is None or inst.quote_time is None:
+            return None
+        return inst.current_quote()
+
+    async def aclose(self) -> None:
+        """Release the line (idempotent)."""
+        self._service._release_hold(self)
+
+    async def __aenter__(self) -> MarketDataSubscription:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "active" if self.active else "released"
+        return f"<MarketDataSubscription {self._resolved.display_name} {state}>"
+
+
+# --------------------------------------------------------------------------- the service
+
+
+class MarketDataService(Service):
+    """Market data for the connector (see the module docstring). ``order`` 10: first to resync."""
+
+    name = "market_data"
+    order = 10
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        resolver: ContractResolver,
+        settings: ConnectorSettings,
+        alerts: AlertBus,
+    ) -> None:
+        self._supervisor = supervisor
+        self._resolver = resolver
+        self._settings = settings
+        self._alerts = alerts
+        self._history = HistoryFetcher(lambda: supervisor.ib, settings.historical_timeout)
+        self._instruments: dict[int, _Instrument] = {}
+        self._by_req_id: dict[int, _Line] = {}
+        self._ib: IB | None = None
+        self._live = False
+        self._closed = False
+        self._broken_farm = False
+        self._housekeeper: asyncio.Task[None] | None = None
+        self._retired = ValidationStats()
+        self._published = 0
+        self._backfills = 0
+        self._backfilled_bars = 0
+        self._delayed_allowed = settings.market_data_type in _DELAYED_TYPES
+
+    # -- public ----------------------------------------------------------------
+
+    @property
+    def history(self) -> HistoryFetcher:
+        """The historical bar fetcher (chunked, paced)."""
+        return self._history
+
+    def stream(
+        self,
+        instrument: ContractLike,
+        kind: StreamKind,
+        bar_size: str = "5 secs",
+        capacity: int | None = None,
+    ) -> MarketStream[Any]:
+        """An unopened stream; validates the bar size at once."""
+        seconds = parse_bar_size(bar_size)[1] if kind is StreamKind.BARS else 0
+        if capacity is not None and capacity < 1:
+            raise InvalidInputError(f"capacity must be at least 1, got {capacity}")
+        return MarketStream(self, instrument, kind, seconds=seconds, capacity=capacity)
+
+    async def subscribe(self, instrument: ContractLike) -> MarketDataSubscription:
+        """Hold the instrument's market data line until released."""
+        resolved = await self._resolver.resolve(instrument)
+        inst = self._instrument(resolved)
+        handle = MarketDataSubscription(self, inst)
+        inst.holds.add(handle)
+        self._reconcile(inst)
+        self._ensure_housekeeper()
+        return handle
+
+    async def unsubscribe(self, subscription: MarketDataSubscription | ContractLike) -> int:
+        """Release a subscription, or every subscription held on an instrument; returns how many."""
+        if isinstance(subscription, MarketDataSubscription):
+            was_active = subscription.active
+            self._release_hold(subscription)
+            return int(was_active)
+        resolved = self._resolver.cached(subscription)
+        inst = self._instruments.get(resolved.con_id) if resolved is not None else None
+        if inst is None:
+            return 0
+        holds = list(inst.holds)
+        for hold in holds:
+            self._release_hold(hold)
+        return len(holds)
+
+    async def quote(self, instrument: ContractLike, timeout: float | None = None) -> Quote:
+        """A snapshot of the top of the book, from the shared line (taken for the call
+        if nobody holds it)."""
+        resolved = await self._resolver.resolve(instrument)
+        inst = self._instrument(resolved)
+        wait = self._settings.market_data_timeout if timeout is None else timeout
+        mkt = inst.lines.get(_MKT)
+        if mkt is not None and mkt.active and inst.quote_time is not None:
+            return inst.current_quote()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        inst.quote_waiters.append(waiter)
+        self._reconcile(inst)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), wait)
+        except TimeoutError:
+            if inst.quote_time is not None:
+                return inst.current_quote()
+            raise RequestTimeoutError(
+                f"no quote for {resolved.display_name} within {wait} s"
+            ) from None
+        finally:
+            with contextlib.suppress(ValueError):
+                inst.quote_waiters.remove(waiter)
+            if not waiter.done():
+                waiter.cancel()
+            self._reconcile(inst)
+        return inst.current_quote()
+
+    async def historical_bars(
+        self,
+        instrument: ContractLike,
+        *,
+        duration: str,
+        bar_size: str,
+        what: str,
+        end: datetime | None,
+        use_rth: bool,
+    ) -> list[Bar]:
+        """Historical bars (see :meth:`HistoryFetcher.fetch`); bad input never reaches TWS."""
+        check_request(duration, bar_size, what)
+        resolved = await self._resolver.resolve(instrument)
+        return await self._history.fetch(
+            resolved, duration=duration, bar_size=bar_size, what=what, end=end, use_rth=use_rth
+        )
+
+    def lines(self) -> tuple[LineInfo, ...]:
+        """Every TWS subscription the service holds, with its feeds and consumers."""
+        out: list[LineInfo] = []
+        for inst in self._instruments.values():
+            for kind, line in inst.lines.items():
+                feeds = inst.dependents(kind)
+                consumers = sum(feed.consumers for feed in feeds)
+                if kind == _MKT:
+                    consumers += len(inst.holds) + len(inst.quote_waiters)
+                out.append(
+                    LineInfo(
+                        symbol=inst.symbol,
+                        con_id=inst.con_id,
+                        kind=kind,
+                        req_id=line.req_id,
+                        active=line.active,
+                        stale=line.stale,
+                        feeds=tuple(
+                            feed.kind.value + (f" {feed.seconds}" if feed.seconds else "")
+                            for feed in feeds
+                        ),
+                        consumers=consumers,
+                    )
+                )
+        return tuple(out)
+
+    def validation(self) -> ValidationStats:
+        """What the validation rules rejected or flagged, over every instrument."""
+        return ValidationStats.total(
+            [self._retired, *(inst.validator.stats() for inst in self._instruments.values())]
+        )
+
+    def statistics(self) -> MarketDataStatistics:
+        """Lines, consumers, validation counters and backfill counts."""
+        lines = self.lines()
+        return MarketDataStatistics(
+            lines=lines,
+            instruments=len(self._instruments),
+            consumers=sum(
+                feed.consumers
+                for inst in self._instruments.values()
+                for feed in inst.feeds.values()
+            )
+            + sum(len(inst.holds) for inst in self._instruments.values()),
+            validation=self.validation(),
+            published=self._published,
+            backfills=self._backfills,
+            backfilled_bars=self._backfilled_bars,
+            history_requests=self._history.requests,
+        )
+
+    def close(self) -> None:
+        """End every stream and forget every subscription (the connector disconnected)."""
+        self._closed = True
+        self._live = False
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
+            self._housekeeper = None
+        for inst in list(self._instruments.values()):
+            if inst.backfill is not None and inst.backfill.task is not None:
+                inst.backfill.task.cancel()
+            for line in inst.lines.values():
+                self._forget_line(line)
+            for feed in list(inst.feeds.values()):
+                feed.closed = True
+                feed.broadcast.close()
+            for hold in list(inst.holds):
+                hold._inst = None
+            for waiter in inst.quote_waiters:
+                if not waiter.done():
+                    waiter.cancel()
+            self._retired = ValidationStats.total([self._retired, inst.validator.stats()])
+        self._instruments.clear()
+        self._by_req_id.clear()
+
+    # -- acquiring and releasing ------------------------------------------------
+
+    async def _acquire(
+        self, instrument: ContractLike, kind: StreamKind, seconds: int, capacity: int | None
+    ) -> tuple[_Feed, Subscription[Any]]:
+        resolved = await self._resolver.resolve(instrument)
+        self._closed = False
+        inst = self._instrument(resolved)
+        key = (kind, seconds)
+        feed = inst.feeds.get(key)
+        created = feed is None
+        if feed is None:
+            feed = _Feed(inst, kind, seconds, self._default_capacity(kind))
+            if kind is StreamKind.BARS:
+                feed.aggregator = BarAggregator(
+                    inst.symbol, inst.con_id, seconds, inst.bar_source()
+                )
+            inst.feeds[key] = feed
+        feed.consumers += 1
+        sub = feed.broadcast.subscribe(capacity=capacity)
+        if created:
+            if inst.delayed and kind is not StreamKind.BARS:
+                self._post(feed, StatusKind.DELAYED, "TWS sends delayed data", 10167)
+            self._reconcile(inst)
+        self._ensure_housekeeper()
+        return feed, sub
+
+    def _default_capacity(self, kind: StreamKind) -> int:
+        settings = self._settings
+        if kind is StreamKind.QUOTES:
+            return settings.quote_buffer
+        if kind is StreamKind.TICKS:
+            return settings.tick_buffer
+        if kind is StreamKind.TRADES:
+            return settings.trade_buffer
+        return settings.bar_buffer
+
+    def _instrument(self, resolved: ResolvedContract) -> _Instrument:
+        inst = self._instruments.get(resolved.con_id)
+        if inst is None:
+            inst = _Instrument(resolved, self._settings.crossed_quote_tolerance)
+            self._instruments[resolved.con_id] = inst
+        return inst
+
+    def _release_feed(self, feed: _Feed) -> None:
+        if feed.closed:
+            return
+        feed.consumers -= 1
+        if feed.consumers > 0:
+            return
+        feed.closed = True
+        feed.broadcast.close()
+        inst = feed.inst
+        if inst.feeds.get(feed.key) is feed:
+            del inst.feeds[feed.key]
+        self._reconcile(inst)
+
+    def _release_hold(self, hold: MarketDataSubscription) -> None:
+        inst = hold._inst
+        hold._inst = None
+        if inst is not None and hold in inst.holds:
+            inst.holds.discard(hold)
+            self._reconcile(inst)
+
+    def _reconcile(self, inst: _Instrument) -> None:
+        """Request the lines the instrument's feeds need; cancel those nobody needs."""
+        needed = inst.needed_lines()
+        for kind in [kind for kind in inst.lines if kind not in needed]:
+            line = inst.lines.pop(kind)
+            self._cancel_line(line)
+        for kind in needed:
+            if kind not in inst.lines:
+                line = _Line(inst, kind)
+                inst.lines[kind] = line
+                if self._live:
+                    self._request(line)
+        if not inst.lines and not inst.feeds and not inst.holds and not inst.quote_waiters:
+            if inst.backfill is not None and inst.backfill.task is not None:
+                inst.backfill.task.cancel()
+            self._retired = ValidationStats.total([self._retired, inst.validator.stats()])
+            if self._instruments.get(inst.con_id) is inst:
+                del self._instruments[inst.con_id]
+
+    # -- TWS requests --------------------------------------------------------------
+
+    def _request(self, line: _Line) -> None:
+        ib = self._ib
+        if ib is None or not ib.client.isReady():
+            return
+        inst = line.inst
+        contract = inst.resolved.contract
+        try:
+            if line.kind == _MKT:
+                inst.reset_quote()
+                ticker = ib.reqMktData(contract, "", False, False)
+                line.handle = ticker
+                line.req_id = ib.wrapper.ticker2ReqId["mktData"].get(ticker)
+            elif line.kind == _TBT:
+                ticker = ib.reqTickByTickData(contract, "AllLast", 0, False)
+                line.handle = ticker
+                line.req_id = ib.wrapper.ticker2ReqId["AllLast"].get(ticker)
+            else:
+                what = "MIDPOINT" if inst.sec_type == "CASH" else "TRADES"
+                bars = ib.reqRealTimeBars(contract, 5, what, False)
+                line.handle = bars
+                line.req_id = bars.reqId
+                line.skip_first = True  # the first real-time bar may be partial
+        except ConnectionError:
+            line.active = False
+            return
+        if line.req_id is not None:
+            self._by_req_id[line.req_id] = line
+        line.active = True
+        line.stale = False
+        line.last_data = asyncio.get_running_loop().time()
+        _log.debug("requested {} {} (reqId {})", line.kind, inst.symbol, line.req_id)
+
+    def _cancel_line(self, line: _Line) -> None:
+        """Cancel at TWS (when connected) and forget the line."""
+        ib = self._ib
+        if line.active and ib is not None and ib.client.isConnected() and line.handle is not None:
+            contract = line.inst.resolved.contract
+            try:
+                if line.kind == _MKT:
+                    ib.cancelMktData(contract)
+                elif line.kind == _TBT:
+                    ib.cancelTickByTickData(contract, "AllLast")
+                else:
+                    ib.cancelRealTimeBars(line.handle)
+            except ConnectionError:
+                pass
+            _log.debug("cancelled {} {} (reqId {})", line.kind, line.inst.symbol, line.req_id)
+            if line.req_id is not None:
+                self._by_req_id.pop(line.req_id, None)
+            line.active = False
+            line.handle = None
+            return
+        self._forget_line(line)
+
+    def _forget_line(self, line: _Line) -> None:
+        """Forget a line that TWS no longer serves, without a message to TWS."""
+        if line.req_id is not None:
+            self._by_req_id.pop(line.req_id, None)
+        ib = self._ib
+        handle = line.handle
+        if ib is not None and handle is not None:
+            wrapper = ib.wrapper
+            if line.kind == _MKT:
+                wrapper.endTicker(handle, "mktData")
+            elif line.kind == _TBT:
+                wrapper.endTicker(handle, "AllLast")
+            else:
+                wrapper.endSubscription(handle)
+        line.handle = None
+        line.active = False
+        line.req_id = None
+
+    # -- Service hooks -------------------------------------------------------------
+
+    async def on_session_ready(self, ib: IB, session: Session) -> None:
+        """Set the market data type; after lost data, request every line again and backfill."""
+        self._install(ib)
+        self._closed = False
+        ib.reqMarketDataType(self._settings.market_data_type.code)
+        self._live = True
+        if not session.data_lost:
+            return
+        for inst in list(self._instruments.values()):
+            had_lines = any(line.active or line.req_id is not None for line in inst.lines.values())
+            for line in inst.lines.values():
+                self._forget_line(line)
+            if not inst.feeds and not inst.holds and not inst.quote_waiters:
+                continue
+            if had_lines or inst.in_gap:
+                self._begin_gap(inst, None, "", None)
+            self._start_backfill(inst)
+            for line in inst.lines.values():
+                self._request(line)
+            if inst.in_gap:
+                inst.in_gap = False
+                for feed in inst.feeds.values():
+                    self._post(
+                        feed, StatusKind.RESUMED, f"resubscribed after: {session.reason}", None
+                    )
+        self._ensure_housekeeper()
+
+    async def on_session_lost(self, reason: str) -> None:
+        """Every line is gone with the socket: mark the gap; lines are requested again later."""
+        self._live = False
+        for inst in self._instruments.values():
+            if inst.backfill is not None and inst.backfill.task is not None:
+                inst.backfill.task.cancel()
+            for line in inst.lines.values():
+                if line.req_id is not None:
+                    self._by_req_id.pop(line.req_id, None)
+                line.handle = None
+                line.active = False
+                line.req_id = None
+                line.stale = False
+            self._begin_gap(inst, StatusKind.INTERRUPTED, f"connection lost: {reason}", None)
+
+    async def on_farm_restored(self, ib: IB, farm: str) -> None:
+        """The market data farm is back: restart every line and backfill the bars."""
+        if not farm.startswith("market_data"):
+            return
+        self._broken_farm = False
+        name = farm.partition(":")[2] or "market data farm"
+        for inst in list(self._instruments.values()):
+            for line in list(inst.lines.values()):
+                self._cancel_line(line)
+            self._start_backfill(inst)
+            for line in inst.lines.values():
+                self._request(line)
+            inst.in_gap = False
+            for feed in inst.feeds.values():
+                self._post(feed, StatusKind.FARM_RESTORED, f"{name} is back; restarted", 2104)
+
+    # -- gaps and backfills -----------------------------------------------------------
+
+    def _begin_gap(
+        self, inst: _Instrument, kind: StatusKind | None, message: str, code: int | None
+    ) -> None:
+        if not inst.in_gap:
+            inst.in_gap = True
+            for feed in inst.feeds.values():
+                feed.gap = True
+                if feed.aggregator is not None:
+                    feed.aggregator.mark_gap()
+        if kind is not None:
+            for feed in inst.feeds.values():
+                self._post(feed, kind, message, code)
+
+    def _start_backfill(self, inst: _Instrument) -> None:
+        feeds = [feed for feed in inst.bar_feeds() if feed.aggregator is not None]
+        if not feeds:
+            return
+        old = inst.backfill
+        if old is not None and old.task is not None:
+            old.task.cancel()
+        starts = [start for feed in feeds if (start := _rewind(feed)) is not None]
+        if not starts:
+            return
+        loop = asyncio.get_running_loop()
+        backfill = _Backfill(loop)
+        inst.backfill = backfill
+        backfill.task = loop.create_task(
+            self._run_backfill(inst, backfill, min(starts)),
+            name=f"ibconn-backfill-{inst.symbol}",
+        )
+
+    async def _run_backfill(self, inst: _Instrument, backfill: _Backfill, start: float) -> None:
+        try:
+            try:
+                feed_now = await asyncio.wait_for(
+                    asyncio.shield(backfill.first_live), self._settings.market_data_timeout
+                )
+            except TimeoutError:  # no live data yet: TWS's clock runs like ours
+                if inst.feed_offset is not None:
+                    feed_now = asyncio.get_running_loop().time() + inst.feed_offset
+                else:
+                    feed_now = _time.time()
+            span = feed_now - start
+            if span > _MAX_BACKFILL_SECONDS:
+                raise MarketDataError(
+                    f"the gap of {span / 3600:.1f} h is longer than a backfill covers "
+                    f"({_MAX_BACKFILL_SECONDS // 3600} h)"
+                )
+            seconds = math.ceil(span + max(60.0, span / 2))
+            duration = f"{seconds} S" if seconds <= 86_400 else f"{math.ceil(seconds / 86_400)} D"
+            bars = await self._history.fetch(
+                inst.resolved, duration=duration, bar_size="5 secs", what=inst.history_what()
+            )
+            bars = bars[:-1]  # the last one is still in progress
+            self._backfills += 1
+            since = datetime.fromtimestamp(start, UTC).strftime("%H:%M:%S")
+            for feed in inst.bar_feeds():
+                self._post(
+                    feed,
+                    StatusKind.BACKFILLED,
+                    f"the gap since {since} UTC is filled from {len(bars)} historical "
+                    "5-second bars; the bars follow",
+                    None,
+                )
+                aggregator = feed.aggregator
+                if aggregator is None:
+                    continue
+                for bar in bars:
+                    stamp = bar.start.timestamp()
+                    out = aggregator.add_bar(
+                        stamp,
+                        stamp + 5,
+                        bar.open,
+                        bar.high,
+                        bar.low,
+                        bar.close,
+                        bar.volume,
+                        bar.wap,
+                        bar.count,
+                        historical=True,
+                    )
+                    if out:
+                        self._backfilled_bars += len(out)
+                        self._publish_bars(feed, out)
+        except asyncio.CancelledError:
+            raise
+        except (IBConnError, ConnectionError) as exc:
+            message = f"could not backfill the bars of {inst.symbol} missed in a gap: {exc}"
+            _log.warning(message)
+            self._alerts.publish(Severity.WARNING, "market_data", message, symbol=inst.symbol)
+            for feed in inst.bar_feeds():
+                self._post(feed, StatusKind.BACKFILL_FAILED, message, getattr(exc, "code", None))
+        finally:
+            if inst.backfill is backfill:
+                inst.backfill = None
+            for piece in backfill.pending:
+                self._apply_piece(inst, piece, live=False)
+
+    # -- ib_async events -------------------------------------------------------------
+
+    def _install(self, ib: IB) -> None:
+        if self._ib is ib:
+            return
+        self._ib = ib
+        ib.pendingTickersEvent += self._on_pending_tickers
+        ib.barUpdateEvent += self._on_bar_update
+        ib.errorEvent += self._on_error
+        wrapper = ib.wrapper
+        original = wrapper.tickByTickAllLast
+        on_trade = self._on_tick_by_tick
+
+        def tick_by_tick_all_last(  # noqa: PLR0917 - ib_async's callback signature
+            reqId: int,
+            tickType: int,
+            time: int,
+            price: float,
+            size: float,
+            tickAttribLast: Any,
+            exchange: str,
+            specialConditions: str,
+        ) -> None:
+            original(
+                reqId, tickType, time, price, size, tickAttribLast, exchange, specialConditions
+            )
+            on_trade(reqId, time, price, size, tickAttribLast, exchange, specialConditions)
+
+        # ib_async stamps tick-by-tick trades with the receive time and drops the
+        # exchange time; this tap sees the decoded fields first-hand.
+        wrapper.tickByTickAllLast = tick_by_tick_all_last  # type: ignore[method-assign]
+
+    def _on_pending_tickers(self, tickers: Iterable[Ticker]) -> None:
+        try:
+            instruments = self._instruments
+            for ticker in tickers:
+                if not ticker.ticks:
+                    continue
+                contract = ticker.contract
+                inst = instruments.get(contract.conId) if contract is not None else None
+                if inst is not None:
+                    self._on_ticks(inst, ticker)
+        except Exception as exc:  # a handler must never break ib_async's dispatch
+            _log.opt(exception=exc).error("market data tick handling raised {!r}", exc)
+
+    def _on_ticks(self, inst: _Instrument, ticker: Ticker) -> None:
+        line = inst.lines.get(_MKT)
+        if line is None or not line.active:
+            return
+        now = asyncio.get_running_loop().time()
+        line.last_data = now
+        if line.stale:
+            self._fresh(line)
+        v = inst.validator
+        stamp = ticker.time or datetime.now(UTC)
+        delayed = ticker.marketDataType in (3, 4)
+        if delayed and not inst.delayed:
+            inst.delayed = True
+        tick_feed = inst.feeds.get((StreamKind.TICKS, 0))
+        last_trades = inst.tbt_refused
+        trade_feed = inst.feeds.get((StreamKind.TRADES, 0)) if last_trades else None
+        trade_bars = last_trades and inst.rtb_refused and inst.sec_type != "CASH"
+        quote_changed = False
+        for tick in ticker.ticks:
+            kind = _KIND_BY_TICK_TYPE.get(tick.tickType)
+            if kind is None:
+                continue
+            price = tick.price
+            size = tick.size
+            p: float | None
+            s: float | None
+            if kind is _BID or kind is _ASK:
+                if v.is_no_market(price, size):
+                    p = s = None
+                elif v.price_ok(price) and v.size_ok(size):
+                    p, s = price, size
+                else:
+                    continue
+                if kind is _BID:
+                    inst.bid, inst.bid_size = p, s
+                else:
+                    inst.ask, inst.ask_size = p, s
+                quote_changed = True
+            elif kind is _BID_SIZE or kind is _ASK_SIZE:
+                p = None
+                if size == 0.0:
+                    v.no_market += 1
+                    s = None
+                elif v.size_ok(size):
+                    s = size
+                else:
+                    continue
+                if kind is _BID_SIZE:
+                    if s is None:
+                        inst.bid = None
+                    elif inst.bid is None:
+                        continue
+                    inst.bid_size = s
+                else:
+                    if s is None:
+                        inst.ask = None
+                    elif inst.ask is None:
+                        continue
+                    inst.ask_size = s
+                quote_changed = True
+            elif kind is _LAST_SIZE or kind is _VOLUME:
+                p = None
+                if not v.size_ok(size):
+                    continue
+                s = size
+            else:  # last, high, low, close, open
+                if v.missing_price(price):
+                    p = None
+                elif v.price_ok(price):
+                    p = price
+                else:
+                    continue
+                if kind is _LAST:
+                    s = size if size > 0.0 and v.size_ok(size) else None
+                    if p is not None and (trade_feed is not None or trade_bars):
+                        self._on_last_trade(
+                            inst,
+                            ticker=ticker,
+                            stamp=stamp,
+                            price=p,
+                            size=s,
+                            feed=trade_feed,
+                            delayed=delayed,
+                        )
+                else:
+                    s = None
+            if tick_feed is not None:
+                self._published += 1
+                tick_feed.broadcast.publish(
+                    Tick(inst.symbol, inst.con_id, stamp, kind, p, s, delayed, tick_feed.take_gap())
+                )
+        if not quote_changed:
+            return
+        inst.quote_time = stamp
+        if inst.quote_waiters:
+            for waiter in inst.quote_waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        bid, ask = inst.bid, inst.ask
+        quote_feed = inst.feeds.get((StreamKind.QUOTES, 0))
+        if quote_feed is not None:
+            crossed = bid is not None and ask is not None and v.is_crossed(bid, ask)
+            self._published += 1
+            quote_feed.broadcast.publish(
+                inst.current_quote(after_gap=quote_feed.take_gap(), crossed=crossed)
+            )
+        if bid is not None and ask is not None and inst.rtb_refused and inst.sec_type == "CASH":
+            self._bar_trade(inst, stamp.timestamp(), (bid + ask) / 2.0, None)
+
+    def _on_last_trade(
+        self,
+        inst: _Instrument,
+        *,
+        ticker: Ticker,
+        stamp: datetime,
+        price: float,
+        size: float | None,
+        feed: _Feed | None,
+        delayed: bool,
+    ) -> None:
+        when = ticker.delayedLastTimestamp if delayed else ticker.lastTimestamp
+        when = when or stamp
+        if feed is not None:
+            self._published += 1
+            feed.broadcast.publish(
+                Trade(
+                    symbol=inst.symbol,
+                    con_id=inst.con_id,
+                    time=when,
+                    price=price,
+                    size=size,
+                    source=TradeSource.LAST_TICK,
+                    delayed=delayed,
+                    after_gap=feed.take_gap(),
+                )
+            )
+        if inst.rtb_refused:
+            self._bar_trade(inst, when.timestamp(), price, size)
+
+    def _on_tick_by_tick(  # noqa: PLR0917 - the tick-by-tick fields, hot path
+        self,
+        req_id: int,
+        time: int,
+        price: float,
+        size: float,
+        attrib: Any,
+        exchange: str,
+        conditions: str,
+    ) -> None:
+        try:
+            line = self._by_req_id.get(req_id)
+            if line is None or line.kind != _TBT or not line.active:
+                return
+            inst = line.inst
+            now = asyncio.get_running_loop().time()
+            line.last_data = now
+            if line.stale:
+                self._fresh(line)
+            v = inst.validator
+            if price == -1.0 and size == 0.0:
+                v.no_market += 1
+                return
+            if not (v.price_ok(price) and v.size_ok(size)):
+                return
+            epoch = float(time)
+            if not v.in_order(epoch, inst.last_trade_time):
+                return
+            inst.last_trade_time = epoch
+            feed = inst.feeds.get((StreamKind.TRADES, 0))
+            if feed is not None:
+                self._published += 1
+                feed.broadcast.publish(
+                    Trade(
+                        symbol=inst.symbol,
+                        con_id=inst.con_id,
+                        time=datetime.fromtimestamp(epoch, UTC),
+                        price=price,
+                        size=size,
+                        source=TradeSource.TICK_BY_TICK,
+                        exchange=exchange or None,
+                        after_gap=feed.take_gap(),
+                        past_limit=bool(getattr(attrib, "pastLimit", False)),
+                        unreported=bool(getattr(attrib, "unreported", False)),
+                        conditions=conditions or None,
+                    )
+                )
+            if inst.rtb_refused:
+                self._bar_trade(inst, epoch, price, size)
+        except Exception as exc:  # never break ib_async's decoder
+            _log.opt(exception=exc).error("tick-by-tick handling raised {!r}", exc)
+
+    def _on_bar_update(self, bars: Any, has_new_bar: bool) -> None:
+        try:
+            if not isinstance(bars, RealTimeBarList) or not bars:
+                return
+            line = self._by_req_id.get(bars.reqId)
+            if line is None or line.kind != _RTB or not line.active:
+                return
+            bar = bars[-1]
+            bars.clear()  # ib_async would keep every real-time bar forever
+            inst = line.inst
+            now = asyncio.get_running_loop().time()
+            line.last_data = now
+            if line.stale:
+                self._fresh(line)
+            start = bar.time.timestamp()
+            inst.feed_offset = start + 5.0 - now
+            if inst.backfill is not None:
+                inst.backfill.live(start + 5.0)
+            if line.skip_first:
+                line.skip_first = False
+                return
+            v = inst.validator
+            if not all(v.price_ok(x) for x in (bar.open_, bar.high, bar.low, bar.close)):
+                return
+            if start <= inst.last_rt_start:
+                v.out_of_order += 1
+                return
+            inst.last_rt_start = start
+            volume = float(bar.volume) if bar.volume >= 0 else None
+            wap = bar.wap if bar.wap > 0 and volume else None
+            count = int(bar.count) if bar.count >= 0 else None
+            piece = ("bar", start, bar.open_, bar.high, bar.low, bar.close, volume, wap, count)
+            self._route_piece(inst, piece)
+        except Exception as exc:  # never break ib_async's dispatch
+            _log.opt(exception=exc).error("real-time bar handling raised {!r}", exc)
+
+    def _bar_trade(self, inst: _Instrument, epoch: float, price: float, size: float | None) -> None:
+        if not inst.feeds:
+            return
+        inst.feed_offset = epoch - asyncio.get_running_loop().time()
+        if inst.backfill is not None:
+            inst.backfill.live(epoch)
+        self._route_piece(inst, ("trade", epoch, price, size))
+
+    def _route_piece(self, inst: _Instrument, piece: tuple[Any, ...]) -> None:
+        backfill = inst.backfill
+        if backfill is not None:
+            if len(backfill.pending) < _PENDING_PIECES_LIMIT:
+                backfill.pending.append(piece)
+            return
+        self._apply_piece(inst, piece, live=True)
+
+    def _apply_piece(self, inst: _Instrument, piece: tuple[Any, ...], *, live: bool) -> None:
+        for feed in inst.bar_feeds():
+            aggregator = feed.aggregator
+            if aggregator is None:
+                continue
+            if piece[0] == "bar":
+                if aggregator.source is not BarSource.REALTIME:
+                    continue
+                _, start, open_, high, low, close, volume, wap, count = piece
+                out = aggregator.add_bar(
+                    start, start + 5.0, open_, high, low, close, volume, wap, count
+                )
+            else:
+                if aggregator.source is BarSource.REALTIME:
+                    continue
+                _, epoch, price, size = piece
+                out = aggregator.add_trade(epoch, price, size)
+            if out:
+                self._publish_bars(feed, out)
+
+    def _publish_bars(self, feed: _Feed, bars: list[Bar]) -> None:
+        for bar in bars:
+            self._published += 1
+            feed.broadcast.publish(bar)
+
+    # -- TWS codes ----------------------------------------------------------------------
+
+    def _on_error(self, req_id: int, code: int, message: str, contract: object) -> None:
+        try:
+            line = self._by_req_id.get(req_id) if req_id >= 0 else None
+            if line is not None:
+                self._line_error(line, code, message)
+            else:
+                self._global_code(code, message)
+        except Exception as exc:  # a handler must never break ib_async's dispatch
+            _log.opt(exception=exc).error("handling TWS code {} raised {!r}", code, exc)
+
+    def _line_error(self, line: _Line, code: int, message: str) -> None:
+        inst = line.inst
+        info = classify(code, message)
+        if info.category is CodeCategory.HARMLESS:
+            return
+        if code == 10167:
+            inst.delayed = True
+            for feed in inst.dependents(line.kind):
+                self._post(feed, StatusKind.DELAYED, message, code)
+            if not inst.delayed_alerted:
+                inst.delayed_alerted = True
+                self._alerts.publish(
+                    info.severity,
+                    "market_data",
+                    f"{inst.symbol}: {message}",
+                    code=code,
+                    symbol=inst.symbol,
+                )
+            return
+        if code == 10197:
+            for feed in inst.dependents(line.kind):
+                self._post(feed, StatusKind.COMPETING_SESSION, message, code)
+            return
+        if line.kind == _TBT and code in _NO_LIVE_CODES and self._delayed_allowed:
+            self._fall_back(line, code, message)
+            return
+        if line.kind == _RTB and (info.action is RecoveryAction.FAIL_REQUEST or code == 420):
+            self._fall_back(line, code, message)
+            return
+        if info.action is RecoveryAction.FAIL_REQUEST or code == 322:
+            self._fail_line(line, code, message)
+            return
+        for feed in inst.dependents(line.kind):
+            self._post(feed, StatusKind.WARNING, message, code)
+
+    def _global_code(self, code: int, message: str) -> None:
+        if code == 2103:
+            self._broken_farm = True
+            name = farm_name(message) or "market data farm"
+            for inst in self._instruments.values():
+                self._begin_gap(inst, StatusKind.FARM_BROKEN, f"{name} is broken: {message}", code)
+        elif code == 10197:
+            for inst in self._instruments.values():
+                for feed in inst.feeds.values():
+                    self._post(feed, StatusKind.COMPETING_SESSION, message, code)
+        elif code == 1100:
+            for inst in self._instruments.values():
+                self._begin_gap(inst, StatusKind.INTERRUPTED, message, code)
+        elif code == 1102:
+            for inst in list(self._instruments.values()):
+                if inst.in_gap:
+                    self._start_backfill(inst)
+                    inst.in_gap = False
+                    for feed in inst.feeds.values():
+                        self._post(feed, StatusKind.RESUMED, message, code)
+
+    def _fall_back(self, line: _Line, code: int, message: str) -> None:
+        inst = line.inst
+        affected = inst.dependents(line.kind)
+        self._forget_line(line)
+        inst.lines.pop(line.kind, None)
+        if line.kind == _TBT:
+            inst.tbt_refused = True
+            text = f"no tick-by-tick data ({code}: {message}); trades come from last-price ticks"
+        else:
+            inst.rtb_refused = True
+            source = inst.bar_source()
+            text = (
+                f"no real-time bars ({code}: {message}); bars are built from "
+                f"{'quote midpoints' if source is BarSource.MIDPOINT else 'trades'}"
+            )
+            for feed in affected:
+                old = feed.aggregator
+                feed.aggregator = BarAggregator(inst.symbol, inst.con_id, feed.seconds, source)
+                if old is not None and feed.gap:
+                    feed.aggregator.mark_gap()
+        _log.info("{}: {}", inst.symbol, text)
+        for feed in affected:
+            self._post(feed, StatusKind.FALLBACK, text, code)
+        self._reconcile(inst)
+
+    def _fail_line(self, line: _Line, code: int, message: str) -> None:
+        inst = line.inst
+        affected = inst.dependents(line.kind)
+        self._forget_line(line)
+        inst.lines.pop(line.kind, None)
+        what = {_MKT: "market data", _TBT: "tick-by-tick data", _RTB: "real-time bars"}[line.kind]
+        text = f"TWS ended the {what} of {inst.symbol} with error {code}: {message}"
+        _log.warning(text)
+        failure = MarketDataError(text, code=code, text=message, symbol=inst.symbol)
+        for feed in affected:
+            feed.failure = (text, code, message)
+            feed.closed = True
+            feed.broadcast.close()
+            if inst.feeds.get(feed.key) is feed:
+                del inst.feeds[feed.key]
+        if line.kind == _MKT:
+            for hold in list(inst.holds):
+                hold.failure = failure
+                hold._inst = None
+            inst.holds.clear()
+            for waiter in inst.quote_waiters:
+                if not waiter.done():
+                    waiter.set_exception(failure)
+                    waiter.exception()  # retrieved by the waiting quote() call
+        self._reconcile(inst)
+
+    # -- status, staleness ---------------------------------------------------------------
+
+    def _post(self, feed: _Feed, kind: StatusKind, message: str, code: int | None) -> None:
+        inst = feed.inst
+        status = StreamStatus(
+            kind=kind,
+            symbol=inst.symbol,
+            con_id=inst.con_id,
+            message=message,
+            time=datetime.now(UTC),
+            code=code,
+        )
+        feed.status = status
+        self._published += 1
+        feed.broadcast.publish(status)
+
+    def _fresh(self, line: _Line) -> None:
+        line.stale = False
+        inst = line.inst
+        message = f"{inst.symbol}: {line.kind} data arrives again"
+        self._alerts.publish(Severity.INFO, "market_data", message, symbol=inst.symbol)
+        for feed in inst.dependents(line.kind):
+            self._post(feed, StatusKind.FRESH, message, None)
+
+    def _ensure_housekeeper(self) -> None:
+        if self._housekeeper is None or self._housekeeper.done():
+            self._housekeeper = asyncio.get_running_loop().create_task(
+                self._housekeeping(), name="ibconn-market-data-watch"
+            )
+
+    async def _housekeeping(self) -> None:
+        timeout = self._settings.market_data_timeout
+        interval = min(1.0, max(0.01, timeout / 4))
+        loop = asyncio.get_running_loop()
+        while self._instruments and not self._closed:
+            await asyncio.sleep(interval)
+            if not self._live:
+                continue
+            now = loop.time()
+            for inst in list(self._instruments.values()):
+                for line in inst.lines.values():
+                    if line.active and not line.stale and now - line.last_data > timeout:
+                        self._mark_stale(line, now - line.last_data)
+                if inst.rtb_refused and inst.backfill is None and inst.feed_offset is not None:
+                    feed_now = now + inst.feed_offset - _TRADE_BAR_GRACE
+                    for feed in inst.bar_feeds():
+                        if feed.aggregator is not None:
+                            out = feed.aggregator.close_until(feed_now)
+                            if out:
+                                self._publish_bars(feed, out)
+        self._housekeeper = None
+
+    def _mark_stale(self, line: _Line, quiet: float) -> None:
+        line.stale = True
+        inst = line.inst
+        message = (
+            f"{inst.symbol}: no {line.kind} data for {quiet:.1f} s "
+            f"(market_data_timeout {self._settings.market_data_timeout} s)"
+        )
+        self._alerts.publish(Severity.WARNING, "market_data", message, symbol=inst.symbol)
+        for feed in inst.dependents(line.kind):
+            self._post(feed, StatusKind.STALE, message, None)
+
+    def __repr__(self) -> str:
+        return (
+            f"<MarketDataService instruments={len(self._instruments)} "
+            f"lines={sum(len(i.lines) for i in self._instruments.values())}>"
+        )
+
+
+def _rewind(feed: _Feed) -> float | None:
+    aggregator = feed.aggregator
+    return aggregator.rewind() if aggregator is not None else None

@@ -1,0 +1,332 @@
+"""ibconn's receive path inside the ``ib_async`` client it owns.
+
+``ib_async``'s ``Client._onSocketHasData`` frames the socket stream by
+re-slicing its ``bytes`` buffer after every message (``self._data =
+self._data[msgEnd:]``): each message copies everything behind it, so the cost
+per message grows with the size of the read. Once a client falls behind,
+asyncio reads 256 KiB at a time and the framing alone costs several
+microseconds per message (``tws-protocol.md`` section 8).
+
+:class:`FastReceiver` does the same job in linear time:
+
+* **framing by offset**: it walks the length prefixes of one buffer with
+  ``struct.unpack_from`` and never re-slices the buffer; the unread tail is
+  kept once per read (in a ``bytearray`` that grows in place, so a huge
+  message that arrives over many reads is not copied again and again);
+* **one decode per read**: when a read is pure ASCII (every tick message is),
+  the whole buffer is decoded once and each message is a slice of that text.
+  For ASCII, UTF-8 with ``errors="backslashreplace"`` gives the same text, so
+  other reads simply decode message by message exactly as ``ib_async`` does;
+* **per-read, not per-message, checks**: the debug-log flag, the handshake
+  and the ready-snooping are decided once per read; while the API is ready
+  and debug logging is off, the loop is framing, split and
+  ``decoder.interpret`` only.
+
+Behaviour is the same as ``ib_async`` 2.1's, step by step: the
+``tcpDataArrived`` / ``tcpDataProcessed`` wrapper hooks, the handshake reply
+(server version → ``connState``, ``startApi``, ``wrapper.connectAck``), the
+snooping of messages 9 and 15 before the API is ready (``apiStart``), the
+``_numMsgRecv`` / ``_numBytesRecv`` counters (updated per message, as
+before), debug logging of every message, ``client.reset()`` in the middle of
+a read (the rest of that read is dropped, as before) and a nested call from
+inside a handler (the nested call continues where the outer one was).
+``tests/test_receive.py`` feeds one recorded stream, cut at every kind of
+boundary, through both paths and asserts identical results.
+
+How it is installed, and why it survives reconnects: ``Client.__init__``
+connects ``client._onSocketHasData`` to the eventkit event
+``client.conn.hasData``, and that ``Connection`` object lives as long as the
+client. :func:`install_fast_receive` disconnects ``_onSocketHasData`` and
+connects the receiver (strongly referenced; also kept as
+``client._ibconn_receiver``). ``ib_async`` never reconnects the event, so the
+replacement stays for the client's lifetime, across every reconnect of the
+same ``IB``. The receiver keeps the unread tail in ``client._data``, as
+``ib_async`` does, so ``client.reset()`` (on every connect and disconnect)
+still empties it.
+
+Only the pinned ``ib_async`` 2.1.x is supported: with another version
+:func:`install_fast_receive` logs a warning and leaves ``ib_async``'s own
+path in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from typing import Any, Final
+
+import ib_async
+from ib_async.client import Client
+
+from ibconn.logs import get_logger
+
+__all__ = [
+    "SUPPORTED_IB_ASYNC",
+    "FastReceiver",
+    "fast_receive_installed",
+    "fast_receive_supported",
+    "install_fast_receive",
+    "uninstall_fast_receive",
+]
+
+SUPPORTED_IB_ASYNC: Final = "2.1."
+"""Version prefix of the ``ib_async`` releases whose receive path this module replicates."""
+
+_log = get_logger("connection")
+_unpack_from = struct.Struct(">I").unpack_from
+_ATTR = "_ibconn_receiver"
+
+
+def fast_receive_supported(version: str | None = None) -> bool:
+    """Whether ``version`` (default: the installed ``ib_async``) is a release this path matches."""
+    found = ib_async.__version__ if version is None else version
+    return str(found).startswith(SUPPORTED_IB_ASYNC)
+
+
+class FastReceiver:
+    """Receives socket data for one ``ib_async`` :class:`~ib_async.client.Client`.
+
+    A drop-in replacement of ``Client._onSocketHasData``: connect
+    :meth:`data_received` to ``client.conn.hasData`` (see
+    :func:`install_fast_receive`).
+    """
+
+    __slots__ = ("_client", "_cur", "_depth", "_pos")
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        # Invariant: while client._data is self._cur, the unread bytes are
+        # client._data[self._pos:]; any other object in client._data (after
+        # client.reset()) is unread from its start, as ib_async keeps it.
+        self._cur: bytes | bytearray = b""
+        self._pos = 0
+        self._depth = 0  # > 0 while a read is being processed (nested calls)
+
+    @property
+    def client(self) -> Client:
+        """The client this receiver feeds."""
+        return self._client
+
+    def data_received(self, data: bytes) -> None:
+        """Frame, decode and dispatch ``data`` (one socket read), as ``_onSocketHasData``."""
+        client: Any = self._client
+        debug = client._logger.isEnabledFor(logging.DEBUG)
+        if client._tcpDataArrived:
+            client._tcpDataArrived()
+
+        buf = self._append(client, data)
+        client._numBytesRecv += len(data)
+        self._depth += 1
+        try:
+            if not self._process(client, buf, debug):
+                return  # the handshake failed: the client was reset, no tcpDataProcessed
+            self._keep_tail(client)
+        finally:
+            self._depth -= 1
+
+        if client._tcpDataProcessed:
+            client._tcpDataProcessed()
+
+    # -- buffer ------------------------------------------------------------------
+
+    def _append(self, client: Any, data: bytes) -> bytes | bytearray:
+        """Return the unread bytes followed by ``data``; make it ``client._data``."""
+        pending: bytes | bytearray = client._data
+        start = self._pos if pending is self._cur else 0
+        if len(pending) <= start:
+            buf: bytes | bytearray = data if type(data) is bytes else bytes(data)
+        elif type(pending) is bytearray and pending is self._cur and not self._depth:
+            # Our own tail: grow it in place (amortised: a message that arrives
+            # over many reads is not copied once per read).
+            if start:
+                del pending[:start]
+            pending += data
+            buf = pending
+        else:
+            buf = bytearray(memoryview(pending)[start:])
+            buf += data
+        client._data = buf
+        self._cur = buf
+        self._pos = 0
+        return buf
+
+    def _keep_tail(self, client: Any) -> None:
+        """After a read: keep only the unread bytes, in a buffer the next read can grow."""
+        buf = client._data
+        pos = self._pos if buf is self._cur else 0
+        if pos >= len(buf):
+            tail: bytes | bytearray = b""
+        elif not pos and type(buf) is bytearray:
+            tail = buf
+        elif type(buf) is bytearray:
+            del buf[:pos]
+            tail = buf
+        else:
+            tail = bytearray(memoryview(buf)[pos:])
+        client._data = tail
+        self._cur = tail
+        self._pos = 0
+
+    # -- messages ----------------------------------------------------------------
+
+    def _process(self, client: Any, buf: bytes | bytearray, debug: bool) -> bool:
+        """Dispatch every complete message; False when the handshake failed."""
+        pos = 0
+        while True:
+            n = len(buf)
+            if n - pos <= 4 or pos + 4 + _unpack_from(buf, pos)[0] > n:
+                return True  # not one complete message: nothing to decode in this read
+            done: bool | None
+            if not debug and client._apiReady and client._serverVersion and buf.isascii():
+                done = self._ready_ascii(client, buf, pos)
+            else:
+                done = self._general(client, buf, pos, debug)
+            if done is None:
+                return False
+            if done:
+                return True
+            # client._data was replaced while a handler ran (client.reset() or a
+            # nested read): continue where that left the unread bytes.
+            buf = client._data
+            pos = self._pos if buf is self._cur else 0
+            self._cur = buf
+            self._pos = pos
+
+    def _ready_ascii(self, client: Any, buf: bytes | bytearray, pos: int) -> bool:
+        """The hot loop: API ready, no debug log, a pure-ASCII read decoded once.
+
+        Returns True when the read is done, False when ``client._data`` was
+        replaced by a handler.
+        """
+        text = buf.decode("ascii")
+        n = len(buf)
+        interpret = client.decoder.interpret
+        while n - pos > 4:
+            end = pos + 4 + _unpack_from(buf, pos)[0]
+            if end > n:
+                break
+            fields = text[pos + 4 : end].split("\0")
+            del fields[-1]  # the empty string after the last separator
+            pos = end
+            self._pos = end
+            client._numMsgRecv += 1
+            interpret(fields)
+            if client._data is not buf:
+                return False
+        return True
+
+    def _general(self, client: Any, buf: bytes | bytearray, pos: int, debug: bool) -> bool | None:
+        """Every case, message by message, exactly as ``Client._onSocketHasData``.
+
+        Returns True when the read is done, False when ``client._data`` was
+        replaced by a handler, None when the handshake failed (client reset).
+        """
+        n = len(buf)
+        logger = client._logger
+        while n - pos > 4:
+            end = pos + 4 + _unpack_from(buf, pos)[0]
+            if end > n:
+                break
+            msg = buf[pos + 4 : end].decode(errors="backslashreplace")
+            pos = end
+            self._pos = end
+            fields = msg.split("\0")
+            del fields[-1]
+            client._numMsgRecv += 1
+
+            if debug:
+                logger.debug("<<< %s", ",".join(fields))
+
+            if not client._serverVersion and len(fields) == 2:
+                # this concludes the handshake
+                version, _conn_time = fields
+                client._serverVersion = int(version)
+                if client._serverVersion < client.MinClientVersion:
+                    client._onSocketDisconnected("TWS/gateway version must be >= 972")
+                    return None
+                client.decoder.serverVersion = client._serverVersion
+                client.connState = Client.CONNECTED
+                client.startApi()
+                client.wrapper.connectAck()
+                logger.info(f"Logged on to server version {client._serverVersion}")
+            else:
+                if not client._apiReady:
+                    # snoop for nextValidId and managedAccounts; both in → ready
+                    msg_id = int(fields[0])
+                    if msg_id == 9:
+                        _, _, valid_id = fields
+                        client.updateReqId(int(valid_id))
+                        client._hasReqId = True
+                    elif msg_id == 15:
+                        _, _, accounts = fields
+                        client._accounts = [a for a in accounts.split(",") if a]
+                    if client._hasReqId and client._accounts:
+                        client._apiReady = True
+                        client.apiStart.emit()
+                client.decoder.interpret(fields)
+            if client._data is not buf:
+                return False
+        return True
+
+
+def install_fast_receive(ib: Any) -> FastReceiver | None:
+    """Replace the receive handler of ``ib``'s client (an ``IB`` or a ``Client``).
+
+    Returns the installed receiver (the same one when called again), or None
+    when the installed ``ib_async`` is not a supported release or its client
+    does not look as expected; then ``ib_async``'s own path stays in place
+    and a warning is logged. Safe before the first connect and while
+    connected; it stays installed across reconnects.
+    """
+    client = getattr(ib, "client", ib)
+    existing = getattr(client, _ATTR, None)
+    if isinstance(existing, FastReceiver):
+        return existing
+    if not fast_receive_supported():
+        _log.warning(
+            "ib_async {} is not the {}x release ibconn's receive path was built for: "
+            "using ib_async's own receive path (slower when data is heavy)",
+            ib_async.__version__,
+            SUPPORTED_IB_ASYNC,
+        )
+        return None
+    has_data = getattr(getattr(client, "conn", None), "hasData", None)
+    original = getattr(client, "_onSocketHasData", None)
+    if has_data is None or original is None:
+        _log.warning("ib_async's client has no conn.hasData/_onSocketHasData: not replaced")
+        return None
+    before = len(has_data)
+    has_data.disconnect(original)
+    removed = before - len(has_data)
+    if removed != 1:
+        for _ in range(removed):
+            has_data.connect(original)
+        _log.warning("ib_async's receive handler was not connected as expected: not replaced")
+        return None
+    receiver = FastReceiver(client)
+    has_data.connect(receiver.data_received, keep_ref=True)
+    setattr(client, _ATTR, receiver)
+    return receiver
+
+
+def uninstall_fast_receive(ib: Any) -> bool:
+    """Put ``ib_async``'s own receive handler back; False if none was replaced.
+
+    Unread bytes stay in ``client._data``, where ``ib_async`` expects them.
+    """
+    client = getattr(ib, "client", ib)
+    receiver = getattr(client, _ATTR, None)
+    if not isinstance(receiver, FastReceiver):
+        return False
+    receiver._keep_tail(client)
+    has_data = client.conn.hasData
+    has_data.disconnect(receiver.data_received)
+    has_data.connect(client._onSocketHasData)
+    delattr(client, _ATTR)
+    return True
+
+
+def fast_receive_installed(ib: Any) -> bool:
+    """Whether ibconn's receive path is installed in ``ib``'s client."""
+    client = getattr(ib, "client", ib)
+    return isinstance(getattr(client, _ATTR, None), FastReceiver)

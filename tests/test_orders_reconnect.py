@@ -1,0 +1,278 @@
+"""Orders across reconnects: nothing lost, nothing sent twice (simulated gateway faults)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from orders_helpers import (
+    CANCEL_ORDER,
+    PLACE_ORDER,
+    connected,
+    drain,
+    gateway,
+    messages,
+    next_item,
+    until,
+)
+
+from ibconn import (
+    ConnectionLostError,
+    ConnectionState,
+    IBConnector,
+    NotConnectedError,
+    OrderStateUnknownError,
+)
+from ibconn.order_models import Fill, OrderStatus, OrderUpdate, UpdateKind
+from ibconn.sim import SimulatedGateway
+from ibconn.streams import Subscription
+
+pytestmark = pytest.mark.timeout(30)
+
+S = OrderStatus
+
+
+@pytest.fixture
+async def gw() -> AsyncIterator[SimulatedGateway]:
+    async with gateway() as gateway_:
+        yield gateway_
+
+
+@pytest.fixture
+async def connector(gw: SimulatedGateway) -> AsyncIterator[IBConnector]:
+    conn = await connected(gw)
+    try:
+        yield conn
+    finally:
+        await conn.disconnect()
+
+
+async def outage(gw: SimulatedGateway, connector: IBConnector, while_down: object) -> None:
+    """Take the gateway down, run ``while_down()`` while the connector is away, bring it back."""
+    events = connector.connection_events()
+    restart = asyncio.ensure_future(gw.restart(downtime=0.3))
+    await next_item(events, lambda e: e.state is ConnectionState.RECONNECTING)
+    await while_down()  # type: ignore[operator]
+    await restart
+    await next_item(events, lambda e: e.state is ConnectionState.CONNECTED)
+
+
+def orders_at_gateway(gw: SimulatedGateway, order_ref: str) -> int:
+    return sum(1 for o in gw.orders if o.order_ref == order_ref)
+
+
+async def test_a_fill_while_disconnected_arrives_exactly_once(
+    gw: SimulatedGateway, connector: IBConnector
+) -> None:
+    handle = await connector.place_limit_order("AAPL", 100, "BUY", 185.0)
+    fills = connector.fills()
+    updates = connector.order_updates(handle)
+
+    async def fill_it() -> None:
+        await gw.fill(handle.order_ref, price=185.0)
+
+    await outage(gw, connector, fill_it)
+    fill = await next_item(fills)
+    assert (fill.order_ref, fill.quantity, fill.price) == (handle.order_ref, 100, 185.0)
+    assert fill.commission == 1.0
+    status = connector.get_order_status(handle)
+    assert status.status is S.FILLED and status.filled == 100
+    kinds = [u.kind for u in drain(updates)]
+    assert kinds.count(UpdateKind.FILL) == 1
+    # another reconnect delivers nothing again
+    await outage(gw, connector, _nothing)
+    assert drain(fills) == []
+    assert [u for u in drain(updates) if u.kind is UpdateKind.FILL] == []
+    assert len(connector.get_order_status(handle).fills) == 1
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def test_partial_fill_and_cancel_while_disconnected(
+    gw: SimulatedGateway, connector: IBConnector
+) -> None:
+    first = await connector.place_limit_order("AAPL", 100, "BUY", 185.0)
+    second = await connector.place_limit_order("AAPL", 50, "SELL", 195.0)
+    fills = connector.fills()
+    updates = connector.order_updates()
+
+    async def trade_while_away() -> None:
+        await gw.fill(first.order_ref, quantity=40, price=185.0)
+        await gw.fill(second.order_ref, quantity=50, price=195.0)
+        await gw.fill(first.order_ref, quantity=20, price=184.5)
+        await gw.cancel(first.order_ref)
+
+    await outage(gw, connector, trade_while_away)
+    got: list[Fill] = [await next_item(fills) for _ in range(3)]
+    # in execution time order, each exactly once
+    assert [(f.order_ref, f.quantity) for f in got] == [
+        (first.order_ref, 40),
+        (second.order_ref, 50),
+        (first.order_ref, 20),
+    ]
+    one = connector.get_order_status(first)
+    assert (one.status, one.filled, one.remaining) == (S.CANCELLED, 60, 40)
+    assert one.avg_fill_price == pytest.approx((40 * 185.0 + 20 * 184.5) / 60)
+    assert connector.get_order_status(second).status is S.FILLED
+    statuses = [(u.order_ref, u.status) for u in drain(updates) if u.kind is UpdateKind.STATUS]
+    assert (first.order_ref, S.CANCELLED) in statuses
+    assert (second.order_ref, S.FILLED) in statuses
+
+
+@pytest.mark.parametrize(
+    ("limit", "expected"), [(185.0, S.SUBMITTED), (191.0, S.FILLED)], ids=["resting", "marketable"]
+)
+async def test_a_placement_in_flight_when_the_link_drops(
+    gw: SimulatedGateway, connector: IBConnector, limit: float, expected: OrderStatus
+) -> None:
+    updates = connector.order_updates()
+    fills = connector.fills()
+    gw.drop_after_next(PLACE_ORDER, client_id=1)
+    with pytest.raises(OrderStateUnknownError) as info:
+        await connector.place_limit_order("AAPL", 100, "BUY", limit)
+    ref = info.value.order_ref
+    assert connector.get_order_status(ref).status in (S.UNKNOWN, expected)
+    resolved: OrderUpdate = await next_item(
+        updates, lambda u: u.order_ref == ref and u.kind is UpdateKind.RESOLVED, timeout=10
+    )
+    assert resolved.status is expected
+    await connector.wait_connected(5)
+    status = connector.get_order_status(ref)
+    assert status.status is expected
+    assert orders_at_gateway(gw, ref) == 1  # never resubmitted
+    assert messages(gw, PLACE_ORDER) == 1
+    if expected is S.FILLED:
+        fill = await next_item(fills)
+        assert fill.order_ref == ref and fill.quantity == 100
+        assert status.filled == 100
+    # it is an ordinary order from here on
+    if expected is S.SUBMITTED:
+        final = await connector.cancel_order(ref)
+        assert final.status is S.CANCELLED
+
+
+async def test_orders_still_queued_when_the_link_drops_were_never_sent(
+    gw: SimulatedGateway,
+) -> None:
+    # a low rate makes orders wait in the pacer's queue
+    connector = await connected(gw, max_requests_per_second=10, heartbeat_interval=5)
+    try:
+        await connector.resolve("AAPL")
+        calls = [
+            asyncio.ensure_future(connector.place_limit_order("AAPL", 1, "BUY", 180.0 + i / 100))
+            for i in range(25)
+        ]
+        await until(lambda: connector.pacer.statistics().queued_orders >= 5)
+        await gw.drop_connections()
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        not_sent = [o for o in outcomes if isinstance(o, ConnectionLostError)]
+        others = [o for o in outcomes if not isinstance(o, ConnectionLostError)]
+        assert len(not_sent) >= 5
+        assert all("NOT sent" in str(o) and "safe" in str(o) for o in not_sent)
+        assert all(
+            isinstance(o, OrderStateUnknownError) or not isinstance(o, BaseException)
+            for o in others
+        )
+        await connector.wait_connected(10)
+        refs = [o.order_ref for o in connector.orders()]
+        # every order ibconn still tracks reached TWS once; none of the unsent ones did
+        for ref in refs:
+            assert orders_at_gateway(gw, ref) == 1, ref
+        assert len(gw.orders) == len(others)
+        assert all(s.status is S.SUBMITTED for s in connector.orders())
+    finally:
+        await connector.disconnect()
+
+
+async def test_adoption_after_a_restart_of_the_program(gw: SimulatedGateway) -> None:
+    first = await connected(gw)
+    handle = await first.place_limit_order("AAPL", 100, "BUY", 185.0, tag="keep")
+    await gw.fill(handle.order_ref, quantity=30, price=185.0)
+    await until(lambda: first.get_order_status(handle).filled == 30)
+    await first.disconnect()  # the order keeps working at the broker
+    second = await connected(gw)
+    try:
+        adopted = second.get_order_status(handle.order_ref)
+        assert adopted.adopted and adopted.tag == "keep"
+        assert adopted.status is S.PARTIALLY_FILLED
+        assert (adopted.filled, adopted.quantity, adopted.limit_price) == (30, 100, 185.0)
+        assert adopted.order_id == handle.order_id
+        assert len(adopted.fills) == 1  # today's executions of the order are attached
+        assert second.order_service.run_prefix != first.order_service.run_prefix
+        await second.modify_order(handle.order_ref, limit_price=186.0)
+        sim = next(o for o in gw.orders if o.order_ref == handle.order_ref)
+        assert sim.lmt_price == 186.0
+        final = await second.cancel_order(handle.order_ref)
+        assert final.status is S.CANCELLED and final.filled == 30
+    finally:
+        await second.disconnect()
+
+
+async def test_a_gateway_restart_that_rolls_order_ids_back(
+    gw: SimulatedGateway, connector: IBConnector
+) -> None:
+    resting = [await connector.place_limit_order("AAPL", 10, "BUY", 180.0 + i) for i in range(3)]
+    highest = max(h.order_id or 0 for h in resting)
+
+    async def roll_back() -> None:
+        gw.next_order_id = 1  # as a restarted TWS may do
+
+    await outage(gw, connector, roll_back)
+    for handle in resting:
+        assert connector.get_order_status(handle).status is S.SUBMITTED
+    fresh = await connector.place_limit_order("AAPL", 10, "BUY", 181.5)
+    assert (fresh.order_id or 0) > highest
+    assert len(gw.orders) == 4  # a new order, not a modification of an old one
+    for handle in resting:
+        assert (await connector.cancel_order(handle)).status is S.CANCELLED
+    assert connector.get_order_status(fresh).status is S.SUBMITTED
+
+
+async def test_a_correction_while_disconnected(
+    gw: SimulatedGateway, connector: IBConnector
+) -> None:
+    handle = await connector.place_market_order("AAPL", 100, "BUY")
+    await connector.wait_for_order(handle, timeout=5)
+    fills: Subscription[Fill] = connector.fills()
+    original = connector.get_order_status(handle).fills[0]
+
+    async def correct() -> None:
+        gw.correct_execution(original.exec_id, 188.0)
+
+    await outage(gw, connector, correct)
+    corrected = await next_item(fills)
+    assert corrected.corrects == original.exec_id and corrected.price == 188.0
+    status = connector.get_order_status(handle)
+    assert status.filled == 100 and status.avg_fill_price == 188.0
+
+
+async def test_placing_while_degraded(gw: SimulatedGateway, connector: IBConnector) -> None:
+    resting = await connector.place_limit_order("AAPL", 10, "BUY", 180.0)
+    events = connector.connection_events()
+    gw.send_error(1100)
+    await next_item(events, lambda e: e.state is ConnectionState.DEGRADED)
+    before = messages(gw, PLACE_ORDER)
+    with pytest.raises(NotConnectedError, match="degraded"):
+        await connector.place_market_order("AAPL", 1, "BUY")
+    with pytest.raises(NotConnectedError):
+        await connector.cancel_order(resting)
+    with pytest.raises(NotConnectedError):
+        await connector.modify_order(resting, limit_price=181.0)
+    assert messages(gw, PLACE_ORDER) == before
+    assert messages(gw, CANCEL_ORDER) == 0
+    # with a wait timeout the call waits for the connection instead
+    waiting = asyncio.ensure_future(
+        connector.place_limit_order("AAPL", 10, "BUY", 180.5, wait_timeout=5)
+    )
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    gw.send_error(1102)
+    handle = await waiting
+    assert handle.status is S.SUBMITTED
+    with pytest.raises(NotConnectedError, match=r"within 0\.05 s"):
+        gw.send_error(1100)
+        await next_item(events, lambda e: e.state is ConnectionState.DEGRADED)
+        await connector.place_market_order("AAPL", 1, "BUY", wait_timeout=0.05)
