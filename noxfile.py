@@ -1,4 +1,5 @@
-"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``."""
+"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``;
+``nox -s bench`` (not run by default) runs the benchmarks of ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 
@@ -28,3 +29,24 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
     session.install("-e", ".[dev]")
     session.run("mypy", "--strict", "ibconn")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The ingest, latency, memory and stream benchmarks (docs/benchmarks.md).
+
+    Takes about 10 minutes on a 2-core VM; ``nox -s bench -- --quick`` runs
+    one short repeat of each. Run it on a quiet machine: other load skews it.
+    """
+    session.install("-e", ".")
+    quick = "--quick" in session.posargs
+    short = ["--repeats", "1"] if quick else []
+    session.run(
+        "python",
+        "benchmarks/ingest.py",
+        *short,
+        *(["--count", "300000", "--tbt-count", "150000"] if quick else []),
+    )
+    session.run("python", "benchmarks/latency.py", *short, *(["--seconds", "3"] if quick else []))
+    session.run("python", "benchmarks/memory.py", *(["--count", "300000"] if quick else []))
+    session.run("python", "benchmarks/streams_cost.py", *short)

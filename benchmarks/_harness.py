@@ -94,7 +94,9 @@ class _Streamer:
                 frame = sub.frame(quote, size_override=seq)
                 assert frame is not None
                 out.append(frame)
-        self.cache = {key: out}  # keep one stream: they are large
+        if len(self.cache) >= 6:  # large (about 60 MB per million): keep a few
+            self.cache.clear()
+        self.cache[key] = out
         return out
 
     async def wait_for(self, symbol: str, kind: str, timeout: float = 10.0) -> list[Any]:
@@ -232,7 +234,9 @@ class Gateway:
             await proc.wait()
 
     async def command(self, **cmd: Any) -> dict[str, Any]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.control_port)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", self.control_port, limit=1 << 26
+        )
         try:
             writer.write(json.dumps(cmd).encode() + b"\n")
             await writer.drain()

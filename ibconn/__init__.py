@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ibconn.alerts import Alert, AlertBus
+from ibconn.alerts import Alert, AlertBus, AlertSink, AlertStatistics
 from ibconn.codes import CodeCategory, CodeInfo, RecoveryAction, Severity, classify
-from ibconn.config import ConnectorSettings, MarketDataType
+from ibconn.config import ConnectorSettings, MarketDataType, RiskSettings
 from ibconn.connector import IBConnector
 from ibconn.contracts import ContractLike, ResolvedContract
 from ibconn.errors import (
@@ -23,6 +23,7 @@ from ibconn.errors import (
     RiskRejectedError,
     StreamOverflowError,
 )
+from ibconn.exits import ExitLevel, ExitPlan
 from ibconn.frames import to_frame
 from ibconn.gc_tuning import GcState, gc_state, restore_gc, tune_gc_for_streaming
 from ibconn.logs import disable_logging, enable_logging
@@ -59,6 +60,25 @@ from ibconn.order_models import (
 )
 from ibconn.orders import BracketOrder, OrderHandle
 from ibconn.pacing import DroppedMessage, Pacer, PacerStatistics
+from ibconn.pnl import PositionLedger, PositionState, apply_fill
+from ibconn.position_models import (
+    AccountPnL,
+    AccountSummary,
+    MarkSource,
+    MismatchKind,
+    Position,
+    PositionMismatch,
+    PositionSource,
+    WhatIfResult,
+)
+from ibconn.positions import PositionService, PositionStatistics
+from ibconn.risk import (
+    Exposure,
+    InstrumentExposure,
+    KillSwitchState,
+    RiskLimit,
+    RiskService,
+)
 from ibconn.session import ConnectionEvent, ConnectionState, Service, Session
 from ibconn.streams import OverflowPolicy, StreamStatistics, Subscription
 from ibconn.validation import ValidationStats
@@ -66,8 +86,12 @@ from ibconn.validation import ValidationStats
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccountPnL",
+    "AccountSummary",
     "Alert",
     "AlertBus",
+    "AlertSink",
+    "AlertStatistics",
     "Bar",
     "BarSource",
     "BracketOrder",
@@ -81,12 +105,18 @@ __all__ = [
     "ConnectorSettings",
     "ContractLike",
     "DroppedMessage",
+    "ExitLevel",
+    "ExitPlan",
+    "Exposure",
     "Fill",
     "GcState",
     "IBConnError",
     "IBConnector",
+    "InstrumentExposure",
     "InvalidInputError",
+    "KillSwitchState",
     "LineInfo",
+    "MarkSource",
     "MarketDataError",
     "MarketDataService",
     "MarketDataStatistics",
@@ -94,6 +124,7 @@ __all__ = [
     "MarketDataType",
     "MarketStream",
     "MessageNotSentError",
+    "MismatchKind",
     "NotConnectedError",
     "OrderAction",
     "OrderError",
@@ -109,11 +140,21 @@ __all__ = [
     "Pacer",
     "PacerStatistics",
     "PacingError",
+    "Position",
+    "PositionLedger",
+    "PositionMismatch",
+    "PositionService",
+    "PositionSource",
+    "PositionState",
+    "PositionStatistics",
     "Quote",
     "RecoveryAction",
     "RequestTimeoutError",
     "ResolvedContract",
+    "RiskLimit",
     "RiskRejectedError",
+    "RiskService",
+    "RiskSettings",
     "Service",
     "Session",
     "Severity",
@@ -130,7 +171,9 @@ __all__ = [
     "TradeSource",
     "UpdateKind",
     "ValidationStats",
+    "WhatIfResult",
     "__version__",
+    "apply_fill",
     "classify",
     "disable_logging",
     "enable_logging",

@@ -15,19 +15,25 @@ that names the key, the value and what is allowed. A typo is never ignored.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import enum
+import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import time as dt_time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Self, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, get_args, get_origin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import annotated_types
 import yaml
 from pydantic import (
     BaseModel,
+    ConfigDict,
     Field,
     ModelWrapValidatorHandler,
     ValidationError,
@@ -40,8 +46,10 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from ibconn.errors import ConfigError
@@ -106,6 +114,23 @@ class _Build:
 
 _yaml_path: ContextVar[Path | None] = ContextVar("ibconn_settings_yaml_path", default=None)
 _build: ContextVar[_Build | None] = ContextVar("ibconn_settings_build", default=None)
+_NESTED_DELIMITER = "__"
+"""Separates a section from its key in environment variables: ``IBCONN_RISK__MAX_POSITION``."""
+
+
+def _section_model(info: FieldInfo | None) -> type[BaseModel] | None:
+    """The model of a nested settings section (``risk``), or ``None`` for a plain key."""
+    annotation = info.annotation if info is not None else None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _sections(model: type[BaseModel]) -> frozenset[str]:
+    """The names of ``model``'s nested sections."""
+    return frozenset(
+        name for name, info in model.model_fields.items() if _section_model(info) is not None
+    )
 
 
 def _env_var_for(key: str) -> str | None:
@@ -118,18 +143,25 @@ def _env_var_for(key: str) -> str | None:
 
 
 def _origin_of(key: str) -> str:
-    """Where the value of ``key`` came from, for the current construction."""
+    """Where the value of ``key`` came from, for the current construction.
+
+    A nested key (``risk.max_order_quantity``) comes from its section's
+    keyword or YAML key, or from ``IBCONN_RISK__MAX_ORDER_QUANTITY`` (or the
+    whole section as JSON in ``IBCONN_RISK``).
+    """
     build = _build.get()
     if build is None:
         return ""
-    if key in build.init_keys:
+    parts = key.split(".")
+    top = parts[0]
+    if top in build.init_keys:
         return "keyword argument"
     if key.upper().startswith(ENV_PREFIX):
         return "environment variable"
-    env_name = _env_var_for(key)
+    env_name = _env_var_for(_NESTED_DELIMITER.join(parts[:2])) or _env_var_for(top)
     if env_name is not None:
         return f"environment variable {env_name}"
-    if key in build.yaml_keys and build.yaml_path is not None:
+    if top in build.yaml_keys and build.yaml_path is not None:
         return f"YAML file {build.yaml_path}"
     return "default"
 
@@ -141,13 +173,47 @@ class _StrictEnvSource(EnvSettingsSource):
     """``IBCONN_*`` variables; unknown ones are passed on so that validation rejects them."""
 
     def __call__(self) -> dict[str, Any]:
-        data = super().__call__()
+        try:
+            data = super().__call__()
+        except SettingsError as exc:  # a mapping or list that is not valid JSON
+            raise _env_json_error(exc) from None
         fields = set(self.settings_cls.model_fields)
+        sections = _sections(self.settings_cls)
         for name, value in os.environ.items():
             upper = name.upper()
-            if upper.startswith(ENV_PREFIX) and upper[len(ENV_PREFIX) :].lower() not in fields:
+            if not upper.startswith(ENV_PREFIX):
+                continue
+            key = upper[len(ENV_PREFIX) :].lower()
+            head, nested, _ = key.partition(_NESTED_DELIMITER)
+            if nested and head in sections:
+                continue  # IBCONN_RISK__X: pydantic-settings nests it; the section rejects typos
+            if key not in fields:
                 data[name] = value
         return data
+
+
+def _env_json_error(exc: SettingsError) -> ConfigError:
+    """Name the environment variable whose mapping or list pydantic-settings could not parse."""
+    match = re.search(r'field "([^"]+)"', str(exc))
+    field_name = match.group(1) if match else ""
+    wanted = f"{ENV_PREFIX}{field_name}".upper()
+    names = [name for name in os.environ if name.upper().startswith(wanted)] or [wanted]
+    for name in names:
+        with contextlib.suppress(ValueError, KeyError):
+            json.loads(os.environ[name])
+            continue
+        names = [name]
+        break
+    name = names[0]
+    value = os.environ.get(name)
+    allowed = 'JSON for a mapping or list, e.g. {"AAPL": 100}'
+    return ConfigError(
+        f"invalid setting: environment variable {name}={value!r} could not be parsed; "
+        f"allowed: {allowed}",
+        key=name,
+        value=value,
+        allowed=allowed,
+    )
 
 
 class _YamlSectionSource(PydanticBaseSettingsSource):
@@ -271,26 +337,69 @@ def _bounds(metadata: list[Any]) -> tuple[str | None, str | None, object, object
 
 def _allowed_text(info: FieldInfo) -> str:
     """Describe what a field accepts, from its type and constraints."""
-    annotation = info.annotation
+    return _allowed_for(info.annotation, list(info.metadata))
+
+
+def _allowed_for(annotation: Any, metadata: list[Any]) -> str:
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         return "one of " + ", ".join(str(m.value) for m in annotation) + " (any case)"
     literal_values = get_args(annotation)
     if literal_values and all(isinstance(v, str) for v in literal_values):
         return "one of " + ", ".join(literal_values) + " (any case)"
+    if type(None) in literal_values and len(literal_values) == 2:  # X | None: a limit
+        inner = next(arg for arg in literal_values if arg is not type(None))
+        return f"{_allowed_for(inner, metadata)}, or null (no limit)"
+    if get_origin(annotation) is Annotated:
+        inner, *extra = get_args(annotation)
+        return _allowed_for(inner, [*metadata, *_flat_metadata(extra)])
+    if get_origin(annotation) is dict:
+        _, value_type = get_args(annotation)
+        return f"a mapping of symbol or currency to {_allowed_for(value_type, [])}"
+    if get_origin(annotation) is tuple:
+        return "a list of symbols, or one comma-separated string"
+    if annotation is dt_time:
+        return "a time of day as HH:MM"
     if annotation is bool:
         return "true or false"
     if annotation in (int, float):
-        finite = any(getattr(item, "allow_inf_nan", True) is False for item in info.metadata)
+        finite = any(getattr(item, "allow_inf_nan", True) is False for item in metadata)
         kind = "an integer" if annotation is int else "a finite number" if finite else "a number"
-        low_op, high_op, low, high = _bounds(info.metadata)
+        low_op, high_op, low, high = _bounds(metadata)
         if low_op == ">=" and high_op == "<=":
             return f"{kind} from {low} to {high}"
         parts = [f"{op} {bound}" for op, bound in ((low_op, low), (high_op, high)) if op]
         return f"{kind} {' and '.join(parts)}" if parts else kind
     if annotation is str:
-        non_empty = any(isinstance(item, annotated_types.MinLen) for item in info.metadata)
+        non_empty = any(isinstance(item, annotated_types.MinLen) for item in metadata)
         return "a non-empty string" if non_empty else "a string"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return f"a mapping of {annotation.__name__} keys"
     return str(annotation)
+
+
+def _flat_metadata(items: list[Any]) -> list[Any]:
+    """``Field(ge=0)`` inside ``Annotated`` as the constraint objects ``_bounds`` reads."""
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, FieldInfo):
+            out.extend(item.metadata)
+        else:
+            out.append(item)
+    return out
+
+
+def _field_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> FieldInfo | None:
+    """The field that an error location points at, through nested sections."""
+    info: FieldInfo | None = None
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if current is None:
+            break
+        info = current.model_fields.get(str(part))
+        if info is None:
+            return None
+        current = _section_model(info)
+    return info
 
 
 def config_error_from_validation(
@@ -324,14 +433,20 @@ def config_error_from_validation(
                 hint = f"; did you mean '{prefix}{close[0].upper()}'?" if close else ""
                 line = f"unknown environment variable {key}={value!r}{hint} (valid: {allowed})"
             else:
-                allowed = ", ".join(names)
+                section = _section_model(_field_at(model, loc[:-1])) if len(loc) > 1 else None
+                if section is not None:  # an unknown key inside a section such as risk:
+                    head = ".".join(str(part) for part in loc[:-1])
+                    valid = [f"{head}.{name}" for name in section.model_fields]
+                else:
+                    valid = names
+                allowed = ", ".join(valid)
                 line = (
                     f"unknown setting {key!r} = {value!r}{source}"
-                    f"{_did_you_mean(key.lower(), names)} (valid: {allowed})"
+                    f"{_did_you_mean(key.lower(), valid)} (valid: {allowed})"
                 )
         else:
             ctx = error.get("ctx") or {}
-            field_info = fields.get(str(loc[0])) if loc else None
+            field_info = _field_at(model, tuple(loc)) if loc else None
             if "allowed" in ctx:
                 allowed = str(ctx["allowed"])
             elif field_info is not None:
@@ -357,6 +472,195 @@ def _positive(default: float, description: str) -> Any:
     return Field(default, gt=0, allow_inf_nan=False, description=description)
 
 
+# -- risk limits (docs/risk.md) ------------------------------------------------------
+
+_NO_LIMIT = frozenset({"", "none", "null", "off"})
+_Quantity = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+_Rate = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+def _limit(description: str, *, zero_allowed: bool = False) -> Any:
+    if zero_allowed:
+        return Field(None, ge=0, allow_inf_nan=False, description=description)
+    return Field(None, gt=0, allow_inf_nan=False, description=description)
+
+
+class RiskSettings(BaseModel):
+    """Pre-trade risk limits, the daily loss limit and the kill switch (``risk:`` section).
+
+    Every limit is off (``None`` / ``null``) unless set. Quantities are in
+    shares or contracts, money in ``base_currency``. In YAML they sit in a
+    ``risk:`` mapping inside ``ib_connector:``; as environment variables they
+    are ``IBCONN_RISK__<KEY>`` (``IBCONN_RISK__MAX_ORDER_QUANTITY=500``;
+    lists as ``AAPL,MSFT`` or JSON, mappings as JSON). See ``docs/risk.md``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    read_only: bool = Field(
+        False,
+        description="Refuse every order before it is sent (the connection stays fully "
+        "usable; the connection setting readonly refuses orders too).",
+    )
+    max_order_quantity: float | None = _limit("Largest quantity of one order.")
+    max_order_notional: float | None = _limit(
+        "Largest value of one order: price x quantity x multiplier, in base_currency "
+        "(the limit price, or the last / mark price for a market order)."
+    )
+    max_position: float | None = _limit(
+        "Largest absolute position per instrument (worst case: the position plus every "
+        "working order on the same side); the default for instruments not in "
+        "max_position_per_symbol. 0 = no position may be opened.",
+        zero_allowed=True,
+    )
+    max_position_per_symbol: dict[str, _Quantity] = Field(
+        default_factory=dict,
+        description="Per-instrument overrides of max_position: symbol, local symbol "
+        "or conId -> largest absolute position.",
+    )
+    max_gross_exposure: float | None = _limit(
+        "Largest sum over all instruments of |worst-case position| x price x multiplier, "
+        "in base_currency."
+    )
+    max_open_orders: int | None = Field(
+        None, ge=0, description="Largest number of working orders of this connector."
+    )
+    allowed_symbols: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Only these symbols may be traded (empty = every symbol)."
+    )
+    blocked_symbols: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="These symbols may not be traded."
+    )
+    max_daily_loss: float | None = _limit(
+        "Loss (realized plus unrealized since the start of the trading day, in "
+        "base_currency) that trips the kill switch; positive number."
+    )
+    trading_day_start: dt_time = Field(
+        dt_time(0, 0),
+        description="Local time (HH:MM in timezone) at which the trading day, and the "
+        "daily loss, starts again.",
+    )
+    timezone: str = Field(
+        "America/New_York",
+        min_length=1,
+        description="IANA time zone of trading_day_start (e.g. America/New_York, UTC).",
+    )
+    warning_threshold: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Fraction of a limit at which the exposure monitor sends a warning "
+        "alert (a breach alerts at 1.0).",
+    )
+    kill_switch_global_cancel: bool = Field(
+        True,
+        description="The kill switch also sends TWS's global cancel, which cancels the "
+        "orders of every API client and those entered in TWS by hand.",
+    )
+    base_currency: str = Field(
+        "USD",
+        min_length=3,
+        max_length=3,
+        description="Currency of the money limits (the account's base currency).",
+    )
+    fx_rates: dict[str, _Rate] = Field(
+        default_factory=dict,
+        description="Value of one unit of a currency in base_currency, used when TWS "
+        "reports no ExchangeRate for it (e.g. {EUR: 1.08}).",
+    )
+    exposure_interval: float = _positive(
+        1.0, "Seconds between re-evaluations of exposure and daily loss as prices move."
+    )
+
+    @field_validator(
+        "max_order_quantity",
+        "max_order_notional",
+        "max_position",
+        "max_gross_exposure",
+        "max_open_orders",
+        "max_daily_loss",
+        mode="before",
+    )
+    @classmethod
+    def _none_words(cls, value: object) -> object:
+        # Environment variables are text: "", "none", "null" and "off" mean no limit.
+        if isinstance(value, str) and value.strip().lower() in _NO_LIMIT:
+            return None
+        return value
+
+    @field_validator("allowed_symbols", "blocked_symbols", mode="before")
+    @classmethod
+    def _symbol_list(cls, value: object) -> object:
+        if isinstance(value, str):  # an environment variable: "AAPL,MSFT" or a JSON list
+            text = value.strip()
+            if text.startswith("["):
+                with contextlib.suppress(ValueError):
+                    value = json.loads(text)
+            if isinstance(value, str):
+                value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple | set | frozenset):
+            return tuple(sorted({str(item).strip().upper() for item in value}))
+        return value
+
+    @field_validator("max_position_per_symbol", "fx_rates", mode="before")
+    @classmethod
+    def _upper_keys(cls, value: object) -> object:
+        if isinstance(value, Mapping):
+            return {str(key).strip().upper(): item for key, item in value.items()}
+        return value
+
+    @field_validator("base_currency", mode="before")
+    @classmethod
+    def _currency_upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise PydanticCustomError(
+                "unknown_time_zone",
+                "unknown time zone",
+                {"allowed": "an IANA time zone name such as America/New_York or UTC"},
+            ) from None
+        return value
+
+    if not TYPE_CHECKING:
+        # Hidden from mypy so that the pydantic plugin keeps its typed signature.
+        def __init__(self, **values: Any) -> None:
+            try:
+                super().__init__(**values)
+            except ValidationError as exc:
+                if _build.get() is not None:
+                    raise  # validated as ConnectorSettings.risk: reported there, as risk.<key>
+                raise config_error_from_validation(exc, type(self), env_prefix="") from None
+
+    def __hash__(self) -> int:  # the two mappings are not hashable themselves
+        return hash(
+            tuple(
+                tuple(sorted(value.items())) if isinstance(value, dict) else value
+                for value in self.__dict__.values()
+            )
+        )
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """``timezone`` as a :class:`zoneinfo.ZoneInfo`."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def limits_set(self) -> bool:
+        """Whether any limit, the symbol lists or read-only mode is in force."""
+        return any(
+            bool(value) if isinstance(value, bool | tuple | dict) else value is not None
+            for name, value in self.__dict__.items()
+            if name.startswith(("max_", "allowed_", "blocked_")) or name == "read_only"
+        )
+
+
 class ConnectorSettings(BaseSettings):
     """Immutable settings of one connector.
 
@@ -371,6 +675,7 @@ class ConnectorSettings(BaseSettings):
         extra="forbid",
         frozen=True,
         validate_default=True,
+        env_nested_delimiter=_NESTED_DELIMITER,  # IBCONN_RISK__MAX_POSITION=...
     )
 
     host: str = Field(
@@ -446,6 +751,20 @@ class ConnectorSettings(BaseSettings):
         description="Cancel this connector's working orders in disconnect(); by default they "
         "keep working at the broker.",
     )
+    # -- positions (docs/positions.md) --
+    reconcile_interval: float = _positive(
+        60.0,
+        "Seconds between reconciliations of ibconn's positions with the broker's "
+        "(reqPositions); they also run after every connect and reconnect.",
+    )
+    reconcile_avg_cost_tolerance: float = Field(
+        0.0001,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Relative difference of average cost (0.0001 = 0.01 %) beyond which "
+        "reconciliation sets a position's average cost to the broker's.",
+    )
     # -- pacing (docs/pacing.md) --
     pacing_window_margin: float = Field(
         0.05,
@@ -516,6 +835,19 @@ class ConnectorSettings(BaseSettings):
     historical_timeout: float = _positive(
         600.0,
         "Seconds one historical data request may take, including its wait for pacing.",
+    )
+    # -- alerts (docs/alerts.md) and risk (docs/risk.md) --
+    alert_coalesce_window: float = Field(
+        10.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Seconds during which repeats of the same alert are counted instead of "
+        "delivered; one summary with the count follows at the window's end (0 = off).",
+    )
+    risk: RiskSettings = Field(
+        default_factory=RiskSettings,
+        description="Pre-trade risk limits, daily loss limit and kill switch: a 'risk:' "
+        "mapping in YAML, IBCONN_RISK__<KEY> variables (see RiskSettings, docs/risk.md).",
     )
 
     if not TYPE_CHECKING:

@@ -12,12 +12,17 @@ from ibconn.alerts import Alert, AlertBus
 from ibconn.config import ConnectorSettings
 from ibconn.contracts import ContractLike, ContractResolver, ResolvedContract
 from ibconn.errors import ConfigError
+from ibconn.exits import ExitService
 from ibconn.gc_tuning import restore_gc, tune_gc_for_streaming
 from ibconn.market_data import MarketDataService
 from ibconn.market_data_api import MarketDataMethods
 from ibconn.order_api import OrderMethods
 from ibconn.orders import OrderService
 from ibconn.pacing import Pacer
+from ibconn.position_api import PositionMethods
+from ibconn.positions import PositionService
+from ibconn.risk import RiskService
+from ibconn.risk_api import RiskMethods
 from ibconn.session import ConnectionEvent, ConnectionState, Service, Session
 from ibconn.streams import Subscription
 from ibconn.supervisor import Supervisor
@@ -25,7 +30,7 @@ from ibconn.supervisor import Supervisor
 __all__ = ["IBConnector"]
 
 
-class IBConnector(OrderMethods, MarketDataMethods):
+class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods):
     """An asyncio connection to TWS / IB Gateway that stays up by itself.
 
     Create it with keyword settings (``IBConnector(port=4002, client_id=7)``),
@@ -63,7 +68,7 @@ class IBConnector(OrderMethods, MarketDataMethods):
                 allowed="settings=... alone, or keyword settings alone",
             )
         self._settings = settings if settings is not None else ConnectorSettings(**given)
-        self._alerts = AlertBus()
+        self._alerts = AlertBus(coalesce_window=self._settings.alert_coalesce_window)
         self._supervisor = Supervisor(self._settings, self._alerts)
         self._gc_tuned = False  # settings.tune_gc applied (ibconn/gc_tuning.py)
         self._contracts = ContractResolver(
@@ -75,6 +80,39 @@ class IBConnector(OrderMethods, MarketDataMethods):
             self._supervisor, self._contracts, self._settings, self._alerts
         )
         self._supervisor.add_service(self._market_data)
+        # Positions (order 30): fills, marks, reconciliation, account figures.
+        self._positions = PositionService(
+            self._supervisor,
+            self._contracts,
+            self._settings,
+            self._alerts,
+            self._orders,
+            market_data=self._market_data,
+        )
+        self._supervisor.add_service(self._positions)
+        # Risk (order 40): installs itself as the order service's pre-trade check.
+        self._risk = RiskService(
+            self._supervisor,
+            self._contracts,
+            self._settings,
+            self._alerts,
+            self._orders,
+            market_data=self._market_data,
+        )
+        self._supervisor.add_service(self._risk)
+        # limits see ibconn's positions; their changes wake the exposure monitor
+        self._risk.attach_positions(self._positions.holdings, self._positions.position_updates)
+        # Exits (order 50): stop-loss / take-profit orders sized to each position.
+        self._exits = ExitService(
+            self._supervisor,
+            self._contracts,
+            self._settings,
+            self._alerts,
+            self._orders,
+            risk=self._risk,
+        )
+        self._exits.attach_positions(self._positions.position_updates)  # resize on changes
+        self._supervisor.add_service(self._exits)
 
     @classmethod
     def from_config(cls, path: str | PathLike[str], **overrides: Any) -> IBConnector:
@@ -110,6 +148,9 @@ class IBConnector(OrderMethods, MarketDataMethods):
             await self._orders.cancel_all_orders()
         await self._supervisor.stop()
         self._market_data.close()  # market data streams end with the connector
+        self._positions.close()  # position_updates() streams too
+        self._risk.close()  # the exposure monitor and stream too
+        self._exits.close()
         if self._gc_tuned:  # undo settings.tune_gc
             self._gc_tuned = False
             restore_gc()

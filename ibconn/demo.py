@@ -23,6 +23,7 @@ from ibconn.connector import IBConnector
 from ibconn.contracts import ContractLike
 from ibconn.errors import IBConnError
 from ibconn.logs import enable_logging
+from ibconn.order_models import OrderSpec
 from ibconn.session import ConnectionState
 from ibconn.sim import SimulatedGateway
 
@@ -116,6 +117,7 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
                     f"multiplier {resolved.multiplier:g}  {resolved.long_name}",
                     file=out,
                 )
+            await _quotes_demo(connector, out)
             if gw is not None:
                 print("restarting the simulated gateway under the connector...", file=out)
                 async with connector.connection_events() as watch:
@@ -137,6 +139,35 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
             )
         print(f"done: {connector!r}", file=out)
     return 0
+
+
+async def _quotes_demo(connector: IBConnector, out: TextIO) -> None:
+    """Show a few AAPL quotes from the shared market data line."""
+    print("quotes:", file=out)
+
+    def side(price: float | None, size: float | None) -> str:
+        return "-" if price is None else f"{price:.2f} x {size or 0:g}"
+
+    shown = 0
+    try:
+        async with asyncio.timeout(10), connector.quotes("AAPL") as quotes:
+            async for quote in quotes:
+                delayed = " (delayed)" if quote.delayed else ""
+                print(
+                    f"  {quote.time:%H:%M:%S.%f} {quote.symbol} "
+                    f"bid {side(quote.bid, quote.bid_size)}  "
+                    f"ask {side(quote.ask, quote.ask_size)}{delayed}",
+                    file=out,
+                )
+                shown += 1
+                if shown == 3:
+                    break
+    except TimeoutError:
+        print(
+            f"  {shown} quote(s) in 10 s (market closed, or no market data permission?)", file=out
+        )
+    except IBConnError as exc:
+        print(f"  no quotes: {exc}", file=out)
 
 
 async def _orders_demo(connector: IBConnector, gw: SimulatedGateway, out: TextIO) -> None:
@@ -170,3 +201,38 @@ async def _orders_demo(connector: IBConnector, gw: SimulatedGateway, out: TextIO
             f"@ {fill.price} commission {fill.commission}",
             file=out,
         )
+    await _positions_demo(connector, gw, out)
+
+
+async def _positions_demo(connector: IBConnector, gw: SimulatedGateway, out: TextIO) -> None:
+    """Show positions, P&L, the account, a what-if preview and a reconciliation."""
+    agreed = await connector.reconcile_positions()  # also takes in the fills just published
+    print(f"positions ({len(agreed)} mismatch(es) with the broker):", file=out)
+    for position in connector.positions():
+        print(f"  {position} (marked from {position.mark_source})", file=out)
+    summary = await connector.account_summary()
+    print(
+        f"  account {summary.account}: net liquidation {summary.net_liquidation:,.2f} "
+        f"{summary.currency}, cash {summary.total_cash:,.2f}, buying power "
+        f"{summary.buying_power:,.2f}, initial margin {summary.init_margin:,.2f}",
+        file=out,
+    )
+    pnl = connector.account_pnl()
+    if pnl is not None:
+        print(
+            f"  P&L today {pnl.daily_pnl}, unrealized {pnl.unrealized_pnl}, "
+            f"realized {pnl.realized_pnl} {pnl.currency}",
+            file=out,
+        )
+    preview = await connector.what_if(
+        OrderSpec(symbol="AAPL", action="BUY", quantity=100, order_type="LMT", limit_price=190)
+    )
+    print(
+        f"  what-if BUY 100 AAPL LMT 190: initial margin +{preview.init_margin_change:,.2f} "
+        f"{preview.currency}, commission {preview.commission} {preview.commission_currency} "
+        "(not placed)",
+        file=out,
+    )
+    gw.set_position(connector.accounts[0], "AAPL", 75, 189.5)  # behind the connector's back
+    for mismatch in await connector.reconcile_positions():
+        print(f"  reconciled: {mismatch}", file=out)

@@ -79,8 +79,11 @@ class HistoryFetcher:
         what: str = "TRADES",
         end: datetime | None = None,
         use_rth: bool = False,
+        timeout: float | None = None,
     ) -> list[Bar]:
         """Bars of ``bar_size`` over ``duration`` ending at ``end`` (``None``: now), oldest first.
+
+        ``timeout`` (default ``historical_timeout``) bounds each request.
 
         Raises :class:`InvalidInputError` for a bad duration, bar size or
         ``what``, :class:`MarketDataError` (with TWS's code and text) when TWS
@@ -103,6 +106,7 @@ class HistoryFetcher:
                 what=what,
                 end=end,
                 use_rth=use_rth,
+                timeout=timeout,
             )
         chunk = f"{span} S" if span <= 86_400 else f"{span // 86_400} D"
         collected: dict[datetime, Bar] = {}
@@ -118,6 +122,7 @@ class HistoryFetcher:
                 what=what,
                 end=request_end,
                 use_rth=use_rth,
+                timeout=timeout,
             )
             if not bars:
                 break
@@ -146,6 +151,7 @@ class HistoryFetcher:
         what: str,
         end: datetime | None,
         use_rth: bool,
+        timeout: float | None,
     ) -> list[Bar]:
         ib = self._ib_provider()
         if not ib.isConnected():
@@ -153,7 +159,7 @@ class HistoryFetcher:
                 f"cannot fetch historical bars of {resolved.display_name}: not connected to TWS"
             )
         self._install(ib)
-        timeout = self._timeout
+        timeout = self._timeout if timeout is None else timeout
         started = time.monotonic()
         self.requests += 1
         try:

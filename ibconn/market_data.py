@@ -8,11 +8,11 @@ that ibconn holds, one per instrument and kind:
 * ``tbt``: ``reqTickByTickData("AllLast")`` (trades);
 * ``rtb``: ``reqRealTimeBars`` (5-second bars, aggregated for larger sizes).
 
-Consumers open *streams* (:class:`MarketStream`) on an instrument's *feeds*
-(quotes, ticks, trades, bars of one size). A feed is reference-counted by its
-consumers and needs some lines; a line lives while a feed needs it, so every
-consumer of an instrument shares one market data line and the last one out
-cancels it at TWS. The registry lives here, not in ``ib_async`` (which
+Consumers open *streams* (:class:`~ibconn.market_streams.MarketStream`) on an
+instrument's *feeds* (quotes, ticks, trades, bars of one size). A feed is
+reference-counted by its consumers and needs some lines; a line lives while a
+feed needs it, so every consumer of an instrument shares one market data line
+and the last one out cancels it at TWS. The registry lives here, not in ``ib_async`` (which
 forgets everything on a disconnect): after the supervisor's resync
 (:meth:`MarketDataService.on_session_ready`) the same streams continue on new
 TWS requests, the first item after the gap says ``after_gap``, and bar streams
@@ -33,14 +33,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import math
 import time as _time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ib_async import RealTimeBarList, Ticker
 
@@ -54,15 +52,16 @@ from ibconn.errors import (
     InvalidInputError,
     MarketDataError,
     RequestTimeoutError,
-    StreamOverflowError,
 )
 from ibconn.history import HistoryFetcher, check_request
 from ibconn.logs import get_logger
+from ibconn.market_streams import MarketDataSubscription, MarketStream
 from ibconn.models import (
     Bar,
     BarSource,
     Quote,
     StatusKind,
+    StreamKind,
     StreamStatus,
     Tick,
     TickKind,
@@ -70,7 +69,7 @@ from ibconn.models import (
     TradeSource,
 )
 from ibconn.session import Service, Session
-from ibconn.streams import Broadcast, OverflowPolicy, StreamStatistics, Subscription
+from ibconn.streams import Broadcast, OverflowPolicy, Subscription
 from ibconn.validation import TickValidator, ValidationStats
 
 if TYPE_CHECKING:
@@ -86,10 +85,11 @@ __all__ = [
     "MarketStream",
     "StreamKind",
 ]
+# MarketStream and MarketDataSubscription (ibconn.market_streams) and StreamKind
+# (ibconn.models) are re-exported here: they are this service's handles.
 
 _log = get_logger("market_data")
 
-T = TypeVar("T")
 
 _MKT = "mkt"
 _TBT = "tbt"
@@ -104,6 +104,9 @@ _MAX_BACKFILL_SECONDS = 6 * 3600
 # the clock only this long after its end.
 _TRADE_BAR_GRACE = 2.0
 _PENDING_PIECES_LIMIT = 20_000
+# Live bars wait while a backfill runs; a backfill stuck behind pacing for longer
+# gives up (the series keeps a hole, flagged) rather than hold live bars for minutes.
+_BACKFILL_TIMEOUT = 60.0
 
 _KIND_BY_TICK_TYPE: dict[int, TickKind] = {
     1: TickKind.BID,
@@ -138,14 +141,7 @@ _BID_SIZE, _ASK_SIZE, _LAST_SIZE, _VOLUME = (
 )
 
 
-class StreamKind(enum.StrEnum):
-    """What a :class:`MarketStream` delivers."""
-
-    QUOTES = "quotes"
-    TRADES = "trades"
-    TICKS = "ticks"
-    BARS = "bars"
-
+_TRADES_KEY = (StreamKind.TRADES, 0)
 
 _POLICIES: dict[StreamKind, OverflowPolicy] = {
     StreamKind.QUOTES: OverflowPolicy.CONFLATE,
@@ -301,6 +297,7 @@ class _Instrument:
         "holds",
         "in_gap",
         "last_rt_start",
+        "last_trade_dt",
         "last_trade_time",
         "lines",
         "quote_time",
@@ -330,6 +327,7 @@ class _Instrument:
         self.in_gap = False
         self.backfill: _Backfill | None = None
         self.last_trade_time = -math.inf
+        self.last_trade_dt = datetime.fromtimestamp(0, UTC)
         self.last_rt_start = -math.inf
         self.feed_offset: float | None = None
         self.reset_quote()
@@ -381,239 +379,6 @@ class _Instrument:
             crossed=crossed,
             after_gap=after_gap,
         )
-
-
-# --------------------------------------------------------------------------- handles
-
-
-class MarketStream(Generic[T]):
-    """A stream of one instrument's quotes, trades, ticks or bars: an async iterator and
-    an async context manager.
-
-    The TWS subscription is taken on first use (``async with``, the first
-    ``async for`` step or ``await stream.__anext__()``) and given back when the
-    stream ends: on leaving ``async with``, on :meth:`aclose`, and on leaving
-    an ``async for`` loop that was not inside ``async with`` (``break``, an
-    exception or cancellation). ``async with`` is the guaranteed form; a bare
-    ``async for ... : break`` releases when Python finalizes the loop's
-    iterator, which CPython does at once unless something still references it.
-
-    Ends with :class:`~ibconn.errors.MarketDataError` when TWS ends the data
-    (codes 200, 354, 10168, 101, ...), with
-    :class:`~ibconn.errors.StreamOverflowError` when a bar consumer falls more
-    than its buffer behind, and cleanly when the connector disconnects.
-    """
-
-    def __init__(
-        self,
-        service: MarketDataService,
-        instrument: ContractLike,
-        kind: StreamKind,
-        *,
-        seconds: int = 0,
-        capacity: int | None = None,
-        include_status: bool = False,
-    ) -> None:
-        self._service = service
-        self._instrument = instrument
-        self._kind = kind
-        self._seconds = seconds
-        self._capacity = capacity
-        self._include_status = include_status
-        self._feed: _Feed | None = None
-        self._sub: Subscription[Any] | None = None
-        self._entered = False
-        self._ended = False
-        self._opening: asyncio.Lock | None = None
-
-    # -- lifecycle -------------------------------------------------------------
-
-    async def __aenter__(self) -> MarketStream[T]:
-        await self._open()
-        self._entered = True
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """End the stream and give its TWS subscription back (idempotent)."""
-        self._ended = True
-        self._release()
-
-    def __aiter__(self) -> AsyncIterator[T]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[T]:
-        try:
-            while True:
-                try:
-                    item = await self.__anext__()
-                except StopAsyncIteration:
-                    return
-                yield item
-        finally:
-            if not self._entered:
-                self._release()
-
-    async def __anext__(self) -> T:
-        """The next item; opens the stream on first use."""
-        if self._sub is None:
-            await self._open()
-        while True:
-            sub = self._sub
-            if sub is None:
-                raise StopAsyncIteration
-            try:
-                item = await sub.__anext__()
-            except StopAsyncIteration:
-                feed = self._feed
-                self._release()
-                if feed is not None and feed.failure is not None:
-                    message, code, text = feed.failure
-                    raise MarketDataError(
-                        message, code=code, text=text, symbol=feed.inst.symbol
-                    ) from None
-                raise
-            except StreamOverflowError:
-                self._release()
-                raise
-            if not self._include_status and type(item) is StreamStatus:
-                continue
-            return cast(T, item)
-
-    async def _open(self) -> None:
-        if self._sub is not None or self._ended:
-            return
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._sub is not None or self._ended:
-                return
-            self._feed, self._sub = await self._service._acquire(
-                self._instrument, self._kind, self._seconds, self._capacity
-            )
-
-    def _release(self) -> None:
-        feed, sub = self._feed, self._sub
-        self._feed = self._sub = None
-        if sub is not None:
-            sub.close()
-        if feed is not None:
-            self._service._release_feed(feed)
-
-    def with_status(self) -> MarketStream[T | StreamStatus]:
-        """A new, unopened stream like this one that also yields :class:`StreamStatus`
-        events (delayed data, stale, farm outages, gaps, fallbacks) in order with the data."""
-        return MarketStream(
-            self._service,
-            self._instrument,
-            self._kind,
-            seconds=self._seconds,
-            capacity=self._capacity,
-            include_status=True,
-        )
-
-    # -- state -------------------------------------------------------------------
-
-    @property
-    def kind(self) -> StreamKind:
-        """Quotes, trades, ticks or bars."""
-        return self._kind
-
-    @property
-    def instrument(self) -> ResolvedContract | None:
-        """The resolved contract once the stream is open."""
-        feed = self._feed
-        return feed.inst.resolved if feed is not None else None
-
-    @property
-    def is_open(self) -> bool:
-        """Whether the stream holds its subscription now."""
-        return self._sub is not None
-
-    @property
-    def status(self) -> StreamStatus | None:
-        """The latest status event of this stream's feed, if any."""
-        feed = self._feed
-        return feed.status if feed is not None else None
-
-    @property
-    def stale(self) -> bool:
-        """Whether a line this stream depends on has had no data for ``market_data_timeout``."""
-        feed = self._feed
-        if feed is None:
-            return False
-        lines = feed.inst.lines
-        return any(line.stale for kind in feed.lines_needed() if (line := lines.get(kind)))
-
-    def statistics(self) -> StreamStatistics | None:
-        """This consumer's buffer: fill, capacity, delivered and dropped (or conflated) items."""
-        sub = self._sub
-        return sub.statistics() if sub is not None else None
-
-    def __repr__(self) -> str:
-        state = "open" if self._sub is not None else ("ended" if self._ended else "not open")
-        size = f" {self._seconds}s" if self._seconds else ""
-        return f"<MarketStream {self._kind.value}{size} {self._instrument!r} {state}>"
-
-
-class MarketDataSubscription:
-    """A held market data line (:meth:`~ibconn.IBConnector.subscribe_market_data`).
-
-    While active it keeps TWS streaming the instrument, so :meth:`quote` is
-    always current and other streams of it start at once. Release it with
-    :meth:`~ibconn.IBConnector.unsubscribe_market_data`, :meth:`aclose` or
-    ``async with``.
-    """
-
-    def __init__(self, service: MarketDataService, inst: _Instrument) -> None:
-        self._service = service
-        self._inst: _Instrument | None = inst
-        self._resolved = inst.resolved
-        self.failure: MarketDataError | None = None
-        """Why TWS ended the line, if it did."""
-
-    @property
-    def instrument(self) -> ResolvedContract:
-        """The resolved contract."""
-        return self._resolved
-
-    @property
-    def active(self) -> bool:
-        """Whether the line is still held."""
-        return self._inst is not None
-
-    def quote(self) -> Quote | None:
-        """The latest quote (``None`` before the first one or once released)."""
-        inst = self._inst
-        if inst is None or inst.quote_time is None:
-            return None
-        return inst.current_quote()
-
-    async def aclose(self) -> None:
-        """Release the line (idempotent)."""
-        self._service._release_hold(self)
-
-    async def __aenter__(self) -> MarketDataSubscription:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __repr__(self) -> str:
-        state = "active" if self.active else "released"
-        return f"<MarketDataSubscription {self._resolved.display_name} {state}>"
 
 
 # --------------------------------------------------------------------------- the service
@@ -708,7 +473,8 @@ class MarketDataService(Service):
         inst.quote_waiters.append(waiter)
         self._reconcile(inst)
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), wait)
+            async with asyncio.timeout(wait):
+                await asyncio.shield(waiter)
         except TimeoutError:
             if inst.quote_time is not None:
                 return inst.current_quote()
@@ -1068,9 +834,8 @@ class MarketDataService(Service):
     async def _run_backfill(self, inst: _Instrument, backfill: _Backfill, start: float) -> None:
         try:
             try:
-                feed_now = await asyncio.wait_for(
-                    asyncio.shield(backfill.first_live), self._settings.market_data_timeout
-                )
+                async with asyncio.timeout(self._settings.market_data_timeout):
+                    feed_now = await asyncio.shield(backfill.first_live)
             except TimeoutError:  # no live data yet: TWS's clock runs like ours
                 if inst.feed_offset is not None:
                     feed_now = asyncio.get_running_loop().time() + inst.feed_offset
@@ -1085,7 +850,11 @@ class MarketDataService(Service):
             seconds = math.ceil(span + max(60.0, span / 2))
             duration = f"{seconds} S" if seconds <= 86_400 else f"{math.ceil(seconds / 86_400)} D"
             bars = await self._history.fetch(
-                inst.resolved, duration=duration, bar_size="5 secs", what=inst.history_what()
+                inst.resolved,
+                duration=duration,
+                bar_size="5 secs",
+                what=inst.history_what(),
+                timeout=min(self._settings.historical_timeout, _BACKFILL_TIMEOUT),
             )
             bars = bars[:-1]  # the last one is still in progress
             self._backfills += 1
@@ -1155,13 +924,16 @@ class MarketDataService(Service):
             exchange: str,
             specialConditions: str,
         ) -> None:
-            original(
-                reqId, tickType, time, price, size, tickAttribLast, exchange, specialConditions
-            )
-            on_trade(reqId, time, price, size, tickAttribLast, exchange, specialConditions)
+            if not on_trade(reqId, time, price, size, tickAttribLast, exchange, specialConditions):
+                original(
+                    reqId, tickType, time, price, size, tickAttribLast, exchange, specialConditions
+                )
 
         # ib_async stamps tick-by-tick trades with the receive time and drops the
-        # exchange time; this tap sees the decoded fields first-hand.
+        # exchange time that the out-of-order check needs. This tap takes the
+        # decoded fields first-hand for ibconn's own tick-by-tick lines (their
+        # ib_async Ticker is then not updated: nothing reads it) and leaves every
+        # other request to ib_async.
         wrapper.tickByTickAllLast = tick_by_tick_all_last  # type: ignore[method-assign]
 
     def _on_pending_tickers(self, tickers: Iterable[Ticker]) -> None:
@@ -1191,8 +963,9 @@ class MarketDataService(Service):
         if delayed and not inst.delayed:
             inst.delayed = True
         tick_feed = inst.feeds.get((StreamKind.TICKS, 0))
+        ticks_out: list[Tick] | None = [] if tick_feed is not None else None
         last_trades = inst.tbt_refused
-        trade_feed = inst.feeds.get((StreamKind.TRADES, 0)) if last_trades else None
+        trade_feed = inst.feeds.get(_TRADES_KEY) if last_trades else None
         trade_bars = last_trades and inst.rtb_refused and inst.sec_type != "CASH"
         quote_changed = False
         for tick in ticker.ticks:
@@ -1263,11 +1036,12 @@ class MarketDataService(Service):
                         )
                 else:
                     s = None
-            if tick_feed is not None:
-                self._published += 1
-                tick_feed.broadcast.publish(
-                    Tick(inst.symbol, inst.con_id, stamp, kind, p, s, delayed, tick_feed.take_gap())
-                )
+            if ticks_out is not None and tick_feed is not None:
+                gap = tick_feed.take_gap()
+                ticks_out.append(Tick(inst.symbol, inst.con_id, stamp, kind, p, s, delayed, gap))
+        if ticks_out and tick_feed is not None:
+            self._published += len(ticks_out)
+            tick_feed.broadcast.publish_many(ticks_out)  # one call per TCP read
         if not quote_changed:
             return
         inst.quote_time = stamp
@@ -1325,11 +1099,14 @@ class MarketDataService(Service):
         attrib: Any,
         exchange: str,
         conditions: str,
-    ) -> None:
+    ) -> bool:
+        """Handle a trade of one of ibconn's tick-by-tick lines; ``False`` for other requests."""
+        line = self._by_req_id.get(req_id)
+        if line is None or line.kind != _TBT:
+            return False
+        if not line.active:
+            return True
         try:
-            line = self._by_req_id.get(req_id)
-            if line is None or line.kind != _TBT or not line.active:
-                return
             inst = line.inst
             now = asyncio.get_running_loop().time()
             line.last_data = now
@@ -1338,35 +1115,40 @@ class MarketDataService(Service):
             v = inst.validator
             if price == -1.0 and size == 0.0:
                 v.no_market += 1
-                return
+                return True
             if not (v.price_ok(price) and v.size_ok(size)):
-                return
+                return True
             epoch = float(time)
-            if not v.in_order(epoch, inst.last_trade_time):
-                return
-            inst.last_trade_time = epoch
-            feed = inst.feeds.get((StreamKind.TRADES, 0))
+            previous = inst.last_trade_time
+            if epoch != previous:
+                if not v.in_order(epoch, previous):
+                    return True
+                inst.last_trade_time = epoch
+                inst.last_trade_dt = datetime.fromtimestamp(epoch, UTC)
+            feed = inst.feeds.get(_TRADES_KEY)
             if feed is not None:
                 self._published += 1
                 feed.broadcast.publish(
                     Trade(
-                        symbol=inst.symbol,
-                        con_id=inst.con_id,
-                        time=datetime.fromtimestamp(epoch, UTC),
-                        price=price,
-                        size=size,
-                        source=TradeSource.TICK_BY_TICK,
-                        exchange=exchange or None,
-                        after_gap=feed.take_gap(),
-                        past_limit=bool(getattr(attrib, "pastLimit", False)),
-                        unreported=bool(getattr(attrib, "unreported", False)),
-                        conditions=conditions or None,
+                        inst.symbol,
+                        inst.con_id,
+                        inst.last_trade_dt,
+                        price,
+                        size,
+                        TradeSource.TICK_BY_TICK,
+                        exchange or None,
+                        False,
+                        feed.take_gap(),
+                        bool(getattr(attrib, "pastLimit", False)),
+                        bool(getattr(attrib, "unreported", False)),
+                        conditions or None,
                     )
                 )
             if inst.rtb_refused:
                 self._bar_trade(inst, epoch, price, size)
         except Exception as exc:  # never break ib_async's decoder
             _log.opt(exception=exc).error("tick-by-tick handling raised {!r}", exc)
+        return True
 
     def _on_bar_update(self, bars: Any, has_new_bar: bool) -> None:
         try:

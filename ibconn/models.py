@@ -30,12 +30,22 @@ __all__ = [
     "MarketDataItem",
     "Quote",
     "StatusKind",
+    "StreamKind",
     "StreamStatus",
     "Tick",
     "TickKind",
     "Trade",
     "TradeSource",
 ]
+
+
+class StreamKind(enum.StrEnum):
+    """What a :class:`~ibconn.MarketStream` delivers."""
+
+    QUOTES = "quotes"
+    TRADES = "trades"
+    TICKS = "ticks"
+    BARS = "bars"
 
 
 class TickKind(enum.StrEnum):

@@ -536,6 +536,12 @@ class OrderSnapshot:
     adopted: bool = False
     spec: OrderSpec | None = None
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    con_id: int = 0
+    """The contract's conId (0 when not known)."""
+    account: str = ""
+    """The account the order was sent for ("" = TWS's default account)."""
+    oca_group: str | None = None
+    """The OCA group the order belongs to, if any."""
 
     @property
     def is_done(self) -> bool:

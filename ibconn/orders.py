@@ -44,7 +44,7 @@ from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar
 
 from ib_async import IB, Contract, Order, Trade
 from ib_async import Fill as IBFill
@@ -90,6 +90,7 @@ __all__ = [
     "OrderHandle",
     "OrderLike",
     "OrderService",
+    "PreTradeCheck",
     "map_tws_status",
 ]
 
@@ -242,6 +243,9 @@ class _Record:
             adopted=self.adopted,
             spec=self.spec,
             updated_at=self.updated_at,
+            con_id=self.con_id,
+            account=order.account or "",
+            oca_group=order.ocaGroup or None,
         )
 
 
@@ -325,6 +329,30 @@ class OrderHandle:
 
 OrderLike = OrderHandle | str | int
 """What the order calls accept: a handle, an order_ref or an order id of this session."""
+
+
+class PreTradeCheck(Protocol):
+    """The pre-trade hook every order and change passes (the risk service, ibconn/risk.py).
+
+    ``prepare`` may await (fetch a reference price) and runs during validation;
+    ``check`` runs synchronously right before the message is handed to ib_async
+    and the pacer, so nothing can change between the check and the send. It
+    raises (:class:`~ibconn.errors.RiskRejectedError`) to refuse the order.
+    """
+
+    async def prepare(self, spec: OrderSpec, resolved: ResolvedContract) -> None:
+        """Get ready to check ``spec`` (may await)."""
+
+    def check(
+        self,
+        spec: OrderSpec,
+        resolved: ResolvedContract,
+        *,
+        replaces: OrderSnapshot | None,
+        parent: OrderSnapshot | None,
+    ) -> None:
+        """Raise to refuse ``spec``; ``replaces`` is the order a modification changes,
+        ``parent`` the entry of a bracket child."""
 
 
 class BracketOrder(NamedTuple):
@@ -431,6 +459,11 @@ class OrderService(Service):
         self._pacer = supervisor.pacer
         self._pacer.on_sent(self._on_sent)
         self._pacer.on_dropped(self._on_dropped)
+        self._pre_trade: PreTradeCheck | None = None  # the risk service (ibconn/risk.py)
+
+    def set_pre_trade_check(self, check: PreTradeCheck | None) -> None:
+        """Install the hook that every new order and every change passes before it is sent."""
+        self._pre_trade = check
 
     # -- public: placing ----------------------------------------------------------------------
 
@@ -602,6 +635,10 @@ class OrderService(Service):
         _apply_spec(new_order, checked)
         new_order.orderId = record.order_id
         new_order.transmit = True
+        # PRE-TRADE RISK CHOKE POINT (2 of 2, with _submit): every change passes here,
+        # synchronously, right before it goes to ib_async and the pacer.
+        if self._pre_trade is not None:
+            self._pre_trade.check(checked, resolved, replaces=record.snapshot(), parent=None)
         loop = asyncio.get_running_loop()
         change: asyncio.Future[None] = loop.create_future()
         record.change = change
@@ -854,7 +891,10 @@ class OrderService(Service):
     ) -> OrderSpec:
         increments = await self._rules.for_contract(resolved)
         quote = self._quote(resolved) if quote_check else None
-        return validate_order(spec, resolved, increments, quote)
+        checked = validate_order(spec, resolved, increments, quote)
+        if self._pre_trade is not None:  # pre-trade risk: fetch what check() will need
+            await self._pre_trade.prepare(checked, resolved)
+        return checked
 
     def _quote(self, resolved: ResolvedContract) -> Quote | None:
         """The quote ib_async holds for the contract, if market data is subscribed."""
@@ -882,6 +922,11 @@ class OrderService(Service):
         transmit: bool = True,
     ) -> _Record:
         """Register and send one order (synchronous: nothing awaits in between)."""
+        # PRE-TRADE RISK CHOKE POINT (1 of 2, with modify_order): every new order passes
+        # here, synchronously, right before it goes to ib_async and the pacer.
+        if self._pre_trade is not None:
+            parent_view = parent.snapshot() if parent is not None else None
+            self._pre_trade.check(spec, resolved, replaces=None, parent=parent_view)
         ib = self._supervisor.ib
         ref = self._new_ref(spec.tag)
         ib_order = Order()
@@ -1224,6 +1269,16 @@ class OrderService(Service):
         if pending:
             record.status = OrderStatus.REJECTED
             record.updated_at = datetime.now(UTC)
+            self._alerts.publish(  # one alert source of docs/alerts.md; bursts coalesce by code
+                Severity.ERROR,
+                "orders",
+                f"TWS rejected order {record.order_ref} ({record.ib_order.action} "
+                f"{record.quantity:g} {record.symbol} {record.ib_order.orderType}): "
+                f"{code} {message}",
+                code=code,
+                coalesce_key=("order_rejected", code),
+                order_ref=record.order_ref,
+            )
             if record.ack is not None and not record.ack.done():
                 record.ack.set_exception(
                     OrderRejectedError(

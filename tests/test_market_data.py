@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import itertools
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -35,6 +36,7 @@ from ibconn import (
     TickKind,
     Trade,
     TradeSource,
+    to_frame,
 )
 from ibconn.alerts import Alert
 from ibconn.sim import SimConfig, SimulatedGateway
@@ -58,11 +60,12 @@ def fast(gw: SimulatedGateway, **overrides: Any) -> dict[str, Any]:
         "reconnect_max_interval": 0.05,
         "connection_timeout": 5,
         "heartbeat_interval": 0.5,
-        "heartbeat_timeout": 2,
+        "heartbeat_timeout": 5,
         "resync_timeout": 5,
         "degraded_timeout": 10,
         "market_data_timeout": 5,
         "historical_identical_window": 0.1,
+        "historical_timeout": 10,
     }
     settings.update(overrides)
     return settings
@@ -84,10 +87,8 @@ async def session(
 async def take(stream: Any, count: int, timeout: float = 10) -> list[Any]:
     """The next ``count`` items of an opened stream."""
 
-    async def read() -> list[Any]:
+    async with asyncio.timeout(timeout):
         return [await stream.__anext__() for _ in range(count)]
-
-    return await asyncio.wait_for(read(), timeout)
 
 
 async def first(
@@ -95,13 +96,11 @@ async def first(
 ) -> Any:
     """The first item of ``stream`` that matches ``predicate``."""
 
-    async def read() -> Any:
+    async with asyncio.timeout(timeout):
         while True:
             item = await stream.__anext__()
             if predicate(item):
                 return item
-
-    return await asyncio.wait_for(read(), timeout)
 
 
 async def until(predicate: Callable[[], Any], timeout: float = 10, what: str = "") -> None:
@@ -241,10 +240,9 @@ async def test_ticks_carry_every_field_of_the_snapshot_and_changes() -> None:
 
 
 async def test_ticks_delayed() -> None:
-    async with session({"live_data": False}) as (_gw, connector):
-        async with connector.ticks("AAPL") as ticks:
-            tick = await first(ticks)
-            assert tick.delayed
+    async with session({"live_data": False}) as (_gw, connector), connector.ticks("AAPL") as ticks:
+        tick = await first(ticks)
+        assert tick.delayed
 
 
 # -- bars ------------------------------------------------------------------------------
@@ -256,7 +254,7 @@ def assert_series(bars: list[Bar], seconds: int) -> None:
         assert bar.seconds == seconds
         assert bar.start.timestamp() % seconds == 0
         assert bar.low <= min(bar.open, bar.close) <= max(bar.open, bar.close) <= bar.high
-    for before, after in zip(bars, bars[1:], strict=False):
+    for before, after in itertools.pairwise(bars):
         assert after.start - before.start == timedelta(seconds=seconds), (before, after)
 
 
@@ -287,14 +285,16 @@ async def test_bars_from_real_time_bars_5_secs_and_aggregated() -> None:
 
 async def test_bars_delayed_are_built_from_trades() -> None:
     sim = {"live_data": False, "clock_speed": 60, "tick_rate": 4, "trade_probability": 1.0}
-    async with session(sim) as (_gw, connector):
-        async with connector.bars("AAPL", "5 secs").with_status() as stream:
-            fallback = await first(stream, lambda i: isinstance(i, StreamStatus))
-            assert fallback.kind is StatusKind.FALLBACK and fallback.code == 420
-            bars = [await first(stream, lambda i: isinstance(i, Bar)) for _ in range(3)]
-            assert_series(bars, 5)
-            assert all(bar.source is BarSource.TRADES for bar in bars)
-            assert all(bar.count and bar.volume for bar in bars)
+    async with (
+        session(sim) as (_gw, connector),
+        connector.bars("AAPL", "5 secs").with_status() as stream,
+    ):
+        fallback = await first(stream, lambda i: isinstance(i, StreamStatus))
+        assert fallback.kind is StatusKind.FALLBACK and fallback.code == 420
+        bars = [await first(stream, lambda i: isinstance(i, Bar)) for _ in range(3)]
+        assert_series(bars, 5)
+        assert all(bar.source is BarSource.TRADES for bar in bars)
+        assert all(bar.count and bar.volume for bar in bars)
 
 
 async def test_a_bad_bar_size_is_refused_before_anything_is_sent() -> None:
@@ -360,8 +360,6 @@ async def test_historical_bars_errors() -> None:
 
 async def test_historical_bars_as_a_data_frame() -> None:
     pd = pytest.importorskip("pandas")
-    from ibconn import to_frame
-
     async with session() as (_gw, connector):
         bars = await connector.historical_bars("AAPL", "1 D", "1 hour")
         frame = to_frame(bars)
@@ -478,7 +476,8 @@ async def test_cancelling_the_consumer_releases() -> None:
         task = asyncio.create_task(consume())
         await until(lambda: sim_subscriptions(gw, "tbt"), what="tick-by-tick request")
         gw.set_price("AAPL", 190.50)
-        await asyncio.wait_for(got_one.wait(), 10)
+        async with asyncio.timeout(10):
+            await got_one.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -514,50 +513,56 @@ async def test_disconnect_ends_every_stream() -> None:
 
 
 async def test_quotes_conflate_for_a_slow_consumer() -> None:
-    async with session() as (gw, connector):
-        async with connector.quotes("AAPL") as fast_one, connector.quotes("AAPL") as slow:
-            await first(fast_one)
-            for n in range(10):
-                gw.set_price("AAPL", 180.0 + n)
-                await first(fast_one, lambda q, n=n: q.ask == round(180.01 + n, 2))
-            stats = slow.statistics()
-            assert stats is not None and stats.buffered == 1  # only the latest is kept
-            assert stats.dropped >= 10
-            latest = await slow.__anext__()
-            assert (latest.bid, latest.ask) == (188.99, 189.01)
+    async with (
+        session() as (gw, connector),
+        connector.quotes("AAPL") as fast_one,
+        connector.quotes("AAPL") as slow,
+    ):
+        await first(fast_one)
+        for n in range(10):
+            gw.set_price("AAPL", 180.0 + n)
+            await first(fast_one, lambda q, n=n: q.ask == round(180.01 + n, 2))
+        stats = slow.statistics()
+        assert stats is not None and stats.buffered == 1  # only the latest is kept
+        assert stats.dropped >= 10
+        latest = await slow.__anext__()
+        assert (latest.bid, latest.ask) == (188.99, 189.01)
 
 
 async def test_ticks_drop_the_oldest_for_a_slow_consumer_and_count_them() -> None:
-    async with session() as (gw, connector):
-        async with connector.ticks("AAPL") as fast_one, connector.ticks("AAPL", capacity=5) as slow:
-            seen: list[Tick] = []
-            for n in range(5):
-                gw.set_price("AAPL", 170.0 + n)
-                while not (seen and seen[-1].kind is TickKind.LAST and seen[-1].price == 170 + n):
-                    seen.append(await first(fast_one))
-            # drain what the fast consumer still has: the slow one holds the newest five
-            while (item := fast_one.statistics()) is not None and item.buffered:
-                seen.append(await fast_one.__anext__())
-            stats = slow.statistics()
-            assert stats is not None and stats.buffered == 5
-            assert stats.dropped == len(seen) - 5
-            assert await take(slow, 5) == seen[-5:]
+    async with (
+        session() as (gw, connector),
+        connector.ticks("AAPL") as fast_one,
+        connector.ticks("AAPL", capacity=5) as slow,
+    ):
+        seen: list[Tick] = []
+        for n in range(5):
+            gw.set_price("AAPL", 170.0 + n)
+            while not (seen and seen[-1].kind is TickKind.LAST and seen[-1].price == 170 + n):
+                seen.append(await first(fast_one))
+        # drain what the fast consumer still has: the slow one holds the newest five
+        while (item := fast_one.statistics()) is not None and item.buffered:
+            seen.append(await fast_one.__anext__())
+        stats = slow.statistics()
+        assert stats is not None and stats.buffered == 5
+        assert stats.dropped == len(seen) - 5
+        assert await take(slow, 5) == seen[-5:]
 
 
 async def test_bars_never_drop_a_slow_consumer_gets_stream_overflow_error() -> None:
-    async with session({"clock_speed": 60, "tick_rate": 4}) as (gw, connector):
-        async with (
-            connector.bars("AAPL", "5 secs") as fast_one,
-            connector.bars("AAPL", "5 secs", capacity=2) as slow,
-        ):
-            await take(fast_one, 4, timeout=15)
-            with pytest.raises(StreamOverflowError) as info:
-                await slow.__anext__()
-            assert info.value.capacity == 2
-            assert not slow.is_open
-            more = await take(fast_one, 1)  # the other consumer goes on
-            assert isinstance(more[0], Bar)
-            assert len(sim_subscriptions(gw, "rtb")) == 1
+    async with (
+        session({"clock_speed": 60, "tick_rate": 4}) as (gw, connector),
+        connector.bars("AAPL", "5 secs") as fast_one,
+        connector.bars("AAPL", "5 secs", capacity=2) as slow,
+    ):
+        await take(fast_one, 4, timeout=15)
+        with pytest.raises(StreamOverflowError) as info:
+            await slow.__anext__()
+        assert info.value.capacity == 2
+        assert not slow.is_open
+        more = await take(fast_one, 1)  # the other consumer goes on
+        assert isinstance(more[0], Bar)
+        assert len(sim_subscriptions(gw, "rtb")) == 1
 
 
 # -- validation ---------------------------------------------------------------------------
@@ -591,17 +596,20 @@ async def test_minus_one_and_zero_size_quotes_mean_no_market() -> None:
 
 
 async def test_negative_prices_only_where_an_instrument_can_trade_below_zero() -> None:
-    async with session() as (gw, connector):
-        async with connector.quotes("AAPL") as stock, connector.quotes(ES_FUTURE) as future:
-            await first(stock)
-            await first(future)
-            tick_price(gw, req_id(gw, "mkt", "AAPL"), 1, -5.0, 100)
-            tick_price(gw, req_id(gw, "mkt", "ESZ6"), 1, -5.0, 1)
-            below_zero = await first(future, lambda q: q.bid == -5.0)
-            assert below_zero.bid_size == 1
-            assert connector.market_data.validation().negative == 1
-            tick_price(gw, req_id(gw, "mkt", "AAPL"), 1, 189.0, 100)
-            assert (await first(stock)).bid == 189.0  # the negative bid never showed
+    async with (
+        session() as (gw, connector),
+        connector.quotes("AAPL") as stock,
+        connector.quotes(ES_FUTURE) as future,
+    ):
+        await first(stock)
+        await first(future)
+        tick_price(gw, req_id(gw, "mkt", "AAPL"), 1, -5.0, 100)
+        tick_price(gw, req_id(gw, "mkt", "ESZ6"), 1, -5.0, 1)
+        below_zero = await first(future, lambda q: q.bid == -5.0)
+        assert below_zero.bid_size == 1
+        assert connector.market_data.validation().negative == 1
+        tick_price(gw, req_id(gw, "mkt", "AAPL"), 1, 189.0, 100)
+        assert (await first(stock)).bid == 189.0  # the negative bid never showed
 
 
 @pytest.mark.parametrize(("tolerance", "flagged"), [(0.0, True), (0.1, False)])
@@ -698,16 +706,19 @@ async def test_errors_that_end_the_stream(code: int, text: str) -> None:
 
 
 async def test_an_ending_error_reaches_every_consumer_of_the_line() -> None:
-    async with session() as (gw, connector):
-        async with connector.quotes("AAPL") as quotes, connector.ticks("AAPL") as ticks:
-            await first(quotes)
-            held = await connector.subscribe_market_data("AAPL")
-            send(gw, 4, 2, req_id(gw, "mkt"), 354, "Requested market data is not subscribed.", "")
-            for stream in (quotes, ticks):
-                with pytest.raises(MarketDataError) as info:
-                    await first(stream, lambda item: False)
-                assert info.value.code == 354
-            assert not held.active and held.failure is not None and held.failure.code == 354
+    async with (
+        session() as (gw, connector),
+        connector.quotes("AAPL") as quotes,
+        connector.ticks("AAPL") as ticks,
+    ):
+        await first(quotes)
+        held = await connector.subscribe_market_data("AAPL")
+        send(gw, 4, 2, req_id(gw, "mkt"), 354, "Requested market data is not subscribed.", "")
+        for stream in (quotes, ticks):
+            with pytest.raises(MarketDataError) as info:
+                await first(stream, lambda item: False)
+            assert info.value.code == 354
+        assert not held.active and held.failure is not None and held.failure.code == 354
 
 
 @pytest.mark.parametrize(
@@ -781,7 +792,8 @@ async def collect_bars_after_gap(stream: MarketStream[Bar], timeout: float = 20)
             if gap_seen and bar.source is not BarSource.HISTORICAL:
                 live_after_gap += 1
 
-    await asyncio.wait_for(read(), timeout)
+    async with asyncio.timeout(timeout):
+        await read()
     return out
 
 
@@ -827,28 +839,28 @@ async def test_streams_continue_after_a_gateway_restart_with_gap_flags_and_backf
 
 async def test_streams_continue_after_1101_with_backfill() -> None:
     sim = {"clock_speed": 40, "tick_rate": 2}
-    async with session(sim) as (gw, connector):
-        async with (
-            connector.quotes("AAPL").with_status() as quotes,
-            connector.bars("AAPL", "5 secs") as fives,
-        ):
-            await first(quotes, lambda i: isinstance(i, Quote))
-            await take(fives, 2, timeout=15)
-            old_id = req_id(gw, "mkt")
-            gw.send_error(1100)
-            interrupted = await first(quotes, lambda i: isinstance(i, StreamStatus))
-            assert interrupted.kind is StatusKind.INTERRUPTED and interrupted.code == 1100
-            await sim_seconds_pass(gw, 16)  # market data stops while TWS has no link
-            gw.send_error(1101)  # data lost: the gateway forgot every subscription
-            resumed = await first(quotes, lambda i: isinstance(i, StreamStatus))
-            assert resumed.kind is StatusKind.RESUMED
-            assert (await first(quotes, lambda i: isinstance(i, Quote))).after_gap
-            await until(lambda: sim_subscriptions(gw, "mkt"), what="resubscribed")
-            assert req_id(gw, "mkt") != old_id
-            bars = await collect_bars_after_gap(fives)
-            assert_series(bars, 5)
-            assert any(b.source is BarSource.HISTORICAL for b in bars)
-            assert connector.ib.isConnected()  # same socket throughout
+    async with (
+        session(sim) as (gw, connector),
+        connector.quotes("AAPL").with_status() as quotes,
+        connector.bars("AAPL", "5 secs") as fives,
+    ):
+        await first(quotes, lambda i: isinstance(i, Quote))
+        await take(fives, 2, timeout=15)
+        old_id = req_id(gw, "mkt")
+        gw.send_error(1100)
+        interrupted = await first(quotes, lambda i: isinstance(i, StreamStatus))
+        assert interrupted.kind is StatusKind.INTERRUPTED and interrupted.code == 1100
+        await sim_seconds_pass(gw, 16)  # market data stops while TWS has no link
+        gw.send_error(1101)  # data lost: the gateway forgot every subscription
+        resumed = await first(quotes, lambda i: isinstance(i, StreamStatus))
+        assert resumed.kind is StatusKind.RESUMED
+        assert (await first(quotes, lambda i: isinstance(i, Quote))).after_gap
+        await until(lambda: sim_subscriptions(gw, "mkt"), what="resubscribed")
+        assert req_id(gw, "mkt") != old_id
+        bars = await collect_bars_after_gap(fives)
+        assert_series(bars, 5)
+        assert any(b.source is BarSource.HISTORICAL for b in bars)
+        assert connector.ib.isConnected()  # same socket throughout
 
 
 async def test_bars_backfill_after_1102_without_resubscribing() -> None:

@@ -53,6 +53,7 @@ def test_demo_runs_end_to_end() -> None:
     out = result.stdout
     assert "server version 178, accounts DU0000001" in out
     assert "AAPL     conId 265598" in out
+    assert "quotes:" in out
     assert "connected -> reconnecting" in out
     assert "reconnecting -> connected" in out
     assert "BUY 100 AAPL MKT -> filled 100" in out

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ibconn.errors import StreamOverflowError
-from ibconn.streams import Broadcast, OverflowPolicy
+from ibconn.streams import Broadcast, OverflowPolicy, StreamStatistics, Subscription
 
 
 async def test_every_subscriber_gets_every_item_in_order() -> None:
@@ -133,3 +136,80 @@ async def test_conflate_stays_bounded_when_nothing_can_be_replaced() -> None:
     assert sub.statistics().dropped == 3
     stream.close()
     assert [item async for item in sub] == [2, "c", 3]
+
+
+# -- batches -----------------------------------------------------------------------------
+
+
+async def drain(sub: Subscription[Any]) -> tuple[list[Any], str]:
+    out: list[Any] = []
+    try:
+        async for item in sub:
+            out.append(item)
+    except StreamOverflowError:
+        return out, "overflow"
+    return out, "end"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    policy=st.sampled_from(list(OverflowPolicy)),
+    capacity=st.integers(min_value=1, max_value=6),
+    steps=st.lists(
+        st.one_of(
+            st.integers(min_value=-3, max_value=50),
+            st.lists(st.integers(min_value=-3, max_value=50), max_size=9),
+        ),
+        max_size=12,
+    ),
+    reads=st.lists(st.integers(min_value=0, max_value=3), max_size=12),
+)
+def test_publish_many_is_publish_item_by_item(
+    policy: OverflowPolicy, capacity: int, steps: list[int | list[int]], reads: list[int]
+) -> None:
+    """Whatever the policy, a batch leaves every subscription as single publishes do."""
+
+    async def run(batched: bool) -> tuple[list[Any], list[Any], str, StreamStatistics]:
+        stream: Broadcast[int] = Broadcast(
+            "numbers", capacity=capacity, policy=policy, replaces=lambda old, new: old >= 0
+        )
+        sub = stream.subscribe()
+        early: list[Any] = []
+        for i, step in enumerate(steps):
+            batch = step if isinstance(step, list) else [step]
+            if batched:
+                stream.publish_many(batch)
+            else:
+                for item in batch:
+                    stream.publish(item)
+            for _ in range(reads[i] if i < len(reads) else 0):
+                early.append(sub.get_nowait())
+        stats = sub.statistics()
+        stream.close()
+        rest, how = await drain(sub)
+        return early, rest, how, stats
+
+    assert asyncio.run(run(True)) == asyncio.run(run(False))
+
+
+async def test_closing_a_full_drop_oldest_stream_keeps_every_buffered_item() -> None:
+    stream: Broadcast[int] = Broadcast("ticks", capacity=3, policy=OverflowPolicy.DROP_OLDEST)
+    sub = stream.subscribe()
+    stream.publish_many([1, 2, 3, 4, 5])
+    assert sub.statistics().dropped == 2
+    stream.close()
+    assert [n async for n in sub] == [3, 4, 5]
+    assert sub.statistics().delivered == 3
+
+
+async def test_a_waiting_consumer_wakes_on_a_batch() -> None:
+    stream: Broadcast[int] = Broadcast("ticks", capacity=10, policy=OverflowPolicy.DROP_OLDEST)
+    sub = stream.subscribe()
+    reader = asyncio.create_task(sub.__anext__())
+    await asyncio.sleep(0)
+    stream.publish_many([])  # nothing: still waiting
+    await asyncio.sleep(0)
+    assert not reader.done()
+    stream.publish_many([7, 8])
+    assert await asyncio.wait_for(reader, 1) == 7
+    assert sub.get_nowait() == 8

@@ -1,0 +1,155 @@
+"""Per-tick cost of ibconn's broadcast streams, with one consumer and with ten.
+
+Usage::
+
+    python benchmarks/streams_cost.py [--ticks 300000] [--batch 5000] [--repeats 5]
+
+No socket: a producer publishes ``--ticks`` items in batches of ``--batch``
+(as the market data service does once per TCP read) and yields to the event
+loop between batches; every consumer reads every item with ``async for``.
+Reported: nanoseconds per published item (all consumers included), median
+of ``--repeats``. Three implementations of the same fan-out:
+
+* ``Broadcast.publish``: ibconn's deque-based subscriptions, one call per item;
+* ``Broadcast.publish_many``: the same, one call per batch;
+* ``asyncio.Queue``: one ``put_nowait`` per consumer per item, ``await get()``
+  per item (what ``streams.py`` does not use, for comparison).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import statistics
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import machine, table
+
+from ibconn.streams import Broadcast, OverflowPolicy
+
+_DONE = object()
+
+
+async def _broadcast(ticks: int, batch: int, consumers: int, *, many: bool) -> float:
+    stream: Broadcast[object] = Broadcast(
+        "ticks", capacity=batch * 2, policy=OverflowPolicy.DROP_OLDEST
+    )
+    subs = [stream.subscribe() for _ in range(consumers)]
+    counts = [0] * consumers
+
+    async def consume(index: int) -> None:
+        n = 0
+        async for _item in subs[index]:
+            n += 1
+        counts[index] = n
+
+    tasks = [asyncio.ensure_future(consume(i)) for i in range(consumers)]
+    await asyncio.sleep(0)
+    items = [object() for _ in range(batch)]
+    start = time.perf_counter()
+    for _ in range(ticks // batch):
+        if many:
+            stream.publish_many(items)
+        else:
+            publish = stream.publish
+            for item in items:
+                publish(item)
+        await asyncio.sleep(0)
+    stream.close()
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    assert counts == [ticks // batch * batch] * consumers, counts
+    assert all(sub.statistics().dropped == 0 for sub in subs)
+    return elapsed / (ticks // batch * batch)
+
+
+async def _queues(ticks: int, batch: int, consumers: int) -> float:
+    queues: list[asyncio.Queue[object]] = [asyncio.Queue(batch * 2) for _ in range(consumers)]
+    counts = [0] * consumers
+
+    async def consume(index: int) -> None:
+        queue, n = queues[index], 0
+        while (await queue.get()) is not _DONE:
+            n += 1
+        counts[index] = n
+
+    tasks = [asyncio.ensure_future(consume(i)) for i in range(consumers)]
+    await asyncio.sleep(0)
+    items = [object() for _ in range(batch)]
+    start = time.perf_counter()
+    for _ in range(ticks // batch):
+        for item in items:
+            for queue in queues:
+                queue.put_nowait(item)
+        await asyncio.sleep(0)
+    for queue in queues:
+        queue.put_nowait(_DONE)
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    assert counts == [ticks // batch * batch] * consumers
+    return elapsed / (ticks // batch * batch)
+
+
+def _median(
+    make: Callable[[], Coroutine[Any, Any, float]], repeats: int
+) -> tuple[float, list[float]]:
+    runs = []
+    for _ in range(repeats):
+        gc.collect()
+        runs.append(asyncio.run(make()))
+    return statistics.median(runs), runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ticks", type=int, default=300_000)
+    parser.add_argument("--batch", type=int, default=5_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    rows = []
+    for consumers in (1, 10):
+        for name, make in (
+            (
+                "Broadcast.publish (per item)",
+                lambda c=consumers: _broadcast(args.ticks, args.batch, c, many=False),
+            ),
+            (
+                "Broadcast.publish_many (per batch)",
+                lambda c=consumers: _broadcast(args.ticks, args.batch, c, many=True),
+            ),
+            ("asyncio.Queue", lambda c=consumers: _queues(args.ticks, args.batch, c)),
+        ):
+            med, runs = _median(make, args.repeats)
+            rows.append(
+                [
+                    name,
+                    consumers,
+                    f"{med * 1e9:,.0f}",
+                    f"{med * 1e9 / consumers:,.0f}",
+                    f"{min(runs) * 1e9:,.0f}-{max(runs) * 1e9:,.0f}",
+                ]
+            )
+            print(f"{name} x{consumers}: {med * 1e9:,.0f} ns/item", file=sys.stderr, flush=True)
+    info = machine()
+    print(
+        f"\nStreams: {args.ticks:,} items in batches of {args.batch:,}, every consumer reads every "
+        f"item with `async for`; median of {args.repeats}. {info['nproc']} CPUs, {info['cpu']}, "
+        f"Python {info['python']}, {info['date']}.\n"
+    )
+    print(
+        table(
+            ["fan-out", "consumers", "ns per item", "ns per item per consumer", "range (ns/item)"],
+            rows,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
