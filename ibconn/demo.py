@@ -15,6 +15,7 @@ import logging
 import sys
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from ib_async import Forex, Future
@@ -217,7 +218,12 @@ async def _positions_demo(connector: IBConnector, gw: SimulatedGateway, out: Tex
         f"{summary.buying_power:,.2f}, initial margin {summary.init_margin:,.2f}",
         file=out,
     )
-    pnl = connector.account_pnl()
+    asked = datetime.now(UTC)
+    for _ in range(60):  # TWS sends P&L about once a second: wait for figures with the fills
+        pnl = connector.account_pnl()
+        if pnl is not None and pnl.time >= asked:
+            break
+        await asyncio.sleep(0.05)
     if pnl is not None:
         print(
             f"  P&L today {pnl.daily_pnl}, unrealized {pnl.unrealized_pnl}, "

@@ -143,8 +143,8 @@ class Position:
         return None
 
     def __str__(self) -> str:
-        mark = f" @ {self.market_price:g}" if self.market_price is not None else ""
-        cost = f" avg cost {self.avg_cost:g}" if self.avg_cost is not None else ""
+        mark = f" @ {self.market_price:.10g}" if self.market_price is not None else ""
+        cost = f" avg cost {self.avg_cost:.10g}" if self.avg_cost is not None else ""
         upnl = f" unrealized {self.unrealized_pnl:.2f}" if self.unrealized_pnl is not None else ""
         return (
             f"{self.account} {self.symbol} {self.quantity:g}{cost}{mark}{upnl} "

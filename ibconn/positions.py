@@ -225,6 +225,7 @@ class PositionService(Service):
         self._portfolio_marks: dict[int, tuple[float, datetime]] = {}
         self._md_marks: dict[int, tuple[float, datetime]] = {}
         self._dirty_marks: set[int] = set()
+        self._held: set[int] = set()  # con_ids of open positions (the ticker filter)
         self._pnl: dict[str, AccountPnL] = {}
         self._currencies: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -259,7 +260,8 @@ class PositionService(Service):
             if (account is None or book.account == account) and (include_flat or book.quantity != 0)
         ]
         books.sort(key=lambda b: (b.account, b.symbol, b.con_id))
-        return [self._snapshot(book, book.source) for book in books]
+        active = self._md_con_ids() if self._md_marks else set()
+        return [self._snapshot(book, book.source, active) for book in books]
 
     def holdings(self) -> list[Position]:
         """Every position known, flat ones included (what the risk service reads)."""
@@ -490,6 +492,7 @@ class PositionService(Service):
     def close(self) -> None:
         """Stop the tasks and end every ``position_updates()`` stream (connector closed)."""
         self._live = False
+        self._lost_since_ready = True  # a later connect() is a new socket
         for task in list(self._tasks):
             task.cancel()
         self._tasks.clear()
@@ -680,7 +683,7 @@ class PositionService(Service):
     def _on_tickers_event(self, tickers: Iterable[Ticker]) -> None:
         if self._market_data is None:
             return
-        held = {book.con_id for book in self._books.values() if book.quantity != 0}
+        held = self._held
         if not held:
             return
         for ticker in tickers:
@@ -952,16 +955,22 @@ class PositionService(Service):
 
     def _publish(self, book: _Book, source: PositionSource) -> None:
         book.source = source
+        if book.quantity != 0:
+            self._held.add(book.con_id)
+        elif not any(b.quantity != 0 for b in self._books.values() if b.con_id == book.con_id):
+            self._held.discard(book.con_id)
         position = self._snapshot(book, source)
         book.published_mark = position.market_price
         if source is not PositionSource.RECONCILED:
             book.mismatch = None
         self._updates.publish(position)
 
-    def _snapshot(self, book: _Book, source: PositionSource) -> Position:
+    def _snapshot(
+        self, book: _Book, source: PositionSource, md_active: set[int] | None = None
+    ) -> Position:
         state = book.ledger.state
         flat = state.quantity == 0
-        mark = None if flat else self._mark(book.con_id, None)
+        mark = None if flat else self._mark(book.con_id, md_active)
         price = mark[0] if mark is not None else None
         value = unrealized = None
         if price is not None:

@@ -1238,15 +1238,20 @@ class RiskService(Service):
                 self._wake.set()
 
     async def _follow_connection(self, events: Subscription[ConnectionEvent]) -> None:
-        async with events:
-            async for event in events:
-                back = (
-                    event.state is ConnectionState.CONNECTED
-                    and event.previous is ConnectionState.DEGRADED
-                )
-                if back and self._kill.engaged:
-                    # 1102: the link is back without a new session: send the cancels again.
-                    self._send_cancels(self._kill.global_cancel)
+        while not self._closed:
+            try:
+                async with events:
+                    async for event in events:
+                        back = (
+                            event.state is ConnectionState.CONNECTED
+                            and event.previous is ConnectionState.DEGRADED
+                        )
+                        if back and self._kill.engaged:
+                            # 1102: the link is back without a new session: cancel again.
+                            self._send_cancels(self._kill.global_cancel)
+                return
+            except StreamOverflowError:  # cannot happen at human rates; read on regardless
+                events = self._supervisor.events()
 
     def close(self) -> None:
         """Stop the monitor and end the exposure streams (the connector is closed)."""

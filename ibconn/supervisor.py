@@ -10,7 +10,6 @@ changes connection state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass

@@ -58,6 +58,9 @@ def test_demo_runs_end_to_end() -> None:
     assert "reconnecting -> connected" in out
     assert "BUY 100 AAPL MKT -> filled 100" in out
     assert "cancelled -> cancelled, filled 40 of 100" in out
+    assert "positions (0 mismatch(es) with the broker):" in out
+    assert "DU0000001 AAPL 60 avg cost 190.02" in out
+    assert "reconciled: DU0000001 AAPL: quantity 60 at ibconn, 75 at the broker" in out
     assert out.rstrip().endswith("state=closed>")
 
 
