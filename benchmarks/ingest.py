@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/ingest.py [--count 1000000] [--tbt-count 500000] [--repeats 3]
-                                [--arms a,a_fast,b,c,d_raw,d] [--markdown]
+                                [--arms a,a_fast,b,c,c_batch,d_raw,d] [--markdown]
 
 The gateway (``benchmarks/_harness.py serve``) runs in its own process and,
 per run, streams exactly ``--count`` sequence-numbered updates of AAPL to
@@ -20,6 +20,7 @@ Arms:
 * ``a_fast``: the same with ibconn's receive path installed (``install_fast_receive``);
 * ``b``: ibconn: one ``async for`` consumer of ``connector.ticks("AAPL")``;
 * ``c``: ibconn: ten consumers of ``connector.ticks("AAPL")``, every tick to each;
+* ``c_batch``: the same ten consumers reading ``stream.batches()`` (a list per wakeup);
 * ``d_raw``: raw ib_async: ``reqTickByTickData("AllLast")``, ``ticker.tickByTicks`` counted;
 * ``d_raw_gc``: the same with ``tune_gc_for_streaming()`` (the GC effect alone);
 * ``d``: ibconn: one consumer of ``connector.trades("AAPL")`` with ``tune_gc=True``;
@@ -49,13 +50,14 @@ SCRIPT = Path(__file__).resolve()
 SYMBOL = "AAPL"
 CAPACITY = 65536
 CONSUMERS_C = 10
-ALL_ARMS = ["a", "a_fast", "b", "c", "d_raw", "d_raw_gc", "d", "d_nogc"]
+ALL_ARMS = ["a", "a_fast", "b", "c", "c_batch", "d_raw", "d_raw_gc", "d", "d_nogc"]
 TBT_ARMS = {"d_raw", "d_raw_gc", "d", "d_nogc"}
 LABELS = {
     "a": "(a) raw ib_async, quotes",
     "a_fast": "(a') raw ib_async + ibconn receive path",
     "b": "(b) ibconn connector.ticks, 1 consumer",
     "c": "(c) ibconn connector.ticks, 10 consumers",
+    "c_batch": "(c-batch) ibconn connector.ticks, 10 consumers, batches()",
     "d_raw": "(d) raw ib_async, tick-by-tick",
     "d_raw_gc": "raw ib_async, tick-by-tick, GC tuned",
     "d": "(d) ibconn connector.trades, GC tuned",
@@ -106,7 +108,14 @@ async def _raw_ib_async(gw: Gateway, count: int, client_id: int, *, fast: bool, 
 
 
 async def _ibconn(
-    gw: Gateway, count: int, client_id: int, *, consumers: int, trades: bool, tune_gc: bool
+    gw: Gateway,
+    count: int,
+    client_id: int,
+    *,
+    consumers: int,
+    trades: bool,
+    tune_gc: bool,
+    batches: bool = False,
 ) -> Any:
     from ibconn import IBConnector  # noqa: PLC0415
 
@@ -137,13 +146,26 @@ async def _ibconn(
                         done.set_result(time.monotonic())
                     return
 
+    async def consume_batches(index: int, stream: Any) -> None:
+        n = 0
+        async for batch in stream.batches():
+            if counting[0]:
+                n += len(batch)
+                if batch[-1].size == count:
+                    counts[index] = n
+                    finished[0] += 1
+                    if finished[0] == consumers and not done.done():
+                        done.set_result(time.monotonic())
+                    return
+
     streams = [
         (connector.trades if trades else connector.ticks)(SYMBOL, capacity=CAPACITY)
         for _ in range(consumers)
     ]
     for stream in streams:
         await stream.__aenter__()
-    tasks = [loop.create_task(consume(i, s)) for i, s in enumerate(streams)]
+    reader = consume_batches if batches else consume
+    tasks = [loop.create_task(reader(i, s)) for i, s in enumerate(streams)]
     await asyncio.sleep(0.3)  # the snapshot passes uncounted
     counting[0] = True
     result = await _measure(gw, count, "tbt" if trades else "mkt", done)
@@ -183,9 +205,17 @@ async def _child(args: argparse.Namespace) -> None:
 
             tune_gc_for_streaming()
         result = await _raw_ib_async(gw, count, cid, fast=False, tbt=True)
-    elif arm in ("b", "c"):
+    elif arm in ("b", "c", "c_batch"):
         consumers = 1 if arm == "b" else CONSUMERS_C
-        result = await _ibconn(gw, count, cid, consumers=consumers, trades=False, tune_gc=False)
+        result = await _ibconn(
+            gw,
+            count,
+            cid,
+            consumers=consumers,
+            trades=False,
+            tune_gc=False,
+            batches=arm == "c_batch",
+        )
     elif arm in ("d", "d_nogc"):
         result = await _ibconn(gw, count, cid, consumers=1, trades=True, tune_gc=arm == "d")
     else:
@@ -283,6 +313,7 @@ def _report(
     checks = [
         ("b/a >= 1.5", med.get("b"), med.get("a"), 1.5),
         ("c/a >= 1.0", med.get("c"), med.get("a"), 1.0),
+        ("c-batch/a >= 1.0", med.get("c_batch"), med.get("a"), 1.0),
         ("d/raw >= 2.0", med.get("d"), med.get("d_raw"), 2.0),
     ]
     print()

@@ -41,4 +41,6 @@ def to_frame(items: Sequence[Bar | Quote | Trade | Tick]) -> Any:
 
 
 def _fields(item: Bar | Quote | Trade | Tick) -> dict[str, Any]:
-    return {field.name: getattr(item, field.name) for field in dataclasses.fields(item)}
+    if isinstance(item, Bar):
+        return {field.name: getattr(item, field.name) for field in dataclasses.fields(item)}
+    return item._asdict()  # Quote, Trade and Tick are named tuples

@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import time as _time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -142,6 +143,13 @@ _BID_SIZE, _ASK_SIZE, _LAST_SIZE, _VOLUME = (
 
 
 _TRADES_KEY = (StreamKind.TRADES, 0)
+_TICKS_KEY = (StreamKind.TICKS, 0)
+_QUOTES_KEY = (StreamKind.QUOTES, 0)
+_INF = math.inf
+_TICK_BY_TICK = TradeSource.TICK_BY_TICK
+# Builds a Tick or Trade (named tuples) from a tuple of all its fields in one C call:
+# the hot path's constructor (``Tick(...)`` adds a Python-level ``__new__`` call).
+_new_tuple: Any = tuple.__new__
 
 _POLICIES: dict[StreamKind, OverflowPolicy] = {
     StreamKind.QUOTES: OverflowPolicy.CONFLATE,
@@ -911,30 +919,15 @@ class MarketDataService(Service):
         ib.barUpdateEvent += self._on_bar_update
         ib.errorEvent += self._on_error
         wrapper = ib.wrapper
-        original = wrapper.tickByTickAllLast
-        on_trade = self._on_tick_by_tick
-
-        def tick_by_tick_all_last(  # noqa: PLR0917 - ib_async's callback signature
-            reqId: int,
-            tickType: int,
-            time: int,
-            price: float,
-            size: float,
-            tickAttribLast: Any,
-            exchange: str,
-            specialConditions: str,
-        ) -> None:
-            if not on_trade(reqId, time, price, size, tickAttribLast, exchange, specialConditions):
-                original(
-                    reqId, tickType, time, price, size, tickAttribLast, exchange, specialConditions
-                )
-
         # ib_async stamps tick-by-tick trades with the receive time and drops the
         # exchange time that the out-of-order check needs. This tap takes the
         # decoded fields first-hand for ibconn's own tick-by-tick lines (their
         # ib_async Ticker is then not updated: nothing reads it) and leaves every
-        # other request to ib_async.
-        wrapper.tickByTickAllLast = tick_by_tick_all_last  # type: ignore[method-assign]
+        # other request to ib_async's handler (a C-level partial: no extra
+        # Python frame per trade).
+        wrapper.tickByTickAllLast = functools.partial(  # type: ignore[method-assign]
+            self._on_tick_by_tick, wrapper.tickByTickAllLast
+        )
 
     def _on_pending_tickers(self, tickers: Iterable[Ticker]) -> None:
         try:
@@ -950,11 +943,19 @@ class MarketDataService(Service):
             _log.opt(exception=exc).error("market data tick handling raised {!r}", exc)
 
     def _on_ticks(self, inst: _Instrument, ticker: Ticker) -> None:
+        """The ticks of one TCP read for ``inst``: validate, update the quote, publish.
+
+        Everything that does not change from tick to tick (the time, the feeds,
+        the gap flag, the instrument's names) is read once per call; the quote
+        state lives in locals until the end of the read. Values that pass the
+        plain range checks (finite, not negative, a non-zero bid/ask size) skip
+        the validator's methods; anything else goes through them, so the
+        counters see every rejection.
+        """
         line = inst.lines.get(_MKT)
         if line is None or not line.active:
             return
-        now = asyncio.get_running_loop().time()
-        line.last_data = now
+        line.last_data = asyncio.get_running_loop().time()
         if line.stale:
             self._fresh(line)
         v = inst.validator
@@ -962,84 +963,102 @@ class MarketDataService(Service):
         delayed = ticker.marketDataType in (3, 4)
         if delayed and not inst.delayed:
             inst.delayed = True
-        tick_feed = inst.feeds.get((StreamKind.TICKS, 0))
-        ticks_out: list[Tick] | None = [] if tick_feed is not None else None
+        feeds = inst.feeds
+        tick_feed = feeds.get(_TICKS_KEY)
+        ticks_out: list[Tick] = []
+        add = ticks_out.append if tick_feed is not None else None
+        gap = tick_feed.gap if tick_feed is not None else False
+        symbol, con_id = inst.symbol, inst.con_id
         last_trades = inst.tbt_refused
-        trade_feed = inst.feeds.get(_TRADES_KEY) if last_trades else None
+        trade_feed = feeds.get(_TRADES_KEY) if last_trades else None
         trade_bars = last_trades and inst.rtb_refused and inst.sec_type != "CASH"
+        kind_of = _KIND_BY_TICK_TYPE.get
+        bid, ask, bid_size, ask_size = inst.bid, inst.ask, inst.bid_size, inst.ask_size
         quote_changed = False
-        for tick in ticker.ticks:
-            kind = _KIND_BY_TICK_TYPE.get(tick.tickType)
-            if kind is None:
-                continue
-            price = tick.price
-            size = tick.size
-            p: float | None
-            s: float | None
-            if kind is _BID or kind is _ASK:
-                if v.is_no_market(price, size):
-                    p = s = None
-                elif v.price_ok(price) and v.size_ok(size):
-                    p, s = price, size
-                else:
+        p: float | None
+        s: float | None
+        try:
+            for _, tick_type, price, size in ticker.ticks:
+                kind = kind_of(tick_type)
+                if kind is None:
                     continue
-                if kind is _BID:
-                    inst.bid, inst.bid_size = p, s
-                else:
-                    inst.ask, inst.ask_size = p, s
-                quote_changed = True
-            elif kind is _BID_SIZE or kind is _ASK_SIZE:
-                p = None
-                if size == 0.0:
-                    v.no_market += 1
-                    s = None
-                elif v.size_ok(size):
-                    s = size
-                else:
-                    continue
-                if kind is _BID_SIZE:
-                    if s is None:
-                        inst.bid = None
-                    elif inst.bid is None:
+                if kind is _BID or kind is _ASK:
+                    if 0.0 < size < _INF and 0.0 <= price < _INF:
+                        p, s = price, size
+                    elif v.is_no_market(price, size):
+                        p = s = None
+                    elif v.price_ok(price) and v.size_ok(size):
+                        p, s = price, size
+                    else:
                         continue
-                    inst.bid_size = s
-                else:
-                    if s is None:
-                        inst.ask = None
-                    elif inst.ask is None:
-                        continue
-                    inst.ask_size = s
-                quote_changed = True
-            elif kind is _LAST_SIZE or kind is _VOLUME:
-                p = None
-                if not v.size_ok(size):
-                    continue
-                s = size
-            else:  # last, high, low, close, open
-                if v.missing_price(price):
+                    if kind is _BID:
+                        bid, bid_size = p, s
+                    else:
+                        ask, ask_size = p, s
+                    quote_changed = True
+                elif kind is _BID_SIZE or kind is _ASK_SIZE:
                     p = None
-                elif v.price_ok(price):
-                    p = price
-                else:
-                    continue
-                if kind is _LAST:
-                    s = size if size > 0.0 and v.size_ok(size) else None
-                    if p is not None and (trade_feed is not None or trade_bars):
-                        self._on_last_trade(
-                            inst,
-                            ticker=ticker,
-                            stamp=stamp,
-                            price=p,
-                            size=s,
-                            feed=trade_feed,
-                            delayed=delayed,
-                        )
-                else:
-                    s = None
-            if ticks_out is not None and tick_feed is not None:
-                gap = tick_feed.take_gap()
-                ticks_out.append(Tick(inst.symbol, inst.con_id, stamp, kind, p, s, delayed, gap))
+                    if 0.0 < size < _INF:
+                        s = size
+                    elif size == 0.0:
+                        v.no_market += 1
+                        s = None
+                    elif v.size_ok(size):
+                        s = size
+                    else:
+                        continue
+                    if kind is _BID_SIZE:
+                        if s is None:
+                            bid = None
+                        elif bid is None:
+                            continue
+                        bid_size = s
+                    else:
+                        if s is None:
+                            ask = None
+                        elif ask is None:
+                            continue
+                        ask_size = s
+                    quote_changed = True
+                elif kind is _LAST_SIZE or kind is _VOLUME:
+                    p = None
+                    if not 0.0 <= size < _INF and not v.size_ok(size):
+                        continue
+                    s = size
+                else:  # last, high, low, close, open
+                    if 0.0 <= price < _INF:
+                        p = price
+                    elif v.missing_price(price):
+                        p = None
+                    elif v.price_ok(price):
+                        p = price
+                    else:
+                        continue
+                    if kind is _LAST:
+                        if 0.0 < size < _INF:
+                            s = size
+                        else:
+                            s = size if size > 0.0 and v.size_ok(size) else None
+                        if p is not None and (trade_feed is not None or trade_bars):
+                            self._on_last_trade(
+                                inst,
+                                ticker=ticker,
+                                stamp=stamp,
+                                price=p,
+                                size=s,
+                                feed=trade_feed,
+                                delayed=delayed,
+                            )
+                    else:
+                        s = None
+                if add is not None:
+                    add(_new_tuple(Tick, (symbol, con_id, stamp, kind, p, s, delayed, gap)))
+                    gap = False
+        finally:
+            if quote_changed:
+                inst.bid, inst.ask, inst.bid_size, inst.ask_size = bid, ask, bid_size, ask_size
         if ticks_out and tick_feed is not None:
+            tick_feed.gap = False  # the first tick of this read carried it
             self._published += len(ticks_out)
             tick_feed.broadcast.publish_many(ticks_out)  # one call per TCP read
         if not quote_changed:
@@ -1050,7 +1069,7 @@ class MarketDataService(Service):
                 if not waiter.done():
                     waiter.set_result(None)
         bid, ask = inst.bid, inst.ask
-        quote_feed = inst.feeds.get((StreamKind.QUOTES, 0))
+        quote_feed = inst.feeds.get(_QUOTES_KEY)
         if quote_feed is not None:
             crossed = bid is not None and ask is not None and v.is_crossed(bid, ask)
             self._published += 1
@@ -1090,65 +1109,77 @@ class MarketDataService(Service):
         if inst.rtb_refused:
             self._bar_trade(inst, when.timestamp(), price, size)
 
-    def _on_tick_by_tick(  # noqa: PLR0917 - the tick-by-tick fields, hot path
+    def _on_tick_by_tick(  # noqa: PLR0917 - ib_async's callback signature, hot path
         self,
+        original: Callable[..., None],
         req_id: int,
+        tick_type: int,
         time: int,
         price: float,
         size: float,
         attrib: Any,
         exchange: str,
         conditions: str,
-    ) -> bool:
-        """Handle a trade of one of ibconn's tick-by-tick lines; ``False`` for other requests."""
+    ) -> None:
+        """ib_async's ``wrapper.tickByTickAllLast``, tapped (see :meth:`_install`).
+
+        Handles the trades of ibconn's own tick-by-tick lines and passes every
+        other request to ib_async's ``original`` handler.
+        """
         line = self._by_req_id.get(req_id)
         if line is None or line.kind != _TBT:
-            return False
+            original(req_id, tick_type, time, price, size, attrib, exchange, conditions)
+            return
         if not line.active:
-            return True
+            return
         try:
             inst = line.inst
-            now = asyncio.get_running_loop().time()
-            line.last_data = now
+            line.last_data = asyncio.get_running_loop().time()
             if line.stale:
                 self._fresh(line)
-            v = inst.validator
-            if price == -1.0 and size == 0.0:
-                v.no_market += 1
-                return True
-            if not (v.price_ok(price) and v.size_ok(size)):
-                return True
+            if not (0.0 <= price < _INF and 0.0 <= size < _INF):
+                v = inst.validator
+                if price == -1.0 and size == 0.0:
+                    v.no_market += 1
+                    return
+                if not (v.price_ok(price) and v.size_ok(size)):
+                    return
             epoch = float(time)
             previous = inst.last_trade_time
             if epoch != previous:
-                if not v.in_order(epoch, previous):
-                    return True
+                if not inst.validator.in_order(epoch, previous):
+                    return
                 inst.last_trade_time = epoch
                 inst.last_trade_dt = datetime.fromtimestamp(epoch, UTC)
             feed = inst.feeds.get(_TRADES_KEY)
             if feed is not None:
+                gap = feed.gap
+                if gap:
+                    feed.gap = False
                 self._published += 1
                 feed.broadcast.publish(
-                    Trade(
-                        inst.symbol,
-                        inst.con_id,
-                        inst.last_trade_dt,
-                        price,
-                        size,
-                        TradeSource.TICK_BY_TICK,
-                        exchange or None,
-                        False,
-                        feed.take_gap(),
-                        bool(getattr(attrib, "pastLimit", False)),
-                        bool(getattr(attrib, "unreported", False)),
-                        conditions or None,
+                    _new_tuple(
+                        Trade,
+                        (
+                            inst.symbol,
+                            inst.con_id,
+                            inst.last_trade_dt,
+                            price,
+                            size,
+                            _TICK_BY_TICK,
+                            exchange or None,
+                            False,
+                            gap,
+                            attrib.pastLimit,
+                            attrib.unreported,
+                            conditions or None,
+                        ),
                     )
                 )
             if inst.rtb_refused:
                 self._bar_trade(inst, epoch, price, size)
         except Exception as exc:  # never break ib_async's decoder
             _log.opt(exception=exc).error("tick-by-tick handling raised {!r}", exc)
-        return True
 
     def _on_bar_update(self, bars: Any, has_new_bar: bool) -> None:
         try:

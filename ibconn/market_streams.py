@@ -9,6 +9,7 @@ of the service and give it back when they end.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from ibconn.contracts import ContractLike, ResolvedContract
 from ibconn.errors import MarketDataError, StreamOverflowError
 from ibconn.models import Quote, StreamKind, StreamStatus
-from ibconn.streams import StreamStatistics, Subscription
+from ibconn.streams import _END, StreamStatistics, Subscription
 
 if TYPE_CHECKING:
     from ibconn.market_data import MarketDataService, _Feed, _Instrument
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["MarketDataSubscription", "MarketStream"]
 
 T = TypeVar("T")
+_UNSEEN = object()
 
 
 class MarketStream(Generic[T]):
@@ -65,6 +67,7 @@ class MarketStream(Generic[T]):
         self._entered = False
         self._ended = False
         self._opening: asyncio.Lock | None = None
+        self._status_seen: object = _UNSEEN  # feed.status at the last batch (next_batch)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -87,13 +90,26 @@ class MarketStream(Generic[T]):
         self._release()
 
     def __aiter__(self) -> AsyncIterator[T]:
+        if self._entered:
+            return self  # `async with` releases: each step is __anext__, no generator layer
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[T]:
+        """Bare ``async for`` (not inside ``async with``): releases when the loop ends."""
         try:
             while True:
+                # The fast path of __anext__, inlined: one generator step per item.
+                sub = self._sub
+                if sub is not None:
+                    buffer: deque[Any] = sub._buffer
+                    if buffer and buffer[0] is not _END:
+                        item: T = buffer.popleft()
+                        sub._delivered += 1
+                        if self._include_status or type(item) is not StreamStatus:
+                            yield item
+                        continue
                 try:
-                    item = await self.__anext__()
+                    item = await self._next_slow()
                 except StopAsyncIteration:
                     return
                 yield item
@@ -103,6 +119,21 @@ class MarketStream(Generic[T]):
 
     async def __anext__(self) -> T:
         """The next item; opens the stream on first use."""
+        # The hot path: take a buffered item straight from the subscription (what
+        # Subscription.__anext__ does when it need not wait), without awaiting it.
+        sub = self._sub
+        if sub is not None:
+            buffer: deque[Any] = sub._buffer
+            include_status = self._include_status
+            while buffer and buffer[0] is not _END:
+                item: T = buffer.popleft()
+                sub._delivered += 1
+                if include_status or type(item) is not StreamStatus:
+                    return item
+        return await self._next_slow()
+
+    async def _next_slow(self) -> T:
+        """The next item when none is buffered: open, wait, or end the stream."""
         if self._sub is None:
             await self._open()
         while True:
@@ -112,14 +143,7 @@ class MarketStream(Generic[T]):
             try:
                 item = await sub.__anext__()
             except StopAsyncIteration:
-                feed = self._feed
-                self._release()
-                self._ended = self._ended or self._entered  # `async with`: ended for good
-                if feed is not None and feed.failure is not None:
-                    message, code, text = feed.failure
-                    raise MarketDataError(
-                        message, code=code, text=text, symbol=feed.inst.symbol
-                    ) from None
+                self._ended_by_feed()
                 raise
             except StreamOverflowError:
                 self._release()
@@ -128,6 +152,70 @@ class MarketStream(Generic[T]):
             if not self._include_status and type(item) is StreamStatus:
                 continue
             return cast(T, item)
+
+    def batches(self) -> AsyncIterator[list[T]]:
+        """Iterate in batches: each step is a list of everything buffered at that moment.
+
+        One await per wakeup (in practice: per TCP read) instead of one per item,
+        for consumers that handle bursts, e.g. many consumers of one busy
+        instrument. Items, order, overflow policy, ``after_gap`` and the end of
+        the stream are exactly those of ``async for``; a list is never empty.
+        Opens the stream like ``async for`` and, outside ``async with``,
+        releases it when the loop ends.
+        """
+        return self._iterate_batches()
+
+    async def _iterate_batches(self) -> AsyncIterator[list[T]]:
+        try:
+            while True:
+                try:
+                    batch = await self.next_batch()
+                except StopAsyncIteration:
+                    return
+                yield batch
+        finally:
+            if not self._entered:
+                self._release()
+
+    async def next_batch(self) -> list[T]:
+        """Everything buffered now (at least one item, waiting for one if need be);
+        opens the stream on first use. ``StopAsyncIteration`` at the end, like ``__anext__``."""
+        if self._sub is None:
+            await self._open()
+        while True:
+            sub = self._sub
+            if sub is None:
+                raise StopAsyncIteration
+            try:
+                items: list[Any] = await sub.next_batch()
+            except StopAsyncIteration:
+                self._ended_by_feed()
+                raise
+            except StreamOverflowError:
+                self._release()
+                self._ended = self._ended or self._entered
+                raise
+            if not self._include_status:
+                # Status events reach the buffer only through _post, which sets
+                # feed.status; a batch takes the whole buffer, so a batch can hold
+                # one only if feed.status changed since the previous batch.
+                feed = self._feed
+                status = feed.status if feed is not None else None
+                if status is not self._status_seen:
+                    self._status_seen = status
+                    items = [item for item in items if type(item) is not StreamStatus]
+                    if not items:
+                        continue
+            return items
+
+    def _ended_by_feed(self) -> None:
+        """The subscription ended: release, and raise MarketDataError if TWS ended the data."""
+        feed = self._feed
+        self._release()
+        self._ended = self._ended or self._entered  # `async with`: ended for good
+        if feed is not None and feed.failure is not None:
+            message, code, text = feed.failure
+            raise MarketDataError(message, code=code, text=text, symbol=feed.inst.symbol) from None
 
     async def _open(self) -> None:
         if self._sub is not None or self._ended:

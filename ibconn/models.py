@@ -1,8 +1,14 @@
 """Market data as it crosses the public API: quotes, trades, ticks, bars and stream status.
 
-Every model is a frozen, slotted dataclass: immutable, cheap to build on the
-hot path (no validation model per tick: ibconn validates before it builds
-one, see :mod:`ibconn.validation`), and typed. Times are timezone-aware UTC
+Every model is immutable and typed, with no validation model per tick (ibconn
+validates before it builds one, see :mod:`ibconn.validation`). The per-tick
+models, :class:`Quote`, :class:`Trade` and :class:`Tick`, are named tuples:
+a tuple is built in one C call (about 0.14 µs for a ``Tick``, against 0.65 µs
+for a frozen dataclass, which sets each field with ``object.__setattr__``).
+They compare like the dataclasses they were (equal only to the same model with
+equal fields, never to a plain tuple), and ``item._replace(field=value)`` makes
+a changed copy. :class:`Bar` and :class:`StreamStatus` are frozen, slotted
+dataclasses. Times are timezone-aware UTC
 ``datetime`` objects. What is missing is ``None``, never NaN and never one of
 TWS's sentinels (``-1`` prices, ``0`` sizes of an empty book side,
 ``1.7976931348623157e308``).
@@ -23,6 +29,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 __all__ = [
     "Bar",
@@ -37,6 +44,21 @@ __all__ = [
     "Trade",
     "TradeSource",
 ]
+
+
+# Quote, Trade and Tick are built once per tick (per consumer-visible item) on the hot
+# path, so they are tuples: ``tuple.__new__`` fills every field in one C call (~0.14 µs
+# for a Tick) where a frozen dataclass pays ``object.__setattr__`` per field (~0.65 µs).
+# As tuples they would compare equal to any tuple of the same values; these keep the
+# dataclass rule instead: equal only to the same model with equal fields.
+
+
+def _same_model(model: tuple[Any, ...], other: object) -> bool:
+    return type(model) is type(other) and tuple.__eq__(model, other)
+
+
+def _model_hash(model: tuple[Any, ...]) -> int:
+    return hash((type(model).__name__, tuple.__hash__(model)))
 
 
 class StreamKind(enum.StrEnum):
@@ -127,8 +149,7 @@ class StatusKind(enum.StrEnum):
     """TWS sent another non-fatal notice about this stream (code and text)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Quote:
+class Quote(NamedTuple):
     """The top of the book: best bid and ask with their sizes.
 
     A side without a market (TWS's ``-1`` price or a zero size) is ``None``.
@@ -162,9 +183,17 @@ class Quote:
             return None
         return self.ask - self.bid
 
+    def __eq__(self, other: object) -> bool:
+        return _same_model(self, other)
 
-@dataclass(frozen=True, slots=True)
-class Trade:
+    def __ne__(self, other: object) -> bool:
+        return not _same_model(self, other)
+
+    def __hash__(self) -> int:
+        return _model_hash(self)
+
+
+class Trade(NamedTuple):
     """One trade on the tape.
 
     ``source`` says whether it came from tick-by-tick data (every trade, exchange
@@ -184,9 +213,17 @@ class Trade:
     unreported: bool = False
     conditions: str | None = None
 
+    def __eq__(self, other: object) -> bool:
+        return _same_model(self, other)
 
-@dataclass(frozen=True, slots=True)
-class Tick:
+    def __ne__(self, other: object) -> bool:
+        return not _same_model(self, other)
+
+    def __hash__(self) -> int:
+        return _model_hash(self)
+
+
+class Tick(NamedTuple):
     """One change of a market data field: a price, a size, the volume or a daily OHLC value.
 
     Price kinds carry ``price`` (and, for bid/ask/last, the ``size`` TWS sent
@@ -202,6 +239,15 @@ class Tick:
     size: float | None
     delayed: bool = False
     after_gap: bool = False
+
+    def __eq__(self, other: object) -> bool:
+        return _same_model(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not _same_model(self, other)
+
+    def __hash__(self) -> int:
+        return _model_hash(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -214,22 +214,62 @@ class Subscription(Generic[T]):
                     raise StopAsyncIteration
                 self._delivered += 1
                 return item
-            if self._overflowed:
-                self._finish()
-                raise StreamOverflowError(
-                    f"consumer of stream {self._name!r} fell more than {self._capacity} "
-                    "items behind; items were lost, so the stream was ended. Read faster, "
-                    "raise the capacity, or read the current state from the connector.",
-                    stream=self._name,
-                    capacity=self._capacity,
-                )
-            if self._closed:
-                raise StopAsyncIteration
-            self._waiter = asyncio.get_running_loop().create_future()
+            await self._wait()
+
+    async def next_batch(self) -> list[T]:
+        """Everything buffered now, in order (at least one item; waits for one if need be).
+
+        One await per wakeup instead of one per item: a consumer that reads a
+        burst (the ticks of one TCP read) gets it as one list. Ends like
+        ``async for``: ``StopAsyncIteration`` at the end of the stream,
+        :class:`~ibconn.errors.StreamOverflowError` after an overflow.
+        """
+        while True:
+            buffer = self._buffer
+            if buffer:
+                if buffer[-1] is _END:  # the end marker is always the last item
+                    if len(buffer) == 1:
+                        buffer.popleft()
+                        self._finish()
+                        raise StopAsyncIteration
+                    buffer.pop()
+                    items: list[T] = list(buffer)  # type: ignore[arg-type]
+                    buffer.clear()
+                    buffer.append(_END)
+                else:
+                    items = list(buffer)  # type: ignore[arg-type]
+                    buffer.clear()
+                self._delivered += len(items)
+                return items
+            await self._wait()
+
+    async def batches(self) -> AsyncIterator[list[T]]:
+        """Iterate over :meth:`next_batch` until the stream ends."""
+        while True:
             try:
-                await self._waiter
-            finally:
-                self._waiter = None
+                batch = await self.next_batch()
+            except StopAsyncIteration:
+                return
+            yield batch
+
+    async def _wait(self) -> None:
+        """Wait for an item, raising what ends the stream (the slow path of the readers)."""
+        if self._overflowed:
+            self._finish()
+            raise StreamOverflowError(
+                f"consumer of stream {self._name!r} fell more than {self._capacity} "
+                "items behind; items were lost, so the stream was ended. Read faster, "
+                "raise the capacity, or read the current state from the connector.",
+                stream=self._name,
+                capacity=self._capacity,
+            )
+        if self._closed:
+            raise StopAsyncIteration
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
 
     def get_nowait(self) -> T | None:
         """Return the next buffered item, or ``None`` when the buffer is empty."""

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, timedelta
 from typing import Any, TypeVar
 
+import pandas as pd  # a dev dependency: the DataFrame test runs, never skips
 import pytest
 from ib_async import Forex, Future
 
@@ -359,7 +360,6 @@ async def test_historical_bars_errors() -> None:
 
 
 async def test_historical_bars_as_a_data_frame() -> None:
-    pd = pytest.importorskip("pandas")
     async with session() as (_gw, connector):
         bars = await connector.historical_bars("AAPL", "1 D", "1 hour")
         frame = to_frame(bars)

@@ -150,6 +150,16 @@ async def test_read_only_mode_refuses_every_order(gw: SimulatedGateway) -> None:
         await conn.disconnect()
 
 
+async def test_the_readonly_connection_setting_refuses_orders_too(gw: SimulatedGateway) -> None:
+    conn = await connected(gw, readonly=True)
+    try:
+        error = await refused(conn.place_limit_order("AAPL", 1, "BUY", 189.0))
+        assert error.limit == "read_only" and "readonly" in str(error)
+        assert sent_orders(gw) == 0
+    finally:
+        await conn.disconnect()
+
+
 # -- limits on positions: working orders count ------------------------------------------------
 
 
