@@ -386,7 +386,8 @@ async def test_backed_up_queue_raises_a_pacing_alert_and_statistics_show_it(
         assert stats.queued_data > 0 and stats.sent_last_second <= 20
         alert = await next_alert(alerts, lambda a: a.category == "pacing")
         assert alert.severity is Severity.WARNING and "backed up" in alert.message
-        assert pacer.statistics().oldest_wait >= 0.3
+        # the queue moves on while the test reads: check the figure the alert carried
+        assert alert.context["oldest_wait"] >= 0.3
         await asyncio.gather(*requests)
         cleared = await next_alert(alerts, lambda a: a.category == "pacing")
         assert cleared.severity is Severity.INFO
