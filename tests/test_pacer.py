@@ -387,7 +387,8 @@ async def test_backed_up_queue_raises_a_pacing_alert_and_statistics_show_it(
         alert = await next_alert(alerts, lambda a: a.category == "pacing")
         assert alert.severity is Severity.WARNING and "backed up" in alert.message
         # the queue moves on while the test reads: check the figure the alert carried
-        assert alert.context["oldest_wait"] >= 0.3
+        # (asyncio may run a timer up to its clock resolution early, hence the 10 ms)
+        assert alert.context["oldest_wait"] >= 0.29
         await asyncio.gather(*requests)
         cleared = await next_alert(alerts, lambda a: a.category == "pacing")
         assert cleared.severity is Severity.INFO
