@@ -203,7 +203,17 @@ class MarketDataStatistics(NamedTuple):
 class _Line:
     """One TWS subscription of one instrument."""
 
-    __slots__ = ("active", "handle", "inst", "kind", "last_data", "req_id", "skip_first", "stale")
+    __slots__ = (
+        "active",
+        "handle",
+        "inst",
+        "kind",
+        "last_data",
+        "req_id",
+        "seen",
+        "skip_first",
+        "stale",
+    )
 
     def __init__(self, inst: _Instrument, kind: str) -> None:
         self.inst = inst
@@ -212,6 +222,10 @@ class _Line:
         self.handle: Any = None
         self.active = False
         self.last_data = 0.0
+        # Tick-by-tick trades set `seen` instead of reading the clock per trade; the
+        # housekeeper turns it into `last_data` (so staleness is at most one
+        # housekeeping interval late for that line).
+        self.seen = False
         self.stale = False
         self.skip_first = False
 
@@ -230,6 +244,7 @@ class _Feed:
         "key",
         "kind",
         "name",
+        "pending",
         "seconds",
         "status",
     )
@@ -252,6 +267,9 @@ class _Feed:
         self.closed = False
         self.status: StreamStatus | None = None
         self.aggregator: BarAggregator | None = None
+        # Tick-by-tick trades of the current TCP read, published as one batch
+        # (MarketDataService._flush) before anything else reaches the feed.
+        self.pending: list[Trade] | None = None
 
     def lines_needed(self) -> tuple[str, ...]:
         inst = self.inst
@@ -578,6 +596,7 @@ class MarketDataService(Service):
             for line in inst.lines.values():
                 self._forget_line(line)
             for feed in list(inst.feeds.values()):
+                self._flush(feed)
                 feed.closed = True
                 feed.broadcast.close()
             for hold in list(inst.holds):
@@ -1134,7 +1153,7 @@ class MarketDataService(Service):
             return
         try:
             inst = line.inst
-            line.last_data = asyncio.get_running_loop().time()
+            line.seen = True
             if line.stale:
                 self._fresh(line)
             if not (0.0 <= price < _INF and 0.0 <= size < _INF):
@@ -1156,8 +1175,11 @@ class MarketDataService(Service):
                 gap = feed.gap
                 if gap:
                     feed.gap = False
-                self._published += 1
-                feed.broadcast.publish(
+                pending = feed.pending
+                if pending is None:  # the first trade of this read: publish the batch after it
+                    feed.pending = pending = []
+                    asyncio.get_running_loop().call_soon(self._flush, feed)
+                pending.append(
                     _new_tuple(
                         Trade,
                         (
@@ -1180,6 +1202,16 @@ class MarketDataService(Service):
                 self._bar_trade(inst, epoch, price, size)
         except Exception as exc:  # never break ib_async's decoder
             _log.opt(exception=exc).error("tick-by-tick handling raised {!r}", exc)
+
+    def _flush(self, feed: _Feed) -> None:
+        """Publish the tick-by-tick trades buffered for ``feed`` (once per TCP read)."""
+        pending = feed.pending
+        if pending is None:
+            return
+        feed.pending = None
+        if not feed.closed:
+            self._published += len(pending)
+            feed.broadcast.publish_many(pending)
 
     def _on_bar_update(self, bars: Any, has_new_bar: bool) -> None:
         try:
@@ -1361,6 +1393,7 @@ class MarketDataService(Service):
         _log.warning(text)
         failure = MarketDataError(text, code=code, text=message, symbol=inst.symbol)
         for feed in affected:
+            self._flush(feed)  # trades received before the failure are delivered
             feed.failure = (text, code, message)
             feed.closed = True
             feed.broadcast.close()
@@ -1389,6 +1422,8 @@ class MarketDataService(Service):
             time=datetime.now(UTC),
             code=code,
         )
+        if feed.pending is not None:
+            self._flush(feed)  # trades received before the status come first
         feed.status = status
         self._published += 1
         feed.broadcast.publish(status)
@@ -1418,6 +1453,9 @@ class MarketDataService(Service):
             now = loop.time()
             for inst in list(self._instruments.values()):
                 for line in inst.lines.values():
+                    if line.seen:
+                        line.seen = False
+                        line.last_data = now
                     if line.active and not line.stale and now - line.last_data > timeout:
                         self._mark_stale(line, now - line.last_data)
                 if inst.rtb_refused and inst.backfill is None and inst.feed_offset is not None:

@@ -887,3 +887,41 @@ async def test_delayed_bars_built_from_trades_are_backfilled_after_a_restart() -
         assert_series(before + bars, 5)
         assert any(b.source is BarSource.HISTORICAL for b in bars)
         assert bars[-1].source is BarSource.TRADES  # live again after the backfill
+
+
+async def test_ticks_in_batches_deliver_the_items_without_status() -> None:
+    async with (
+        session({"live_data": False}) as (gw, connector),
+        connector.ticks("AAPL") as ticks,  # delayed: a DELAYED status is posted
+    ):
+        got: list[Any] = [await ticks.__anext__()]  # per item and batches mix
+        async with asyncio.timeout(10):
+            async for batch in ticks.batches():
+                assert batch and all(isinstance(item, Tick) for item in batch)
+                got.extend(batch)
+                if len(got) >= 9:
+                    break
+        assert {t.kind for t in got[:9]} >= {TickKind.BID, TickKind.ASK, TickKind.LAST}
+        assert ticks.is_open  # inside `async with`, leaving the loop does not end it
+        gw.set_price("AAPL", 191.00)
+        async with asyncio.timeout(10):
+            while not any(t.kind is TickKind.LAST and t.price == 191.00 for t in got):
+                got.extend(await ticks.next_batch())
+        assert all(isinstance(item, Tick) and item.delayed for item in got)
+
+
+async def test_ticks_batches_with_status_and_release_outside_async_with() -> None:
+    async with session({"live_data": False}) as (_gw, connector):
+        stream = connector.ticks("AAPL").with_status()
+        items: list[Any] = []
+        async with asyncio.timeout(10):
+            async for batch in stream.batches():
+                items.extend(batch)
+                if any(isinstance(i, StreamStatus) for i in items) and any(
+                    isinstance(i, Tick) for i in items
+                ):
+                    break
+        assert StatusKind.DELAYED in statuses(items)
+        # a bare loop releases when asyncio finalizes its generator (next loop iterations)
+        await until(lambda: not stream.is_open, what="stream released")
+        await until(lambda: connector.market_data.lines() == (), what="line released")

@@ -213,3 +213,59 @@ async def test_a_waiting_consumer_wakes_on_a_batch() -> None:
     stream.publish_many([7, 8])
     assert await asyncio.wait_for(reader, 1) == 7
     assert sub.get_nowait() == 8
+
+
+async def test_next_batch_returns_everything_buffered_then_ends() -> None:
+    stream: Broadcast[int] = Broadcast("numbers", capacity=10)
+    sub = stream.subscribe()
+    stream.publish_many([1, 2, 3])
+    assert await sub.next_batch() == [1, 2, 3]
+    stream.publish(4)
+    stream.close()
+    assert await sub.next_batch() == [4]  # the end marker stays for the next call
+    with pytest.raises(StopAsyncIteration):
+        await sub.next_batch()
+    assert sub.closed
+    assert sub.statistics().delivered == 4
+
+
+async def test_next_batch_waits_for_an_item_and_batches_iterates() -> None:
+    stream: Broadcast[int] = Broadcast("numbers", capacity=10)
+    sub = stream.subscribe()
+    waiting = asyncio.ensure_future(sub.next_batch())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    stream.publish_many([5, 6])
+    assert await waiting == [5, 6]
+    stream.publish_many([7, 8, 9])
+    stream.close()
+    assert [batch async for batch in sub.batches()] == [[7, 8, 9]]
+
+
+async def test_next_batch_raises_overflow_like_anext() -> None:
+    stream: Broadcast[int] = Broadcast("bars", capacity=2, policy=OverflowPolicy.RAISE)
+    sub = stream.subscribe()
+    stream.publish_many([1, 2, 3])
+    with pytest.raises(StreamOverflowError):
+        await sub.next_batch()
+    assert sub.closed
+
+
+def test_market_models_are_immutable_tuples_that_compare_by_type() -> None:
+    import dataclasses  # noqa: PLC0415
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from ibconn.models import Quote, Tick, TickKind  # noqa: PLC0415
+
+    now = datetime.now(UTC)
+    tick = Tick("AAPL", 1, now, TickKind.BID, 190.0, 100.0)
+    same = Tick("AAPL", 1, now, TickKind.BID, 190.0, 100.0)
+    assert tick == same and hash(tick) == hash(same) and not tick != same  # noqa: SIM202
+    assert tick != tuple(tick)  # never equal to a plain tuple of the same values
+    assert tick._replace(price=191.0).price == 191.0 and tick.price == 190.0
+    with pytest.raises(AttributeError):
+        tick.price = 1.0  # type: ignore[misc]
+    assert not dataclasses.is_dataclass(tick)
+    quote = Quote("AAPL", 1, now, 189.99, 190.01, 100.0, 200.0)
+    assert quote.mid == pytest.approx(190.0) and quote.spread == pytest.approx(0.02)
+    assert quote != Quote("AAPL", 1, now, 189.99, 190.01, 100.0, 201.0)
