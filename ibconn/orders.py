@@ -146,6 +146,48 @@ _STATUS_MAP: dict[str, OrderStatus] = {
 # -- handles and records ---------------------------------------------------------------------
 
 
+class _WorkingIndex:
+    """The registered records that are not done, in registration (placement) order.
+
+    Kept up to date by :attr:`_Record.status`, so that the pre-trade check's
+    view of working orders costs the working orders only, not every order of
+    the run (it runs on the placing path, before the order is written).
+    Always equal to ``[r for r in by_ref.values() if not r.status.is_done]``.
+    """
+
+    __slots__ = ("_by_ref", "_records")
+
+    def __init__(self, by_ref: dict[str, _Record]) -> None:
+        self._by_ref = by_ref
+        self._records: dict[str, _Record] = {}
+
+    def registered(self, record: _Record, *, new_ref: bool) -> None:
+        """``record`` was just stored in ``by_ref`` (``new_ref``: under a new key)."""
+        if not new_ref:
+            self.rebuild()  # a replaced key keeps its place in by_ref
+        elif not record.status.is_done:
+            self._records[record.order_ref] = record
+
+    def forgotten(self, order_ref: str) -> None:
+        self._records.pop(order_ref, None)
+
+    def changed(self, record: _Record) -> None:
+        """``record.status`` was set."""
+        ref = record.order_ref
+        if self._by_ref.get(ref) is not record:
+            return
+        if record.status.is_done:
+            self._records.pop(ref, None)
+        elif self._records.get(ref) is not record:
+            self.rebuild()  # working again: take its place in placement order
+
+    def rebuild(self) -> None:
+        self._records = {ref: r for ref, r in self._by_ref.items() if not r.status.is_done}
+
+    def records(self) -> list[_Record]:
+        return list(self._records.values())
+
+
 class _Record:
     """Everything ibconn knows about one order (mutable, internal)."""
 
@@ -175,6 +217,7 @@ class _Record:
         self.adopted = adopted
         self.order_id: int | None = ib_order.orderId or None
         self.perm_id: int | None = ib_order.permId or None
+        self.index: _WorkingIndex | None = None
         self.status = OrderStatus.PENDING_SUBMIT
         self.tws_filled = 0.0
         self.tws_remaining: float | None = None
@@ -210,6 +253,16 @@ class _Record:
         if self.ledger.filled > 0 and self.ledger.filled >= self.tws_filled - _EPS:
             return self.ledger.avg_price
         return self.tws_avg if self.tws_filled > 0 else self.ledger.avg_price
+
+    @property
+    def status(self) -> OrderStatus:
+        return self._status
+
+    @status.setter
+    def status(self, value: OrderStatus) -> None:
+        self._status = value
+        if self.index is not None:
+            self.index.changed(self)
 
     def still_queued(self) -> bool:
         """Whether the placeOrder text never left ib_async's throttle queue."""
@@ -445,6 +498,7 @@ class OrderService(Service):
         self._run_prefix = _run_prefix()
         self._counter = itertools.count(1)
         self._by_ref: dict[str, _Record] = {}
+        self._working = _WorkingIndex(self._by_ref)
         self._by_id: dict[int, _Record] = {}
         self._by_perm: dict[int, _Record] = {}
         self._exec_owner: dict[str, _Record] = {}
@@ -739,7 +793,7 @@ class OrderService(Service):
         Orders of other client ids and manual TWS orders are left alone
         (unlike TWS's global cancel). Returns the final state of each.
         """
-        working = [r for r in self._by_ref.values() if not r.status.is_done]
+        working = self._working.records()
         if not working:
             return []
         await self._ensure_connected("cancel orders", wait_timeout)
@@ -779,9 +833,9 @@ class OrderService(Service):
 
     def orders(self, *, working_only: bool = False) -> list[OrderSnapshot]:
         """Every order this connector knows, in placement order."""
-        return [
-            r.snapshot() for r in self._by_ref.values() if not working_only or not r.status.is_done
-        ]
+        if working_only:
+            return [r.snapshot() for r in self._working.records()]
+        return [r.snapshot() for r in self._by_ref.values()]
 
     async def wait_for_order(
         self,
@@ -1024,7 +1078,10 @@ class OrderService(Service):
                     ack.exception()  # a sibling's failure must not be logged as unretrieved
 
     def _register(self, record: _Record) -> None:
+        new_ref = record.order_ref not in self._by_ref
         self._by_ref[record.order_ref] = record
+        record.index = self._working
+        self._working.registered(record, new_ref=new_ref)
         if record.order_id is not None:
             self._by_id[record.order_id] = record
         if record.perm_id:
@@ -1032,6 +1089,8 @@ class OrderService(Service):
 
     def _forget(self, record: _Record) -> None:
         self._by_ref.pop(record.order_ref, None)
+        self._working.forgotten(record.order_ref)
+        record.index = None
         if record.order_id is not None and self._by_id.get(record.order_id) is record:
             del self._by_id[record.order_id]
 
