@@ -136,6 +136,9 @@ def increment_at(
     return chosen
 
 
+_NO_FALLBACK = Decimal(0)  # never read: increment_at uses its fallback only without increments
+
+
 def _fmt(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
@@ -153,7 +156,10 @@ def _check_price(  # noqa: PLR0917
         raise InvalidInputError(
             f"{name}={value} is not allowed for {resolved.display_name}: prices must be > 0"
         )
-    fallback = to_decimal(resolved.min_tick) if resolved.min_tick > 0 else Decimal("0.01")
+    if increments:  # the fallback is only for a contract without market rules
+        fallback = _NO_FALLBACK
+    else:
+        fallback = to_decimal(resolved.min_tick) if resolved.min_tick > 0 else Decimal("0.01")
     exact = to_decimal(value)
     increment = increment_at(exact, increments, fallback)
     if exact % increment == 0:

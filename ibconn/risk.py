@@ -454,7 +454,8 @@ class RiskService(Service):
                 what,
                 f"{what} refused: read-only mode ({setting}) refuses every order",
             )
-        names = _names(resolved)
+        by_name = limits.blocked_symbols or limits.allowed_symbols or limits.max_position_per_symbol
+        names = _names(resolved) if by_name else set()
         blocked = names & set(limits.blocked_symbols)
         if blocked:
             raise _reject(
@@ -473,6 +474,17 @@ class RiskService(Service):
             )
         if parent is not None:
             return  # a bracket exit: it can only close what its entry (checked) opens
+        position_limit = self._position_limit(resolved, names)
+        if (
+            not self._kill.engaged
+            and limits.max_daily_loss is None
+            and position_limit is None
+            and limits.max_gross_exposure is None
+        ):
+            # Nothing below reads the worst-case position (positions, working orders):
+            # skip building it, which is most of the check's cost on the order path.
+            self._check_order_size(spec, resolved, what, replaces)
+            return
         account = spec.account or (replaces.account if replaces is not None else "")
         account = account or self.default_account()
         con_id = resolved.con_id
@@ -518,30 +530,7 @@ class RiskService(Service):
                 f"risk.max_daily_loss {_money(limits.max_daily_loss, limits.base_currency)}; "
                 "only orders that close a position pass today",
             )
-        if limits.max_order_quantity is not None and spec.quantity > limits.max_order_quantity:
-            raise _reject(
-                RiskLimit.MAX_ORDER_QUANTITY,
-                limits.max_order_quantity,
-                spec.quantity,
-                f"{what} refused: quantity {spec.quantity:g} is above risk.max_order_quantity "
-                f"{limits.max_order_quantity:g}",
-            )
-        if limits.max_order_notional is not None:
-            self._check_notional(spec, resolved, what, remaining)
-        count = self._open_count() + 1
-        if (
-            limits.max_open_orders is not None
-            and replaces is None
-            and count > limits.max_open_orders
-        ):
-            raise _reject(
-                RiskLimit.MAX_OPEN_ORDERS,
-                limits.max_open_orders,
-                count,
-                f"{what} refused: it would be working order number {count}, above "
-                f"risk.max_open_orders {limits.max_open_orders}",
-            )
-        position_limit = self._position_limit(resolved)
+        self._check_order_size(spec, resolved, what, replaces)
         if position_limit is not None and increases:
             worst = long1 if spec.action is OrderAction.BUY else short1
             if abs(worst) > position_limit + _EPS:
@@ -562,6 +551,39 @@ class RiskService(Service):
                 working=working,
                 account=account,
                 worst=(long0, short0, long1, short1),
+            )
+
+    def _check_order_size(
+        self,
+        spec: OrderSpec,
+        resolved: ResolvedContract,
+        what: str,
+        replaces: OrderSnapshot | None,
+    ) -> None:
+        """The limits on the order itself: quantity, notional and the open-order count."""
+        limits = self._limits
+        remaining = spec.quantity - (replaces.filled if replaces is not None else 0.0)
+        remaining = max(0.0, remaining)
+        if limits.max_order_quantity is not None and spec.quantity > limits.max_order_quantity:
+            raise _reject(
+                RiskLimit.MAX_ORDER_QUANTITY,
+                limits.max_order_quantity,
+                spec.quantity,
+                f"{what} refused: quantity {spec.quantity:g} is above risk.max_order_quantity "
+                f"{limits.max_order_quantity:g}",
+            )
+        if limits.max_order_notional is not None:
+            self._check_notional(spec, resolved, what, remaining)
+        if limits.max_open_orders is None or replaces is not None:
+            return
+        count = self._open_count() + 1
+        if count > limits.max_open_orders:
+            raise _reject(
+                RiskLimit.MAX_OPEN_ORDERS,
+                limits.max_open_orders,
+                count,
+                f"{what} refused: it would be working order number {count}, above "
+                f"risk.max_open_orders {limits.max_open_orders}",
             )
 
     def _check_notional(
@@ -732,11 +754,14 @@ class RiskService(Service):
             h.quantity for h in self.holdings() if h.account == account and h.con_id == con_id
         )
 
-    def _position_limit(self, resolved: ResolvedContract) -> float | None:
+    def _position_limit(
+        self, resolved: ResolvedContract, names: set[str] | None = None
+    ) -> float | None:
         per_symbol = self._limits.max_position_per_symbol
-        for name in _names(resolved):
-            if name in per_symbol:
-                return per_symbol[name]
+        if per_symbol:
+            for name in _names(resolved) if names is None else names:
+                if name in per_symbol:
+                    return per_symbol[name]
         return self._limits.max_position
 
     def _order_price(self, spec: OrderSpec) -> float | None:
