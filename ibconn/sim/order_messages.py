@@ -114,6 +114,13 @@ def _contract11(inst: Instrument, exchange: str) -> list[str]:
     ]
 
 
+def _position_exchange(inst: Instrument) -> str:
+    """The exchange TWS reports in position messages: a stock's primary exchange."""
+    if inst.sec_type == "STK":
+        return inst.primary_exchange or inst.exchange
+    return inst.exchange
+
+
 # ---------------------------------------------------------------------------- orders
 
 
@@ -437,17 +444,7 @@ def position_fields(pos: PositionSnapshot) -> list[str]:
         "61",
         "3",
         pos.account,
-        str(inst.con_id),
-        inst.symbol,
-        inst.sec_type,
-        inst.last_trade_date,
-        "0",
-        "",
-        inst.multiplier_text,
-        (inst.primary_exchange or inst.exchange) if inst.sec_type == "STK" else inst.exchange,
-        inst.currency,
-        inst.local_symbol,
-        inst.trading_class,
+        *_contract11(inst, _position_exchange(inst)),
         num(pos.quantity),
         num(round(pos.avg_cost, 8)),
     ]
@@ -461,17 +458,7 @@ def position_multi_fields(req_id: int, pos: PositionSnapshot, model_code: str = 
         "1",
         str(req_id),
         pos.account,
-        str(inst.con_id),
-        inst.symbol,
-        inst.sec_type,
-        inst.last_trade_date,
-        "0",
-        "",
-        inst.multiplier_text,
-        (inst.primary_exchange or inst.exchange) if inst.sec_type == "STK" else inst.exchange,
-        inst.currency,
-        inst.local_symbol,
-        inst.trading_class,
+        *_contract11(inst, _position_exchange(inst)),
         num(pos.quantity),
         num(round(pos.avg_cost, 8)),
         model_code,
