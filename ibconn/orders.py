@@ -79,6 +79,7 @@ from ibconn.order_models import (
 )
 from ibconn.order_validation import MarketRules, Quote, check_bracket_prices, validate_order
 from ibconn.pacing import DroppedMessage
+from ibconn.receive import yield_to_waiters
 from ibconn.session import ConnectionState, Service, Session
 from ibconn.streams import Broadcast, OverflowPolicy, Subscription
 
@@ -864,6 +865,14 @@ class OrderService(Service):
         ref = self._lookup(order).order_ref
         return self._updates.subscribe(lambda u: u.order_ref == ref, capacity)
 
+    def unpublished_fills(self) -> list[Fill]:
+        """Fills received but not yet on :meth:`fills` (held for their commission report).
+
+        An order can be FILLED while its fill still waits here (up to about a
+        second): whoever counts positions from the fill stream adds these.
+        """
+        return [pending.fill for pending in self._pending_fills]
+
     def fills(self, symbol: str | None = None, capacity: int | None = None) -> Subscription[Fill]:
         """Every fill from now on (of one symbol when given), each exactly once; never drops.
 
@@ -1227,6 +1236,7 @@ class OrderService(Service):
         self._link(record, trade)
         if record.change is not None and not record.change.done():
             record.change.set_result(None)
+            self._wake()
             self._publish(record, UpdateKind.MODIFIED)
 
     def _on_status(self, trade: Trade) -> None:
@@ -1285,6 +1295,9 @@ class OrderService(Service):
         record = self._by_id.get(req_id)
         if record is None:
             return
+        settles = (record.ack, record.change, record.cancel_failed)
+        if record.waiters or any(f is not None and not f.done() for f in settles):
+            self._wake()  # whatever this error settles, its waiter resumes first
         ib = self._installed
         if ib is not None and req_id in ib.wrapper._futures:
             return  # a request id, not an order id
@@ -1401,11 +1414,18 @@ class OrderService(Service):
         if new is not record.status or changed:
             self._set_status(record, new, kind)
 
+    def _wake(self) -> None:
+        """A future someone awaits was just settled: let the receive path yield after this
+        message, so that the waiter resumes before the rest of the read is decoded."""
+        if self._installed is not None:
+            yield_to_waiters(self._installed)
+
     def _set_status(self, record: _Record, status: OrderStatus, kind: UpdateKind) -> None:
         record.status = status
         record.updated_at = datetime.now(UTC)
         if status.is_acknowledged and record.ack is not None and not record.ack.done():
             record.ack.set_result(None)
+            self._wake()
         self._publish(record, kind)
 
     def _ingest_fill(self, ib_fill: IBFill, trade: Trade | None, *, publish: bool) -> None:
@@ -1497,6 +1517,7 @@ class OrderService(Service):
             for predicate, future in list(record.waiters):
                 if not future.done() and predicate(snapshot):
                     future.set_result(snapshot)
+                    self._wake()
 
     # -- link loss and resync -----------------------------------------------------------------
 

@@ -264,7 +264,12 @@ class PositionService(Service):
         return [self._snapshot(book, book.source, active) for book in books]
 
     def holdings(self) -> list[Position]:
-        """Every position known, flat ones included (what the risk service reads)."""
+        """Every position known, flat ones included (what the risk service reads).
+
+        Fills already published are applied first, so the figures never lag the
+        fill stream by the loop iteration its consumer task needs.
+        """
+        self._drain()
         return self.positions(include_flat=True)
 
     def position(

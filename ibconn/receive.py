@@ -44,6 +44,22 @@ same ``IB``. The receiver keeps the unread tail in ``client._data``, as
 ``ib_async`` does, so ``client.reset()`` (on every connect and disconnect)
 still empties it.
 
+**Handing control back to waiters.** A read can hold dozens of messages:
+an order's acknowledgement and fill arrive together with the account
+values and portfolio updates they cause. ``ib_async`` decodes the whole
+read before the loop can resume a coroutine whose answer was near its
+start. Code that resolves a future somebody awaits (ibconn's order
+acknowledgements and order waiters) calls :meth:`FastReceiver.request_yield`
+(or :func:`yield_to_waiters`): the receiver stops after the message being
+handled, ends that slice as if the read had ended there (``tcpDataProcessed``),
+and continues with the unread bytes in a ``loop.call_soon`` callback, which
+runs after the woken coroutine. Nothing is reordered or lost: the unread
+bytes stay first in the buffer (data that arrives meanwhile is appended
+behind them and waits for the same continuation, so that a socket read queued
+before the woken coroutine does not decode past it), ``client.reset()``
+drops them as it drops any unread bytes, and to ``ib_async`` the slice
+boundary looks like a TCP segment boundary, which it already handles.
+
 Only the pinned ``ib_async`` 2.1.x is supported: with another version
 :func:`install_fast_receive` logs a warning and leaves ``ib_async``'s own
 path in place.
@@ -51,6 +67,7 @@ path in place.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 from typing import Any, Final
@@ -67,6 +84,7 @@ __all__ = [
     "fast_receive_supported",
     "install_fast_receive",
     "uninstall_fast_receive",
+    "yield_to_waiters",
 ]
 
 SUPPORTED_IB_ASYNC: Final = "2.1."
@@ -91,7 +109,7 @@ class FastReceiver:
     :func:`install_fast_receive`).
     """
 
-    __slots__ = ("_client", "_cur", "_depth", "_pos")
+    __slots__ = ("_client", "_cur", "_depth", "_pos", "_resume", "_yield")
 
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -101,6 +119,8 @@ class FastReceiver:
         self._cur: bytes | bytearray = b""
         self._pos = 0
         self._depth = 0  # > 0 while a read is being processed (nested calls)
+        self._yield = False  # stop after the current message (request_yield)
+        self._resume: asyncio.Handle | None = None  # continues a read cut by a yield
 
     @property
     def client(self) -> Client:
@@ -110,12 +130,37 @@ class FastReceiver:
     def data_received(self, data: bytes) -> None:
         """Frame, decode and dispatch ``data`` (one socket read), as ``_onSocketHasData``."""
         client: Any = self._client
+        if self._resume is not None and not self._depth:
+            # A read cut by a yield waits for its continuation, which is queued behind
+            # the coroutines it woke: keep the new bytes behind the unread ones for it.
+            self._append(client, data)
+            client._numBytesRecv += len(data)
+            return
         debug = client._logger.isEnabledFor(logging.DEBUG)
         if client._tcpDataArrived:
             client._tcpDataArrived()
 
         buf = self._append(client, data)
         client._numBytesRecv += len(data)
+        self._slice(client, buf, debug)
+
+    def request_yield(self) -> None:
+        """Stop after the message being handled; decode the rest in a later loop callback.
+
+        For code that just resolved a future another coroutine awaits: that
+        coroutine resumes before the rest of the read is decoded. Outside a
+        read it does nothing.
+        """
+        if self._depth:
+            self._yield = True
+
+    @property
+    def paused(self) -> bool:
+        """True while unread bytes wait for the callback that continues a cut read."""
+        return self._resume is not None
+
+    def _slice(self, client: Any, buf: bytes | bytearray, debug: bool) -> None:
+        """Process ``buf`` until it is used up or a yield is requested."""
         self._depth += 1
         try:
             if not self._process(client, buf, debug):
@@ -123,9 +168,29 @@ class FastReceiver:
             self._keep_tail(client)
         finally:
             self._depth -= 1
+            cut = self._yield and not self._depth
+            if cut:
+                self._yield = False
 
         if client._tcpDataProcessed:
             client._tcpDataProcessed()
+        if cut and self._unread(client) and self._resume is None:
+            self._resume = asyncio.get_running_loop().call_soon(self._continue)
+
+    def _unread(self, client: Any) -> int:
+        data = client._data
+        return len(data) - (self._pos if data is self._cur else 0)
+
+    def _continue(self) -> None:
+        """The rest of a read cut by :meth:`request_yield`, as a read of its own."""
+        self._resume = None
+        client: Any = self._client
+        if not self._unread(client):
+            return  # used up, or dropped by client.reset()
+        debug = client._logger.isEnabledFor(logging.DEBUG)
+        if client._tcpDataArrived:
+            client._tcpDataArrived()
+        self._slice(client, client._data, debug)
 
     # -- buffer ------------------------------------------------------------------
 
@@ -171,8 +236,10 @@ class FastReceiver:
 
     def _process(self, client: Any, buf: bytes | bytearray, debug: bool) -> bool:
         """Dispatch every complete message; False when the handshake failed."""
-        pos = 0
+        pos = self._pos if buf is self._cur else 0
         while True:
+            if self._yield:
+                return True
             n = len(buf)
             if n - pos <= 4 or pos + 4 + _unpack_from(buf, pos)[0] > n:
                 return True  # not one complete message: nothing to decode in this read
@@ -213,6 +280,8 @@ class FastReceiver:
             interpret(fields)
             if client._data is not buf:
                 return False
+            if self._yield:
+                return True
         return True
 
     def _general(self, client: Any, buf: bytes | bytearray, pos: int, debug: bool) -> bool | None:
@@ -266,6 +335,8 @@ class FastReceiver:
                 client.decoder.interpret(fields)
             if client._data is not buf:
                 return False
+            if self._yield:
+                return True
         return True
 
 
@@ -319,6 +390,9 @@ def uninstall_fast_receive(ib: Any) -> bool:
     if not isinstance(receiver, FastReceiver):
         return False
     receiver._keep_tail(client)
+    if receiver._resume is not None:  # unread bytes of a cut read: ib_async's next read gets them
+        receiver._resume.cancel()
+        receiver._resume = None
     has_data = client.conn.hasData
     has_data.disconnect(receiver.data_received)
     has_data.connect(client._onSocketHasData)
@@ -330,3 +404,16 @@ def fast_receive_installed(ib: Any) -> bool:
     """Whether ibconn's receive path is installed in ``ib``'s client."""
     client = getattr(ib, "client", ib)
     return isinstance(getattr(client, _ATTR, None), FastReceiver)
+
+
+def yield_to_waiters(ib: Any) -> None:
+    """Ask ``ib``'s receive path to return to the loop after the message being handled.
+
+    Call it right after resolving a future that another coroutine awaits
+    (see :meth:`FastReceiver.request_yield`). A no-op when ibconn's receive
+    path is not installed or no read is being processed.
+    """
+    client = getattr(ib, "client", ib)
+    receiver = getattr(client, _ATTR, None)
+    if receiver is not None:
+        receiver.request_yield()

@@ -48,7 +48,7 @@ import asyncio
 import contextlib
 import enum
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
@@ -62,7 +62,7 @@ from ibconn.config import ConnectorSettings, RiskSettings
 from ibconn.contracts import ResolvedContract
 from ibconn.errors import IBConnError, RiskRejectedError, StreamOverflowError
 from ibconn.logs import get_logger
-from ibconn.order_models import OrderAction, OrderSnapshot, OrderSpec, OrderType
+from ibconn.order_models import Fill, OrderAction, OrderSnapshot, OrderSpec, OrderType
 from ibconn.orders import OrderService
 from ibconn.session import ConnectionEvent, ConnectionState, Service, Session
 from ibconn.streams import Broadcast, OverflowPolicy, Subscription
@@ -144,6 +144,59 @@ class _PortfolioHolding:
     unrealized_pnl: float | None
     realized_pnl: float
     avg_price: float | None
+
+
+def _with_unpublished(
+    holdings: Iterable[Holding], fills: Sequence[Fill], default_account: str
+) -> list[Holding]:
+    """``holdings`` plus the fills the position service has not received yet.
+
+    TWS reports an order FILLED before the commission report that releases its
+    fill to the fill stream; in between, neither the working orders nor the
+    positions would count that quantity, and a pre-trade check would see room
+    that is gone.
+    """
+    out = list(holdings)
+    extra: dict[tuple[str, int], list[Fill]] = {}
+    for fill in fills:
+        if fill.corrects is None:  # a correction re-prices what was counted already
+            extra.setdefault((fill.account or default_account, fill.con_id), []).append(fill)
+    for i, holding in enumerate(out):
+        pending = extra.pop((holding.account, holding.con_id), None)
+        if pending is not None:
+            out[i] = _adjusted(holding, sum(f.signed_quantity for f in pending))
+    for (account, con_id), pending in extra.items():
+        first = pending[0]
+        out.append(
+            _PortfolioHolding(
+                account=account,
+                con_id=con_id,
+                symbol=first.symbol,
+                quantity=sum(f.signed_quantity for f in pending),
+                market_price=None,
+                multiplier=1.0,
+                currency="",
+                unrealized_pnl=None,
+                realized_pnl=0.0,
+                avg_price=first.price,
+            )
+        )
+    return out
+
+
+def _adjusted(holding: Holding, delta: float) -> Holding:
+    return _PortfolioHolding(
+        account=holding.account,
+        con_id=holding.con_id,
+        symbol=holding.symbol,
+        quantity=holding.quantity + delta,
+        market_price=holding.market_price,
+        multiplier=holding.multiplier,
+        currency=holding.currency,
+        unrealized_pnl=holding.unrealized_pnl,
+        realized_pnl=holding.realized_pnl,
+        avg_price=holding.avg_price,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -718,7 +771,11 @@ class RiskService(Service):
     def holdings(self) -> list[Holding]:
         """The positions the limits see: the position service's, else ib_async's portfolio."""
         if self._positions is not None:
-            return [h for h in self._positions() if h.quantity or h.realized_pnl]
+            pending = self._orders.unpublished_fills()
+            held = self._positions()
+            if pending:
+                held = _with_unpublished(held, pending, self.default_account())
+            return [h for h in held if h.quantity or h.realized_pnl]
         try:
             ib = self._supervisor.ib
         except IBConnError:

@@ -234,10 +234,11 @@ async def test_a_gateway_restart_that_rolls_order_ids_back(
 async def test_a_correction_while_disconnected(
     gw: SimulatedGateway, connector: IBConnector
 ) -> None:
+    fills: Subscription[Fill] = connector.fills()
     handle = await connector.place_market_order("AAPL", 100, "BUY")
     await connector.wait_for_order(handle, timeout=5)
-    fills: Subscription[Fill] = connector.fills()
     original = connector.get_order_status(handle).fills[0]
+    assert (await next_item(fills)).exec_id == original.exec_id
 
     async def correct() -> None:
         gw.correct_execution(original.exec_id, 188.0)

@@ -438,3 +438,145 @@ async def test_every_update_arrives_in_order_across_reconnects() -> None:
             ib.disconnect()
             await asyncio.sleep(0.05)
             assert ib.client._data == b""
+
+
+# -- yielding to waiters ---------------------------------------------------------------------
+
+
+def _decoded(log: list[str]) -> list[str]:
+    """What was decoded and dispatched, without the per-read hooks and counters."""
+    return [
+        entry.split("@", 1)[0].split("#", 1)[0]
+        for entry in log
+        if not entry.startswith(("tcpDataArrived", "tcpDataProcessed"))
+    ]
+
+
+def _slow_reference(chunks: list[bytes]) -> list[str]:
+    client, _, log = make_client(fast=False)
+    feed(client, iter(chunks))
+    return _decoded(log)
+
+
+async def _until_not_paused(receiver: FastReceiver) -> None:
+    for _ in range(100):
+        if not receiver.paused:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the cut read was never continued")
+
+
+async def test_a_yield_resumes_the_waiter_before_the_rest_of_the_read(stream: bytes) -> None:
+    client, wrapper, log = make_client(fast=True)
+    receiver: FastReceiver = client._ibconn_receiver  # type: ignore[attr-defined]
+    waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    ticks = [0]
+
+    def on_tick(*_: Any) -> None:
+        ticks[0] += 1
+        if ticks[0] == 3:
+            waiter.set_result(client._numMsgRecv)
+            receive.yield_to_waiters(client)
+
+    wrapper.hooks["priceSizeTick"] = on_tick
+    client.conn.hasData.emit(stream)  # one read holding every message
+    assert receiver.paused
+    at_yield = await waiter
+    assert client._numMsgRecv == at_yield  # resumed before one more message was decoded
+    assert log[-1].startswith("tcpDataProcessed")  # the slice ended like a read
+    await _until_not_paused(receiver)
+    assert unread(client) == b""
+    assert _decoded(log) == _slow_reference([stream])  # nothing lost, nothing reordered
+    assert sum(entry.startswith("tcpDataProcessed") for entry in log) == 2
+
+
+async def test_data_that_arrives_while_paused_is_decoded_after_the_unread_bytes(
+    stream: bytes,
+) -> None:
+    starts = boundaries(stream)
+    first, second = stream[: starts[len(starts) // 2] + 3], stream[starts[len(starts) // 2] + 3 :]
+    client, wrapper, log = make_client(fast=True)
+    receiver: FastReceiver = client._ibconn_receiver  # type: ignore[attr-defined]
+    yielded = [False]
+
+    def on_tick(*_: Any) -> None:
+        if not yielded[0]:
+            yielded[0] = True
+            receiver.request_yield()
+
+    wrapper.hooks["priceSizeTick"] = on_tick
+    client.conn.hasData.emit(first)
+    assert receiver.paused
+    decoded = client._numMsgRecv
+    client.conn.hasData.emit(second)  # before the continuation ran: queued behind the rest
+    assert receiver.paused and client._numMsgRecv == decoded
+    await _until_not_paused(receiver)
+    assert _decoded(log) == _slow_reference([first, second])
+    assert unread(client) == b""
+
+
+async def test_a_reset_while_paused_drops_the_unread_bytes(stream: bytes) -> None:
+    client, wrapper, log = make_client(fast=True)
+    receiver: FastReceiver = client._ibconn_receiver  # type: ignore[attr-defined]
+    wrapper.hooks["priceSizeTick"] = lambda *_: receiver.request_yield()
+    client.conn.hasData.emit(stream)
+    decoded = sum(entry.startswith("fields") for entry in log)
+    assert receiver.paused and unread(client)
+    client.reset()  # what ib_async does on a disconnect
+    await _until_not_paused(receiver)
+    assert unread(client) == b""
+    assert sum(entry.startswith("fields") for entry in log) == decoded
+
+
+async def test_uninstall_while_paused_hands_the_unread_bytes_to_ib_async(stream: bytes) -> None:
+    client, wrapper, log = make_client(fast=True)
+    receiver: FastReceiver = client._ibconn_receiver  # type: ignore[attr-defined]
+    yielded = [False]
+
+    def on_tick(*_: Any) -> None:
+        if not yielded[0]:
+            yielded[0] = True
+            receiver.request_yield()
+
+    wrapper.hooks["priceSizeTick"] = on_tick
+    starts = boundaries(stream)
+    last = stream[starts[-2] :]
+    client.conn.hasData.emit(stream[: starts[-2]])
+    assert receiver.paused
+    assert uninstall_fast_receive(client)
+    assert not receiver.paused
+    client.conn.hasData.emit(last)  # ib_async's own path decodes the held bytes first
+    await asyncio.sleep(0)
+    assert _decoded(log) == _slow_reference([stream])
+
+
+def test_a_yield_outside_a_read_does_nothing(stream: bytes) -> None:
+    client, _, log = make_client(fast=True)
+    receive.yield_to_waiters(client)  # no read in progress
+    client.conn.hasData.emit(stream)  # (no loop needed: nothing is cut)
+    assert not client._ibconn_receiver.paused  # type: ignore[attr-defined]
+    assert _decoded(log) == _slow_reference([stream])
+    receive.yield_to_waiters(IB())  # a client without ibconn's path: no-op
+
+
+async def test_a_new_connection_after_a_reset_while_paused_is_decoded(stream: bytes) -> None:
+    """A reset drops the unread bytes; what the next connection sends is decoded, the
+    handshake included, even though the continuation of the old read was still queued."""
+    client, wrapper, log = make_client(fast=True)
+    receiver: FastReceiver = client._ibconn_receiver  # type: ignore[attr-defined]
+    yielded = [False]
+
+    def on_tick(*_: Any) -> None:
+        if not yielded[0]:
+            yielded[0] = True
+            receiver.request_yield()
+
+    wrapper.hooks["priceSizeTick"] = on_tick
+    client.conn.hasData.emit(stream)
+    assert receiver.paused
+    client.reset()
+    del log[:]
+    client.conn.hasData.emit(stream)  # a new connection: handshake first
+    await _until_not_paused(receiver)
+    assert client._serverVersion == 178 and client._apiReady
+    assert _decoded(log) == _slow_reference([stream])

@@ -200,6 +200,33 @@ async def test_max_position_counts_the_position_and_lets_closing_orders_pass(
         await conn.disconnect()
 
 
+async def test_a_fill_counts_before_its_commission_report_releases_it(
+    gw: SimulatedGateway,
+) -> None:
+    """TWS reports FILLED before the commission report that releases the fill to the
+    position service: in between, the filled quantity must still count."""
+    conn = await risky(gw, max_position=150, max_gross_exposure=1_000_000)
+    try:
+        handle = await conn.place_market_order("AAPL", 100, "BUY")
+        done = await conn.wait_for_order(handle, timeout=5)
+        assert done.status is OrderStatus.FILLED
+        # (wait_for_order resumes right after the FILLED status, before the rest of its read)
+        assert [f.exec_id for f in conn.order_service.unpublished_fills()] == [
+            f.exec_id for f in done.fills
+        ]
+        assert conn.risk.position(conn.accounts[0], 265598) == 100
+        assert conn.exposure().instrument("AAPL").position == 100  # type: ignore[union-attr]
+        error = await refused(conn.place_limit_order("AAPL", 60, "BUY", 180.0))
+        assert error.order_value == 160
+        # once the fill reaches the positions it is counted once, not twice
+        await until(lambda: not conn.order_service.unpublished_fills())
+        assert conn.risk.position(conn.accounts[0], 265598) == 100
+        error = await refused(conn.place_limit_order("AAPL", 51, "BUY", 180.0))
+        assert error.order_value == 151
+    finally:
+        await conn.disconnect()
+
+
 async def test_a_change_is_checked_without_the_order_it_replaces(gw: SimulatedGateway) -> None:
     conn = await risky(gw, max_position=300)
     try:
