@@ -150,14 +150,23 @@ class ContractResolver:
         self._timeout = timeout
         self._by_key: dict[tuple[object, ...], ResolvedContract] = {}
         self._by_con_id: dict[int, ResolvedContract] = {}
+        # Symbol strings exactly as passed: a hit skips building a Contract to look up.
+        self._by_text: dict[str, ResolvedContract] = {}
         self._pending: dict[tuple[object, ...], asyncio.Future[ResolvedContract]] = {}
 
     def cached(self, instrument: ContractLike) -> ResolvedContract | None:
         """The cached resolution, or ``None`` if it was never resolved."""
+        if type(instrument) is str:
+            hit = self._by_text.get(instrument)
+            if hit is not None:
+                return hit
         contract = to_contract(instrument)
         if contract.conId and contract.conId in self._by_con_id:
             return self._by_con_id[contract.conId]
-        return self._by_key.get(_cache_key(contract))
+        found = self._by_key.get(_cache_key(contract))
+        if found is not None and type(instrument) is str:
+            self._by_text[instrument] = found
+        return found
 
     def by_con_id(self, con_id: int) -> ResolvedContract | None:
         """The cached resolution for a contract id, if any."""
@@ -173,10 +182,10 @@ class ContractResolver:
         finds more than one, :class:`NotConnectedError` when not connected and
         :class:`RequestTimeoutError` when TWS does not answer in time.
         """
-        contract = to_contract(instrument)
-        hit = self.cached(contract)
+        hit = self.cached(instrument)
         if hit is not None:
             return hit
+        contract = to_contract(instrument)
         key = _cache_key(contract)
         pending = self._pending.get(key)
         if pending is not None:
@@ -195,6 +204,8 @@ class ContractResolver:
             self._by_key[key] = resolved
             self._by_key[_cache_key(resolved.contract)] = resolved
             self._by_con_id[resolved.con_id] = resolved
+            if type(instrument) is str:
+                self._by_text[instrument] = resolved
             return resolved
         finally:
             del self._pending[key]

@@ -229,8 +229,7 @@ class _Record:
         self.ack: asyncio.Future[None] | None = None
         self.change: asyncio.Future[None] | None = None
         self.cancel_failed: asyncio.Future[OrderError] | None = None
-        self.waiters: list[tuple[Callable[[OrderSnapshot], bool], asyncio.Future[OrderSnapshot]]]
-        self.waiters = []
+        self.waiters: list[_Waiter] = []
         # the placeOrder text still waiting in ib_async's throttle queue, if it was queued
         self.queued: tuple[deque[str], str] | None = None
         self.sent = False
@@ -394,6 +393,9 @@ class PreTradeCheck(Protocol):
     raises (:class:`~ibconn.errors.RiskRejectedError`) to refuse the order.
     """
 
+    def needs_prepare(self, spec: OrderSpec, resolved: ResolvedContract) -> bool:
+        """Whether :meth:`prepare` has anything to do for ``spec`` (cheap, synchronous)."""
+
     async def prepare(self, spec: OrderSpec, resolved: ResolvedContract) -> None:
         """Get ready to check ``spec`` (may await)."""
 
@@ -540,10 +542,13 @@ class OrderService(Service):
         """
         if not isinstance(spec, OrderSpec):
             raise InvalidInputError(f"place_order() takes an OrderSpec, got {type(spec).__name__}")
-        await self._ensure_connected("place an order", wait_timeout)
-        resolved = await self._resolve(spec.symbol)
+        if not self._ready():
+            await self._ensure_connected("place an order", wait_timeout)
+        # The usual case (contract, market rule and reference price at hand) awaits nothing.
+        resolved = self._contracts.cached(spec.symbol) or await self._resolve(spec.symbol)
         checked = await self._validate(spec, resolved)
-        await self._ensure_connected("place an order", wait_timeout)
+        if not self._ready():
+            await self._ensure_connected("place an order", wait_timeout)
         record = self._submit(checked, resolved)
         await self._await_acks([record], ack_timeout)
         return OrderHandle(record)
@@ -759,7 +764,7 @@ class OrderService(Service):
                 f"the cancel of order {record.order_ref} was not sent: the link to TWS is down"
             ) from exc
         limit = timeout if timeout is not None else self._settings.order_ack_timeout
-        done = asyncio.ensure_future(self._wait(record, lambda s: s.is_done, None))
+        done = asyncio.ensure_future(self._wait(record, _until(None), None))
         waiting: set[asyncio.Future[Any]] = {done, failed}
         try:
             finished, _ = await asyncio.wait(
@@ -853,8 +858,7 @@ class OrderService(Service):
         snapshot. Raises :class:`RequestTimeoutError` after ``timeout`` seconds.
         """
         record = self._lookup(order)
-        predicate = _predicate(until)
-        return await self._wait(record, predicate, timeout)
+        return await self._wait(record, _until(until), timeout)
 
     def order_updates(
         self, order: OrderLike | None = None, capacity: int | None = None
@@ -926,6 +930,9 @@ class OrderService(Service):
 
     # -- placing internals --------------------------------------------------------------------
 
+    def _ready(self) -> bool:
+        return self._sync.live and self._supervisor.state is ConnectionState.CONNECTED
+
     async def _ensure_connected(self, what: str, wait_timeout: float | None) -> None:
         state = self._supervisor.state
         if state is ConnectionState.CONNECTED and self._sync.live:
@@ -952,11 +959,14 @@ class OrderService(Service):
     async def _validate(
         self, spec: OrderSpec, resolved: ResolvedContract, *, quote_check: bool = True
     ) -> OrderSpec:
-        increments = await self._rules.for_contract(resolved)
+        rule_ids = resolved.market_rule_ids
+        increments = self._rules.cached(rule_ids[0]) if rule_ids else ()
+        if increments is None:
+            increments = await self._rules.for_contract(resolved)
         quote = self._quote(resolved) if quote_check else None
         checked = validate_order(spec, resolved, increments, quote)
-        if self._pre_trade is not None:  # pre-trade risk: fetch what check() will need
-            await self._pre_trade.prepare(checked, resolved)
+        if self._pre_trade is not None and self._pre_trade.needs_prepare(checked, resolved):
+            await self._pre_trade.prepare(checked, resolved)  # fetch what check() will need
         return checked
 
     def _quote(self, resolved: ResolvedContract) -> Quote | None:
@@ -1125,18 +1135,12 @@ class OrderService(Service):
             f"not {type(order).__name__}"
         )
 
-    async def _wait(
-        self,
-        record: _Record,
-        predicate: Callable[[OrderSnapshot], bool],
-        timeout: float | None,
-    ) -> OrderSnapshot:
-        snapshot = record.snapshot()
-        if predicate(snapshot):
-            return snapshot
+    async def _wait(self, record: _Record, until: _Until, timeout: float | None) -> OrderSnapshot:
+        if until.reached(record):
+            return record.snapshot()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[OrderSnapshot] = loop.create_future()
-        entry = (predicate, future)
+        entry = _Waiter(until, future)
         record.waiters.append(entry)
         timer = loop.call_later(timeout, _expire, future) if timeout is not None else None
         try:
@@ -1513,10 +1517,9 @@ class OrderService(Service):
         )
         self._updates.publish(update)
         if record.waiters:
-            snapshot = record.snapshot()
-            for predicate, future in list(record.waiters):
-                if not future.done() and predicate(snapshot):
-                    future.set_result(snapshot)
+            for waiter in list(record.waiters):
+                if not waiter.future.done() and waiter.until.reached(record):
+                    waiter.future.set_result(record.snapshot())
                     self._wake()
 
     # -- link loss and resync -----------------------------------------------------------------
@@ -1820,22 +1823,46 @@ def _with_commission(fill: Fill, report: Any) -> Fill:
     )
 
 
-def _predicate(
+class _Until:
+    """What a ``wait_for_order`` waits for: statuses (checked without a snapshot) or a
+    predicate on the snapshot; a final status always ends the wait."""
+
+    __slots__ = ("check", "statuses")
+
+    def __init__(
+        self,
+        statuses: frozenset[OrderStatus],
+        check: Callable[[OrderSnapshot], bool] | None = None,
+    ) -> None:
+        self.statuses = statuses
+        self.check = check
+
+    def reached(self, record: _Record) -> bool:
+        status = record.status
+        if status in self.statuses or status.is_done:
+            return True
+        return self.check is not None and self.check(record.snapshot())
+
+
+class _Waiter(NamedTuple):
+    until: _Until
+    future: asyncio.Future[OrderSnapshot]
+
+
+def _until(
     until: OrderStatus | Collection[OrderStatus] | Callable[[OrderSnapshot], bool] | None,
-) -> Callable[[OrderSnapshot], bool]:
+) -> _Until:
     if until is None:
-        return lambda snapshot: snapshot.status.is_done
+        return _Until(frozenset())
     if isinstance(until, OrderStatus):
-        wanted = until
-        return lambda snapshot: snapshot.status is wanted or snapshot.status.is_done
+        return _Until(frozenset((until,)))
     if callable(until):
-        check = until
-        return lambda snapshot: check(snapshot) or snapshot.status.is_done
+        return _Until(frozenset(), until)
     statuses = frozenset(until)
     for item in statuses:
         if not isinstance(item, OrderStatus):
             raise InvalidInputError(f"until= takes OrderStatus values, got {item!r}")
-    return lambda snapshot: snapshot.status in statuses or snapshot.status.is_done
+    return _Until(statuses)
 
 
 class _AckTimeout(Exception):

@@ -439,6 +439,15 @@ class RiskService(Service):
 
     # -- the pre-trade check -----------------------------------------------------------
 
+    def needs_prepare(self, spec: OrderSpec, resolved: ResolvedContract) -> bool:
+        """Whether :meth:`prepare` has anything to do for ``spec`` (checked on every order)."""
+        if self._resolved.get(resolved.con_id) is not resolved:
+            return True
+        limits = self._limits
+        if limits.max_order_notional is None and limits.max_gross_exposure is None:
+            return False
+        return self._order_price(spec) is None and self.market_price(resolved.con_id) is None
+
     async def prepare(self, spec: OrderSpec, resolved: ResolvedContract) -> None:
         """Fetch a reference price when a money limit needs one and none is at hand."""
         self._resolved[resolved.con_id] = resolved
