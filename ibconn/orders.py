@@ -37,16 +37,13 @@ import contextlib
 import copy
 import dataclasses
 import itertools
-import math
-import secrets
-import time
 from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar
 
-from ib_async import IB, Contract, Order, Trade
+from ib_async import IB, Order, Trade
 from ib_async import Fill as IBFill
 from ib_async import OrderStatus as IBOrderStatus
 
@@ -56,15 +53,24 @@ from ibconn.config import ConnectorSettings
 from ibconn.contracts import ContractLike, ContractResolver, ResolvedContract
 from ibconn.errors import (
     ConnectionLostError,
-    IBConnError,
     InvalidInputError,
     NotConnectedError,
     OrderRejectedError,
     OrderStateUnknownError,
     RequestTimeoutError,
 )
-from ibconn.fills import FillLedger, LedgerOutcome
+from ibconn.fills import LedgerOutcome
 from ibconn.logs import get_logger
+from ibconn.order_convert import (
+    apply_spec,
+    aware_utc,
+    map_tws_status,
+    pnl_or_none,
+    price_or_none,
+    spec_from_order,
+    to_fill,
+    with_commission,
+)
 from ibconn.order_models import (
     Fill,
     OrderAction,
@@ -76,6 +82,18 @@ from ibconn.order_models import (
     OrderUpdate,
     TimeInForce,
     UpdateKind,
+)
+from ibconn.order_records import (
+    AckTimeout,
+    OrderHandle,
+    OrderLike,
+    OrderRecord,
+    Until,
+    Waiter,
+    WorkingIndex,
+    expire_future,
+    new_run_prefix,
+    until_of,
 )
 from ibconn.order_validation import MarketRules, Quote, check_bracket_prices, validate_order
 from ibconn.pacing import DroppedMessage
@@ -107,281 +125,6 @@ _COMMISSION_GRACE = 1.0
 _EPS = 1e-9
 _PLACE_ORDER = 3
 T = TypeVar("T")
-
-
-# -- status mapping --------------------------------------------------------------------------
-
-
-def map_tws_status(
-    raw: str, filled: float, remaining: float | None, current: OrderStatus | None = None
-) -> OrderStatus | None:
-    """TWS's (or ib_async's) status string -> :class:`OrderStatus`; ``None`` = no change.
-
-    ``Submitted`` / ``PreSubmitted`` with a filled quantity and something
-    remaining is ``PARTIALLY_FILLED``. ib_async's ``ValidationError`` (a
-    warning about a live order) and ``ApiUpdate`` are not statuses: ``None``.
-    """
-    if raw in (IBOrderStatus.Submitted, IBOrderStatus.PreSubmitted):
-        if filled > _EPS and (remaining is None or remaining > _EPS):
-            return OrderStatus.PARTIALLY_FILLED
-        if raw == IBOrderStatus.Submitted:
-            return OrderStatus.SUBMITTED
-        return OrderStatus.PRE_SUBMITTED
-    mapped = _STATUS_MAP.get(raw)
-    if mapped is not None:
-        return mapped
-    return None
-
-
-_STATUS_MAP: dict[str, OrderStatus] = {
-    IBOrderStatus.PendingSubmit: OrderStatus.PENDING_SUBMIT,
-    IBOrderStatus.ApiPending: OrderStatus.PENDING_SUBMIT,
-    IBOrderStatus.PendingCancel: OrderStatus.PENDING_CANCEL,
-    IBOrderStatus.Cancelled: OrderStatus.CANCELLED,
-    IBOrderStatus.ApiCancelled: OrderStatus.CANCELLED,
-    IBOrderStatus.Filled: OrderStatus.FILLED,
-    IBOrderStatus.Inactive: OrderStatus.INACTIVE,
-}
-
-
-# -- handles and records ---------------------------------------------------------------------
-
-
-class _WorkingIndex:
-    """The registered records that are not done, in registration (placement) order.
-
-    Kept up to date by :attr:`_Record.status`, so that the pre-trade check's
-    view of working orders costs the working orders only, not every order of
-    the run (it runs on the placing path, before the order is written).
-    Always equal to ``[r for r in by_ref.values() if not r.status.is_done]``.
-    """
-
-    __slots__ = ("_by_ref", "_records")
-
-    def __init__(self, by_ref: dict[str, _Record]) -> None:
-        self._by_ref = by_ref
-        self._records: dict[str, _Record] = {}
-
-    def registered(self, record: _Record, *, new_ref: bool) -> None:
-        """``record`` was just stored in ``by_ref`` (``new_ref``: under a new key)."""
-        if not new_ref:
-            self.rebuild()  # a replaced key keeps its place in by_ref
-        elif not record.status.is_done:
-            self._records[record.order_ref] = record
-
-    def forgotten(self, order_ref: str) -> None:
-        self._records.pop(order_ref, None)
-
-    def changed(self, record: _Record) -> None:
-        """``record.status`` was set."""
-        ref = record.order_ref
-        if self._by_ref.get(ref) is not record:
-            return
-        if record.status.is_done:
-            self._records.pop(ref, None)
-        elif self._records.get(ref) is not record:
-            self.rebuild()  # working again: take its place in placement order
-
-    def rebuild(self) -> None:
-        self._records = {ref: r for ref, r in self._by_ref.items() if not r.status.is_done}
-
-    def records(self) -> list[_Record]:
-        return list(self._records.values())
-
-
-class _Record:
-    """Everything ibconn knows about one order (mutable, internal)."""
-
-    def __init__(
-        self,
-        order_ref: str,
-        *,
-        symbol: str,
-        con_id: int,
-        contract: Contract,
-        ib_order: Order,
-        spec: OrderSpec | None,
-        resolved: ResolvedContract | None,
-        tag: str | None,
-        parent_ref: str | None = None,
-        adopted: bool = False,
-    ) -> None:
-        self.order_ref = order_ref
-        self.symbol = symbol
-        self.con_id = con_id
-        self.contract = contract
-        self.ib_order = ib_order
-        self.spec = spec
-        self.resolved = resolved
-        self.tag = tag
-        self.parent_ref = parent_ref
-        self.adopted = adopted
-        self.order_id: int | None = ib_order.orderId or None
-        self.perm_id: int | None = ib_order.permId or None
-        self.index: _WorkingIndex | None = None
-        self.status = OrderStatus.PENDING_SUBMIT
-        self.tws_filled = 0.0
-        self.tws_remaining: float | None = None
-        self.tws_avg: float | None = None
-        self.tws_last: float | None = None
-        self.ledger = FillLedger()
-        self.last_error: OrderError | None = None
-        self.ack: asyncio.Future[None] | None = None
-        self.change: asyncio.Future[None] | None = None
-        self.cancel_failed: asyncio.Future[OrderError] | None = None
-        self.waiters: list[_Waiter] = []
-        # the placeOrder text still waiting in ib_async's throttle queue, if it was queued
-        self.queued: tuple[deque[str], str] | None = None
-        self.sent = False
-        self.dropped: BaseException | None = None
-        self.updated_at = datetime.now(UTC)
-
-    @property
-    def quantity(self) -> float:
-        return float(self.ib_order.totalQuantity)
-
-    @property
-    def filled(self) -> float:
-        return max(self.ledger.filled, self.tws_filled)
-
-    @property
-    def remaining(self) -> float:
-        return max(0.0, self.quantity - self.filled)
-
-    @property
-    def avg_fill_price(self) -> float | None:
-        if self.ledger.filled > 0 and self.ledger.filled >= self.tws_filled - _EPS:
-            return self.ledger.avg_price
-        return self.tws_avg if self.tws_filled > 0 else self.ledger.avg_price
-
-    @property
-    def status(self) -> OrderStatus:
-        return self._status
-
-    @status.setter
-    def status(self, value: OrderStatus) -> None:
-        self._status = value
-        if self.index is not None:
-            self.index.changed(self)
-
-    def still_queued(self) -> bool:
-        """Whether the placeOrder text never left ib_async's throttle queue."""
-        if self.queued is None:
-            return False
-        queue, text = self.queued
-        return any(item is text for item in queue)
-
-    def snapshot(self) -> OrderSnapshot:
-        order = self.ib_order
-        return OrderSnapshot(
-            order_ref=self.order_ref,
-            order_id=self.order_id,
-            perm_id=self.perm_id,
-            symbol=self.symbol,
-            action=OrderAction(order.action.upper()),
-            order_type=order.orderType,
-            quantity=self.quantity,
-            status=self.status,
-            filled=self.filled,
-            remaining=self.remaining,
-            avg_fill_price=self.avg_fill_price,
-            last_fill_price=self.ledger.last_price or self.tws_last,
-            commission=self.ledger.commission,
-            fills=self.ledger.fills,
-            last_error=self.last_error,
-            limit_price=_price(order.lmtPrice),
-            stop_price=_price(order.auxPrice) if order.orderType != "TRAIL" else None,
-            tag=self.tag,
-            parent_ref=self.parent_ref,
-            adopted=self.adopted,
-            spec=self.spec,
-            updated_at=self.updated_at,
-            con_id=self.con_id,
-            account=order.account or "",
-            oca_group=order.ocaGroup or None,
-        )
-
-
-def _price(value: object) -> float | None:
-    """A price field of an ib_async Order as a float, ``None`` when unset."""
-    if value is None or value == "":
-        return None
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    if math.isnan(number) or math.isinf(number) or abs(number) > 1e300:
-        return None
-    return number
-
-
-class OrderHandle:
-    """A live reference to one order: what the ``place_*`` calls return.
-
-    ``order_ref`` is ibconn's unique reference (TWS's orderRef), ``order_id``
-    TWS's order id and ``perm_id`` its permanent id once known; all three and
-    ``status`` follow the order as it changes. Every call that takes an order
-    accepts a handle, an order_ref string or an order id of this session.
-    """
-
-    __slots__ = ("_record",)
-
-    def __init__(self, record: _Record) -> None:
-        self._record = record
-
-    @property
-    def order_ref(self) -> str:
-        """ibconn's order reference (sent as TWS's orderRef)."""
-        return self._record.order_ref
-
-    @property
-    def order_id(self) -> int | None:
-        """TWS's order id."""
-        return self._record.order_id
-
-    @property
-    def perm_id(self) -> int | None:
-        """TWS's permanent id, once TWS has reported it."""
-        return self._record.perm_id
-
-    @property
-    def status(self) -> OrderStatus:
-        """The current status."""
-        return self._record.status
-
-    @property
-    def symbol(self) -> str:
-        """The symbol traded."""
-        return self._record.symbol
-
-    @property
-    def filled(self) -> float:
-        """The quantity filled so far."""
-        return self._record.filled
-
-    def snapshot(self) -> OrderSnapshot:
-        """The full locally tracked state (same as ``connector.get_order_status(handle)``)."""
-        return self._record.snapshot()
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, OrderHandle):
-            return other.order_ref == self.order_ref
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self.order_ref)
-
-    def __repr__(self) -> str:
-        record = self._record
-        return (
-            f"<OrderHandle {record.order_ref} id={record.order_id} {record.ib_order.action} "
-            f"{record.quantity:g} {record.symbol} {record.ib_order.orderType} "
-            f"{record.status.value} filled={record.filled:g}>"
-        )
-
-
-OrderLike = OrderHandle | str | int
-"""What the order calls accept: a handle, an order_ref or an order id of this session."""
 
 
 class PreTradeCheck(Protocol):
@@ -498,13 +241,13 @@ class OrderService(Service):
         self._settings = settings
         self._alerts = alerts
         self._rules = MarketRules(lambda: supervisor.ib, timeout=settings.market_data_timeout)
-        self._run_prefix = _run_prefix()
+        self._run_prefix = new_run_prefix()
         self._counter = itertools.count(1)
-        self._by_ref: dict[str, _Record] = {}
-        self._working = _WorkingIndex(self._by_ref)
-        self._by_id: dict[int, _Record] = {}
-        self._by_perm: dict[int, _Record] = {}
-        self._exec_owner: dict[str, _Record] = {}
+        self._by_ref: dict[str, OrderRecord] = {}
+        self._working = WorkingIndex(self._by_ref)
+        self._by_id: dict[int, OrderRecord] = {}
+        self._by_perm: dict[int, OrderRecord] = {}
+        self._exec_owner: dict[str, OrderRecord] = {}
         self._sync = _Sync()
         self._installed: IB | None = None
         self._updates: _Fanout[OrderUpdate] = _Fanout("order_updates", STREAM_CAPACITY)
@@ -692,7 +435,7 @@ class OrderService(Service):
             raise InvalidInputError(f"order {record.order_ref} has no order id yet")
         ib = self._supervisor.ib
         new_order = copy.copy(record.ib_order)
-        _apply_spec(new_order, checked)
+        apply_spec(new_order, checked)
         new_order.orderId = record.order_id
         new_order.transmit = True
         # PRE-TRADE RISK CHOKE POINT (2 of 2, with _submit): every change passes here,
@@ -764,7 +507,7 @@ class OrderService(Service):
                 f"the cancel of order {record.order_ref} was not sent: the link to TWS is down"
             ) from exc
         limit = timeout if timeout is not None else self._settings.order_ack_timeout
-        done = asyncio.ensure_future(self._wait(record, _until(None), None))
+        done = asyncio.ensure_future(self._wait(record, until_of(None), None))
         waiting: set[asyncio.Future[Any]] = {done, failed}
         try:
             finished, _ = await asyncio.wait(
@@ -858,7 +601,7 @@ class OrderService(Service):
         snapshot. Raises :class:`RequestTimeoutError` after ``timeout`` seconds.
         """
         record = self._lookup(order)
-        return await self._wait(record, _until(until), timeout)
+        return await self._wait(record, until_of(until), timeout)
 
     def order_updates(
         self, order: OrderLike | None = None, capacity: int | None = None
@@ -991,9 +734,9 @@ class OrderService(Service):
         spec: OrderSpec,
         resolved: ResolvedContract,
         *,
-        parent: _Record | None = None,
+        parent: OrderRecord | None = None,
         transmit: bool = True,
-    ) -> _Record:
+    ) -> OrderRecord:
         """Register and send one order (synchronous: nothing awaits in between)."""
         # PRE-TRADE RISK CHOKE POINT (1 of 2, with modify_order): every new order passes
         # here, synchronously, right before it goes to ib_async and the pacer.
@@ -1003,7 +746,7 @@ class OrderService(Service):
         ib = self._supervisor.ib
         ref = self._new_ref(spec.tag)
         ib_order = Order()
-        _apply_spec(ib_order, spec)
+        apply_spec(ib_order, spec)
         ib_order.orderRef = ref
         ib_order.transmit = transmit
         if not ib_order.account and self._settings.account:
@@ -1016,7 +759,7 @@ class OrderService(Service):
             raise ConnectionLostError(
                 f"order {ref} was NOT sent: the link to TWS is down; placing it again is safe"
             ) from exc
-        record = _Record(
+        record = OrderRecord(
             ref,
             symbol=resolved.symbol if resolved.sec_type != "CASH" else resolved.display_name,
             con_id=resolved.con_id,
@@ -1054,7 +797,7 @@ class OrderService(Service):
         self._publish(record, UpdateKind.SUBMITTED)
         return record
 
-    async def _await_acks(self, records: list[_Record], ack_timeout: float | None) -> None:
+    async def _await_acks(self, records: list[OrderRecord], ack_timeout: float | None) -> None:
         """Wait for every record's first acknowledgement (or its rejection).
 
         Each record's ``ack`` future belongs to this call alone: if the caller
@@ -1070,14 +813,14 @@ class OrderService(Service):
             expired.append(True)
             for record in records:
                 if record.ack is not None and not record.ack.done():
-                    record.ack.set_exception(_AckTimeout())
+                    record.ack.set_exception(AckTimeout())
 
         timer = loop.call_later(timeout, expire)
         try:
             for record in records:
                 if record.ack is not None:
                     await record.ack
-        except _AckTimeout:
+        except AckTimeout:
             for record in records:
                 if record.ack is not None and record.ack.done() and not record.ack.cancelled():
                     record.ack.exception()  # retrieved: the timeout is reported below
@@ -1096,7 +839,7 @@ class OrderService(Service):
                 if ack is not None and ack.done() and not ack.cancelled():
                     ack.exception()  # a sibling's failure must not be logged as unretrieved
 
-    def _register(self, record: _Record) -> None:
+    def _register(self, record: OrderRecord) -> None:
         new_ref = record.order_ref not in self._by_ref
         self._by_ref[record.order_ref] = record
         record.index = self._working
@@ -1106,14 +849,14 @@ class OrderService(Service):
         if record.perm_id:
             self._by_perm[record.perm_id] = record
 
-    def _forget(self, record: _Record) -> None:
+    def _forget(self, record: OrderRecord) -> None:
         self._by_ref.pop(record.order_ref, None)
         self._working.forgotten(record.order_ref)
         record.index = None
         if record.order_id is not None and self._by_id.get(record.order_id) is record:
             del self._by_id[record.order_id]
 
-    def _lookup(self, order: OrderLike) -> _Record:
+    def _lookup(self, order: OrderLike) -> OrderRecord:
         if isinstance(order, OrderHandle):
             return order._record
         if isinstance(order, bool):
@@ -1135,17 +878,19 @@ class OrderService(Service):
             f"not {type(order).__name__}"
         )
 
-    async def _wait(self, record: _Record, until: _Until, timeout: float | None) -> OrderSnapshot:
+    async def _wait(
+        self, record: OrderRecord, until: Until, timeout: float | None
+    ) -> OrderSnapshot:
         if until.reached(record):
             return record.snapshot()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[OrderSnapshot] = loop.create_future()
-        entry = _Waiter(until, future)
+        entry = Waiter(until, future)
         record.waiters.append(entry)
-        timer = loop.call_later(timeout, _expire, future) if timeout is not None else None
+        timer = loop.call_later(timeout, expire_future, future) if timeout is not None else None
         try:
             return await future  # awaited directly: no extra task hop after the update
-        except _AckTimeout as exc:
+        except AckTimeout as exc:
             raise RequestTimeoutError(
                 f"order {record.order_ref} did not reach the awaited state within {timeout} s "
                 f"(status {record.status.value}, filled {record.filled:g})"
@@ -1180,7 +925,7 @@ class OrderService(Service):
             self._handler_errors += 1
             _log.opt(exception=exc).error("orders: {} handler raised {!r}", what, exc)
 
-    def _find(self, trade: Trade) -> _Record | None:
+    def _find(self, trade: Trade) -> OrderRecord | None:
         order = trade.order
         if order.orderRef:
             record = self._by_ref.get(order.orderRef)
@@ -1271,7 +1016,7 @@ class OrderService(Service):
         if record is None:
             for pending in self._pending_fills:
                 if pending.fill.exec_id == exec_id:
-                    pending.fill = _with_commission(pending.fill, report)
+                    pending.fill = with_commission(pending.fill, report)
                     pending.ready = True
             self._flush_fills()
             return
@@ -1279,7 +1024,7 @@ class OrderService(Service):
             exec_id,
             float(report.commission),
             report.currency or None,
-            _pnl(report.realizedPNL),
+            pnl_or_none(report.realizedPNL),
         )
         if updated is None:
             return
@@ -1373,7 +1118,7 @@ class OrderService(Service):
 
     # -- state changes ------------------------------------------------------------------------
 
-    def _link(self, record: _Record, trade: Trade) -> None:
+    def _link(self, record: OrderRecord, trade: Trade) -> None:
         """Learn ids from ib_async's trade."""
         order = trade.order
         perm = order.permId or trade.orderStatus.permId
@@ -1389,7 +1134,7 @@ class OrderService(Service):
             record.ib_order.totalQuantity = order.totalQuantity
 
     def _apply_status(
-        self, record: _Record, status: IBOrderStatus, kind: UpdateKind = UpdateKind.STATUS
+        self, record: OrderRecord, status: IBOrderStatus, kind: UpdateKind = UpdateKind.STATUS
     ) -> None:
         if status.permId and record.perm_id != status.permId:
             record.perm_id = status.permId
@@ -1400,10 +1145,10 @@ class OrderService(Service):
             changed = True
         if status.remaining is not None and status.status:
             record.tws_remaining = float(status.remaining)
-        avg = _price(status.avgFillPrice)
+        avg = price_or_none(status.avgFillPrice)
         if avg and avg > 0:
             record.tws_avg = avg
-        last = _price(status.lastFillPrice)
+        last = price_or_none(status.lastFillPrice)
         if last and last > 0:
             record.tws_last = last
         new = map_tws_status(status.status, record.filled, record.remaining)
@@ -1424,7 +1169,7 @@ class OrderService(Service):
         if self._installed is not None:
             yield_to_waiters(self._installed)
 
-    def _set_status(self, record: _Record, status: OrderStatus, kind: UpdateKind) -> None:
+    def _set_status(self, record: OrderRecord, status: OrderStatus, kind: UpdateKind) -> None:
         record.status = status
         record.updated_at = datetime.now(UTC)
         if status.is_acknowledged and record.ack is not None and not record.ack.done():
@@ -1450,7 +1195,7 @@ class OrderService(Service):
                 execution.orderRef or candidate.order_ref
             ):
                 record = candidate
-        fill = _to_fill(ib_fill, record)
+        fill = to_fill(ib_fill, record)
         if record is None:
             if publish:
                 self._queue_fill(fill)
@@ -1496,7 +1241,7 @@ class OrderService(Service):
 
     def _publish(
         self,
-        record: _Record,
+        record: OrderRecord,
         kind: UpdateKind,
         *,
         fill: Fill | None = None,
@@ -1524,7 +1269,7 @@ class OrderService(Service):
 
     # -- link loss and resync -----------------------------------------------------------------
 
-    def _on_link_lost(self, record: _Record, reason: str) -> None:
+    def _on_link_lost(self, record: OrderRecord, reason: str) -> None:
         if record.change is not None and not record.change.done():
             record.change.set_exception(
                 ConnectionLostError(
@@ -1561,7 +1306,7 @@ class OrderService(Service):
             )
         self._publish(record, UpdateKind.STATUS)
 
-    def _not_sent(self, record: _Record, reason: str) -> None:
+    def _not_sent(self, record: OrderRecord, reason: str) -> None:
         """The order never left ibconn: TWS never saw it, so placing it again is safe."""
         self._forget(record)
         record.status = OrderStatus.NOT_FOUND
@@ -1597,7 +1342,7 @@ class OrderService(Service):
             if linked is not None:
                 self._link(record, linked)
         # 3. fills missed while away, exactly once, in execution time order
-        fills = sorted(ib.fills(), key=lambda f: (_aware(f.execution.time), f.execution.execId))
+        fills = sorted(ib.fills(), key=lambda f: (aware_utc(f.execution.time), f.execution.execId))
         for ib_fill in fills:
             self._ingest_fill(ib_fill, None, publish=not first)
         # 4. statuses: what TWS says now
@@ -1609,7 +1354,7 @@ class OrderService(Service):
                 status = found.orderStatus
                 if status.status == IBOrderStatus.ValidationError:
                     continue
-                filled = _price(getattr(found.order, "filledQuantity", None)) or 0.0
+                filled = price_or_none(getattr(found.order, "filledQuantity", None)) or 0.0
                 if filled > status.filled:
                     status = dataclasses.replace(status, filled=filled)
                 self._apply_status(record, status, kind)
@@ -1649,14 +1394,14 @@ class OrderService(Service):
             and trade.orderStatus.status not in IBOrderStatus.DoneStates
         )
 
-    def _adopt(self, trade: Trade, *, announce: bool) -> _Record:
+    def _adopt(self, trade: Trade, *, announce: bool) -> OrderRecord:
         order = trade.order
         ref = order.orderRef or f"adopted-{order.permId or order.orderId}"
         tag = ref.split("/", 1)[1] if "/" in ref else None
         contract = trade.contract
         resolved = self._contracts.by_con_id(contract.conId) if contract.conId else None
-        spec = _spec_from_order(order, contract, tag)
-        record = _Record(
+        spec = spec_from_order(order, contract, tag)
+        record = OrderRecord(
             ref,
             symbol=contract.symbol
             if contract.secType != "CASH"
@@ -1685,190 +1430,3 @@ class OrderService(Service):
         """End every stream (used when the connector is closed for good)."""
         self._updates.close()
         self._fills.close()
-
-
-# -- helpers ---------------------------------------------------------------------------------
-
-
-def _run_prefix() -> str:
-    """A prefix unique to this run: time in base 36 plus random bits."""
-    stamp = int(time.time())
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    text = ""
-    while stamp:
-        stamp, rest = divmod(stamp, 36)
-        text = digits[rest] + text
-    return f"ibc{text}{secrets.token_hex(2)}"
-
-
-def _apply_spec(order: Order, spec: OrderSpec) -> None:
-    """Copy an order spec's fields into an ib_async Order."""
-    order.action = spec.action.value
-    order.totalQuantity = spec.quantity
-    order.orderType = spec.order_type.value
-    order.tif = spec.tif.value
-    order.outsideRth = spec.outside_rth
-    order.lmtPrice = spec.limit_price if spec.limit_price is not None else None
-    order.auxPrice = None
-    order.trailingPercent = None  # type: ignore[assignment]
-    order.trailStopPrice = None  # type: ignore[assignment]
-    if spec.stop_price is not None:
-        order.auxPrice = spec.stop_price
-    if spec.order_type is OrderType.TRAILING_STOP:
-        if spec.trailing_amount is not None:
-            order.auxPrice = spec.trailing_amount
-        if spec.trailing_percent is not None:
-            order.trailingPercent = spec.trailing_percent
-        if spec.trail_stop_price is not None:
-            order.trailStopPrice = spec.trail_stop_price
-    order.goodTillDate = (
-        spec.good_till.astimezone(UTC).strftime("%Y%m%d-%H:%M:%S")
-        if spec.good_till is not None
-        else ""
-    )
-    if spec.account:
-        order.account = spec.account
-    if spec.oca_group:
-        order.ocaGroup = spec.oca_group
-        order.ocaType = spec.oca_type
-
-
-def _spec_from_order(order: Order, contract: Contract, tag: str | None) -> OrderSpec | None:
-    """Describe an adopted order as a spec (``None`` when its type is not one ibconn knows)."""
-    try:
-        kind = OrderType(order.orderType)
-        tif = TimeInForce(order.tif or "DAY")
-    except ValueError:
-        return None
-    values: dict[str, Any] = {
-        "symbol": contract,
-        "action": order.action,
-        "quantity": float(order.totalQuantity),
-        "order_type": kind,
-        "tif": tif,
-        "outside_rth": bool(order.outsideRth),
-        "account": order.account or None,
-    }
-    if kind.needs_limit:
-        values["limit_price"] = _price(order.lmtPrice)
-    if kind is OrderType.TRAILING_STOP:
-        percent = _price(order.trailingPercent)
-        if percent:
-            values["trailing_percent"] = percent
-        else:
-            values["trailing_amount"] = _price(order.auxPrice)
-        values["trail_stop_price"] = _price(order.trailStopPrice)
-    elif kind.needs_stop:
-        values["stop_price"] = _price(order.auxPrice)
-    if tif is TimeInForce.GTD:
-        values["tif"] = TimeInForce.GTC  # the expiry stays as TWS holds it
-    if tag and len(tag) <= 32:
-        values["tag"] = tag
-    try:
-        return OrderSpec(**values)
-    except IBConnError:
-        return None
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def _pnl(value: float | None) -> float | None:
-    if value is None or math.isnan(value) or abs(value) > 1e300:
-        return None
-    return float(value)
-
-
-def _to_fill(ib_fill: IBFill, record: _Record | None) -> Fill:
-    execution = ib_fill.execution
-    contract = ib_fill.contract
-    report = ib_fill.commissionReport
-    symbol = (
-        record.symbol
-        if record is not None
-        else (
-            f"{contract.symbol}{contract.currency}"
-            if contract.secType == "CASH"
-            else contract.symbol
-        )
-    )
-    has_report = bool(report.execId) and report.execId == execution.execId
-    side = execution.side.upper()
-    return Fill(
-        exec_id=execution.execId,
-        order_ref=record.order_ref if record is not None else (execution.orderRef or None),
-        order_id=execution.orderId,
-        perm_id=execution.permId,
-        symbol=symbol,
-        con_id=contract.conId,
-        action=OrderAction.BUY if side in ("BOT", "BUY") else OrderAction.SELL,
-        quantity=float(execution.shares),
-        price=float(execution.price),
-        time=_aware(execution.time).astimezone(UTC),
-        account=execution.acctNumber,
-        exchange=execution.exchange,
-        commission=float(report.commission) if has_report else None,
-        commission_currency=(report.currency or None) if has_report else None,
-        realized_pnl=_pnl(report.realizedPNL) if has_report else None,
-    )
-
-
-def _with_commission(fill: Fill, report: Any) -> Fill:
-    return dataclasses.replace(
-        fill,
-        commission=float(report.commission),
-        commission_currency=report.currency or None,
-        realized_pnl=_pnl(report.realizedPNL),
-    )
-
-
-class _Until:
-    """What a ``wait_for_order`` waits for: statuses (checked without a snapshot) or a
-    predicate on the snapshot; a final status always ends the wait."""
-
-    __slots__ = ("check", "statuses")
-
-    def __init__(
-        self,
-        statuses: frozenset[OrderStatus],
-        check: Callable[[OrderSnapshot], bool] | None = None,
-    ) -> None:
-        self.statuses = statuses
-        self.check = check
-
-    def reached(self, record: _Record) -> bool:
-        status = record.status
-        if status in self.statuses or status.is_done:
-            return True
-        return self.check is not None and self.check(record.snapshot())
-
-
-class _Waiter(NamedTuple):
-    until: _Until
-    future: asyncio.Future[OrderSnapshot]
-
-
-def _until(
-    until: OrderStatus | Collection[OrderStatus] | Callable[[OrderSnapshot], bool] | None,
-) -> _Until:
-    if until is None:
-        return _Until(frozenset())
-    if isinstance(until, OrderStatus):
-        return _Until(frozenset((until,)))
-    if callable(until):
-        return _Until(frozenset(), until)
-    statuses = frozenset(until)
-    for item in statuses:
-        if not isinstance(item, OrderStatus):
-            raise InvalidInputError(f"until= takes OrderStatus values, got {item!r}")
-    return _Until(statuses)
-
-
-class _AckTimeout(Exception):
-    """Internal: a wait ran out of time (turned into a public error by the waiter)."""
-
-
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(_AckTimeout())

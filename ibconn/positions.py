@@ -59,8 +59,9 @@ from ibconn.errors import (
 )
 from ibconn.fills import exec_revision
 from ibconn.logs import get_logger
+from ibconn.order_convert import apply_spec, to_fill
 from ibconn.order_models import Fill, OrderSpec, exec_prefix
-from ibconn.orders import OrderService, _apply_spec, _to_fill
+from ibconn.orders import OrderService
 from ibconn.pnl import PositionLedger, as_decimal
 from ibconn.position_models import (
     AccountPnL,
@@ -377,7 +378,7 @@ class PositionService(Service):
         checked = await orders._validate(spec, resolved)
         ib = self._require_ib("preview an order")
         order = Order()
-        _apply_spec(order, checked)
+        apply_spec(order, checked)
         order.whatIf = True
         order.transmit = True
         account = checked.account or self._settings.account or self._default_account()
@@ -910,7 +911,7 @@ class PositionService(Service):
         if book is None:
             contract = broker.contract if broker is not None else unapplied[0].contract
             book = self._new_book(key[0], contract)
-        fills = tuple(_to_fill(f, None) for f in unapplied)
+        fills = tuple(to_fill(f, None) for f in unapplied)
         explained = sum((_signed(f) for f in unapplied), Decimal(0))
         state = book.ledger.state
         mismatch = PositionMismatch(
