@@ -33,7 +33,8 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The ingest, latency, memory and stream benchmarks (docs/benchmarks.md).
+    """The ingest, latency, memory, stream and order latency benchmarks
+    (docs/benchmarks.md, docs/orders.md).
 
     Takes about 10 minutes on a 2-core VM; ``nox -s bench -- --quick`` runs
     one short repeat of each. Run it on a quiet machine: other load skews it.
@@ -50,3 +51,8 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/latency.py", *short, *(["--seconds", "3"] if quick else []))
     session.run("python", "benchmarks/memory.py", *(["--count", "300000"] if quick else []))
     session.run("python", "benchmarks/streams_cost.py", *short)
+    session.run(
+        "python",
+        "benchmarks/order_latency.py",
+        *(["--orders", "100", "--rounds", "1"] if quick else ["--orders", "300", "--rounds", "3"]),
+    )
