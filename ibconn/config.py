@@ -735,6 +735,12 @@ class ConnectorSettings(BaseSettings):
         description="Use ibconn's linear-time receive path inside the ib_async client "
         "(ib_async 2.1.x only; other versions fall back to ib_async's own path).",
     )
+    fast_ticks: bool = Field(
+        True,
+        description="Decode the ticks of ibconn's own market data lines in the receive path, "
+        "without ib_async's per-tick objects (needs fast_receive); their ib_async Ticker keeps "
+        "its values but not ticker.ticks / ticker.tickByTicks.",
+    )
     tune_gc: bool = Field(
         False,
         description="After connecting, freeze the objects alive and raise the GC's gen0 "

@@ -69,8 +69,10 @@ from ibconn.models import (
     Trade,
     TradeSource,
 )
+from ibconn.receive import receiver_of
 from ibconn.session import Service, Session
 from ibconn.streams import Broadcast, OverflowPolicy, Subscription
+from ibconn.tick_decoding import TapLine, TickTap
 from ibconn.validation import TickValidator, ValidationStats
 
 if TYPE_CHECKING:
@@ -213,6 +215,7 @@ class _Line:
         "seen",
         "skip_first",
         "stale",
+        "tap",
     )
 
     def __init__(self, inst: _Instrument, kind: str) -> None:
@@ -228,6 +231,7 @@ class _Line:
         self.seen = False
         self.stale = False
         self.skip_first = False
+        self.tap: TapLine | None = None  # registered with the tick tap (ibconn/tick_decoding.py)
 
 
 class _Feed:
@@ -431,6 +435,7 @@ class MarketDataService(Service):
         self._instruments: dict[int, _Instrument] = {}
         self._by_req_id: dict[int, _Line] = {}
         self._ib: IB | None = None
+        self._tap: TickTap | None = None
         self._live = False
         self._closed = False
         self._broken_farm = False
@@ -607,6 +612,8 @@ class MarketDataService(Service):
             self._retired = ValidationStats.total([self._retired, inst.validator.stats()])
         self._instruments.clear()
         self._by_req_id.clear()
+        if self._tap is not None:
+            self._tap.lines.clear()
 
     # -- acquiring and releasing ------------------------------------------------
 
@@ -720,6 +727,10 @@ class MarketDataService(Service):
             return
         if line.req_id is not None:
             self._by_req_id[line.req_id] = line
+            tap = self._tap
+            if tap is not None and line.kind != _RTB:
+                sink = self._on_tap_ticks if line.kind == _MKT else self._on_tap_trades
+                line.tap = tap.own(line.req_id, line.handle, line.kind, sink, line)
         line.active = True
         line.stale = False
         line.last_data = asyncio.get_running_loop().time()
@@ -740,8 +751,7 @@ class MarketDataService(Service):
             except ConnectionError:
                 pass
             _log.debug("cancelled {} {} (reqId {})", line.kind, line.inst.symbol, line.req_id)
-            if line.req_id is not None:
-                self._by_req_id.pop(line.req_id, None)
+            self._unmap(line)
             line.active = False
             line.handle = None
             return
@@ -749,8 +759,7 @@ class MarketDataService(Service):
 
     def _forget_line(self, line: _Line) -> None:
         """Forget a line that TWS no longer serves, without a message to TWS."""
-        if line.req_id is not None:
-            self._by_req_id.pop(line.req_id, None)
+        self._unmap(line)
         ib = self._ib
         handle = line.handle
         if ib is not None and handle is not None:
@@ -764,6 +773,15 @@ class MarketDataService(Service):
         line.handle = None
         line.active = False
         line.req_id = None
+
+    def _unmap(self, line: _Line) -> None:
+        """Stop routing the line's request id to it (and take it off the tick tap)."""
+        if line.req_id is not None:
+            self._by_req_id.pop(line.req_id, None)
+            tap = self._tap
+            if tap is not None and tap.lines.get(str(line.req_id)) is line.tap is not None:
+                tap.disown(line.req_id)
+        line.tap = None
 
     # -- Service hooks -------------------------------------------------------------
 
@@ -801,8 +819,7 @@ class MarketDataService(Service):
             if inst.backfill is not None and inst.backfill.task is not None:
                 inst.backfill.task.cancel()
             for line in inst.lines.values():
-                if line.req_id is not None:
-                    self._by_req_id.pop(line.req_id, None)
+                self._unmap(line)
                 line.handle = None
                 line.active = False
                 line.req_id = None
@@ -947,6 +964,14 @@ class MarketDataService(Service):
         wrapper.tickByTickAllLast = functools.partial(  # type: ignore[method-assign]
             self._on_tick_by_tick, wrapper.tickByTickAllLast
         )
+        # The tick tap (ibconn/tick_decoding.py): the receive path decodes the ticks of
+        # the lines registered in _request straight into batches for _on_tap_ticks and
+        # _on_tap_trades, without ib_async's decoder and per-tick objects.
+        receiver = receiver_of(ib)
+        if receiver is not None and self._settings.fast_ticks:
+            if receiver.tap is None:
+                receiver.tap = TickTap(wrapper)
+            self._tap = receiver.tap
 
     def _on_pending_tickers(self, tickers: Iterable[Ticker]) -> None:
         try:
@@ -957,12 +982,32 @@ class MarketDataService(Service):
                 contract = ticker.contract
                 inst = instruments.get(contract.conId) if contract is not None else None
                 if inst is not None:
-                    self._on_ticks(inst, ticker)
+                    self._on_ticks(inst, ticker, ticker.ticks, ticker.time)
         except Exception as exc:  # a handler must never break ib_async's dispatch
             _log.opt(exception=exc).error("market data tick handling raised {!r}", exc)
 
-    def _on_ticks(self, inst: _Instrument, ticker: Ticker) -> None:
+    def _on_tap_ticks(self, tap: TapLine, items: list[Any]) -> None:
+        """A batch of the tick tap for a market data line (flat ``TickData`` fields)."""
+        line: _Line = tap.owner  # type: ignore[assignment]
+        if line.tap is not tap or self._ib is None:
+            return  # the line was cancelled or forgotten after these ticks were taken
+        it = iter(items)  # zip of one iterator: the flat list in groups of 4 (MKT_WIDTH)
+        self._on_ticks(
+            line.inst, tap.ticker, zip(it, it, it, it, strict=False), self._ib.wrapper.lastTime
+        )
+
+    def _on_ticks(
+        self,
+        inst: _Instrument,
+        ticker: Ticker,
+        ticks: Iterable[tuple[Any, int, float, float]],
+        stamp: datetime | None,
+    ) -> None:
         """The ticks of one TCP read for ``inst``: validate, update the quote, publish.
+
+        ``ticks`` are ``ib_async``'s ``ticker.ticks`` or a batch of the tick tap
+        (the same values, the same shape); ``stamp`` is the read's time
+        (``ticker.time``, which ``ib_async`` sets after the tap's batch).
 
         Everything that does not change from tick to tick (the time, the feeds,
         the gap flag, the instrument's names) is read once per call; the quote
@@ -978,7 +1023,7 @@ class MarketDataService(Service):
         if line.stale:
             self._fresh(line)
         v = inst.validator
-        stamp = ticker.time or datetime.now(UTC)
+        stamp = stamp or datetime.now(UTC)
         delayed = ticker.marketDataType in (3, 4)
         if delayed and not inst.delayed:
             inst.delayed = True
@@ -997,7 +1042,7 @@ class MarketDataService(Service):
         p: float | None
         s: float | None
         try:
-            for _, tick_type, price, size in ticker.ticks:
+            for _, tick_type, price, size in ticks:
                 kind = kind_of(tick_type)
                 if kind is None:
                     continue
@@ -1142,8 +1187,11 @@ class MarketDataService(Service):
     ) -> None:
         """ib_async's ``wrapper.tickByTickAllLast``, tapped (see :meth:`_install`).
 
-        Handles the trades of ibconn's own tick-by-tick lines and passes every
-        other request to ib_async's ``original`` handler.
+        Handles the trades of ibconn's own tick-by-tick lines that the tick tap did
+        not take (a read that was not pure ASCII, debug logging, ``fast_ticks``
+        off) exactly as the tap does: the ticker's last price and size as
+        ``ib_async`` sets them (not ``ticker.tickByTicks``), the trade published
+        with the read's batch. Every other request goes to ib_async's ``original``.
         """
         line = self._by_req_id.get(req_id)
         if line is None or line.kind != _TBT:
@@ -1151,57 +1199,106 @@ class MarketDataService(Service):
             return
         if not line.active:
             return
+        ib = self._ib
+        ticker = line.handle
+        if ib is not None and ticker is not None:
+            wrapper = ib.wrapper
+            ticker.prevLast = ticker.last
+            ticker.prevLastSize = ticker.lastSize
+            if price == -1 and size == 0:
+                ticker.last = wrapper.defaultEmptyPrice
+                ticker.lastSize = wrapper.defaultEmptySize
+            else:
+                ticker.last = price
+                ticker.lastSize = size
+            wrapper.pendingTickers.add(ticker)
+        item = (time, price, size, attrib.pastLimit, attrib.unreported, exchange, conditions)
+        feed = self._take_trades(line, (item,))
+        if feed is not None:  # the first trade of this read: publish the batch after the read
+            asyncio.get_running_loop().call_soon(self._flush, feed)
+
+    def _on_tap_trades(self, tap: TapLine, items: list[Any]) -> None:
+        """A batch of the tick tap for a tick-by-tick line: published at once (end of read)."""
+        line: _Line = tap.owner  # type: ignore[assignment]
+        if line.tap is not tap or not line.active:
+            return
+        it = iter(items)  # the flat list in groups of 7 (TBT_WIDTH)
+        self._take_trades(line, zip(it, it, it, it, it, it, it, strict=False))
+        feed = line.inst.feeds.get(_TRADES_KEY)
+        if feed is not None:
+            self._flush(feed)
+
+    def _take_trades(self, line: _Line, items: Iterable[tuple[Any, ...]]) -> _Feed | None:
+        """Validate tick-by-tick trades ``(time, price, size, pastLimit, unreported, exchange,
+        conditions)`` of ``line`` and add them to the trade feed's pending batch.
+
+        Returns the trade feed when this call started its batch (the caller
+        publishes it), else None.
+        """
+        inst = line.inst
+        feed = inst.feeds.get(_TRADES_KEY)
+        pending: list[Trade] | None = None
+        started = False
         try:
-            inst = line.inst
             line.seen = True
             if line.stale:
                 self._fresh(line)
-            if not (0.0 <= price < _INF and 0.0 <= size < _INF):
-                v = inst.validator
-                if price == -1.0 and size == 0.0:
-                    v.no_market += 1
-                    return
-                if not (v.price_ok(price) and v.size_ok(size)):
-                    return
-            epoch = float(time)
-            previous = inst.last_trade_time
-            if epoch != previous:
-                if not inst.validator.in_order(epoch, previous):
-                    return
-                inst.last_trade_time = epoch
-                inst.last_trade_dt = datetime.fromtimestamp(epoch, UTC)
-            feed = inst.feeds.get(_TRADES_KEY)
             if feed is not None:
-                gap = feed.gap
-                if gap:
-                    feed.gap = False
                 pending = feed.pending
-                if pending is None:  # the first trade of this read: publish the batch after it
+                if pending is None:
                     feed.pending = pending = []
-                    asyncio.get_running_loop().call_soon(self._flush, feed)
-                pending.append(
-                    _new_tuple(
-                        Trade,
-                        (
-                            inst.symbol,
-                            inst.con_id,
-                            inst.last_trade_dt,
-                            price,
-                            size,
-                            _TICK_BY_TICK,
-                            exchange or None,
-                            False,
-                            gap,
-                            attrib.pastLimit,
-                            attrib.unreported,
-                            conditions or None,
-                        ),
+                    started = True
+            add = pending.append if pending is not None else None
+            symbol, con_id = inst.symbol, inst.con_id
+            bar_trades = inst.rtb_refused
+            for time, price, size, past_limit, unreported, exchange, conditions in items:
+                if not (0.0 <= price < _INF and 0.0 <= size < _INF):
+                    v = inst.validator
+                    if price == -1.0 and size == 0.0:
+                        v.no_market += 1
+                        continue
+                    if not (v.price_ok(price) and v.size_ok(size)):
+                        continue
+                epoch = float(time)
+                previous = inst.last_trade_time
+                if epoch != previous:
+                    if not inst.validator.in_order(epoch, previous):
+                        continue
+                    inst.last_trade_time = epoch
+                    inst.last_trade_dt = datetime.fromtimestamp(epoch, UTC)
+                if add is not None and feed is not None:
+                    gap = feed.gap
+                    if gap:
+                        feed.gap = False
+                    add(
+                        _new_tuple(
+                            Trade,
+                            (
+                                symbol,
+                                con_id,
+                                inst.last_trade_dt,
+                                price,
+                                size,
+                                _TICK_BY_TICK,
+                                exchange or None,
+                                False,
+                                gap,
+                                past_limit,
+                                unreported,
+                                conditions or None,
+                            ),
+                        )
                     )
-                )
-            if inst.rtb_refused:
-                self._bar_trade(inst, epoch, price, size)
-        except Exception as exc:  # never break ib_async's decoder
+                if bar_trades:
+                    self._bar_trade(inst, epoch, price, size)
+        except Exception as exc:  # never break ib_async's decoder or the receive path
             _log.opt(exception=exc).error("tick-by-tick handling raised {!r}", exc)
+        if not started or feed is None:
+            return None
+        if not pending:
+            feed.pending = None  # nothing taken: no batch to publish
+            return None
+        return feed
 
     def _flush(self, feed: _Feed) -> None:
         """Publish the tick-by-tick trades buffered for ``feed`` (once per TCP read)."""

@@ -60,6 +60,14 @@ before the woken coroutine does not decode past it), ``client.reset()``
 drops them as it drops any unread bytes, and to ``ib_async`` the slice
 boundary looks like a TCP segment boundary, which it already handles.
 
+**The tick tap.** With a :class:`~ibconn.tick_decoding.TickTap` in
+:attr:`FastReceiver.tap` (the market data service sets one, ``fast_ticks``), a
+pure-ASCII read offers its tickPrice, tickSize and tickByTick messages to the tap
+first: the ticks of ibconn's own lines skip ``ib_async``'s decoder. The tap's batches
+are flushed before ``tcpDataProcessed`` and before any non-tick message, so the order
+of everything ``ib_async`` and ibconn deliver stays the order of the stream (see
+:mod:`ibconn.tick_decoding`).
+
 Only the pinned ``ib_async`` 2.1.x is supported: with another version
 :func:`install_fast_receive` logs a warning and leaves ``ib_async``'s own
 path in place.
@@ -76,6 +84,7 @@ import ib_async
 from ib_async.client import Client
 
 from ibconn.logs import get_logger
+from ibconn.tick_decoding import SAFE_MESSAGE_IDS, TickTap
 
 __all__ = [
     "SUPPORTED_IB_ASYNC",
@@ -83,6 +92,7 @@ __all__ = [
     "fast_receive_installed",
     "fast_receive_supported",
     "install_fast_receive",
+    "receiver_of",
     "uninstall_fast_receive",
     "yield_to_waiters",
 ]
@@ -109,7 +119,7 @@ class FastReceiver:
     :func:`install_fast_receive`).
     """
 
-    __slots__ = ("_client", "_cur", "_depth", "_pos", "_resume", "_yield")
+    __slots__ = ("_client", "_cur", "_depth", "_pos", "_resume", "_yield", "tap")
 
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -121,6 +131,8 @@ class FastReceiver:
         self._depth = 0  # > 0 while a read is being processed (nested calls)
         self._yield = False  # stop after the current message (request_yield)
         self._resume: asyncio.Handle | None = None  # continues a read cut by a yield
+        self.tap: TickTap | None = None
+        """Decodes the ticks of ibconn's own lines in pure-ASCII reads (ibconn/tick_decoding.py)."""
 
     @property
     def client(self) -> Client:
@@ -172,6 +184,9 @@ class FastReceiver:
             if cut:
                 self._yield = False
 
+        tap = self.tap
+        if tap is not None and tap.touched:
+            tap.flush()  # the read's ticks of owned lines: before tcpDataProcessed
         if client._tcpDataProcessed:
             client._tcpDataProcessed()
         if cut and self._unread(client) and self._resume is None:
@@ -245,8 +260,15 @@ class FastReceiver:
                 return True  # not one complete message: nothing to decode in this read
             done: bool | None
             if not debug and client._apiReady and client._serverVersion and buf.isascii():
-                done = self._ready_ascii(client, buf, pos)
+                tap = self.tap
+                if tap is not None and tap.lines:
+                    done = self._ready_ascii_tapped(client, buf, pos, tap)
+                else:
+                    done = self._ready_ascii(client, buf, pos)
             else:
+                tap = self.tap
+                if tap is not None and tap.touched:
+                    tap.flush()  # ib_async decodes the rest of this slice: keep the order
                 done = self._general(client, buf, pos, debug)
             if done is None:
                 return False
@@ -277,6 +299,52 @@ class FastReceiver:
             pos = end
             self._pos = end
             client._numMsgRecv += 1
+            interpret(fields)
+            if client._data is not buf:
+                return False
+            if self._yield:
+                return True
+        return True
+
+    def _ready_ascii_tapped(
+        self, client: Any, buf: bytes | bytearray, pos: int, tap: TickTap
+    ) -> bool:
+        """:meth:`_ready_ascii` with the tick tap: ticks of owned lines skip ``ib_async``.
+
+        tickPrice, tickSize and tickByTick messages go to the tap first; what it
+        does not take (another line, fields it does not handle) and every other
+        message go to ``decoder.interpret``. Before a message that is not a tick
+        (:data:`~ibconn.tick_decoding.SAFE_MESSAGE_IDS`) the tap's batches are
+        flushed, so ibconn's ticks and status events stay in order. The tap runs
+        no handler, so only ``interpret`` can replace ``client._data`` or ask to
+        yield.
+        """
+        text = buf.decode("ascii")
+        n = len(buf)
+        interpret = client.decoder.interpret
+        price, size, by_tick = tap.price, tap.size, tap.by_tick
+        safe = SAFE_MESSAGE_IDS
+        while n - pos > 4:
+            end = pos + 4 + _unpack_from(buf, pos)[0]
+            if end > n:
+                break
+            fields = text[pos + 4 : end].split("\0")
+            msg_id = fields[0]  # before the del: an empty message has no fields after it
+            del fields[-1]  # the empty string after the last separator
+            pos = end
+            self._pos = end
+            client._numMsgRecv += 1
+            if msg_id == "1":
+                if price(fields):
+                    continue
+            elif msg_id == "2":
+                if size(fields):
+                    continue
+            elif msg_id == "99":
+                if by_tick(fields):
+                    continue
+            elif tap.touched and msg_id not in safe:
+                tap.flush()
             interpret(fields)
             if client._data is not buf:
                 return False
@@ -404,6 +472,13 @@ def fast_receive_installed(ib: Any) -> bool:
     """Whether ibconn's receive path is installed in ``ib``'s client."""
     client = getattr(ib, "client", ib)
     return isinstance(getattr(client, _ATTR, None), FastReceiver)
+
+
+def receiver_of(ib: Any) -> FastReceiver | None:
+    """The receiver installed in ``ib``'s client (an ``IB`` or a ``Client``), if any."""
+    client = getattr(ib, "client", ib)
+    receiver = getattr(client, _ATTR, None)
+    return receiver if isinstance(receiver, FastReceiver) else None
 
 
 def yield_to_waiters(ib: Any) -> None:

@@ -80,12 +80,13 @@ class Subscription(Generic[T]):
     """
 
     __slots__ = (
+        "_accepted",
         "_accepting",
         "_buffer",
         "_capacity",
         "_closed",
         "_conflate",
-        "_delivered",
+        "_discarded",
         "_dropped",
         "_name",
         "_on_close",
@@ -119,8 +120,11 @@ class Subscription(Generic[T]):
         self._accepting = True  # False once closed or overflowed
         self._closed = False
         self._overflowed = False
-        self._delivered = 0
+        # Counted on the producer side only, so that a read costs no bookkeeping:
+        # delivered = accepted - dropped - discarded - buffered (see statistics()).
+        self._accepted = 0  # items put into the buffer (also as a conflated replacement)
         self._dropped = 0
+        self._discarded = 0  # items cleared from the buffer by close() or an overflow
         self._on_close = on_close
         self._replaces = replaces or _same_type
 
@@ -135,6 +139,7 @@ class Subscription(Generic[T]):
         if (self._conflate or len(buffer) >= self._capacity) and not self._make_room(item):
             return
         buffer.append(item)
+        self._accepted += 1
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None  # woken once; later pushes skip this
@@ -157,6 +162,7 @@ class Subscription(Generic[T]):
                 return
             self._dropped += len(items) - room  # the deque's maxlen drops them
         buffer.extend(items)
+        self._accepted += len(items)
         self._wake()
 
     def _make_room(self, item: T) -> bool:
@@ -167,6 +173,7 @@ class Subscription(Generic[T]):
             if newest is not _END and self._replaces(newest, item):
                 buffer[-1] = item
                 self._dropped += 1
+                self._accepted += 1
                 return False
         if len(buffer) >= self._capacity:
             if self._raises:
@@ -180,16 +187,20 @@ class Subscription(Generic[T]):
         if not self._accepting:
             return
         buffer = self._buffer
-        if buffer.maxlen is not None and len(buffer) >= buffer.maxlen:
-            # the end marker never pushes an item out
-            self._buffer = buffer = deque(buffer, maxlen=buffer.maxlen + 1)
+        maxlen = buffer.maxlen
+        if maxlen is not None and len(buffer) >= maxlen:
+            # the end marker never pushes an item out; the old deque is emptied so that a
+            # reader holding it (MarketStream._iterate) finds nothing there twice
+            old = buffer
+            self._buffer = buffer = deque(old, maxlen=maxlen + 1)
+            old.clear()
         buffer.append(_END)
         self._wake()
 
     def _overflow(self) -> None:
         self._overflowed = True
         self._accepting = False
-        self._buffer.clear()
+        self._clear()
         self._wake()
 
     def _wake(self) -> None:
@@ -212,7 +223,6 @@ class Subscription(Generic[T]):
                 if item is _END:
                     self._finish()
                     raise StopAsyncIteration
-                self._delivered += 1
                 return item
             await self._wait()
 
@@ -239,7 +249,6 @@ class Subscription(Generic[T]):
                 else:
                     items = list(buffer)  # type: ignore[arg-type]
                     buffer.clear()
-                self._delivered += len(items)
                 return items
             await self._wait()
 
@@ -278,7 +287,6 @@ class Subscription(Generic[T]):
             if item is _END:
                 self._finish()
                 return None
-            self._delivered += 1
             return item
         return None
 
@@ -300,7 +308,13 @@ class Subscription(Generic[T]):
     def close(self) -> None:
         """Stop receiving now (the synchronous form of :meth:`aclose`)."""
         self._finish()
-        self._buffer.clear()
+        self._clear()
+
+    def _clear(self) -> None:
+        """Discard the buffered items (counted as neither delivered nor dropped)."""
+        buffer = self._buffer
+        self._discarded += sum(1 for item in buffer if item is not _END)
+        buffer.clear()
 
     def _finish(self) -> None:
         if not self._closed:
@@ -326,10 +340,11 @@ class Subscription(Generic[T]):
 
     def statistics(self) -> StreamStatistics:
         """Buffer fill, capacity, items delivered and dropped."""
+        buffered = sum(1 for item in self._buffer if item is not _END)
         return StreamStatistics(
-            buffered=sum(1 for item in self._buffer if item is not _END),
+            buffered=buffered,
             capacity=self._capacity,
-            delivered=self._delivered,
+            delivered=self._accepted - self._dropped - self._discarded - buffered,
             dropped=self._dropped,
             closed=self._closed,
         )

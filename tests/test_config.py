@@ -106,11 +106,14 @@ def test_receive_path_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     s = ConnectorSettings()
     assert s.fast_receive is True  # on by default
     assert s.tune_gc is False  # process-wide: opt-in
+    assert s.fast_ticks is True
     monkeypatch.setenv("IBCONN_FAST_RECEIVE", "0")
     monkeypatch.setenv("IBCONN_TUNE_GC", "yes")
+    monkeypatch.setenv("IBCONN_FAST_TICKS", "false")
     s = ConnectorSettings()
     assert s.fast_receive is False
     assert s.tune_gc is True
+    assert s.fast_ticks is False
     assert config_error(tune_gc="sometimes").key == "tune_gc"
 
 
