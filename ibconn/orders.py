@@ -123,6 +123,14 @@ _COMMISSION_GRACE = 1.0
 """Seconds ``fills()`` holds a fill back waiting for its commission report."""
 
 _EPS = 1e-9
+_WORKING_AT_TWS = frozenset(
+    {
+        OrderStatus.PRE_SUBMITTED,
+        OrderStatus.SUBMITTED,
+        OrderStatus.PARTIALLY_FILLED,
+        OrderStatus.PENDING_CANCEL,
+    }
+)
 _PLACE_ORDER = 3
 T = TypeVar("T")
 
@@ -1152,6 +1160,8 @@ class OrderService(Service):
         if last and last > 0:
             record.tws_last = last
         new = map_tws_status(status.status, record.filled, record.remaining)
+        if new is record.status and new.is_done:
+            return  # a final status repeated (or known from the executions): nothing new
         if new is None or (record.status.is_done and not new.is_done):
             if changed:
                 self._publish(record, kind)
@@ -1220,6 +1230,21 @@ class OrderService(Service):
         if publish:
             self._publish(record, kind, fill=result.fill)
             self._queue_fill(result.fill)
+            if self._filled_by_executions(record):
+                # TWS's own rule, applied as soon as the execution is in (its "Filled"
+                # status follows a few messages later and then changes nothing).
+                self._set_status(record, OrderStatus.FILLED, UpdateKind.STATUS)
+
+    @staticmethod
+    def _filled_by_executions(record: OrderRecord) -> bool:
+        """Whether the executions received add up to the whole order (and nothing could
+        still change its quantity: no modification waits for TWS's answer)."""
+        return (
+            record.status in _WORKING_AT_TWS  # (an UNKNOWN order is the resync's to resolve)
+            and record.ledger.filled >= record.quantity - _EPS
+            and record.quantity > _EPS
+            and (record.change is None or record.change.done())
+        )
 
     def _queue_fill(self, fill: Fill) -> None:
         loop = asyncio.get_running_loop()

@@ -111,6 +111,27 @@ async def test_market_order_fills_with_commission(
     assert connector.get_order_status(handle.order_ref).status is S.FILLED
 
 
+async def test_an_order_is_filled_as_soon_as_its_executions_add_up(
+    connector: IBConnector,
+) -> None:
+    updates = connector.order_updates()
+    handle = await connector.place_market_order("AAPL", 100, "BUY")
+    done = await connector.wait_for_order(handle, S.FILLED, timeout=5)
+    assert (done.status, done.filled, done.remaining) == (S.FILLED, 100, 0)
+    [trade] = [t for t in connector.ib.trades() if t.order.orderRef == handle.order_ref]
+    # the waiter resumed right after the execution, before TWS's own Filled status
+    assert trade.orderStatus.status != "Filled"
+    await until(lambda: trade.orderStatus.status == "Filled")
+    await until(lambda: connector.get_order_status(handle).commission is not None)
+    mine = [u for u in drain(updates) if u.order_ref == handle.order_ref]
+    kinds = [(u.kind, u.status) for u in mine]
+    fill_at = next(i for i, (kind, _) in enumerate(kinds) if kind is UpdateKind.FILL)
+    assert kinds[fill_at + 1] == (UpdateKind.STATUS, S.FILLED)
+    # TWS's Filled status, when it comes, changes nothing: one final status, not two
+    assert kinds.count((UpdateKind.STATUS, S.FILLED)) == 1
+    assert all(u.status is S.FILLED for u in mine[fill_at + 1 :])
+
+
 async def test_limit_order_rests_then_partial_fills_then_fills(
     gw: SimulatedGateway, connector: IBConnector
 ) -> None:
