@@ -72,7 +72,7 @@ from ibconn.models import (
 from ibconn.receive import receiver_of
 from ibconn.session import Service, Session
 from ibconn.streams import Broadcast, OverflowPolicy, Subscription
-from ibconn.tick_decoding import TapLine, TickTap
+from ibconn.tick_decoding import TapLine, TickTap, set_last_trade
 from ibconn.validation import TickValidator, ValidationStats
 
 if TYPE_CHECKING:
@@ -1203,14 +1203,7 @@ class MarketDataService(Service):
         ticker = line.handle
         if ib is not None and ticker is not None:
             wrapper = ib.wrapper
-            ticker.prevLast = ticker.last
-            ticker.prevLastSize = ticker.lastSize
-            if price == -1 and size == 0:
-                ticker.last = wrapper.defaultEmptyPrice
-                ticker.lastSize = wrapper.defaultEmptySize
-            else:
-                ticker.last = price
-                ticker.lastSize = size
+            set_last_trade(ticker, price, size, wrapper.defaultEmptyPrice, wrapper.defaultEmptySize)
             wrapper.pendingTickers.add(ticker)
         item = (time, price, size, attrib.pastLimit, attrib.unreported, exchange, conditions)
         feed = self._take_trades(line, (item,))

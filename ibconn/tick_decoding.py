@@ -56,7 +56,16 @@ from ib_async.wrapper import PRICE_TICK_MAP, SIZE_TICK_MAP
 
 from ibconn.logs import get_logger
 
-__all__ = ["MKT", "MKT_WIDTH", "SAFE_MESSAGE_IDS", "TBT", "TBT_WIDTH", "TapLine", "TickTap"]
+__all__ = [
+    "MKT",
+    "MKT_WIDTH",
+    "SAFE_MESSAGE_IDS",
+    "TBT",
+    "TBT_WIDTH",
+    "TapLine",
+    "TickTap",
+    "set_last_trade",
+]
 
 MKT: Final = "mkt"
 """A ``reqMktData`` line: tickPrice and tickSize messages."""
@@ -77,6 +86,21 @@ unreported, exchange, conditions``."""
 _log = get_logger("market_data")
 _PRICE_ATTR: Final[dict[int, str]] = dict(PRICE_TICK_MAP)
 _SIZE_ATTR: Final[dict[int, str]] = dict(SIZE_TICK_MAP)
+
+
+def set_last_trade(
+    ticker: Any, price: float, size: float, empty_price: Any, empty_size: Any
+) -> None:
+    """What ``ib_async``'s ``Wrapper.tickByTickAllLast`` does to the ticker for one trade
+    (``-1`` / ``0`` is TWS's "no trade": the ticker's empty values)."""
+    ticker.prevLast = ticker.last
+    ticker.prevLastSize = ticker.lastSize
+    if price == -1 and size == 0:
+        ticker.last = empty_price
+        ticker.lastSize = empty_size
+    else:
+        ticker.last = price
+        ticker.lastSize = size
 
 
 class TapLine:
@@ -263,15 +287,7 @@ class TickTap:
             mask = int(fields[6])
         except ValueError:
             return False
-        ticker = line.ticker
-        ticker.prevLast = ticker.last
-        ticker.prevLastSize = ticker.lastSize
-        if price == -1 and size == 0:
-            ticker.last = self.empty_price
-            ticker.lastSize = self.empty_size
-        else:
-            ticker.last = price
-            ticker.lastSize = size
+        set_last_trade(line.ticker, price, size, self.empty_price, self.empty_size)
         line.items += (when, price, size, bool(mask & 1), bool(mask & 2), fields[7], fields[8])
         if not line.touched:
             self._touch(line)

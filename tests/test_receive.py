@@ -458,6 +458,18 @@ def _slow_reference(chunks: list[bytes]) -> list[str]:
     return _decoded(log)
 
 
+def _yield_once(receiver: FastReceiver) -> Callable[..., None]:
+    """A wrapper hook that asks the receiver to yield the first time it is called."""
+    calls = [0]
+
+    def hook(*_: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 1:
+            receiver.request_yield()
+
+    return hook
+
+
 async def _until_not_paused(receiver: FastReceiver) -> None:
     for _ in range(100):
         if not receiver.paused:
@@ -497,14 +509,7 @@ async def test_data_that_arrives_while_paused_is_decoded_after_the_unread_bytes(
     first, second = stream[: starts[len(starts) // 2] + 3], stream[starts[len(starts) // 2] + 3 :]
     client, wrapper, log = make_client(fast=True)
     receiver: FastReceiver = client._ibconn_receiver  # type: ignore[attr-defined]
-    yielded = [False]
-
-    def on_tick(*_: Any) -> None:
-        if not yielded[0]:
-            yielded[0] = True
-            receiver.request_yield()
-
-    wrapper.hooks["priceSizeTick"] = on_tick
+    wrapper.hooks["priceSizeTick"] = _yield_once(receiver)
     client.conn.hasData.emit(first)
     assert receiver.paused
     decoded = client._numMsgRecv
@@ -531,14 +536,7 @@ async def test_a_reset_while_paused_drops_the_unread_bytes(stream: bytes) -> Non
 async def test_uninstall_while_paused_hands_the_unread_bytes_to_ib_async(stream: bytes) -> None:
     client, wrapper, log = make_client(fast=True)
     receiver: FastReceiver = client._ibconn_receiver  # type: ignore[attr-defined]
-    yielded = [False]
-
-    def on_tick(*_: Any) -> None:
-        if not yielded[0]:
-            yielded[0] = True
-            receiver.request_yield()
-
-    wrapper.hooks["priceSizeTick"] = on_tick
+    wrapper.hooks["priceSizeTick"] = _yield_once(receiver)
     starts = boundaries(stream)
     last = stream[starts[-2] :]
     client.conn.hasData.emit(stream[: starts[-2]])
@@ -564,14 +562,7 @@ async def test_a_new_connection_after_a_reset_while_paused_is_decoded(stream: by
     handshake included, even though the continuation of the old read was still queued."""
     client, wrapper, log = make_client(fast=True)
     receiver: FastReceiver = client._ibconn_receiver  # type: ignore[attr-defined]
-    yielded = [False]
-
-    def on_tick(*_: Any) -> None:
-        if not yielded[0]:
-            yielded[0] = True
-            receiver.request_yield()
-
-    wrapper.hooks["priceSizeTick"] = on_tick
+    wrapper.hooks["priceSizeTick"] = _yield_once(receiver)
     client.conn.hasData.emit(stream)
     assert receiver.paused
     client.reset()
