@@ -37,9 +37,8 @@ import functools
 import math
 import time as _time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from ib_async import RealTimeBarList, Ticker
 
@@ -56,6 +55,17 @@ from ibconn.errors import (
 )
 from ibconn.history import HistoryFetcher, check_request
 from ibconn.logs import get_logger
+from ibconn.market_lines import (
+    MKT,
+    RTB,
+    TBT,
+    Backfill,
+    Feed,
+    InstrumentState,
+    Line,
+    LineInfo,
+    MarketDataStatistics,
+)
 from ibconn.market_streams import MarketDataSubscription, MarketStream
 from ibconn.models import (
     Bar,
@@ -71,9 +81,9 @@ from ibconn.models import (
 )
 from ibconn.receive import receiver_of
 from ibconn.session import Service, Session
-from ibconn.streams import Broadcast, OverflowPolicy, Subscription
+from ibconn.streams import Subscription
 from ibconn.tick_decoding import TapLine, TickTap, set_last_trade
-from ibconn.validation import TickValidator, ValidationStats
+from ibconn.validation import ValidationStats
 
 if TYPE_CHECKING:
     from ib_async import IB
@@ -93,10 +103,6 @@ __all__ = [
 
 _log = get_logger("market_data")
 
-
-_MKT = "mkt"
-_TBT = "tbt"
-_RTB = "rtb"
 
 _DELAYED_TYPES = frozenset({MarketDataType.DELAYED, MarketDataType.DELAYED_FROZEN})
 # Codes with which TWS refuses tick-by-tick data for lack of live permissions.
@@ -153,266 +159,6 @@ _TICK_BY_TICK = TradeSource.TICK_BY_TICK
 # the hot path's constructor (``Tick(...)`` adds a Python-level ``__new__`` call).
 _new_tuple: Any = tuple.__new__
 
-_POLICIES: dict[StreamKind, OverflowPolicy] = {
-    StreamKind.QUOTES: OverflowPolicy.CONFLATE,
-    StreamKind.TICKS: OverflowPolicy.DROP_OLDEST,
-    StreamKind.TRADES: OverflowPolicy.DROP_OLDEST,
-    StreamKind.BARS: OverflowPolicy.RAISE,
-}
-
-
-def _quote_replaces(old: object, new: object) -> bool:
-    """Conflation rule of quote streams: a newer quote replaces an unread one, except the
-    first quote after a gap (its ``after_gap`` flag must reach the consumer)."""
-    return type(old) is Quote and type(new) is Quote and not old.after_gap
-
-
-@dataclass(frozen=True, slots=True)
-class LineInfo:
-    """One TWS subscription held by the service (see :meth:`MarketDataService.lines`)."""
-
-    symbol: str
-    con_id: int
-    kind: str
-    """``mkt`` (reqMktData), ``tbt`` (tick-by-tick AllLast) or ``rtb`` (real-time bars)."""
-    req_id: int | None
-    """TWS request id of the current session; ``None`` while not requested."""
-    active: bool
-    stale: bool
-    feeds: tuple[str, ...]
-    """The feeds using it: ``quotes``, ``ticks``, ``trades``, ``bars 60`` ..."""
-    consumers: int
-    """Streams, subscriptions and snapshots that hold it, over all its feeds."""
-
-
-class MarketDataStatistics(NamedTuple):
-    """A snapshot of the service (see :meth:`MarketDataService.statistics`)."""
-
-    lines: tuple[LineInfo, ...]
-    instruments: int
-    consumers: int
-    validation: ValidationStats
-    published: int
-    """Items (data and status) published to streams since creation."""
-    backfills: int
-    backfilled_bars: int
-    history_requests: int
-
-
-# --------------------------------------------------------------------------- registry
-
-
-class _Line:
-    """One TWS subscription of one instrument."""
-
-    __slots__ = (
-        "active",
-        "handle",
-        "inst",
-        "kind",
-        "last_data",
-        "req_id",
-        "seen",
-        "skip_first",
-        "stale",
-        "tap",
-    )
-
-    def __init__(self, inst: _Instrument, kind: str) -> None:
-        self.inst = inst
-        self.kind = kind
-        self.req_id: int | None = None
-        self.handle: Any = None
-        self.active = False
-        self.last_data = 0.0
-        # Tick-by-tick trades set `seen` instead of reading the clock per trade; the
-        # housekeeper turns it into `last_data` (so staleness is at most one
-        # housekeeping interval late for that line).
-        self.seen = False
-        self.stale = False
-        self.skip_first = False
-        self.tap: TapLine | None = None  # registered with the tick tap (ibconn/tick_decoding.py)
-
-
-class _Feed:
-    """One kind of stream of one instrument, shared by its consumers."""
-
-    __slots__ = (
-        "aggregator",
-        "broadcast",
-        "closed",
-        "consumers",
-        "failure",
-        "gap",
-        "inst",
-        "key",
-        "kind",
-        "name",
-        "pending",
-        "seconds",
-        "status",
-    )
-
-    def __init__(self, inst: _Instrument, kind: StreamKind, seconds: int, capacity: int) -> None:
-        self.inst = inst
-        self.kind = kind
-        self.seconds = seconds
-        self.key = (kind, seconds)
-        self.name = f"{kind.value} {inst.symbol}" + (f" {seconds}s" if seconds else "")
-        self.broadcast: Broadcast[Any] = Broadcast(
-            self.name,
-            capacity=capacity,
-            policy=_POLICIES[kind],
-            replaces=_quote_replaces if kind is StreamKind.QUOTES else None,
-        )
-        self.consumers = 0
-        self.gap = False
-        self.failure: tuple[str, int | None, str] | None = None
-        self.closed = False
-        self.status: StreamStatus | None = None
-        self.aggregator: BarAggregator | None = None
-        # Tick-by-tick trades of the current TCP read, published as one batch
-        # (MarketDataService._flush) before anything else reaches the feed.
-        self.pending: list[Trade] | None = None
-
-    def lines_needed(self) -> tuple[str, ...]:
-        inst = self.inst
-        if self.kind is StreamKind.QUOTES or self.kind is StreamKind.TICKS:
-            return (_MKT,)
-        if self.kind is StreamKind.TRADES:
-            return (inst.trade_line(),)
-        source = inst.bar_source()
-        if source is BarSource.REALTIME:
-            return (_RTB,)
-        if source is BarSource.MIDPOINT:
-            return (_MKT,)
-        return (inst.trade_line(),)
-
-    def take_gap(self) -> bool:
-        gap = self.gap
-        if gap:
-            self.gap = False
-        return gap
-
-
-class _Backfill:
-    """A bar backfill in progress: live pieces wait here until the history is in."""
-
-    __slots__ = ("first_live", "pending", "task")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.pending: list[tuple[Any, ...]] = []
-        self.first_live: asyncio.Future[float] = loop.create_future()
-        self.task: asyncio.Task[None] | None = None
-
-    def live(self, feed_time: float) -> None:
-        if not self.first_live.done():
-            self.first_live.set_result(feed_time)
-
-
-class _Instrument:
-    """Everything the service knows about one instrument: lines, feeds and market state."""
-
-    __slots__ = (
-        "ask",
-        "ask_size",
-        "backfill",
-        "bid",
-        "bid_size",
-        "con_id",
-        "delayed",
-        "delayed_alerted",
-        "feed_offset",
-        "feeds",
-        "holds",
-        "in_gap",
-        "last_rt_start",
-        "last_trade_dt",
-        "last_trade_time",
-        "lines",
-        "quote_time",
-        "quote_waiters",
-        "resolved",
-        "rtb_refused",
-        "sec_type",
-        "symbol",
-        "tbt_refused",
-        "validator",
-    )
-
-    def __init__(self, resolved: ResolvedContract, tolerance: float) -> None:
-        self.resolved = resolved
-        self.symbol = resolved.display_name
-        self.con_id = resolved.con_id
-        self.sec_type = resolved.sec_type
-        self.validator = TickValidator(resolved.sec_type, tolerance)
-        self.lines: dict[str, _Line] = {}
-        self.feeds: dict[tuple[StreamKind, int], _Feed] = {}
-        self.holds: set[MarketDataSubscription] = set()
-        self.quote_waiters: list[asyncio.Future[None]] = []
-        self.tbt_refused = False
-        self.rtb_refused = False
-        self.delayed = False
-        self.delayed_alerted = False
-        self.in_gap = False
-        self.backfill: _Backfill | None = None
-        self.last_trade_time = -math.inf
-        self.last_trade_dt = datetime.fromtimestamp(0, UTC)
-        self.last_rt_start = -math.inf
-        self.feed_offset: float | None = None
-        self.reset_quote()
-
-    def reset_quote(self) -> None:
-        self.bid: float | None = None
-        self.ask: float | None = None
-        self.bid_size: float | None = None
-        self.ask_size: float | None = None
-        self.quote_time: datetime | None = None
-
-    def trade_line(self) -> str:
-        return _MKT if self.tbt_refused else _TBT
-
-    def bar_source(self) -> BarSource:
-        if not self.rtb_refused:
-            return BarSource.REALTIME
-        return BarSource.MIDPOINT if self.sec_type == "CASH" else BarSource.TRADES
-
-    def history_what(self) -> str:
-        if self.sec_type == "CASH" or self.bar_source() is BarSource.MIDPOINT:
-            return "MIDPOINT"
-        return "TRADES"
-
-    def needed_lines(self) -> set[str]:
-        needed: set[str] = set()
-        if self.holds or self.quote_waiters:
-            needed.add(_MKT)
-        for feed in self.feeds.values():
-            needed.update(feed.lines_needed())
-        return needed
-
-    def dependents(self, kind: str) -> list[_Feed]:
-        return [feed for feed in self.feeds.values() if kind in feed.lines_needed()]
-
-    def bar_feeds(self) -> list[_Feed]:
-        return [feed for feed in self.feeds.values() if feed.kind is StreamKind.BARS]
-
-    def current_quote(self, *, after_gap: bool = False, crossed: bool = False) -> Quote:
-        return Quote(
-            symbol=self.symbol,
-            con_id=self.con_id,
-            time=self.quote_time or datetime.now(UTC),
-            bid=self.bid,
-            ask=self.ask,
-            bid_size=self.bid_size,
-            ask_size=self.ask_size,
-            delayed=self.delayed,
-            crossed=crossed,
-            after_gap=after_gap,
-        )
-
-
-# --------------------------------------------------------------------------- the service
-
 
 class MarketDataService(Service):
     """Market data for the connector (see the module docstring). ``order`` 10: first to resync."""
@@ -432,8 +178,8 @@ class MarketDataService(Service):
         self._settings = settings
         self._alerts = alerts
         self._history = HistoryFetcher(lambda: supervisor.ib, settings.historical_timeout)
-        self._instruments: dict[int, _Instrument] = {}
-        self._by_req_id: dict[int, _Line] = {}
+        self._instruments: dict[int, InstrumentState] = {}
+        self._by_req_id: dict[int, Line] = {}
         self._ib: IB | None = None
         self._tap: TickTap | None = None
         self._live = False
@@ -497,7 +243,7 @@ class MarketDataService(Service):
         resolved = await self._resolver.resolve(instrument)
         inst = self._instrument(resolved)
         wait = self._settings.market_data_timeout if timeout is None else timeout
-        mkt = inst.lines.get(_MKT)
+        mkt = inst.lines.get(MKT)
         if mkt is not None and mkt.active and inst.quote_time is not None:
             return inst.current_quote()
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -544,7 +290,7 @@ class MarketDataService(Service):
             for kind, line in inst.lines.items():
                 feeds = inst.dependents(kind)
                 consumers = sum(feed.consumers for feed in feeds)
-                if kind == _MKT:
+                if kind == MKT:
                     consumers += len(inst.holds) + len(inst.quote_waiters)
                 out.append(
                     LineInfo(
@@ -619,7 +365,7 @@ class MarketDataService(Service):
 
     async def _acquire(
         self, instrument: ContractLike, kind: StreamKind, seconds: int, capacity: int | None
-    ) -> tuple[_Feed, Subscription[Any]]:
+    ) -> tuple[Feed, Subscription[Any]]:
         resolved = await self._resolver.resolve(instrument)
         self._closed = False
         inst = self._instrument(resolved)
@@ -627,7 +373,7 @@ class MarketDataService(Service):
         feed = inst.feeds.get(key)
         created = feed is None
         if feed is None:
-            feed = _Feed(inst, kind, seconds, self._default_capacity(kind))
+            feed = Feed(inst, kind, seconds, self._default_capacity(kind))
             if kind is StreamKind.BARS:
                 feed.aggregator = BarAggregator(
                     inst.symbol, inst.con_id, seconds, inst.bar_source()
@@ -652,14 +398,14 @@ class MarketDataService(Service):
             return settings.trade_buffer
         return settings.bar_buffer
 
-    def _instrument(self, resolved: ResolvedContract) -> _Instrument:
+    def _instrument(self, resolved: ResolvedContract) -> InstrumentState:
         inst = self._instruments.get(resolved.con_id)
         if inst is None:
-            inst = _Instrument(resolved, self._settings.crossed_quote_tolerance)
+            inst = InstrumentState(resolved, self._settings.crossed_quote_tolerance)
             self._instruments[resolved.con_id] = inst
         return inst
 
-    def _release_feed(self, feed: _Feed) -> None:
+    def _release_feed(self, feed: Feed) -> None:
         if feed.closed:
             return
         feed.consumers -= 1
@@ -679,7 +425,7 @@ class MarketDataService(Service):
             inst.holds.discard(hold)
             self._reconcile(inst)
 
-    def _reconcile(self, inst: _Instrument) -> None:
+    def _reconcile(self, inst: InstrumentState) -> None:
         """Request the lines the instrument's feeds need; cancel those nobody needs."""
         needed = inst.needed_lines()
         for kind in [kind for kind in inst.lines if kind not in needed]:
@@ -687,7 +433,7 @@ class MarketDataService(Service):
             self._cancel_line(line)
         for kind in needed:
             if kind not in inst.lines:
-                line = _Line(inst, kind)
+                line = Line(inst, kind)
                 inst.lines[kind] = line
                 if self._live:
                     self._request(line)
@@ -700,19 +446,19 @@ class MarketDataService(Service):
 
     # -- TWS requests --------------------------------------------------------------
 
-    def _request(self, line: _Line) -> None:
+    def _request(self, line: Line) -> None:
         ib = self._ib
         if ib is None or not ib.client.isReady():
             return
         inst = line.inst
         contract = inst.resolved.contract
         try:
-            if line.kind == _MKT:
+            if line.kind == MKT:
                 inst.reset_quote()
                 ticker = ib.reqMktData(contract, "", False, False)
                 line.handle = ticker
                 line.req_id = ib.wrapper.ticker2ReqId["mktData"].get(ticker)
-            elif line.kind == _TBT:
+            elif line.kind == TBT:
                 ticker = ib.reqTickByTickData(contract, "AllLast", 0, False)
                 line.handle = ticker
                 line.req_id = ib.wrapper.ticker2ReqId["AllLast"].get(ticker)
@@ -728,23 +474,23 @@ class MarketDataService(Service):
         if line.req_id is not None:
             self._by_req_id[line.req_id] = line
             tap = self._tap
-            if tap is not None and line.kind != _RTB:
-                sink = self._on_tap_ticks if line.kind == _MKT else self._on_tap_trades
+            if tap is not None and line.kind != RTB:
+                sink = self._on_tap_ticks if line.kind == MKT else self._on_tap_trades
                 line.tap = tap.own(line.req_id, line.handle, line.kind, sink, line)
         line.active = True
         line.stale = False
         line.last_data = asyncio.get_running_loop().time()
         _log.debug("requested {} {} (reqId {})", line.kind, inst.symbol, line.req_id)
 
-    def _cancel_line(self, line: _Line) -> None:
+    def _cancel_line(self, line: Line) -> None:
         """Cancel at TWS (when connected) and forget the line."""
         ib = self._ib
         if line.active and ib is not None and ib.client.isConnected() and line.handle is not None:
             contract = line.inst.resolved.contract
             try:
-                if line.kind == _MKT:
+                if line.kind == MKT:
                     ib.cancelMktData(contract)
-                elif line.kind == _TBT:
+                elif line.kind == TBT:
                     ib.cancelTickByTickData(contract, "AllLast")
                 else:
                     ib.cancelRealTimeBars(line.handle)
@@ -757,16 +503,16 @@ class MarketDataService(Service):
             return
         self._forget_line(line)
 
-    def _forget_line(self, line: _Line) -> None:
+    def _forget_line(self, line: Line) -> None:
         """Forget a line that TWS no longer serves, without a message to TWS."""
         self._unmap(line)
         ib = self._ib
         handle = line.handle
         if ib is not None and handle is not None:
             wrapper = ib.wrapper
-            if line.kind == _MKT:
+            if line.kind == MKT:
                 wrapper.endTicker(handle, "mktData")
-            elif line.kind == _TBT:
+            elif line.kind == TBT:
                 wrapper.endTicker(handle, "AllLast")
             else:
                 wrapper.endSubscription(handle)
@@ -774,7 +520,7 @@ class MarketDataService(Service):
         line.active = False
         line.req_id = None
 
-    def _unmap(self, line: _Line) -> None:
+    def _unmap(self, line: Line) -> None:
         """Stop routing the line's request id to it (and take it off the tick tap)."""
         if line.req_id is not None:
             self._by_req_id.pop(line.req_id, None)
@@ -845,7 +591,7 @@ class MarketDataService(Service):
     # -- gaps and backfills -----------------------------------------------------------
 
     def _begin_gap(
-        self, inst: _Instrument, kind: StatusKind | None, message: str, code: int | None
+        self, inst: InstrumentState, kind: StatusKind | None, message: str, code: int | None
     ) -> None:
         if not inst.in_gap:
             inst.in_gap = True
@@ -857,7 +603,7 @@ class MarketDataService(Service):
             for feed in inst.feeds.values():
                 self._post(feed, kind, message, code)
 
-    def _start_backfill(self, inst: _Instrument) -> None:
+    def _start_backfill(self, inst: InstrumentState) -> None:
         feeds = [feed for feed in inst.bar_feeds() if feed.aggregator is not None]
         if not feeds:
             return
@@ -868,14 +614,14 @@ class MarketDataService(Service):
         if not starts:
             return
         loop = asyncio.get_running_loop()
-        backfill = _Backfill(loop)
+        backfill = Backfill(loop)
         inst.backfill = backfill
         backfill.task = loop.create_task(
             self._run_backfill(inst, backfill, min(starts)),
             name=f"ibconn-backfill-{inst.symbol}",
         )
 
-    async def _run_backfill(self, inst: _Instrument, backfill: _Backfill, start: float) -> None:
+    async def _run_backfill(self, inst: InstrumentState, backfill: Backfill, start: float) -> None:
         try:
             try:
                 async with asyncio.timeout(self._settings.market_data_timeout):
@@ -988,7 +734,7 @@ class MarketDataService(Service):
 
     def _on_tap_ticks(self, tap: TapLine, items: list[Any]) -> None:
         """A batch of the tick tap for a market data line (flat ``TickData`` fields)."""
-        line: _Line = tap.owner  # type: ignore[assignment]
+        line: Line = tap.owner  # type: ignore[assignment]
         if line.tap is not tap or self._ib is None:
             return  # the line was cancelled or forgotten after these ticks were taken
         it = iter(items)  # zip of one iterator: the flat list in groups of 4 (MKT_WIDTH)
@@ -998,7 +744,7 @@ class MarketDataService(Service):
 
     def _on_ticks(
         self,
-        inst: _Instrument,
+        inst: InstrumentState,
         ticker: Ticker,
         ticks: Iterable[tuple[Any, int, float, float]],
         stamp: datetime | None,
@@ -1016,7 +762,7 @@ class MarketDataService(Service):
         the validator's methods; anything else goes through them, so the
         counters see every rejection.
         """
-        line = inst.lines.get(_MKT)
+        line = inst.lines.get(MKT)
         if line is None or not line.active:
             return
         line.last_data = asyncio.get_running_loop().time()
@@ -1145,13 +891,13 @@ class MarketDataService(Service):
 
     def _on_last_trade(
         self,
-        inst: _Instrument,
+        inst: InstrumentState,
         *,
         ticker: Ticker,
         stamp: datetime,
         price: float,
         size: float | None,
-        feed: _Feed | None,
+        feed: Feed | None,
         delayed: bool,
     ) -> None:
         when = ticker.delayedLastTimestamp if delayed else ticker.lastTimestamp
@@ -1194,7 +940,7 @@ class MarketDataService(Service):
         with the read's batch. Every other request goes to ib_async's ``original``.
         """
         line = self._by_req_id.get(req_id)
-        if line is None or line.kind != _TBT:
+        if line is None or line.kind != TBT:
             original(req_id, tick_type, time, price, size, attrib, exchange, conditions)
             return
         if not line.active:
@@ -1212,7 +958,7 @@ class MarketDataService(Service):
 
     def _on_tap_trades(self, tap: TapLine, items: list[Any]) -> None:
         """A batch of the tick tap for a tick-by-tick line: published at once (end of read)."""
-        line: _Line = tap.owner  # type: ignore[assignment]
+        line: Line = tap.owner  # type: ignore[assignment]
         if line.tap is not tap or not line.active:
             return
         it = iter(items)  # the flat list in groups of 7 (TBT_WIDTH)
@@ -1221,7 +967,7 @@ class MarketDataService(Service):
         if feed is not None:
             self._flush(feed)
 
-    def _take_trades(self, line: _Line, items: Iterable[tuple[Any, ...]]) -> _Feed | None:
+    def _take_trades(self, line: Line, items: Iterable[tuple[Any, ...]]) -> Feed | None:
         """Validate tick-by-tick trades ``(time, price, size, pastLimit, unreported, exchange,
         conditions)`` of ``line`` and add them to the trade feed's pending batch.
 
@@ -1293,7 +1039,7 @@ class MarketDataService(Service):
             return None
         return feed
 
-    def _flush(self, feed: _Feed) -> None:
+    def _flush(self, feed: Feed) -> None:
         """Publish the tick-by-tick trades buffered for ``feed`` (once per TCP read)."""
         pending = feed.pending
         if pending is None:
@@ -1308,7 +1054,7 @@ class MarketDataService(Service):
             if not isinstance(bars, RealTimeBarList) or not bars:
                 return
             line = self._by_req_id.get(bars.reqId)
-            if line is None or line.kind != _RTB or not line.active:
+            if line is None or line.kind != RTB or not line.active:
                 return
             bar = bars[-1]
             bars.clear()  # ib_async would keep every real-time bar forever
@@ -1339,7 +1085,9 @@ class MarketDataService(Service):
         except Exception as exc:  # never break ib_async's dispatch
             _log.opt(exception=exc).error("real-time bar handling raised {!r}", exc)
 
-    def _bar_trade(self, inst: _Instrument, epoch: float, price: float, size: float | None) -> None:
+    def _bar_trade(
+        self, inst: InstrumentState, epoch: float, price: float, size: float | None
+    ) -> None:
         if not inst.feeds:
             return
         inst.feed_offset = epoch - asyncio.get_running_loop().time()
@@ -1347,7 +1095,7 @@ class MarketDataService(Service):
             inst.backfill.live(epoch)
         self._route_piece(inst, ("trade", epoch, price, size))
 
-    def _route_piece(self, inst: _Instrument, piece: tuple[Any, ...]) -> None:
+    def _route_piece(self, inst: InstrumentState, piece: tuple[Any, ...]) -> None:
         backfill = inst.backfill
         if backfill is not None:
             if len(backfill.pending) < _PENDING_PIECES_LIMIT:
@@ -1355,7 +1103,7 @@ class MarketDataService(Service):
             return
         self._apply_piece(inst, piece, live=True)
 
-    def _apply_piece(self, inst: _Instrument, piece: tuple[Any, ...], *, live: bool) -> None:
+    def _apply_piece(self, inst: InstrumentState, piece: tuple[Any, ...], *, live: bool) -> None:
         for feed in inst.bar_feeds():
             aggregator = feed.aggregator
             if aggregator is None:
@@ -1375,7 +1123,7 @@ class MarketDataService(Service):
             if out:
                 self._publish_bars(feed, out)
 
-    def _publish_bars(self, feed: _Feed, bars: list[Bar]) -> None:
+    def _publish_bars(self, feed: Feed, bars: list[Bar]) -> None:
         for bar in bars:
             self._published += 1
             feed.broadcast.publish(bar)
@@ -1392,7 +1140,7 @@ class MarketDataService(Service):
         except Exception as exc:  # a handler must never break ib_async's dispatch
             _log.opt(exception=exc).error("handling TWS code {} raised {!r}", code, exc)
 
-    def _line_error(self, line: _Line, code: int, message: str) -> None:
+    def _line_error(self, line: Line, code: int, message: str) -> None:
         inst = line.inst
         info = classify(code, message)
         if info.category is CodeCategory.HARMLESS:
@@ -1415,10 +1163,10 @@ class MarketDataService(Service):
             for feed in inst.dependents(line.kind):
                 self._post(feed, StatusKind.COMPETING_SESSION, message, code)
             return
-        if line.kind == _TBT and code in _NO_LIVE_CODES and self._delayed_allowed:
+        if line.kind == TBT and code in _NO_LIVE_CODES and self._delayed_allowed:
             self._fall_back(line, code, message)
             return
-        if line.kind == _RTB and (info.action is RecoveryAction.FAIL_REQUEST or code == 420):
+        if line.kind == RTB and (info.action is RecoveryAction.FAIL_REQUEST or code == 420):
             self._fall_back(line, code, message)
             return
         if info.action is RecoveryAction.FAIL_REQUEST or code == 322:
@@ -1448,12 +1196,12 @@ class MarketDataService(Service):
                     for feed in inst.feeds.values():
                         self._post(feed, StatusKind.RESUMED, message, code)
 
-    def _fall_back(self, line: _Line, code: int, message: str) -> None:
+    def _fall_back(self, line: Line, code: int, message: str) -> None:
         inst = line.inst
         affected = inst.dependents(line.kind)
         self._forget_line(line)
         inst.lines.pop(line.kind, None)
-        if line.kind == _TBT:
+        if line.kind == TBT:
             inst.tbt_refused = True
             text = f"no tick-by-tick data ({code}: {message}); trades come from last-price ticks"
         else:
@@ -1473,12 +1221,12 @@ class MarketDataService(Service):
             self._post(feed, StatusKind.FALLBACK, text, code)
         self._reconcile(inst)
 
-    def _fail_line(self, line: _Line, code: int, message: str) -> None:
+    def _fail_line(self, line: Line, code: int, message: str) -> None:
         inst = line.inst
         affected = inst.dependents(line.kind)
         self._forget_line(line)
         inst.lines.pop(line.kind, None)
-        what = {_MKT: "market data", _TBT: "tick-by-tick data", _RTB: "real-time bars"}[line.kind]
+        what = {MKT: "market data", TBT: "tick-by-tick data", RTB: "real-time bars"}[line.kind]
         text = f"TWS ended the {what} of {inst.symbol} with error {code}: {message}"
         _log.warning(text)
         failure = MarketDataError(text, code=code, text=message, symbol=inst.symbol)
@@ -1489,7 +1237,7 @@ class MarketDataService(Service):
             feed.broadcast.close()
             if inst.feeds.get(feed.key) is feed:
                 del inst.feeds[feed.key]
-        if line.kind == _MKT:
+        if line.kind == MKT:
             for hold in list(inst.holds):
                 hold.failure = failure
                 hold._inst = None
@@ -1502,7 +1250,7 @@ class MarketDataService(Service):
 
     # -- status, staleness ---------------------------------------------------------------
 
-    def _post(self, feed: _Feed, kind: StatusKind, message: str, code: int | None) -> None:
+    def _post(self, feed: Feed, kind: StatusKind, message: str, code: int | None) -> None:
         inst = feed.inst
         status = StreamStatus(
             kind=kind,
@@ -1518,7 +1266,7 @@ class MarketDataService(Service):
         self._published += 1
         feed.broadcast.publish(status)
 
-    def _fresh(self, line: _Line) -> None:
+    def _fresh(self, line: Line) -> None:
         line.stale = False
         inst = line.inst
         message = f"{inst.symbol}: {line.kind} data arrives again"
@@ -1557,7 +1305,7 @@ class MarketDataService(Service):
                                 self._publish_bars(feed, out)
         self._housekeeper = None
 
-    def _mark_stale(self, line: _Line, quiet: float) -> None:
+    def _mark_stale(self, line: Line, quiet: float) -> None:
         line.stale = True
         inst = line.inst
         message = (
@@ -1575,6 +1323,6 @@ class MarketDataService(Service):
         )
 
 
-def _rewind(feed: _Feed) -> float | None:
+def _rewind(feed: Feed) -> float | None:
     aggregator = feed.aggregator
     return aggregator.rewind() if aggregator is not None else None

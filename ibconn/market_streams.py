@@ -20,7 +20,8 @@ from ibconn.models import Quote, StreamKind, StreamStatus
 from ibconn.streams import _END, StreamStatistics, Subscription
 
 if TYPE_CHECKING:
-    from ibconn.market_data import MarketDataService, _Feed, _Instrument
+    from ibconn.market_data import MarketDataService
+    from ibconn.market_lines import Feed, InstrumentState
 
 __all__ = ["MarketDataSubscription", "MarketStream"]
 
@@ -62,7 +63,7 @@ class MarketStream(Generic[T]):
         self._seconds = seconds
         self._capacity = capacity
         self._include_status = include_status
-        self._feed: _Feed | None = None
+        self._feed: Feed | None = None
         self._sub: Subscription[Any] | None = None
         self._entered = False
         self._ended = False
@@ -308,9 +309,9 @@ class MarketDataSubscription:
     ``async with``.
     """
 
-    def __init__(self, service: MarketDataService, inst: _Instrument) -> None:
+    def __init__(self, service: MarketDataService, inst: InstrumentState) -> None:
         self._service = service
-        self._inst: _Instrument | None = inst
+        self._inst: InstrumentState | None = inst
         self._resolved = inst.resolved
         self.failure: MarketDataError | None = None
         """Why TWS ended the line, if it did."""
