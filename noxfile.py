@@ -56,3 +56,10 @@ def bench(session: nox.Session) -> None:
         "benchmarks/order_latency.py",
         *(["--orders", "100", "--rounds", "1"] if quick else ["--orders", "300", "--rounds", "3"]),
     )
+    session.run(
+        "python",
+        "benchmarks/order_latency.py",
+        "--gateway",
+        "process",
+        *(["--orders", "100", "--rounds", "1"] if quick else ["--orders", "300", "--rounds", "3"]),
+    )

@@ -14,6 +14,8 @@ sequence-numbered updates of one instrument to every subscriber:
   holds ``marks``, the ``time.monotonic()`` of every write and the last
   sequence number it carried (CLOCK_MONOTONIC is the same clock in every
   process on Linux, so a client can compute send-to-receive latency);
+* ``{"op": "set_price", "symbol": "AAPL", "price": P}``: move the instrument's price
+  (``gw.set_price``; the order latency benchmark's marketable orders);
 * ``{"op": "blast", "symbol": "AAPL", "count": N, "batch": B}``: the sim's own
   :meth:`~ibconn.sim.SimulatedGateway.blast`, for comparison.
 
@@ -157,10 +159,16 @@ class _Streamer:
         }
 
 
-async def _serve() -> None:
+async def _serve(orders: bool = False) -> None:
     from ibconn.sim import SimConfig, SimulatedGateway  # noqa: PLC0415
 
-    config = SimConfig(tick_rate=0)
+    # ``serve orders``: fills at once and no message log, as the order latency benchmark's
+    # in-loop gateway (benchmarks/order_latency.py --gateway process)
+    config = (
+        SimConfig(tick_rate=0, fill_delay=0.0, seed=1, message_log_size=0)
+        if orders
+        else SimConfig(tick_rate=0)
+    )
     async with SimulatedGateway(port=0, config=config) as gw:
         streamer = _Streamer(gw)
 
@@ -173,6 +181,9 @@ async def _serve() -> None:
                     elif cmd["op"] == "blast":
                         result = await gw.blast(cmd["symbol"], int(cmd["count"]), batch=256)
                         answer = {"started": result.started, "finished": result.finished}
+                    elif cmd["op"] == "set_price":
+                        gw.set_price(cmd["symbol"], float(cmd["price"]))
+                        answer = {"ok": True}
                     elif cmd["op"] == "wait":
                         subs = await streamer.wait_for(cmd["symbol"], cmd["kind"])
                         answer = {"subscribers": len(subs)}
@@ -206,11 +217,12 @@ class Gateway:
         self.proc = proc
 
     @classmethod
-    async def start(cls) -> Gateway:
+    async def start(cls, *options: str) -> Gateway:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             str(HARNESS),
             "serve",
+            *options,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             cwd=ROOT,
@@ -297,8 +309,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["serve"]:
+    if sys.argv[1:] in (["serve"], ["serve", "orders"]):
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve())
+            asyncio.run(_serve(orders=sys.argv[2:] == ["orders"]))
     else:
-        sys.exit("usage: python benchmarks/_harness.py serve")
+        sys.exit("usage: python benchmarks/_harness.py serve [orders]")
