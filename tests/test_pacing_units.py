@@ -94,10 +94,12 @@ def make() -> Iterator[Callable[..., tuple[IB, Pacer, FakeTransport, AlertBus]]]
     made: list[IB] = []
 
     def build(
-        burst: int | None = None, **overrides: Any
+        burst: int | None = None, order_headroom: int | None = None, **overrides: Any
     ) -> tuple[IB, Pacer, FakeTransport, AlertBus]:
         alerts = AlertBus()
-        pacer = Pacer(ConnectorSettings(**overrides), alerts, burst=burst)
+        pacer = Pacer(
+            ConnectorSettings(**overrides), alerts, burst=burst, order_headroom=order_headroom
+        )
         ib = IB()
         pacer.install(ib)
         made.append(ib)
@@ -215,7 +217,7 @@ async def test_empty_queue_and_room_send_synchronously(
 async def test_critical_skips_the_smoother_so_it_leaves_at_once_behind_a_backlog(
     make: Callable[..., tuple[IB, Pacer, FakeTransport, AlertBus]],
 ) -> None:
-    ib, pacer, transport, _ = make(burst=1)
+    ib, pacer, transport, _ = make(burst=1, order_headroom=0)  # orders wait for the smoother too
     details(ib, 6)  # the first leaves at once, five wait for the smoother
     ib.placeOrder(AAPL, LimitOrder("BUY", 1, 100.0))
     assert transport.ids() == [9] and pacer.queued == 6
@@ -223,6 +225,25 @@ async def test_critical_skips_the_smoother_so_it_leaves_at_once_behind_a_backlog
     assert transport.ids() == [9, 4]
     await until(lambda: pacer.queued == 0)
     assert transport.ids() == [9, 4, 3, 9, 9, 9, 9, 9]
+
+
+async def test_an_order_skips_the_smoother_while_the_window_is_less_than_half_used(
+    make: Callable[..., tuple[IB, Pacer, FakeTransport, AlertBus]],
+) -> None:
+    # limit 10: the smoother lets 1 message through, then one per 0.1 s; orders skip it
+    # while fewer than 5 messages are in the window
+    ib, pacer, transport, _ = make(burst=1, max_requests_per_second=10, pacing_window_margin=0)
+    details(ib, 3)  # one leaves, two wait for the smoother
+    assert transport.ids() == [9] and pacer.queued == 2
+    for i in range(4):
+        ib.placeOrder(AAPL, LimitOrder("BUY", 1, 100.0 + i))
+    # the window held 1, 2, 3, 4 messages: each order left at once, ahead of the data
+    assert transport.ids() == [9, 3, 3, 3, 3]
+    ib.placeOrder(AAPL, LimitOrder("BUY", 1, 105.0))  # 5 in the window: smoothed
+    assert transport.ids() == [9, 3, 3, 3, 3] and pacer.statistics().queued_orders == 1
+    await until(lambda: pacer.queued == 0)
+    assert transport.ids() == [9, 3, 3, 3, 3, 3, 9, 9]  # orders before data, as always
+    assert pacer.statistics().sent_last_second <= 10
 
 
 async def test_with_a_full_window_critical_then_orders_then_data_fifo_within_each(
@@ -248,7 +269,7 @@ async def test_with_a_full_window_critical_then_orders_then_data_fifo_within_eac
 async def test_a_cancel_withdraws_the_queued_place_order_of_its_id(
     make: Callable[..., tuple[IB, Pacer, FakeTransport, AlertBus]],
 ) -> None:
-    ib, pacer, transport, _ = make(burst=1)
+    ib, pacer, transport, _ = make(burst=1, order_headroom=0)  # orders wait for the smoother too
     dropped = pacer.dropped()
     details(ib, 1)
     keep = ib.placeOrder(AAPL, LimitOrder("BUY", 1, 100.0))
@@ -267,7 +288,7 @@ async def test_a_cancel_withdraws_the_queued_place_order_of_its_id(
 async def test_link_loss_drops_every_queued_message_and_none_reaches_a_new_socket(
     make: Callable[..., tuple[IB, Pacer, FakeTransport, AlertBus]],
 ) -> None:
-    ib, pacer, old, _ = make(burst=1)
+    ib, pacer, old, _ = make(burst=1, order_headroom=0)  # orders wait for the smoother too
     dropped = pacer.dropped()
     notified: list[DroppedMessage] = []
     pacer.on_dropped(notified.append)

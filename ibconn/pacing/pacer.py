@@ -152,7 +152,9 @@ class Pacer:
 
     The supervisor creates it and calls :meth:`install` on its ``IB``; read it
     as ``connector.pacer``. ``burst`` (default ``limit // 5``) is how many
-    messages may leave back to back before the smoother spaces them.
+    messages may leave back to back before the smoother spaces them;
+    ``order_headroom`` (default ``limit // 2``) is how many messages the window
+    may hold for a placeOrder to skip the smoother (0: never).
     """
 
     def __init__(
@@ -161,6 +163,7 @@ class Pacer:
         alerts: AlertBus | None = None,
         *,
         burst: int | None = None,
+        order_headroom: int | None = None,
     ) -> None:
         settings = settings if settings is not None else ConnectorSettings()
         self._limit = settings.max_requests_per_second
@@ -168,6 +171,11 @@ class Pacer:
         self._wire = WindowLog(self._limit, self._window)
         self._burst = burst if burst is not None else max(1, self._limit // 5)
         self._spacer = Spacer(self._limit / self._window, self._burst)
+        # An order is not a backlog: it skips the smoother while the window is less
+        # than half used (it is still counted, and the window log still applies).
+        self._order_headroom = (
+            order_headroom if order_headroom is not None else max(1, self._limit // 2)
+        )
         self._rules = HistoricalRules(
             identical_window=settings.historical_identical_window,
             burst_window=settings.historical_burst_window,
@@ -440,9 +448,16 @@ class Pacer:
                 return False
         if not self._wire.has_room(now):
             return False
-        if item.priority is not Priority.CRITICAL and self._spacer.next_free(now) > now:
+        if not self._skips_smoother(item, now) and self._spacer.next_free(now) > now:
             return False
         return item.historical is None or self._rules.ready_at(item.historical, now) <= now
+
+    def _skips_smoother(self, item: _Queued, now: float) -> bool:
+        """CRITICAL messages always; orders while the window is less than half used."""
+        priority = item.priority
+        if priority is Priority.CRITICAL:
+            return True
+        return priority is Priority.ORDER and self._wire.count(now) < self._order_headroom
 
     def _pick(self, now: float) -> tuple[_Queued | None, float]:
         """The next message to send, or ``None`` and when one becomes ready."""
@@ -477,7 +492,7 @@ class Pacer:
                     self._schedule(ready)
                     return
                 free = self._wire.next_free(now)
-                if item.priority is not Priority.CRITICAL:
+                if not self._skips_smoother(item, now):
                     free = max(free, self._spacer.next_free(now))
                 if free > now:
                     self._schedule(free)
