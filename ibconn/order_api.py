@@ -74,7 +74,9 @@ class OrderMethods:
         spec = OrderSpec(
             symbol=symbol, quantity=quantity, action=action, order_type=order_type, **fields
         )
-        return await self.place_order(spec, wait_timeout=wait_timeout, ack_timeout=ack_timeout)
+        return await self._orders.place_order(
+            spec, wait_timeout=wait_timeout, ack_timeout=ack_timeout
+        )
 
     async def place_market_order(
         self,

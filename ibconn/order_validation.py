@@ -178,6 +178,12 @@ def _check_price(  # noqa: PLR0917
 
 
 def _check_quantity(spec: OrderSpec, resolved: ResolvedContract) -> None:
+    if (
+        spec.quantity.is_integer()
+        and resolved.size_increment in (0.0, 1.0)
+        and resolved.min_size <= spec.quantity
+    ):
+        return  # whole shares of a contract sized in whole units (exact in floats)
     quantity = to_decimal(spec.quantity)
     increment = to_decimal(resolved.size_increment) if resolved.size_increment > 0 else Decimal(1)
     if quantity % increment != 0:
