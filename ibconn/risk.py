@@ -147,7 +147,10 @@ class _PortfolioHolding:
 
 
 def _with_unpublished(
-    holdings: Iterable[Holding], fills: Sequence[Fill], default_account: str
+    holdings: Iterable[Holding],
+    fills: Sequence[Fill],
+    default_account: str,
+    contract_of: Callable[[int], ResolvedContract | None],
 ) -> list[Holding]:
     """``holdings`` plus the fills the position service has not received yet.
 
@@ -167,15 +170,16 @@ def _with_unpublished(
             out[i] = _adjusted(holding, sum(f.signed_quantity for f in pending))
     for (account, con_id), pending in extra.items():
         first = pending[0]
+        resolved = contract_of(con_id)  # an order's contract: resolved before it was placed
         out.append(
             _PortfolioHolding(
                 account=account,
                 con_id=con_id,
-                symbol=first.symbol,
+                symbol=resolved.display_name if resolved is not None else first.symbol,
                 quantity=sum(f.signed_quantity for f in pending),
                 market_price=None,
-                multiplier=1.0,
-                currency="",
+                multiplier=resolved.multiplier if resolved is not None else 1.0,
+                currency=resolved.currency if resolved is not None else "",
                 unrealized_pnl=None,
                 realized_pnl=0.0,
                 avg_price=first.price,
@@ -783,7 +787,9 @@ class RiskService(Service):
             pending = self._orders.unpublished_fills()
             held = self._positions()
             if pending:
-                held = _with_unpublished(held, pending, self.default_account())
+                held = _with_unpublished(
+                    held, pending, self.default_account(), self._contracts.by_con_id
+                )
             return [h for h in held if h.quantity or h.realized_pnl]
         try:
             ib = self._supervisor.ib

@@ -227,6 +227,21 @@ async def test_a_fill_counts_before_its_commission_report_releases_it(
         await conn.disconnect()
 
 
+async def test_a_held_futures_fill_counts_with_its_multiplier(gw: SimulatedGateway) -> None:
+    conn = await risky(gw, max_gross_exposure=100_000_000)
+    try:
+        es = Future("ES", "202612", "CME")
+        handle = await conn.place_market_order(es, 1, "BUY")
+        done = await conn.wait_for_order(handle, timeout=5)
+        assert done.status is OrderStatus.FILLED
+        assert conn.order_service.unpublished_fills()  # its commission report is still due
+        item = conn.exposure().instrument("ESZ6")
+        assert item is not None and item.position == 1
+        assert (item.multiplier, item.currency) == (50, "USD")  # from the resolved contract
+    finally:
+        await conn.disconnect()
+
+
 async def test_a_change_is_checked_without_the_order_it_replaces(gw: SimulatedGateway) -> None:
     conn = await risky(gw, max_position=300)
     try:
