@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from orders_helpers import connected, gateway
 
+from ibconn import IBConnector
 from ibconn.logs import disable_logging, enable_logging
+from ibconn.sim import SimulatedGateway
 
 
 @pytest.fixture(autouse=True)
@@ -30,3 +33,20 @@ def log_lines() -> Iterator[list[str]]:
     )
     yield lines
     disable_logging()
+
+
+@pytest.fixture
+async def gw() -> AsyncIterator[SimulatedGateway]:
+    """A simulated gateway with the order tests' defaults (modules override it)."""
+    async with gateway() as gateway_:
+        yield gateway_
+
+
+@pytest.fixture
+async def connector(gw: SimulatedGateway) -> AsyncIterator[IBConnector]:
+    """A connector on ``gw`` with millisecond intervals, disconnected afterwards."""
+    conn = await connected(gw)
+    try:
+        yield conn
+    finally:
+        await conn.disconnect()

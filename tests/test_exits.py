@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from orders_helpers import PLACE_ORDER, connected, gateway, messages, next_item, until
+from orders_helpers import PLACE_ORDER, connected, messages, next_item, until
 
 from ibconn import IBConnector, InvalidInputError
 from ibconn.order_models import OrderStatus
@@ -17,12 +17,6 @@ from ibconn.sim import SimulatedGateway
 pytestmark = pytest.mark.timeout(30)
 
 ACCOUNT = "DU0000001"
-
-
-@pytest.fixture
-async def gw() -> AsyncIterator[SimulatedGateway]:
-    async with gateway() as gateway_:
-        yield gateway_
 
 
 @pytest.fixture

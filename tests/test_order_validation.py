@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from ib_async import Contract, Forex, Future
-from orders_helpers import PLACE_ORDER, connected, gateway, messages
+from orders_helpers import PLACE_ORDER, connected, messages
 
 from ibconn import IBConnector, InvalidInputError
 from ibconn.contracts import ResolvedContract
@@ -181,12 +181,6 @@ BAD_INPUTS: list[tuple[str, Call, str]] = [
     ),
     ("cancel unknown id", lambda c: c.cancel_order(987654), "no order with order id 987654"),
 ]
-
-
-@pytest.fixture
-async def gw() -> AsyncIterator[SimulatedGateway]:
-    async with gateway() as gateway_:
-        yield gateway_
 
 
 async def test_bad_inputs_are_refused_and_never_sent(gw: SimulatedGateway) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from orders_helpers import (
@@ -30,21 +29,6 @@ from ibconn.sim import SimulatedGateway
 pytestmark = pytest.mark.timeout(30)
 
 S = OrderStatus
-
-
-@pytest.fixture
-async def gw() -> AsyncIterator[SimulatedGateway]:
-    async with gateway() as gateway_:
-        yield gateway_
-
-
-@pytest.fixture
-async def connector(gw: SimulatedGateway) -> AsyncIterator[IBConnector]:
-    conn = await connected(gw)
-    try:
-        yield conn
-    finally:
-        await conn.disconnect()
 
 
 def sim_order(gw: SimulatedGateway, handle: OrderHandle) -> object:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from orders_helpers import (
@@ -11,7 +10,6 @@ from orders_helpers import (
     PLACE_ORDER,
     connected,
     drain,
-    gateway,
     messages,
     next_item,
     until,
@@ -31,21 +29,6 @@ from ibconn.streams import Subscription
 pytestmark = pytest.mark.timeout(30)
 
 S = OrderStatus
-
-
-@pytest.fixture
-async def gw() -> AsyncIterator[SimulatedGateway]:
-    async with gateway() as gateway_:
-        yield gateway_
-
-
-@pytest.fixture
-async def connector(gw: SimulatedGateway) -> AsyncIterator[IBConnector]:
-    conn = await connected(gw)
-    try:
-        yield conn
-    finally:
-        await conn.disconnect()
 
 
 async def outage(gw: SimulatedGateway, connector: IBConnector, while_down: object) -> None:
