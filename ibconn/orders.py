@@ -123,14 +123,6 @@ _COMMISSION_GRACE = 1.0
 """Seconds ``fills()`` holds a fill back waiting for its commission report."""
 
 _EPS = 1e-9
-_WORKING_AT_TWS = frozenset(
-    {
-        OrderStatus.PRE_SUBMITTED,
-        OrderStatus.SUBMITTED,
-        OrderStatus.PARTIALLY_FILLED,
-        OrderStatus.PENDING_CANCEL,
-    }
-)
 _PLACE_ORDER = 3
 T = TypeVar("T")
 
@@ -685,9 +677,9 @@ class OrderService(Service):
         return self._sync.live and self._supervisor.state is ConnectionState.CONNECTED
 
     async def _ensure_connected(self, what: str, wait_timeout: float | None) -> None:
-        state = self._supervisor.state
-        if state is ConnectionState.CONNECTED and self._sync.live:
+        if self._ready():
             return
+        state = self._supervisor.state
         if wait_timeout is None:
             raise NotConnectedError(
                 f"cannot {what}: the connector is {state.value}; ibconn never queues orders. "
@@ -1240,7 +1232,7 @@ class OrderService(Service):
         """Whether the executions received add up to the whole order (and nothing could
         still change its quantity: no modification waits for TWS's answer)."""
         return (
-            record.status in _WORKING_AT_TWS  # (an UNKNOWN order is the resync's to resolve)
+            record.status.is_working  # (an UNKNOWN order is the resync's to resolve)
             and record.ledger.filled >= record.quantity - _EPS
             and record.quantity > _EPS
             and (record.change is None or record.change.done())

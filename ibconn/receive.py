@@ -470,8 +470,7 @@ def uninstall_fast_receive(ib: Any) -> bool:
 
 def fast_receive_installed(ib: Any) -> bool:
     """Whether ibconn's receive path is installed in ``ib``'s client."""
-    client = getattr(ib, "client", ib)
-    return isinstance(getattr(client, _ATTR, None), FastReceiver)
+    return receiver_of(ib) is not None
 
 
 def receiver_of(ib: Any) -> FastReceiver | None:
@@ -488,7 +487,6 @@ def yield_to_waiters(ib: Any) -> None:
     (see :meth:`FastReceiver.request_yield`). A no-op when ibconn's receive
     path is not installed or no read is being processed.
     """
-    client = getattr(ib, "client", ib)
-    receiver = getattr(client, _ATTR, None)
+    receiver = receiver_of(ib)
     if receiver is not None:
         receiver.request_yield()
