@@ -98,7 +98,7 @@ from ibconn.order_records import (
 from ibconn.order_validation import MarketRules, Quote, check_bracket_prices, validate_order
 from ibconn.pacing import DroppedMessage
 from ibconn.receive import yield_to_waiters
-from ibconn.session import ConnectionState, Service, Session
+from ibconn.session import ConnectionState, Service, Session, move_handlers
 from ibconn.streams import Broadcast, OverflowPolicy, Subscription
 
 if TYPE_CHECKING:
@@ -904,18 +904,17 @@ class OrderService(Service):
     # -- events -------------------------------------------------------------------------------
 
     def _install(self, ib: IB) -> None:
-        previous = self._installed
-        if previous is not None:
-            previous.openOrderEvent -= self._on_open_order
-            previous.orderStatusEvent -= self._on_status
-            previous.execDetailsEvent -= self._on_exec
-            previous.commissionReportEvent -= self._on_commission
-            previous.errorEvent -= self._on_error
-        ib.openOrderEvent += self._on_open_order
-        ib.orderStatusEvent += self._on_status
-        ib.execDetailsEvent += self._on_exec
-        ib.commissionReportEvent += self._on_commission
-        ib.errorEvent += self._on_error
+        move_handlers(
+            self._installed,
+            ib,
+            [
+                ("openOrderEvent", self._on_open_order),
+                ("orderStatusEvent", self._on_status),
+                ("execDetailsEvent", self._on_exec),
+                ("commissionReportEvent", self._on_commission),
+                ("errorEvent", self._on_error),
+            ],
+        )
         self._installed = ib
 
     def _guard(self, what: str, handler: Callable[[], None]) -> None:

@@ -74,7 +74,7 @@ from ibconn.position_models import (
     WhatIfResult,
     clean_number,
 )
-from ibconn.session import ConnectionState, Service, Session
+from ibconn.session import ConnectionState, Service, Session, move_handlers
 from ibconn.streams import Broadcast, OverflowPolicy, Subscription
 
 if TYPE_CHECKING:
@@ -513,14 +513,15 @@ class PositionService(Service):
     # -- sessions -------------------------------------------------------------------------
 
     def _install(self, ib: IB) -> None:
-        previous = self._installed
-        if previous is not None:
-            previous.updatePortfolioEvent -= self._on_portfolio_event
-            previous.pnlEvent -= self._on_pnl_event
-            previous.pendingTickersEvent -= self._on_tickers_event
-        ib.updatePortfolioEvent += self._on_portfolio_event
-        ib.pnlEvent += self._on_pnl_event
-        ib.pendingTickersEvent += self._on_tickers_event
+        move_handlers(
+            self._installed,
+            ib,
+            [
+                ("updatePortfolioEvent", self._on_portfolio_event),
+                ("pnlEvent", self._on_pnl_event),
+                ("pendingTickersEvent", self._on_tickers_event),
+            ],
+        )
         self._installed = ib
 
     def _start_tasks(self) -> None:

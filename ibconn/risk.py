@@ -64,7 +64,7 @@ from ibconn.errors import IBConnError, RiskRejectedError, StreamOverflowError
 from ibconn.logs import get_logger
 from ibconn.order_models import Fill, OrderAction, OrderSnapshot, OrderSpec, OrderType
 from ibconn.orders import OrderService
-from ibconn.session import ConnectionEvent, ConnectionState, Service, Session
+from ibconn.session import ConnectionEvent, ConnectionState, Service, Session, move_handlers
 from ibconn.streams import Broadcast, OverflowPolicy, Subscription
 
 if TYPE_CHECKING:
@@ -1268,12 +1268,14 @@ class RiskService(Service):
             self._kill = replace(self._kill, deferred=True)
 
     def _install(self, ib: IB) -> None:
-        previous = self._installed
-        if previous is not None:
-            previous.positionEvent -= self._on_book_event
-            previous.updatePortfolioEvent -= self._on_book_event
-        ib.positionEvent += self._on_book_event
-        ib.updatePortfolioEvent += self._on_book_event
+        move_handlers(
+            self._installed,
+            ib,
+            [
+                ("positionEvent", self._on_book_event),
+                ("updatePortfolioEvent", self._on_book_event),
+            ],
+        )
         self._installed = ib
 
     def _on_book_event(self, *_: object) -> None:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from ib_async import IB
 
-__all__ = ["ConnectionEvent", "ConnectionState", "Service", "Session"]
+__all__ = ["ConnectionEvent", "ConnectionState", "Service", "Session", "move_handlers"]
 
 
 class ConnectionState(enum.Enum):
@@ -83,3 +84,14 @@ class Service:
 
     async def on_farm_restored(self, ib: IB, farm: str) -> None:
         """A data farm came back (2104/2106 after 2103/2105): restart what stopped."""
+
+
+def move_handlers(
+    previous: IB | None, ib: IB, handlers: Sequence[tuple[str, Callable[..., Any]]]
+) -> None:
+    """Connect each ``(event name, handler)`` to ``ib``'s event of that name, and
+    disconnect it from ``previous`` (the IB a service listened to before, if any)."""
+    for name, handler in handlers:
+        if previous is not None:
+            getattr(previous, name).disconnect(handler)
+        getattr(ib, name).connect(handler)
