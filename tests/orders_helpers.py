@@ -79,7 +79,7 @@ def drain(sub: Subscription[T]) -> list[T]:
     return items
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 5) -> None:
+async def until(predicate: Callable[[], bool], timeout: float = 10) -> None:
     """Wait (polling the loop) until ``predicate()`` is true."""
 
     async def poll() -> None:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orders_helpers
 import pytest
 from ib_async import IB, Forex, Future, Stock
 
@@ -34,21 +35,10 @@ S = ConnectionState
 
 def fast(gw: SimulatedGateway, **overrides: Any) -> dict[str, Any]:
     """Settings that make every interval of the supervisor milliseconds long."""
-    settings: dict[str, Any] = {
-        "host": "127.0.0.1",
-        "port": gw.port,
-        "client_id": 1,
-        "reconnect_attempts": 0,
-        "reconnect_interval": 0.01,
-        "reconnect_max_interval": 0.05,
-        "connection_timeout": 5,
-        "heartbeat_interval": 0.1,
-        "heartbeat_timeout": 0.3,
-        "resync_timeout": 2,
-        "degraded_timeout": 5,
-    }
-    settings.update(overrides)
-    return settings
+    return orders_helpers.fast(
+        gw,
+        **{"heartbeat_interval": 0.1, "heartbeat_timeout": 0.3, "resync_timeout": 2, **overrides},
+    )
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, timedelta
 from typing import Any, TypeVar
 
+import orders_helpers
 import pandas as pd  # a dev dependency: the DataFrame test runs, never skips
 import pytest
 from ib_async import Forex, Future
@@ -52,24 +53,19 @@ ES_FUTURE = Future("ES", exchange="CME", lastTradeDateOrContractMonth="202612")
 
 def fast(gw: SimulatedGateway, **overrides: Any) -> dict[str, Any]:
     """Settings with millisecond supervisor intervals (as in test_connector)."""
-    settings: dict[str, Any] = {
-        "host": "127.0.0.1",
-        "port": gw.port,
-        "client_id": 1,
-        "reconnect_attempts": 0,
-        "reconnect_interval": 0.01,
-        "reconnect_max_interval": 0.05,
-        "connection_timeout": 5,
-        "heartbeat_interval": 0.5,
-        "heartbeat_timeout": 5,
-        "resync_timeout": 5,
-        "degraded_timeout": 10,
-        "market_data_timeout": 5,
-        "historical_identical_window": 0.1,
-        "historical_timeout": 10,
-    }
-    settings.update(overrides)
-    return settings
+    return orders_helpers.fast(
+        gw,
+        **{
+            "heartbeat_interval": 0.5,
+            "heartbeat_timeout": 5,
+            "resync_timeout": 5,
+            "degraded_timeout": 10,
+            "market_data_timeout": 5,
+            "historical_identical_window": 0.1,
+            "historical_timeout": 10,
+            **overrides,
+        },
+    )
 
 
 @contextlib.asynccontextmanager

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from bisect import bisect_right
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
+import orders_helpers
 import pytest
 from ib_async import IB, LimitOrder, Stock
+from orders_helpers import until
 
 from ibconn import ConnectionState, IBConnector
 from ibconn.alerts import Alert
@@ -32,21 +34,17 @@ PACING_162 = "Historical Market Data Service error message:Historical data reque
 
 def fast(gw: SimulatedGateway, **overrides: Any) -> dict[str, Any]:
     """Connector settings for tests: short intervals, rate limit matching the gateway's."""
-    settings: dict[str, Any] = {
-        "host": "127.0.0.1",
-        "port": gw.port,
-        "client_id": 1,
-        "reconnect_attempts": 0,
-        "reconnect_interval": 0.01,
-        "reconnect_max_interval": 0.05,
-        "connection_timeout": 10,
-        "heartbeat_interval": 30,  # no heartbeat in the counts unless a test wants one
-        "heartbeat_timeout": 5,
-        "resync_timeout": 5,
-        "max_requests_per_second": gw.config.rate_limit,
-    }
-    settings.update(overrides)
-    return settings
+    return orders_helpers.fast(
+        gw,
+        **{
+            "connection_timeout": 10,
+            "heartbeat_interval": 30,  # no heartbeat in the counts unless a test wants one
+            "heartbeat_timeout": 5,
+            "resync_timeout": 5,
+            "max_requests_per_second": gw.config.rate_limit,
+            **overrides,
+        },
+    )
 
 
 @pytest.fixture
@@ -81,14 +79,6 @@ def record_sent(pacer: Pacer) -> list[tuple[float, int, int | None]]:
     sent: list[tuple[float, int, int | None]] = []
     pacer.on_sent(lambda msg_id, req_id: sent.append((loop.time(), msg_id, req_id)))
     return sent
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 10) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.002)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 async def next_alert(alerts: Subscription[Alert], predicate: Any, timeout: float = 10) -> Alert:

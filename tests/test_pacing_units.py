@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ib_async import IB, LimitOrder, Stock
 from ib_async.client import Client
+from orders_helpers import until
 
 from ibconn.alerts import Alert, AlertBus
 from ibconn.codes import Severity
@@ -109,14 +110,6 @@ def make() -> Iterator[Callable[..., tuple[IB, Pacer, FakeTransport, AlertBus]]]
     for ib in made:
         ib.client.conn.transport = None
         ib.client.connState = Client.DISCONNECTED
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 10) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.002)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 def details(ib: IB, n: int) -> None:
