@@ -41,7 +41,7 @@ from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ib_async import IB, Order, Trade
 from ib_async import Fill as IBFill
@@ -99,7 +99,7 @@ from ibconn.order_validation import MarketRules, Quote, check_bracket_prices, va
 from ibconn.pacing import DroppedMessage
 from ibconn.receive import yield_to_waiters
 from ibconn.session import ConnectionState, Service, Session, move_handlers
-from ibconn.streams import Broadcast, OverflowPolicy, Subscription
+from ibconn.streams import FilteredFanout, Subscription
 
 if TYPE_CHECKING:
     from ibconn.supervisor import Supervisor
@@ -124,7 +124,6 @@ _COMMISSION_GRACE = 1.0
 
 _EPS = 1e-9
 _PLACE_ORDER = 3
-T = TypeVar("T")
 
 
 class PreTradeCheck(Protocol):
@@ -160,44 +159,6 @@ class BracketOrder(NamedTuple):
     parent: OrderHandle
     take_profit: OrderHandle
     stop_loss: OrderHandle
-
-
-# -- filtered fan-out ------------------------------------------------------------------------
-
-
-class _Fanout(Generic[T]):
-    """Never-dropping broadcasts, each behind an optional filter."""
-
-    def __init__(self, name: str, capacity: int) -> None:
-        self._name = name
-        self._capacity = capacity
-        self._subs: list[tuple[Callable[[T], bool] | None, Broadcast[T]]] = []
-
-    def subscribe(
-        self, predicate: Callable[[T], bool] | None, capacity: int | None
-    ) -> Subscription[T]:
-        broadcast: Broadcast[T] = Broadcast(
-            self._name,
-            capacity=capacity or self._capacity,
-            policy=OverflowPolicy.RAISE,
-        )
-        self._subs.append((predicate, broadcast))
-        return broadcast.subscribe()
-
-    def publish(self, item: T) -> None:
-        stale = False
-        for predicate, broadcast in self._subs:
-            if broadcast.subscriber_count == 0:
-                stale = True
-            elif predicate is None or predicate(item):
-                broadcast.publish(item)
-        if stale:
-            self._subs = [(p, b) for p, b in self._subs if b.subscriber_count]
-
-    def close(self) -> None:
-        for _, broadcast in self._subs:
-            broadcast.close()
-        self._subs.clear()
 
 
 @dataclass(slots=True)
@@ -250,8 +211,10 @@ class OrderService(Service):
         self._exec_owner: dict[str, OrderRecord] = {}
         self._sync = _Sync()
         self._installed: IB | None = None
-        self._updates: _Fanout[OrderUpdate] = _Fanout("order_updates", STREAM_CAPACITY)
-        self._fills: _Fanout[Fill] = _Fanout("fills", STREAM_CAPACITY)
+        self._updates: FilteredFanout[OrderUpdate] = FilteredFanout(
+            "order_updates", STREAM_CAPACITY
+        )
+        self._fills: FilteredFanout[Fill] = FilteredFanout("fills", STREAM_CAPACITY)
         self._pending_fills: deque[_PendingFill] = deque()
         self._flush_handle: asyncio.TimerHandle | None = None
         self._handler_errors = 0

@@ -75,7 +75,7 @@ from ibconn.position_models import (
     clean_number,
 )
 from ibconn.session import ConnectionState, Service, Session, move_handlers
-from ibconn.streams import Broadcast, OverflowPolicy, Subscription
+from ibconn.streams import FilteredFanout, Subscription
 
 if TYPE_CHECKING:
     from ibconn.market_data import MarketDataService
@@ -165,35 +165,8 @@ class _Book:
         return self.ledger.state.quantity
 
 
-class _Updates:
-    """Never-dropping broadcasts of position updates, each optionally for one account."""
-
-    def __init__(self) -> None:
-        self._subs: list[tuple[str | None, Broadcast[Position]]] = []
-
-    def subscribe(self, account: str | None, capacity: int | None) -> Subscription[Position]:
-        broadcast: Broadcast[Position] = Broadcast(
-            "position_updates",
-            capacity=capacity or STREAM_CAPACITY,
-            policy=OverflowPolicy.RAISE,
-        )
-        self._subs.append((account, broadcast))
-        return broadcast.subscribe()
-
-    def publish(self, position: Position) -> None:
-        stale = False
-        for account, broadcast in self._subs:
-            if broadcast.subscriber_count == 0:
-                stale = True
-            elif account is None or account == position.account:
-                broadcast.publish(position)
-        if stale:
-            self._subs = [(a, b) for a, b in self._subs if b.subscriber_count]
-
-    def close(self) -> None:
-        for _, broadcast in self._subs:
-            broadcast.close()
-        self._subs = []
+def _position_updates() -> FilteredFanout[Position]:
+    return FilteredFanout("position_updates", STREAM_CAPACITY)
 
 
 class PositionService(Service):
@@ -221,7 +194,7 @@ class PositionService(Service):
         self._books: dict[tuple[str, int], _Book] = {}
         self._seen: dict[str, str] = {}  # exec prefix -> exec id applied or absorbed
         self._pending_since: dict[str, float] = {}  # exec prefix -> first seen unapplied
-        self._updates = _Updates()
+        self._updates = _position_updates()
         self._fills: Subscription[Fill] = orders.fills(None, _FILL_BUFFER)
         self._portfolio_marks: dict[int, tuple[float, datetime]] = {}
         self._md_marks: dict[int, tuple[float, datetime]] = {}
@@ -314,7 +287,9 @@ class PositionService(Service):
         """
         if capacity is not None and capacity < 1:
             raise InvalidInputError(f"capacity must be at least 1, got {capacity}")
-        return self._updates.subscribe(account, capacity)
+        if account is None:
+            return self._updates.subscribe(None, capacity)
+        return self._updates.subscribe(lambda p: p.account == account, capacity)
 
     async def reconcile(self) -> list[PositionMismatch]:
         """Compare every position with the broker's (``reqPositions``) now.
@@ -508,7 +483,7 @@ class PositionService(Service):
                 book.mark_handle.cancel()
                 book.mark_handle = None
         self._updates.close()
-        self._updates = _Updates()  # a later connect() gets working streams again
+        self._updates = _position_updates()  # a later connect() gets working streams again
 
     # -- sessions -------------------------------------------------------------------------
 

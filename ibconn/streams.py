@@ -34,7 +34,7 @@ from typing import Final, Generic, NamedTuple, TypeVar
 
 from ibconn.errors import StreamOverflowError
 
-__all__ = ["Broadcast", "OverflowPolicy", "StreamStatistics", "Subscription"]
+__all__ = ["Broadcast", "FilteredFanout", "OverflowPolicy", "StreamStatistics", "Subscription"]
 
 T = TypeVar("T")
 
@@ -433,3 +433,45 @@ class Broadcast(Generic[T]):
     def _discard(self, sub: Subscription[T]) -> None:
         with contextlib.suppress(ValueError):
             self._subscribers.remove(sub)
+
+
+class FilteredFanout(Generic[T]):
+    """Never-dropping streams of one kind of event, each behind an optional filter.
+
+    Every :meth:`subscribe` gets its own :class:`Broadcast` with the RAISE policy
+    (a consumer that falls ``capacity`` behind gets ``StreamOverflowError``, it
+    never silently loses an item); :meth:`publish` offers each item to every
+    live subscription whose filter accepts it and forgets the closed ones.
+    """
+
+    def __init__(self, name: str, capacity: int) -> None:
+        self._name = name
+        self._capacity = capacity
+        self._subs: list[tuple[Callable[[T], bool] | None, Broadcast[T]]] = []
+
+    def subscribe(
+        self, predicate: Callable[[T], bool] | None = None, capacity: int | None = None
+    ) -> Subscription[T]:
+        """A new subscription to the items ``predicate`` accepts (all when ``None``)."""
+        broadcast: Broadcast[T] = Broadcast(
+            self._name, capacity=capacity or self._capacity, policy=OverflowPolicy.RAISE
+        )
+        self._subs.append((predicate, broadcast))
+        return broadcast.subscribe()
+
+    def publish(self, item: T) -> None:
+        """Offer ``item`` to every live subscription."""
+        stale = False
+        for predicate, broadcast in self._subs:
+            if broadcast.subscriber_count == 0:
+                stale = True
+            elif predicate is None or predicate(item):
+                broadcast.publish(item)
+        if stale:
+            self._subs = [(p, b) for p, b in self._subs if b.subscriber_count]
+
+    def close(self) -> None:
+        """End every subscription."""
+        for _, broadcast in self._subs:
+            broadcast.close()
+        self._subs = []

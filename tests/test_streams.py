@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ibconn.errors import StreamOverflowError
-from ibconn.streams import Broadcast, OverflowPolicy, StreamStatistics, Subscription
+from ibconn.streams import Broadcast, FilteredFanout, OverflowPolicy, StreamStatistics, Subscription
 
 
 async def test_every_subscriber_gets_every_item_in_order() -> None:
@@ -269,3 +269,19 @@ def test_market_models_are_immutable_tuples_that_compare_by_type() -> None:
     quote = Quote("AAPL", 1, now, 189.99, 190.01, 100.0, 200.0)
     assert quote.mid == pytest.approx(190.0) and quote.spread == pytest.approx(0.02)
     assert quote != Quote("AAPL", 1, now, 189.99, 190.01, 100.0, 201.0)
+
+
+async def test_a_filtered_fanout_filters_never_drops_and_forgets_closed_subscriptions() -> None:
+    fanout: FilteredFanout[int] = FilteredFanout("numbers", capacity=3)
+    evens = fanout.subscribe(lambda n: n % 2 == 0)
+    every = fanout.subscribe()
+    closed = fanout.subscribe()
+    closed.close()
+    for n in range(4):
+        fanout.publish(n)
+    assert [evens.get_nowait(), evens.get_nowait(), evens.get_nowait()] == [0, 2, None]
+    assert len(fanout._subs) == 2  # the closed one is gone after a publish
+    with pytest.raises(StreamOverflowError):  # four items, capacity three: never dropped
+        await every.__anext__()
+    fanout.close()
+    assert [item async for item in evens] == []
