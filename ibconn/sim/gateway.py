@@ -321,6 +321,7 @@ class SimulatedGateway:
         self._by_client_id: dict[int, ClientSession] = {}
         self._last_session: dict[int, ClientSession] = {}
         self._fail_next: dict[int, deque[tuple[int, str | None]]] = {}
+        self._delay_next: dict[int, deque[float]] = {}
         self._server: asyncio.Server | None = None
         self._conn_tasks: set[asyncio.Task[Any]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -468,13 +469,21 @@ class SimulatedGateway:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(session.done.wait(), 2.0)
 
-    async def restart(self, downtime: float = 0.5, new_port: int | None = None) -> None:
+    async def restart(
+        self,
+        downtime: float = 0.5,
+        new_port: int | None = None,
+        *,
+        next_valid_id: int | None = None,
+    ) -> None:
         """Stop listening and drop every client, wait ``downtime`` seconds, listen again.
 
         With ``new_port`` (0 = any free port) the gateway comes back on that port
         and first tells the connected clients with error 1300. Broker state
         (``broker``) and the next valid order id survive; market data
-        subscriptions, being per connection, do not.
+        subscriptions, being per connection, do not. With ``next_valid_id`` the
+        gateway comes back announcing that id instead (message 9), as a TWS whose
+        order id sequence was reset does, even below ids already used.
         """
         port = self.port
         graceful = False
@@ -488,6 +497,8 @@ class SimulatedGateway:
         await self._stop_listening()
         await self._drop(None, graceful=graceful)
         await asyncio.sleep(max(0.0, downtime))
+        if next_valid_id is not None:
+            self.next_order_id = next_valid_id
         if self._running:
             await self._listen(port)
             _log.info("simulated gateway restarted on {}:{}", self.host, self.port)
@@ -547,6 +558,13 @@ class SimulatedGateway:
         """Answer the next request with message id ``msg_id`` with error ``code`` instead
         of processing it (reqId taken from the request). Calls queue up."""
         self._fail_next.setdefault(int(msg_id), deque()).append((code, text))
+
+    def delay_next(self, msg_id: int, seconds: float) -> None:
+        """Hold the next request with message id ``msg_id`` (of any client) ``seconds``
+        before processing it. The client's later requests wait behind it, as behind a busy
+        TWS (e.g. a slow start-up sync: ``gw.delay_next(In.REQ_EXECUTIONS, 2.0)``).
+        Calls queue up."""
+        self._delay_next.setdefault(int(msg_id), deque()).append(max(0.0, float(seconds)))
 
     async def blast(self, symbol: str | int, count: int, *, batch: int = 256) -> BlastResult:
         """Stream exactly ``count`` sequence-numbered updates of one instrument to its
@@ -747,6 +765,11 @@ class SimulatedGateway:
         if msg_id == In.START_API:
             _log.warning("client {} sent startApi twice; ignored", session.client_id)
             return
+        delays = self._delay_next.get(msg_id)
+        if delays:
+            await asyncio.sleep(delays.popleft())
+            if session.closing or not session.connected:
+                return
         queued = self._fail_next.get(msg_id)
         if queued:
             code, text = queued.popleft()

@@ -76,6 +76,37 @@ async def test_restart_keeps_order_ids_and_comes_back(
     assert gw.broker is broker and gw.market is market and gw.port == port
 
 
+async def test_restart_with_a_rolled_back_next_valid_id(
+    gw: SimulatedGateway, ibs: Callable[[], IB], raw_clients: list[RawClient]
+) -> None:
+    ib = await connect(ibs(), gw.port)
+    gw.observe_order_id(41)
+    restart = asyncio.create_task(gw.restart(downtime=0.05, next_valid_id=7))
+    await wait_until(lambda: not ib.isConnected(), what="the drop")
+    await restart
+    raw = await RawClient.connect(gw.port, client_id=2)
+    raw_clients.append(raw)
+    assert await raw.expect(lambda m: m[0] == "9") == ["9", "1", "7"]  # rolled back
+    gw.observe_order_id(9)  # the broker raises it again as orders arrive
+    assert gw.next_order_id == 10
+
+
+async def test_delay_next_holds_that_request_and_those_behind_it(
+    gw: SimulatedGateway, ibs: Callable[[], IB]
+) -> None:
+    ib = await connect(ibs(), gw.port)
+    gw.delay_next(In.REQ_CURRENT_TIME, 0.3)
+    started = time.monotonic()
+    first = asyncio.ensure_future(ib.reqCurrentTimeAsync())
+    await asyncio.sleep(0)  # the first request is written before the second
+    second = asyncio.ensure_future(ib.reqCurrentTimeAsync())
+    await asyncio.wait_for(asyncio.gather(first, second), 2)
+    assert time.monotonic() - started >= 0.3  # both waited behind the delayed one
+    started = time.monotonic()
+    await asyncio.wait_for(ib.reqCurrentTimeAsync(), 2)
+    assert time.monotonic() - started < 0.2  # one delay per call, then normal again
+
+
 async def test_restart_on_a_new_port_announces_1300(
     gw: SimulatedGateway, ibs: Callable[[], IB]
 ) -> None:
