@@ -92,19 +92,22 @@ async def test_restart_with_a_rolled_back_next_valid_id(
 
 
 async def test_delay_next_holds_that_request_and_those_behind_it(
-    gw: SimulatedGateway, ibs: Callable[[], IB]
+    gw: SimulatedGateway, raw_clients: list[RawClient]
 ) -> None:
-    ib = await connect(ibs(), gw.port)
+    raw = await RawClient.connect(gw.port, client_id=1)
+    raw_clients.append(raw)
+    await raw.expect(lambda m: m[0] == "9")
     gw.delay_next(In.REQ_CURRENT_TIME, 0.3)
     started = time.monotonic()
-    first = asyncio.ensure_future(ib.reqCurrentTimeAsync())
-    await asyncio.sleep(0)  # the first request is written before the second
-    second = asyncio.ensure_future(ib.reqCurrentTimeAsync())
-    await asyncio.wait_for(asyncio.gather(first, second), 2)
-    assert time.monotonic() - started >= 0.3  # both waited behind the delayed one
+    raw.send(In.REQ_CURRENT_TIME, 1)
+    raw.send(In.REQ_IDS, 1, 1)  # behind the delayed request
+    await raw.expect(lambda m: m[0] == "49")  # currentTime
+    assert time.monotonic() - started >= 0.3
+    await raw.expect(lambda m: m[0] == "9")  # nextValidId, only after it
     started = time.monotonic()
-    await asyncio.wait_for(ib.reqCurrentTimeAsync(), 2)
-    assert time.monotonic() - started < 0.2  # one delay per call, then normal again
+    raw.send(In.REQ_CURRENT_TIME, 1)
+    await raw.expect(lambda m: m[0] == "49")
+    assert time.monotonic() - started < 0.2  # one delay per call
 
 
 async def test_restart_on_a_new_port_announces_1300(
