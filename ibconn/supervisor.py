@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,6 +163,7 @@ class Supervisor:
         if self._ib is None:
             self._ib = IB()
             self._install_handlers(self._ib)
+            _retrieve_failures_on_close(self._ib)
             self._pacer.install(self._ib)  # replaces ib.client.sendMsg; ib_async's throttle off
             if self._settings.fast_receive:  # receive path: replaces client._onSocketHasData
                 install_fast_receive(self._ib)  # (ibconn/receive.py; other ib_async: no-op)
@@ -675,17 +676,42 @@ async def _cancel_and_wait(task: asyncio.Task[Any]) -> None:
         _log.debug("task {} ended with {!r} while cancelled", task.get_name(), exc)
 
 
+def _retrieve_failures_on_close(ib: IB) -> None:
+    """When the socket closes, ib_async fails every pending request future with
+    ``ConnectionError("Socket disconnect")``; mark those errors retrieved, as
+    :func:`_fail_pending_requests` does, so that the futures ib_async fires and
+    forgets do not log "Future exception was never retrieved". Awaiters still raise.
+    """
+    wrapper = ib.wrapper
+    connection_closed: Callable[[], None] = wrapper.connectionClosed
+
+    def closed() -> None:
+        futures: dict[object, asyncio.Future[Any]] = wrapper._futures
+        pending = [future for future in futures.values() if not future.done()]
+        connection_closed()
+        for future in pending:
+            if future.done() and not future.cancelled():
+                future.exception()
+
+    setattr(wrapper, "connectionClosed", closed)  # noqa: B010 (mypy: no method assignment)
+
+
 def _fail_pending_requests(ib: IB) -> None:
     """Fail every request still awaiting TWS's answer, as a socket close does.
 
     ``IB.disconnect()`` resets ib_async's wrapper, which forgets pending request
-    futures without failing them: their callers would wait forever.
+    futures without failing them: their callers would wait forever. Some of those
+    futures have no caller at all (ib_async fires and forgets requests, e.g. the
+    account summary it re-requests on 1102): the error is marked as retrieved so
+    that such orphans do not end as "Future exception was never retrieved" in the
+    log; a caller awaiting one still gets the ``ConnectionError``.
     """
     error = ConnectionError("the connection to TWS was closed while waiting for the answer")
     futures: dict[object, asyncio.Future[Any]] = ib.wrapper._futures
     for future in futures.values():
         if not future.done():
             future.set_exception(error)
+            future.exception()  # retrieved here: an orphan is not an unhandled error
 
 
 def _farm_key(farm: str | None, message: str) -> str:

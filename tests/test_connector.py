@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from ibconn.alerts import Alert
 from ibconn.codes import Severity
 from ibconn.session import ConnectionEvent
 from ibconn.sim import SimulatedGateway
+from ibconn.sim.protocol import In
 from ibconn.streams import Subscription
 
 pytestmark = pytest.mark.timeout(30)
@@ -489,3 +491,37 @@ async def test_a_request_pending_when_the_supervisor_drops_the_link_fails(
         with pytest.raises(ConnectionError):
             await asyncio.wait_for(pending, 5)
         gw.unstall()
+
+
+@pytest.mark.parametrize("loss", ["peer drops", "heartbeat gives up"])
+async def test_a_request_nobody_awaits_fails_silently_when_the_link_drops(
+    gw: SimulatedGateway, loss: str
+) -> None:
+    # ib_async answers 1102 by re-requesting the account summary and never awaits that
+    # request; failing it on a drop must not log "Future exception was never retrieved".
+    loop = asyncio.get_running_loop()
+    unhandled: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+    try:
+        connector = IBConnector(**fast(gw))
+        events = connector.connection_events()
+        async with connector:
+            if loss == "peer drops":  # ib_async fails the request (socket closed)
+                gw.drop_after_next(In.REQ_ACCOUNT_SUMMARY, client_id=1)
+            else:  # no answer, then a half-open link: ibconn fails the request
+                gw.delay_next(In.REQ_ACCOUNT_SUMMARY, 1.0)
+            gw.send_error(1100)
+            await next_state(events, S.DEGRADED)
+            gw.send_error(1102)  # ib_async sends reqAccountSummary and never awaits it
+            if loss == "heartbeat gives up":
+                await asyncio.sleep(0.05)
+                gw.stall()
+            await next_state(events, S.RECONNECTING)
+            gw.unstall()
+            await next_state(events, S.CONNECTED)
+            gc.collect()  # an unretrieved future exception is reported when it is collected
+            await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+    assert [(c.get("message"), c.get("exception")) for c in unhandled] == []
