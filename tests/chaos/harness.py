@@ -622,6 +622,7 @@ class ChaosRun:
         found += self.check_placements()
         found += self.check_positions()
         found += self.check_orders()
+        found += self.check_streams()
         found += self.check_supervisor()
         return found
 
@@ -715,6 +716,32 @@ class ChaosRun:
         for ref, sim in truth.items():
             if ref not in known and sim.status in ("Submitted", "PreSubmitted"):
                 found.append(f"{ref} works at the gateway ({sim.status}) but is unknown here")
+        return found
+
+    def check_streams(self) -> list[str]:
+        """order_updates() ends each finished order on its final status; position_updates()
+        each position on its quantity."""
+        found: list[str] = []
+        last_update: dict[str, OrderUpdate] = {}
+        for update in self.updates:
+            last_update[update.order_ref] = update
+        for snap in self.conn.orders():
+            update = last_update.get(snap.order_ref)
+            if snap.status.is_done and update is not None and update.status is not snap.status:
+                found.append(
+                    f"order_updates() left {snap.order_ref} at {update.status.value}, "
+                    f"its status is {snap.status.value}"
+                )
+        last_position: dict[int, float] = {}
+        for position in self.position_updates:
+            last_position[position.con_id] = position.quantity
+        held = {p.con_id: p.quantity for p in self.conn.positions(include_flat=True)}
+        for con_id, quantity in last_position.items():
+            if held.get(con_id, 0.0) != quantity:
+                found.append(
+                    f"position_updates() left conId {con_id} at {quantity}, "
+                    f"the position is {held.get(con_id, 0.0)}"
+                )
         return found
 
     def check_supervisor(self) -> list[str]:

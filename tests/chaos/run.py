@@ -36,6 +36,8 @@ _CAUSES: tuple[tuple[str, str], ...] = (
     (r"here, working at the gateway", "order final here, working at the gateway"),
     (r"here, \w+ at the gateway", "order status differs from the gateway's"),
     (r"filled .* here, .* at the gateway", "order quantity differs from the gateway's"),
+    (r"order_updates\(\) left", "order_updates() not at the final status"),
+    (r"position_updates\(\) left", "position_updates() not at the position"),
     (r"quotes did not resume", "quotes not resumed after a recovery"),
     (r"ended with", "a stream ended with an error"),
     (r"not CONNECTED|not connected", "supervisor not CONNECTED"),

@@ -1,0 +1,117 @@
+"""The chaos suite's quick tier, its named regression seeds, and proof that it can fail.
+
+The long tier is ``python -m tests.chaos.run --seeds 1000`` (``nox -s chaos``); see
+docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from ibconn import IBConnector
+from ibconn.market_data import MarketDataService
+from ibconn.order_models import Fill
+from ibconn.session import Session
+
+from .harness import FAULTS, draw_plan, run_seed
+from .seeds import KNOWN_FAILING, QUICK_SEEDS, REGRESSION_SEEDS
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.mark.parametrize("seed", QUICK_SEEDS, ids=lambda s: f"seed-{s}")
+async def test_quick_tier_seed_keeps_every_invariant(seed: int) -> None:
+    result = await run_seed(seed)
+    assert result.ok, result.report()
+
+
+def _regression_params() -> list[Any]:
+    params = []
+    for seed, found in REGRESSION_SEEDS.items():
+        marks = []
+        if seed in KNOWN_FAILING:
+            marks.append(pytest.mark.xfail(reason=KNOWN_FAILING[seed], strict=False))
+        params.append(pytest.param(seed, id=f"seed-{seed}: {found}", marks=marks))
+    return params
+
+
+@pytest.mark.parametrize("seed", _regression_params())
+async def test_regression_seed_keeps_every_invariant(seed: int) -> None:
+    result = await run_seed(seed)
+    assert result.ok, result.report()
+
+
+def test_the_quick_tier_covers_every_fault_kind() -> None:
+    drawn = set()
+    for seed in QUICK_SEEDS:
+        drawn |= set(draw_plan(seed).faults)
+    assert drawn == set(FAULTS), f"not covered: {sorted(set(FAULTS) - drawn)}"
+
+
+def test_a_seed_alone_reproduces_its_plan() -> None:
+    assert draw_plan(7) == draw_plan(7)
+    assert draw_plan(7) != draw_plan(8)
+    assert all(draw_plan(s).faults for s in range(1, 50))  # every seed has a fault
+
+
+# -- the harness catches a broken product -------------------------------------------------
+
+
+def _break_fills(mode: str) -> Any:
+    """Make the connector's fills() drop or duplicate its first fill."""
+
+    def hook(connector: IBConnector) -> None:
+        fanout = connector.order_service._fills
+        publish = fanout.publish
+        seen: list[Fill] = []
+
+        def broken(fill: Fill) -> None:
+            seen.append(fill)
+            if len(seen) == 1:
+                if mode == "drop":
+                    return
+                publish(fill)
+            publish(fill)
+
+        fanout.publish = broken  # type: ignore[method-assign]
+
+    return hook
+
+
+async def test_the_harness_reports_a_dropped_fill() -> None:
+    result = await run_seed(3, faults=(), steps=4, on_connector=_break_fills("drop"))
+    assert not result.ok
+    assert any("never delivered by fills()" in v for v in result.violations), result.report()
+    report = result.report()
+    assert "FAILED" in report and "#0 marketable_limit" in report and "violated:" in report
+
+
+async def test_the_harness_reports_a_duplicated_fill() -> None:
+    result = await run_seed(3, faults=(), steps=4, on_connector=_break_fills("duplicate"))
+    assert any("delivered 2 times by fills()" in v for v in result.violations), result.report()
+
+
+async def test_the_harness_reports_a_skipped_resubscription(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ready = MarketDataService.on_session_ready
+
+    async def without_resubscribing(self: MarketDataService, ib: Any, session: Session) -> None:
+        if session.generation > 1:  # after a reconnect: as if no data had been lost
+            session = dataclasses.replace(session, data_lost=False)
+        await ready(self, ib, session)
+
+    monkeypatch.setattr(MarketDataService, "on_session_ready", without_resubscribing)
+    result = await run_seed(3, faults=("drop",), steps=6)
+    assert any("quotes did not resume after recovery from drop" in v for v in result.violations), (
+        result.report()
+    )
+
+
+async def test_an_unbroken_product_passes_the_same_runs() -> None:
+    for faults, steps in (((), 4), (("drop",), 6)):
+        result = await run_seed(3, faults=faults, steps=steps)
+        assert result.ok, result.report()
