@@ -1361,7 +1361,11 @@ class OrderService(Service):
                     "not report it again; its state is unknown until TWS sends an update",
                     order_ref=record.order_ref,
                 )
-        # 5. never reuse an order id, even if the gateway's next valid id went back
+        # 5. never reuse an order id, even if the gateway's next valid id went back: stay
+        # above every id seen and every next valid id TWS announced in this run (ids below
+        # it may belong to an earlier run's orders that no execution reveals)
+        announced = ib.client.getReqId()  # at least this session's next valid id
+        sync.max_order_id = max(sync.max_order_id, announced - 1)
         highest = max([sync.max_order_id, *(r.order_id or 0 for r in self._by_ref.values())])
         ib.client.updateReqId(highest + 1)
 

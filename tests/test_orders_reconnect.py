@@ -214,6 +214,31 @@ async def test_a_gateway_restart_that_rolls_order_ids_back(
     assert connector.get_order_status(fresh).status is S.SUBMITTED
 
 
+async def test_order_ids_stay_above_every_next_valid_id_announced_in_this_run(
+    gw: SimulatedGateway,
+) -> None:
+    # An earlier run used three ids (cancelled: no execution reveals them later). This run
+    # connects when TWS announces the next one, then TWS comes back announcing 1: those
+    # ids must not be used again (TWS refuses a cancelled order's id, modifies a working
+    # order's).
+    earlier = await connected(gw)
+    for i in range(3):
+        handle = await earlier.place_limit_order("AAPL", 10, "BUY", 180.0 + i)
+        await earlier.cancel_order(handle)
+    used = {o.order_id for o in gw.orders}
+    await earlier.disconnect()
+    connector = await connected(gw)
+    try:
+        events = connector.connection_events()
+        await gw.restart(downtime=0.05, next_valid_id=1)
+        await next_item(events, lambda e: e.state is ConnectionState.CONNECTED)
+        fresh = await connector.place_limit_order("AAPL", 10, "BUY", 181.5)
+        assert fresh.order_id not in used
+        assert connector.get_order_status(fresh).status is S.SUBMITTED
+    finally:
+        await connector.disconnect()
+
+
 async def test_a_correction_while_disconnected(
     gw: SimulatedGateway, connector: IBConnector
 ) -> None:
