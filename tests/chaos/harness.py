@@ -141,6 +141,8 @@ def draw_plan(
         ops = rng.choices(ACTIONS, weights=ACTION_WEIGHTS, k=width)
         if i in fault_steps and faults:
             ops[rng.randrange(width)] = rng.choice(faults)
+            if "connector_restart" in ops:  # a program restart: nothing else runs meanwhile
+                ops = ["connector_restart"]
         if i < 2:  # start with a position and something resting
             ops = ["marketable_limit" if i == 0 else "resting_limit"]
         out.append(Step(i, tuple(ops), rng.randrange(2**32)))
@@ -194,6 +196,7 @@ class ChaosRun:
         self.position_updates: list[Position] = []
         self.quotes: list[tuple[float, float | None, float | None]] = []
         self.consumers: list[asyncio.Task[None]] = []
+        self.streams: list[tuple[Any, list[Any], str]] = []
         self.recoveries = 0
         self.prices = dict(START_PRICES)
         self.price_rng = random.Random(plan.seed ^ 0x5EED)
@@ -208,18 +211,14 @@ class ChaosRun:
         await connector.connect()
         self.connector = connector
         self.connectors.append(connector)
-        self.consumers += [
-            asyncio.create_task(self._collect(connector.fills(), self.fills, "fills()")),
-            asyncio.create_task(
-                self._collect(connector.order_updates(), self.updates, "order_updates()")
-            ),
-            asyncio.create_task(
-                self._collect(
-                    connector.position_updates(), self.position_updates, "position_updates()"
-                )
-            ),
-            asyncio.create_task(self._collect_quotes(connector)),
+        streams: list[tuple[Any, list[Any], str]] = [
+            (connector.fills(), self.fills, "fills()"),
+            (connector.order_updates(), self.updates, "order_updates()"),
+            (connector.position_updates(), self.position_updates, "position_updates()"),
         ]
+        self.streams += streams
+        self.consumers += [asyncio.create_task(self._collect(*args)) for args in streams]
+        self.consumers.append(asyncio.create_task(self._collect_quotes(connector)))
 
     async def _collect(self, stream: Any, into: list[Any], name: str) -> None:
         try:
@@ -242,12 +241,17 @@ class ChaosRun:
                 self.violations.append(f"quotes() ended with {type(exc).__name__}: {exc}")
 
     async def stop_consumers(self) -> None:
+        """Stop reading, keeping what the streams had delivered but not yet been read."""
         for task in self.consumers:
             task.cancel()
         for task in self.consumers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for stream, into, _name in self.streams:
+            while (item := stream.get_nowait()) is not None:
+                into.append(item)
         self.consumers.clear()
+        self.streams.clear()
 
     @property
     def conn(self) -> IBConnector:
@@ -592,6 +596,9 @@ class ChaosRun:
     async def op_connector_restart(self, rng: random.Random) -> None:
         old = self.conn
         await old.disconnect()
+        deadline = time.monotonic() + 3  # fills held for their commission still come out
+        while old.order_service.unpublished_fills() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         await self.stop_consumers()
         await self.start_connector()
         self.recoveries += 1
@@ -699,8 +706,9 @@ class ChaosRun:
             expected = _expected_status(sim)
             if isinstance(expected, frozenset):
                 if snap.status not in expected:
+                    where = "held" if expected is _NEVER_WORKED else "working"
                     found.append(
-                        f"{ref}: {snap.status.value} here, working at the gateway "
+                        f"{ref}: {snap.status.value} here, {where} at the gateway "
                         f"({sim.status}, filled {sim.filled}/{sim.total_quantity})"
                     )
             elif snap.status is not expected:
@@ -756,6 +764,7 @@ class ChaosRun:
 
 _WORKING_FILLED = frozenset({OrderStatus.PARTIALLY_FILLED})
 _WORKING_UNFILLED = frozenset({OrderStatus.SUBMITTED, OrderStatus.PRE_SUBMITTED})
+_NEVER_WORKED = frozenset({OrderStatus.NOT_FOUND, OrderStatus.REJECTED, OrderStatus.CANCELLED})
 
 
 def _expected_status(sim: Any) -> OrderStatus | frozenset[OrderStatus]:
@@ -766,6 +775,8 @@ def _expected_status(sim: Any) -> OrderStatus | frozenset[OrderStatus]:
         return OrderStatus.CANCELLED
     if status == "Inactive":
         return OrderStatus.INACTIVE
+    if status == "PendingSubmit":  # held, never transmitted (a bracket cut off mid-way)
+        return _NEVER_WORKED
     return _WORKING_FILLED if sim.filled > 0 else _WORKING_UNFILLED
 
 
