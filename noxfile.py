@@ -1,5 +1,6 @@
 """Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``;
-``nox -s bench`` (not run by default) runs the benchmarks of ``docs/benchmarks.md``."""
+``nox -s bench`` (not run by default) runs the benchmarks of ``docs/benchmarks.md``;
+``nox -s chaos -- --seeds N`` (not run by default) runs the chaos suite's long tier."""
 
 from __future__ import annotations
 
@@ -63,3 +64,20 @@ def bench(session: nox.Session) -> None:
         "process",
         *(["--orders", "100", "--rounds", "1"] if quick else ["--orders", "300", "--rounds", "3"]),
     )
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """The chaos suite's long tier (docs/reliability.md): seeded fault schedules in
+    parallel worker processes, then a summary.
+
+    ``nox -s chaos -- --seeds 1000 --workers 2`` (the default); any argument of
+    ``python -m tests.chaos.run`` passes through (``--start``, ``--seed N``, ``--show``).
+    """
+    session.install("-e", ".[dev]")
+    args = list(session.posargs)
+    if "--seeds" not in args and "--seed" not in args:
+        args += ["--seeds", "1000"]
+    if "--workers" not in args:
+        args += ["--workers", "2"]
+    session.run("python", "-m", "tests.chaos.run", *args)

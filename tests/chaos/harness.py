@@ -22,7 +22,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ibconn import IBConnector
@@ -448,7 +448,9 @@ class ChaosRun:
             return
         left = order.total_quantity - order.filled
         quantity = left if left <= 100 or rng.random() < 0.4 else rng.choice((50, 100))
-        price = order.lmt_price if order.lmt_price is not None else self.prices[order.instrument.symbol]
+        price = order.lmt_price
+        if price is None:
+            price = self.prices[order.instrument.symbol]
         await self.gw.fill(order.order_ref, quantity=min(quantity, left), price=price)
 
     def _correct(self, rng: random.Random) -> None:
@@ -583,13 +585,13 @@ class ChaosRun:
 
     async def op_slow_start_up_sync(self, rng: random.Random) -> None:
         timeout = connector_settings(0)["connection_timeout"]
-        self.gw.delay_next(In.REQ_EXECUTIONS, rng.uniform(0.1, timeout * 0.5))
+        self.gw.delay_next(rng.choice(_SYNC_REQUESTS), rng.uniform(0.1, timeout * 0.5))
         await self.gw.drop_connections(CLIENT_ID)
         await self.recovered("a slow start-up sync")
 
     async def op_start_up_sync_timeout(self, rng: random.Random) -> None:
         timeout = connector_settings(0)["connection_timeout"]
-        self.gw.delay_next(In.REQ_EXECUTIONS, timeout + rng.uniform(0.1, 0.5))
+        self.gw.delay_next(rng.choice(_SYNC_REQUESTS), timeout + rng.uniform(0.1, 0.5))
         await self.gw.drop_connections(CLIENT_ID)
         await self.recovered("a start-up sync longer than connection_timeout", timeout=12)
 
@@ -762,6 +764,8 @@ class ChaosRun:
         return found
 
 
+# ib_async's start-up sync sends these in this order; delaying one delays those after it.
+_SYNC_REQUESTS = (In.REQ_POSITIONS, In.REQ_OPEN_ORDERS, In.REQ_COMPLETED_ORDERS, In.REQ_EXECUTIONS)
 _WORKING_FILLED = frozenset({OrderStatus.PARTIALLY_FILLED})
 _WORKING_UNFILLED = frozenset({OrderStatus.SUBMITTED, OrderStatus.PRE_SUBMITTED})
 _NEVER_WORKED = frozenset({OrderStatus.NOT_FOUND, OrderStatus.REJECTED, OrderStatus.CANCELLED})
