@@ -1136,7 +1136,10 @@ class OrderService(Service):
     def _set_status(self, record: OrderRecord, status: OrderStatus, kind: UpdateKind) -> None:
         record.status = status
         record.updated_at = datetime.now(UTC)
-        if status.is_acknowledged and record.ack is not None and not record.ack.done():
+        # PENDING_CANCEL is what ib_async sets itself when a cancel is sent: it is not
+        # TWS acknowledging the order (a cancel may be sent before that acknowledgement)
+        acknowledges = status.is_acknowledged and status is not OrderStatus.PENDING_CANCEL
+        if acknowledges and record.ack is not None and not record.ack.done():
             record.ack.set_result(None)
             self._wake()
         self._publish(record, kind)
@@ -1261,9 +1264,13 @@ class OrderService(Service):
             record.cancel_failed.set_result(
                 OrderError(code=0, text=f"the link to TWS dropped ({reason})")
             )
-        if record.status is not OrderStatus.PENDING_SUBMIT:
-            return
         ack = record.ack
+        unacknowledged = record.status is OrderStatus.PENDING_SUBMIT or (
+            # a cancel requested before TWS acknowledged the order: still unacknowledged
+            record.status is OrderStatus.PENDING_CANCEL and ack is not None and not ack.done()
+        )
+        if not unacknowledged:
+            return
         if (
             record.dropped is not None
             or record.still_queued()

@@ -170,6 +170,24 @@ async def test_orders_still_queued_when_the_link_drops_were_never_sent(
         await connector.disconnect()
 
 
+async def test_an_order_cancelled_before_its_ack_is_resolved_after_the_link_drops(
+    gw: SimulatedGateway, connector: IBConnector
+) -> None:
+    gw.delay_next(PLACE_ORDER, 1.0)  # TWS has not taken the order when the link dies
+    place = asyncio.ensure_future(connector.place_limit_order("AAPL", 100, "BUY", 185.0))
+    await until(lambda: bool(connector.orders()))
+    ref = connector.orders()[0].order_ref
+    cancel = asyncio.ensure_future(connector.cancel_order(ref))
+    await until(lambda: connector.get_order_status(ref).status is S.PENDING_CANCEL)
+    await gw.drop_connections()
+    await asyncio.gather(place, cancel, return_exceptions=True)
+    await connector.wait_connected(10)
+    await until(lambda: connector.get_order_status(ref).status.is_done, timeout=5)
+    status = connector.get_order_status(ref)
+    assert status.status is S.NOT_FOUND, status  # never pending forever
+    assert orders_at_gateway(gw, ref) == 0
+
+
 async def test_adoption_after_a_restart_of_the_program(gw: SimulatedGateway) -> None:
     first = await connected(gw)
     handle = await first.place_limit_order("AAPL", 100, "BUY", 185.0, tag="keep")
