@@ -799,7 +799,11 @@ class OrderService(Service):
             timer.cancel()
             for record in records:
                 ack = record.ack
-                if ack is not None and ack.done() and not ack.cancelled():
+                if ack is None:
+                    continue
+                if not ack.done():  # a sibling still waiting: nobody awaits it from now on
+                    ack.add_done_callback(_retrieve)
+                elif not ack.cancelled():
                     ack.exception()  # a sibling's failure must not be logged as unretrieved
 
     def _register(self, record: OrderRecord) -> None:
@@ -1420,3 +1424,9 @@ class OrderService(Service):
         """End every stream (used when the connector is closed for good)."""
         self._updates.close()
         self._fills.close()
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark a settled future's exception as retrieved (its caller is gone)."""
+    if not future.cancelled():
+        future.exception()

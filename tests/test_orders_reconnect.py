@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 from orders_helpers import (
@@ -186,6 +187,46 @@ async def test_an_order_cancelled_before_its_ack_is_resolved_after_the_link_drop
     status = connector.get_order_status(ref)
     assert status.status is S.NOT_FOUND, status  # never pending forever
     assert orders_at_gateway(gw, ref) == 0
+
+
+async def test_a_bracket_withdrawn_from_the_queue_leaves_no_unretrieved_error(
+    gw: SimulatedGateway,
+) -> None:
+    # the bracket waits in the pacer's queue; cancelling its parent withdraws it and fails
+    # the call; cancelling the exits later fails their acknowledgements, which nobody awaits
+    loop = asyncio.get_running_loop()
+    unhandled: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+    connector = await connected(gw, max_requests_per_second=10, heartbeat_interval=5)
+    try:
+        await connector.place_limit_order("AAPL", 1, "BUY", 179.0)  # the market rule cached
+        fillers = [
+            asyncio.ensure_future(connector.place_limit_order("AAPL", 1, "BUY", 180.0 + i / 100))
+            for i in range(12)
+        ]
+        await until(lambda: connector.pacer.statistics().queued_orders >= 5)
+        bracket = asyncio.ensure_future(
+            connector.place_bracket_order("AAPL", 100, "BUY", 185.0, 186.0, 184.0)
+        )
+        await until(lambda: len(connector.orders()) >= 16)
+        parent, take_profit, stop_loss = connector.orders()[-3:]
+        cancel_parent = asyncio.ensure_future(connector.cancel_order(parent.order_ref))
+        with pytest.raises(ConnectionLostError):
+            await bracket
+        exits = [
+            asyncio.ensure_future(connector.cancel_order(o.order_ref))
+            for o in (take_profit, stop_loss)
+        ]
+        await asyncio.gather(cancel_parent, *exits, return_exceptions=True)
+        await asyncio.gather(*fillers, return_exceptions=True)
+        del bracket, cancel_parent, exits  # nothing of the call is kept alive
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+        await connector.disconnect()
+    assert [(c.get("message"), c.get("exception")) for c in unhandled] == []
 
 
 async def test_adoption_after_a_restart_of_the_program(gw: SimulatedGateway) -> None:
