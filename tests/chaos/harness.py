@@ -591,9 +591,19 @@ class ChaosRun:
 
     async def op_start_up_sync_timeout(self, rng: random.Random) -> None:
         timeout = connector_settings(0)["connection_timeout"]
-        self.gw.delay_next(rng.choice(_SYNC_REQUESTS), timeout + rng.uniform(0.1, 0.5))
+        # ib_async waits up to the timeout for the sync's requests, then as long again for
+        # the executions: longer than both, the answers come after the session was built
+        self.gw.delay_next(rng.choice(_SYNC_REQUESTS), 2 * timeout + rng.uniform(0.2, 0.6))
+        what = "a start-up sync longer than connection_timeout"
+        if rng.random() < 0.5:  # the link drops with an order in flight: the resync decides
+            self.gw.drop_after_next(In.PLACE_ORDER, client_id=CLIENT_ID)
+            try:
+                await self.op_resting_limit(rng)
+            finally:
+                await self.recovered(f"{what} (an order in flight)", timeout=12)
+            return
         await self.gw.drop_connections(CLIENT_ID)
-        await self.recovered("a start-up sync longer than connection_timeout", timeout=12)
+        await self.recovered(what, timeout=12)
 
     async def op_connector_restart(self, rng: random.Random) -> None:
         old = self.conn
