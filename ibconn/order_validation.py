@@ -31,7 +31,12 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from ib_async import IB
 
 from ibconn.contracts import ResolvedContract
-from ibconn.errors import InvalidInputError, NotConnectedError, RequestTimeoutError
+from ibconn.errors import (
+    ConnectionLostError,
+    InvalidInputError,
+    NotConnectedError,
+    RequestTimeoutError,
+)
 from ibconn.fills import to_decimal
 from ibconn.order_models import OrderAction, OrderSpec, OrderType
 
@@ -109,6 +114,11 @@ class MarketRules:
         except TimeoutError as exc:
             raise RequestTimeoutError(
                 f"TWS did not answer the market rule request {rule_id} within {self._timeout} s"
+            ) from exc
+        except ConnectionError as exc:  # ib_async fails pending requests when the socket closes
+            raise ConnectionLostError(
+                f"the link to TWS dropped while market rule {rule_id} was fetched to check the "
+                "order: the order was not sent; placing it again is safe"
             ) from exc
         self.store(rule_id, [(p.lowEdge, p.increment) for p in result or ()])
         return self._rules[rule_id]

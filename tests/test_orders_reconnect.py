@@ -25,6 +25,7 @@ from ibconn import (
 )
 from ibconn.order_models import Fill, OrderStatus, OrderUpdate, UpdateKind
 from ibconn.sim import SimulatedGateway
+from ibconn.sim.protocol import In
 from ibconn.streams import Subscription
 
 pytestmark = pytest.mark.timeout(30)
@@ -227,6 +228,20 @@ async def test_a_bracket_withdrawn_from_the_queue_leaves_no_unretrieved_error(
         loop.set_exception_handler(previous)
         await connector.disconnect()
     assert [(c.get("message"), c.get("exception")) for c in unhandled] == []
+
+
+async def test_a_drop_while_the_market_rule_is_fetched_fails_the_place_with_a_typed_error(
+    gw: SimulatedGateway, connector: IBConnector
+) -> None:
+    events = connector.connection_events()
+    gw.drop_after_next(In.REQ_MARKET_RULE, client_id=1)  # the first order fetches the rule
+    with pytest.raises(ConnectionLostError, match="not sent"):
+        await connector.place_limit_order("AAPL", 100, "BUY", 185.0)
+    assert messages(gw, PLACE_ORDER) == 0
+    await next_item(events, lambda e: e.state is ConnectionState.RECONNECTING)
+    await next_item(events, lambda e: e.state is ConnectionState.CONNECTED)
+    handle = await connector.place_limit_order("AAPL", 100, "BUY", 185.0)  # placing again
+    assert connector.get_order_status(handle).status is S.SUBMITTED
 
 
 async def test_adoption_after_a_restart_of_the_program(gw: SimulatedGateway) -> None:
