@@ -7,6 +7,7 @@ live here.
 
 from __future__ import annotations
 
+from ibconn.arguments import capacity_arg, timeout_arg
 from ibconn.contracts import ContractLike
 from ibconn.exits import ExitPlan, ExitService
 from ibconn.risk import Exposure, KillSwitchState, RiskService
@@ -43,7 +44,9 @@ class RiskMethods:
         cancels go out the moment the link is back. The switch stays on until
         :meth:`reset_kill_switch`.
         """
-        return await self._risk.kill_switch(reason, global_cancel=global_cancel, timeout=timeout)
+        return await self._risk.kill_switch(
+            reason, global_cancel=global_cancel, timeout=timeout_arg("timeout", timeout)
+        )
 
     def reset_kill_switch(self) -> KillSwitchState:
         """Turn the kill switch off (the daily loss limit still refuses opening orders today)."""
@@ -61,7 +64,7 @@ class RiskMethods:
     def exposure_updates(self, capacity: int | None = None) -> Subscription[Exposure]:
         """A stream of :class:`~ibconn.risk.Exposure` snapshots as prices, orders and
         positions change (a slow reader gets the latest)."""
-        return self._risk.exposure_updates(capacity)
+        return self._risk.exposure_updates(capacity_arg("capacity", capacity))
 
     # -- exits (ibconn/exits.py) -----------------------------------------------------------
 
