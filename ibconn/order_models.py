@@ -284,8 +284,8 @@ class OrderSpec(BaseModel):
     )
     @classmethod
     def _no_bool_number(cls, value: object) -> object:
-        if isinstance(value, bool):
-            raise ValueError("a number, not a bool")
+        if isinstance(value, bool | str | bytes):
+            raise ValueError("a number, not a bool or text")
         return value
 
     @field_validator("outside_rth", "round_prices", mode="before")

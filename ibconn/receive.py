@@ -313,7 +313,10 @@ class FastReceiver:
         client._data = b""
         self._cur = b""
         self._pos = 0
-        client.disconnect()  # resets the client; the supervisor sees the loss and reconnects
+        client.conn.disconnect()  # close the socket ...
+        # ... and end the session as a peer close does: apiError, connectionClosed (the
+        # supervisor sees the loss and reconnects), reset, apiEnd
+        client._onSocketDisconnected(detail)
         if self.report is not None:
             self.report("frame_size", detail)
 
