@@ -78,9 +78,12 @@ async def test_every_public_timeout_refuses_nan_and_the_loop_keeps_its_timers(
             ("timeout", lambda t: connector.cancel_all_orders(timeout=t)),
             ("timeout", lambda t: connector.wait_for_order(handle, timeout=t)),
             ("timeout", lambda t: connector.quote("AAPL", timeout=t)),
-            ("timeout", lambda t: connector.wait_connected(t)),
-            ("ack_timeout", lambda t: connector.modify_order(handle, limit_price=151.0, ack_timeout=t)),
-        ]  # fmt: skip
+            ("timeout", connector.wait_connected),
+            (
+                "ack_timeout",
+                lambda t: connector.modify_order(handle, limit_price=151.0, ack_timeout=t),
+            ),
+        ]
         for name, call in calls:
             for bad in BAD_TIMEOUTS:
                 await _expect_refusal(lambda call=call, bad=bad: call(bad), name)
@@ -113,12 +116,23 @@ async def test_nul_in_account_oca_group_or_contract_never_reaches_the_wire(
     try:
         specs: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
             ("account", lambda: connector.place_market_order("AAPL", 1, "BUY", account="DU\x001")),
-            ("oca_group", lambda: connector.place_order(OrderSpec(symbol="AAPL", quantity=1, action="BUY", oca_group="g\x00\x00\x00"))),
-            ("contract.exchange", lambda: connector.place_market_order(Stock("AAPL", "SMART\x00", "USD"), 1, "BUY")),
+            (
+                "oca_group",
+                lambda: connector.place_order(
+                    OrderSpec(symbol="AAPL", quantity=1, action="BUY", oca_group="g\x00\x00\x00")
+                ),
+            ),
+            (
+                "contract.exchange",
+                lambda: connector.place_market_order(Stock("AAPL", "SMART\x00", "USD"), 1, "BUY"),
+            ),
             ("contract.currency", lambda: connector.resolve(Stock("AAPL", "SMART", "US\nD"))),
-            ("contract.strike", lambda: connector.resolve(Contract(symbol="AAPL", strike=math.nan))),
+            (
+                "contract.strike",
+                lambda: connector.resolve(Contract(symbol="AAPL", strike=math.nan)),
+            ),
             ("symbol", lambda: connector.quote("AA\x00PL")),
-        ]  # fmt: skip
+        ]
         before = user_requests(gw)
         for name, call in specs:
             with pytest.raises(InvalidInputError) as info:
@@ -254,10 +268,39 @@ async def test_impossible_numbers_in_order_messages_are_dropped_and_alerted(
         session.send(3, oid, "Filled", "inf", "0", "nan", 0, 0, "nan", 1, "", 0)
         session.send(3, oid, "Cancelled", "-5", "6", "150", 0, 0, "150", 1, "", 0)
         session.send(
-            11, -1, oid, 265598, "AAPL", "STK", "", 0.0, "", "", "SMART", "USD", "AAPL", "NMS",
-            "0000e1a7.01.01", "20240102 10:00:00", "DU0000001", "ISLAND", "BOT", "nan", "150",
-            1, 1, 0, "1", "150", "", "", "", "", 0, 0,
-        )  # fmt: skip
+            11,
+            -1,
+            oid,
+            265598,
+            "AAPL",
+            "STK",
+            "",
+            0.0,
+            "",
+            "",
+            "SMART",
+            "USD",
+            "AAPL",
+            "NMS",
+            "0000e1a7.01.01",
+            "20240102 10:00:00",
+            "DU0000001",
+            "ISLAND",
+            "BOT",
+            "nan",
+            "150",
+            1,
+            1,
+            0,
+            "1",
+            "150",
+            "",
+            "",
+            "",
+            "",
+            0,
+            0,
+        )
         await until(lambda: connector.supervisor.inbound_garbage.get("impossible_number") == 3)
         after = connector.get_order_status(handle)
         assert (after.status, after.filled, after.fills) == (
