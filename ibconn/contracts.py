@@ -119,7 +119,8 @@ def to_contract(instrument: ContractLike) -> Contract:
             )
         return Stock(symbol, "SMART", "USD")
     raise InvalidInputError(
-        f"expected a symbol string or an ib_async Contract, got {type(instrument).__name__}"
+        f"instrument {type(instrument).__name__} is not allowed; allowed: a symbol string "
+        "or an ib_async Contract"
     )
 
 
