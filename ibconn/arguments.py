@@ -39,6 +39,7 @@ __all__ = [
     "capacity_arg",
     "check_contract",
     "flag_arg",
+    "number_arg",
     "text_arg",
     "text_problem",
     "timeout_arg",
@@ -79,6 +80,29 @@ def timeout_arg(name: str, value: object) -> float | None:
     if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_TIMEOUT:
         raise _invalid(name, value, allowed)
     return seconds
+
+
+def number_arg(
+    name: str, value: object, *, low: float, high: float, low_open: bool = False
+) -> float | None:
+    """``value`` as a finite real number within ``low``..``high`` (``None`` stays ``None``).
+
+    ``low_open`` excludes ``low`` itself.
+    """
+    if value is None:
+        return None
+    sign = ">" if low_open else ">="
+    allowed = f"None or a finite number {sign} {low:g} and <= {high:g}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _invalid(name, value, allowed)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise _invalid(name, value, allowed) from None
+    too_low = number <= low if low_open else number < low
+    if not math.isfinite(number) or too_low or number > high:
+        raise _invalid(name, value, allowed)
+    return number
 
 
 def capacity_arg(name: str, value: object) -> int | None:

@@ -435,3 +435,17 @@ def test_end_datetime_is_accepted(rig: Rig) -> None:
         lambda: rig.connector.historical_bars("AAPL", "1 D", "1 hour", end=datetime.now())
     )
     assert isinstance(bars, list)
+
+
+@given(
+    method=st.sampled_from(["set_stop_loss", "set_take_profit"]),
+    field=st.sampled_from(["price", "percent", "account"]),
+    data=st.data(),
+)
+def test_exit_levels_refuse_bad_arguments(rig: Rig, method: str, field: str, data: Any) -> None:
+    value = data.draw(
+        with_control if field == "account" else bad_numbers.filter(lambda v: v is not None)
+    )
+    args: dict[str, Any] = {"price": 150.0} if field != "percent" else {}
+    args[field] = value
+    expect_refused(rig, method, (field,), lambda: getattr(rig.connector, method)("AAPL", **args))
