@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ib_async import IB, Contract, ContractDetails, Stock
 
-from ibconn.arguments import check_contract
+from ibconn.arguments import check_contract, text_problem
 from ibconn.errors import InvalidInputError, NotConnectedError, RequestTimeoutError
 from ibconn.logs import get_logger
 
@@ -111,7 +111,9 @@ def to_contract(instrument: ContractLike) -> Contract:
         return instrument
     if isinstance(instrument, str):
         # ASCII before the case change: 'ſpy'.upper() is 'SPY' and 'ıbm'.upper() is 'IBM'
-        symbol = instrument.strip().upper() if instrument.isascii() else ""
+        # and no control characters ('\x1f0'.strip() would be '0')
+        clean = instrument.isascii() and text_problem(instrument) is None
+        symbol = instrument.strip().upper() if clean else ""
         if not _SYMBOL.match(symbol):
             raise InvalidInputError(
                 f"{instrument!r} is not a valid stock symbol: use 1-20 letters, digits, "
