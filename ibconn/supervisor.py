@@ -708,6 +708,9 @@ def _fail_pending_requests(ib: IB) -> None:
     for future in futures.values():
         if not future.done():
             future.set_exception(error)
+            # A waiter still gets it; a future whose waiter is gone (the heartbeat's,
+            # cancelled just before) must not log "exception was never retrieved".
+            future.exception()
 
 
 def _farm_key(farm: str | None, message: str) -> str:

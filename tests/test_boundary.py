@@ -132,6 +132,7 @@ async def test_nul_in_account_oca_group_or_contract_never_reaches_the_wire(
                 lambda: connector.resolve(Contract(symbol="AAPL", strike=math.nan)),
             ),
             ("symbol", lambda: connector.quote("AA\x00PL")),
+            ("symbol", lambda: connector.resolve("\x1fIBM")),  # strip() would make it IBM
         ]
         before = user_requests(gw)
         for name, call in specs:
