@@ -6,6 +6,7 @@ Each test names one defect of issue 18, items 1-8 (client side).
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -349,4 +350,33 @@ async def test_malformed_frames_produce_an_alert(gw: SimulatedGateway) -> None:
         assert "malformed" in alert.message
         assert connector.is_connected
     finally:
+        await connector.disconnect()
+
+
+async def test_a_request_orphaned_at_a_link_loss_reaches_no_loop_handler(
+    gw: SimulatedGateway,
+) -> None:
+    """A pending request whose waiter is gone fails quietly when the supervisor drops
+    a silent link (found by the hostile-gateway fuzz: a heartbeat's request)."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    connector = await connected(gw)
+    try:
+        connector.ib.wrapper.startReq("orphan")  # nobody awaits it
+        generation = connector.session.generation if connector.session else 0
+        gw.stall(1)  # silent: the heartbeat gives up and the supervisor closes the link
+        await until(lambda: not connector.is_connected)
+        gw.unstall(1)
+        await until(
+            lambda: (
+                connector.is_connected
+                and connector.session is not None
+                and connector.session.generation > generation
+            )
+        )
+        gc.collect()
+        assert [c for c in reported if "never retrieved" in str(c.get("message"))] == []
+    finally:
+        loop.set_exception_handler(None)
         await connector.disconnect()
