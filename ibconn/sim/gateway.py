@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 
 from ibconn.logs import get_logger
 from ibconn.sim.clock import SimClock
+from ibconn.sim import versions
 from ibconn.sim.config import SimConfig
 from ibconn.sim.instruments import Instrument, InstrumentBook, market_rules
 from ibconn.sim.market_data import MarketDataService
@@ -40,6 +41,7 @@ from ibconn.sim.prices import BlastResult, Market, Quote
 from ibconn.sim.protocol import (
     API_PREFIX,
     KNOWN_REQUEST_IDS,
+    MIN_SERVER_VERSION,
     SERVER_VERSION,
     TWS_ERROR_TEXTS,
     ContractSpec,
@@ -53,6 +55,7 @@ from ibconn.sim.protocol import (
     RequestParseError,
     decode_fields,
     encode_message,
+    error_message_fields,
     parse_version_range,
     req_id_of,
 )
@@ -210,8 +213,10 @@ class ClientSession:
         return True
 
     def send_error(self, req_id: int, code: int, text: str, advanced_reject: str = "") -> bool:
-        """Send an error/notice message (4): ``4|2|reqId|code|text|advancedOrderRejectJson``."""
-        sent = self.send(Out.ERR_MSG, 2, req_id, code, text, advanced_reject)
+        """Send an error/notice message (4) in the layout of the negotiated version."""
+        sent = self.send(
+            *error_message_fields(self.server_version, req_id, code, text, advanced_reject)
+        )
         if sent:
             self.errors_sent += 1
         return sent
@@ -704,15 +709,10 @@ class SimulatedGateway:
         text = payload.decode("ascii", errors="replace").strip("\0")
         low, high, options = parse_version_range(text)
         chosen = min(SERVER_VERSION, high)
-        if chosen < low:
-            raise ProtocolError(f"client wants versions {low}..{high}; we speak {SERVER_VERSION}")
-        if chosen < SERVER_VERSION:
-            _log.warning(
-                "client {}:{} supports at most version {}; the simulator only sends "
-                "version-{} layouts",
-                *session.peer,
-                chosen,
-                SERVER_VERSION,
+        if chosen < low or chosen < MIN_SERVER_VERSION:
+            raise ProtocolError(
+                f"client wants versions {low}..{high}; "
+                f"we speak {MIN_SERVER_VERSION}..{SERVER_VERSION}"
             )
         session.server_version = chosen
         session.optional_capabilities = options
@@ -981,18 +981,41 @@ def _req_contract_details(gw: SimulatedGateway, session: ClientSession, fields: 
     if not matches:
         session.send_error(req_id, 200, error_text(200))
         return
+    now = gw.clock.time()
     for inst in matches:
-        session.send(*contract_details_fields(req_id, inst, spec.exchange))
+        session.send(
+            *contract_details_fields(
+                req_id, inst, spec.exchange, version=session.server_version, now=now
+            )
+        )
     session.send(Out.CONTRACT_DATA_END, 1, req_id)
 
 
-def contract_details_fields(req_id: int, inst: Instrument, exchange: str = "") -> list[object]:
-    """Message 10 (contractData, no version field at 178) for ``inst``."""
+def contract_details_fields(
+    req_id: int,
+    inst: Instrument,
+    exchange: str = "",
+    *,
+    version: int = SERVER_VERSION,
+    now: float | None = None,
+) -> list[object]:
+    """contractData (10) for ``inst`` at ``version``; hours start at the date of ``now``.
+
+    Below 164 the message carries a version field (8) and the obsolete
+    ``mdSizeMultiplier``, at exactly 163 a ``sizeMinTick``, from 164 ``minSize``,
+    ``sizeIncrement`` and ``suggestedSizeIncrement``. ``secIdList`` holds the ISIN
+    of instruments that have one (stocks and ETFs).
+    """
     valid = [e for e in inst.valid_exchanges.split(",") if e]
     rule_ids = ",".join(str(inst.market_rule_id) for _ in valid) or str(inst.market_rule_id)
     is_future = inst.sec_type == "FUT"
-    return [
-        Out.CONTRACT_DATA,
+    trading_hours, liquid_hours = inst.hours(time.time() if now is None else now)
+    sec_ids: list[object] = [1, "ISIN", inst.isin] if inst.isin else [0]
+    old = version < versions.SIZE_RULES
+    out: list[object] = [Out.CONTRACT_DATA]
+    if old:
+        out.append(8)
+    out += [
         req_id,
         inst.symbol,
         inst.sec_type,
@@ -1006,6 +1029,10 @@ def contract_details_fields(req_id: int, inst: Instrument, exchange: str = "") -
         inst.trading_class,
         inst.con_id,
         inst.min_tick,
+    ]
+    if old:
+        out.append(1)  # mdSizeMultiplier
+    out += [
         inst.multiplier_text,
         inst.order_types,
         inst.valid_exchanges,
@@ -1018,18 +1045,20 @@ def contract_details_fields(req_id: int, inst: Instrument, exchange: str = "") -
         inst.category,
         inst.subcategory,
         inst.time_zone,
-        inst.trading_hours,
-        inst.liquid_hours,
+        trading_hours,
+        liquid_hours,
         "",  # evRule
         "",  # evMultiplier
-        0,  # secIdList count
+        *sec_ids,
         1,  # aggGroup
         inst.symbol if is_future else "",  # underSymbol
         "IND" if is_future else "",  # underSecType
         rule_ids,
         inst.last_trade_date if is_future else "",  # realExpirationDate
         inst.stock_type,
-        inst.min_size,
-        inst.size_increment,
-        inst.size_increment,  # suggestedSizeIncrement
     ]
+    if version == versions.FRACTIONAL_SIZE_SUPPORT:
+        out.append(inst.size_increment)  # sizeMinTick
+    elif not old:
+        out += [inst.min_size, inst.size_increment, inst.size_increment]
+    return out
