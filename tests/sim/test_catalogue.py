@@ -1,0 +1,101 @@
+"""The default catalogue through unmodified ib_async: ISINs, trading hours, 321, futures."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import pytest
+from ib_async import IB, Forex, Future, MarketOrder, Stock, TagValue
+
+from ibconn.sim import SimConfig, SimulatedGateway
+from ibconn.sim.broker_handlers import MISSING_EXCHANGE_TEXT
+from ibconn.sim.instruments import DEFAULT_INSTRUMENTS, session_hours
+
+from .conftest import wait_until
+
+START = dt.datetime(2027, 3, 10, 15, 0, tzinfo=dt.UTC)  # a Wednesday
+
+
+@pytest.fixture
+def sim_config() -> SimConfig:
+    return SimConfig(tick_rate=0, start_time=START, fill_delay=0.0)
+
+
+async def connect(ib: IB, gw: SimulatedGateway) -> IB:
+    await ib.connectAsync("127.0.0.1", gw.port, clientId=1, timeout=5)
+    return ib
+
+
+async def test_stock_contract_details_carry_the_isin(
+    gw: SimulatedGateway, ibs: Callable[[], IB]
+) -> None:
+    ib = await connect(ibs(), gw)
+    (aapl,) = await ib.reqContractDetailsAsync(Stock("AAPL", "SMART", "USD"))
+    assert aapl.secIdList == [TagValue("ISIN", "US0378331005")]
+    (qqq,) = await ib.reqContractDetailsAsync(Stock("QQQ", "SMART", "USD"))
+    assert qqq.secIdList == [TagValue("ISIN", "US46090E1038")]
+    (eur,) = await ib.reqContractDetailsAsync(Forex("EURUSD"))
+    (es,) = await ib.reqContractDetailsAsync(Future("ES", "202612", "CME"))
+    assert not eur.secIdList and not es.secIdList
+
+
+async def test_trading_hours_start_at_the_simulated_date(
+    gw: SimulatedGateway, ibs: Callable[[], IB]
+) -> None:
+    ib = await connect(ibs(), gw)
+    (aapl,) = await ib.reqContractDetailsAsync(Stock("AAPL", "SMART", "USD"))
+    days = aapl.tradingHours.split(";")
+    assert days[0] == "20270310:0400-20270310:2000"
+    assert aapl.liquidHours.split(";")[0] == "20270310:0930-20270310:1600"
+    assert "20270313:CLOSED" in days and "20270314:CLOSED" in days  # the weekend
+    assert len(days) == 7
+    (es,) = await ib.reqContractDetailsAsync(Future("ES", "202612", "CME"))
+    assert es.tradingHours.startswith("20270309:1700-20270310:1600;")
+    assert es.liquidHours.startswith("20270310:0830-20270310:1500;")
+    assert es.timeZoneId == "US/Central"
+
+
+def test_hours_follow_the_instrument_time_zone() -> None:
+    # 03:00 UTC on Thursday is still Wednesday in New York.
+    now = dt.datetime(2027, 3, 11, 3, 0, tzinfo=dt.UTC).timestamp()
+    trading, _ = session_hours("us_stock", "US/Eastern", now)
+    assert trading.startswith("20270310:")
+    with pytest.raises(ValueError, match="unknown schedule"):
+        session_hours("lunar", "US/Eastern", now)
+
+
+async def test_order_without_exchange_gets_321_before_lookup(
+    gw: SimulatedGateway, ibs: Callable[[], IB]
+) -> None:
+    ib = await connect(ibs(), gw)
+    errors: list[tuple[int, int, str]] = []
+    ib.errorEvent += lambda req_id, code, text, contract: errors.append((req_id, code, text))
+    # No exchange and an unknown symbol: the 321 comes first, not a 200.
+    for contract in (Stock("AAPL"), Stock("NOSUCH")):
+        trade = ib.placeOrder(contract, MarketOrder("BUY", 1))
+        order_id = trade.order.orderId
+        await wait_until(lambda oid=order_id: any(e[0] == oid for e in errors), what="error")
+        assert (order_id, 321, MISSING_EXCHANGE_TEXT) in errors
+        assert all(e[1] != 200 for e in errors)
+    assert gw.orders == [] and gw.executions == []
+
+
+async def test_every_default_instrument_qualifies(
+    gw: SimulatedGateway, ibs: Callable[[], IB]
+) -> None:
+    ib = await connect(ibs(), gw)
+    for inst in DEFAULT_INSTRUMENTS:
+        details = await ib.reqContractDetailsAsync(Stock(conId=inst.con_id))
+        assert len(details) == 1, inst.symbol
+        contract = details[0].contract
+        assert contract is not None and contract.symbol == inst.symbol
+        assert contract.secType == inst.sec_type
+    yang = await ib.reqContractDetailsAsync(Forex("USDJPY"))
+    assert yang[0].minTick == 0.005
+    ym = await ib.reqContractDetailsAsync(Future("YM", "202612", "CBOT"))
+    assert ym[0].contract is not None and ym[0].contract.multiplier == "5"
+    (rule,) = await ib.reqMarketRuleAsync(int(ym[0].marketRuleIds.split(",")[0]))
+    assert rule.increment == 1.0
+    rty = await ib.reqContractDetailsAsync(Future("RTY", "202612", "CME"))
+    assert rty[0].minTick == 0.1
