@@ -32,8 +32,8 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from ibconn.logs import get_logger
-from ibconn.sim.clock import SimClock
 from ibconn.sim import versions
+from ibconn.sim.clock import SimClock
 from ibconn.sim.config import SimConfig
 from ibconn.sim.instruments import Instrument, InstrumentBook, market_rules
 from ibconn.sim.market_data import MarketDataService

@@ -138,7 +138,7 @@ _FOREX_ORDER_TYPES = "LMT,MKT,STP,STPLMT,TRAIL,DAY,GTC,IOC,FOK,GTD"
 _FUTURE_ORDER_TYPES = "LMT,MKT,STP,STPLMT,TRAIL,DAY,GTC,IOC,FOK,GTD"
 
 
-def _stock(
+def _stock(  # noqa: PLR0917 (a compact catalogue table)
     symbol: str,
     con_id: int,
     primary: str,
@@ -171,7 +171,9 @@ def _stock(
     )
 
 
-def _etf(symbol: str, con_id: int, primary: str, price: float, long_name: str, isin: str) -> Instrument:
+def _etf(  # noqa: PLR0917
+    symbol: str, con_id: int, primary: str, price: float, long_name: str, isin: str
+) -> Instrument:
     return _stock(
         symbol,
         con_id,
@@ -210,7 +212,7 @@ def _pair(
     )
 
 
-def _future(
+def _future(  # noqa: PLR0917
     symbol: str,
     con_id: int,
     exchange: str,

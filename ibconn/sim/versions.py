@@ -1,4 +1,4 @@
-"""Server-version boundaries the simulated gateway crosses (names as in IBKR's ``server_versions.py``).
+"""Server-version boundaries the simulated gateway crosses (named as in ``server_versions.py``).
 
 The handshake agrees on ``min(SERVER_VERSION, client max)`` and refuses clients
 whose maximum is below :data:`MIN_SERVER_VERSION`. Every encoder and request

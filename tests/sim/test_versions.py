@@ -24,9 +24,8 @@ from ibapi.decoder import Decoder as ApiDecoder
 from ibapi.order import Order as ApiOrder
 from ibapi.wrapper import EWrapper
 
-from ibconn.sim import SimConfig, SimulatedGateway
+from ibconn.sim import SimConfig, SimulatedGateway, versions
 from ibconn.sim import order_messages as om
-from ibconn.sim import versions
 from ibconn.sim.broker import Broker, BrokerConfig, OrderRequest, SimOrder
 from ibconn.sim.gateway import contract_details_fields
 from ibconn.sim.instruments import DEFAULT_INSTRUMENTS
@@ -136,9 +135,10 @@ def test_open_order_decodes_at_every_version(broker: Broker, version: int) -> No
 
 @pytest.mark.parametrize("version", ALL_VERSIONS)
 def test_what_if_answer_decodes_at_every_version(broker: Broker, version: int) -> None:
-    preview = broker.what_if(3, OrderRequest(order_id=8, action="BUY", total_quantity=10,
-                                             order_type="MKT", symbol="AAPL", sec_type="STK",
-                                             exchange="SMART", currency="USD", what_if=True))  # fmt: skip
+    request = OrderRequest(order_id=8, action="BUY", total_quantity=10, order_type="MKT",
+                           symbol="AAPL", sec_type="STK", exchange="SMART", currency="USD",
+                           what_if=True)  # fmt: skip
+    preview = broker.what_if(3, request)
     assert preview is not None
     fields = om.open_order_fields(preview.order, preview, version=version)
     _, (_, _, api_order, state) = decode_at(version, list(fields))
