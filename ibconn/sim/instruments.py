@@ -74,6 +74,13 @@ class Instrument:
     spread: float = 0.02
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"instrument {self.symbol}: unknown schedule {self.schedule!r}; "
+                f"known: {', '.join(SCHEDULES)}"
+            )
+
     @property
     def display_name(self) -> str:
         """``EURUSD`` for a pair, the future's local symbol, else the symbol."""
