@@ -119,8 +119,14 @@ def main() -> int:
         wait(lambda: working(trade), 10, "Submitted")
         order.lmtPrice = round(price + 1, 2)
         ib.placeOrder(state["aapl"], order)
-        wait(lambda: any(abs(t.order.lmtPrice - (price + 1)) < 1e-9 and t.order.orderId ==
-                         order.orderId for t in ib.openTrades()), 10, "the modified price")
+        wait(
+            lambda: any(
+                abs(t.order.lmtPrice - (price + 1)) < 1e-9 and t.order.orderId == order.orderId
+                for t in ib.openTrades()
+            ),
+            10,
+            "the modified price",
+        )
         check(trade.order.ocaType == 3, f"ocaType came back as {trade.order.ocaType}")
         ib.cancelOrder(order)
         wait(lambda: done(trade), 10, "Cancelled")
@@ -130,12 +136,17 @@ def main() -> int:
     def market_order() -> str:
         trade = ib.placeOrder(state["aapl"], lib.MarketOrder("BUY", 10))
         wait(lambda: trade.orderStatus.status == "Filled", 10, "Filled")
-        wait(lambda: trade.fills and all(
-            f.commissionReport.commission > 0 for f in trade.fills), 10, "the commission report")
+        wait(
+            lambda: trade.fills and all(f.commissionReport.commission > 0 for f in trade.fills),
+            10,
+            "the commission report",
+        )
         state["exec_ids"] = {f.execution.execId for f in trade.fills}
         fill = trade.fills[0]
-        return (f"filled {trade.orderStatus.filled} @ {trade.orderStatus.avgFillPrice}, "
-                f"commission {fill.commissionReport.commission}")
+        return (
+            f"filled {trade.orderStatus.filled} @ {trade.orderStatus.avgFillPrice}, "
+            f"commission {fill.commissionReport.commission}"
+        )
 
     def stop_modify_cancel() -> str:
         stop = round(state["price"] * 1.5, 2)
@@ -184,8 +195,12 @@ def main() -> int:
     def what_if() -> str:
         state_ = ib.whatIfOrder(state["aapl"], lib.MarketOrder("BUY", 100))
         change = getattr(state_, "initMarginChange", "")
-        check(change not in ("", None) and not (isinstance(change, float) and math.isnan(change))
-              and float(change) > 0, f"initMarginChange {change!r}")
+        check(
+            change not in ("", None)
+            and not (isinstance(change, float) and math.isnan(change))
+            and float(change) > 0,
+            f"initMarginChange {change!r}",
+        )
         return f"initMarginChange {change}"
 
     def reconnect() -> str:

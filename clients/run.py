@@ -56,7 +56,9 @@ FLOWS = [
     "reconnect",
 ]
 
-_RESULT = re.compile(r"^RESULT (?P<client>.+?) '(?P<flow>[^']+)' (?P<ok>PASS|FAIL) ?(?P<detail>.*)$")
+_RESULT = re.compile(
+    r"^RESULT (?P<client>.+?) '(?P<flow>[^']+)' (?P<ok>PASS|FAIL) ?(?P<detail>.*)$"
+)
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,7 @@ def run_client(client: Client, timeout: float = 120.0) -> Outcome:
             flow = subprocess.run(
                 [str(python), str(HERE / client.script), "--port", str(port),
                  "--label", client.name, *client.args],
+                check=False,
                 capture_output=True,
                 text=True,
                 timeout=timeout,
