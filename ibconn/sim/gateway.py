@@ -358,6 +358,7 @@ class SimulatedGateway:
             In.REQ_CURRENT_TIME: _req_current_time,
             In.REQ_MANAGED_ACCTS: _req_managed_accounts,
             In.REQ_MARKET_RULE: _req_market_rule,
+            In.REQ_SEC_DEF_OPT_PARAMS: _req_sec_def_opt_params,
             In.SET_SERVER_LOGLEVEL: _ignore,
         }
         table.update(self.market_data.handlers())
@@ -972,6 +973,41 @@ def _req_market_rule(gw: SimulatedGateway, session: ClientSession, fields: list[
     session.send(*out)
 
 
+def _req_sec_def_opt_params(
+    gw: SimulatedGateway, session: ClientSession, fields: list[str]
+) -> None:
+    """reqSecDefOptParams (78): ``78|reqId|underlyingSymbol|futFopExchange|underlyingSecType|
+    underlyingConId`` → one 75 per exchange of the chain, then 76 (nothing for an unknown
+    underlying)."""
+    reader = FieldReader(fields)
+    req_id = reader.read_int("reqId")
+    symbol = reader.read_str("underlyingSymbol").strip().upper()
+    reader.read_str("futFopExchange")
+    reader.read_str("underlyingSecType")
+    under_con_id = reader.read_opt_int("underlyingConId", 0) or 0
+    chain = [
+        inst
+        for inst in gw.book
+        if inst.sec_type == "OPT"
+        and inst.symbol.upper() == symbol
+        and (not under_con_id or inst.under_con_id == under_con_id)
+    ]
+    by_class: dict[tuple[str, int, str], list[Instrument]] = {}
+    for inst in chain:
+        key = (inst.trading_class, inst.under_con_id, inst.multiplier_text)
+        by_class.setdefault(key, []).append(inst)
+    for (trading_class, con_id, multiplier), options in by_class.items():
+        expiries = sorted({o.last_trade_date for o in options})
+        strikes = sorted({o.strike for o in options})
+        exchanges = [e for e in options[0].valid_exchanges.split(",") if e]
+        for exchange in exchanges:
+            session.send(
+                Out.SECURITY_DEFINITION_OPTION_PARAMETER, req_id, exchange, con_id,
+                trading_class, multiplier, len(expiries), *expiries, len(strikes), *strikes,
+            )  # fmt: skip
+    session.send(Out.SECURITY_DEFINITION_OPTION_PARAMETER_END, req_id)
+
+
 def _req_contract_details(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
     reader = FieldReader(fields)
     reader.read_int("version")
@@ -1009,6 +1045,7 @@ def contract_details_fields(
     valid = [e for e in inst.valid_exchanges.split(",") if e]
     rule_ids = ",".join(str(inst.market_rule_id) for _ in valid) or str(inst.market_rule_id)
     is_future = inst.sec_type == "FUT"
+    is_option = inst.sec_type == "OPT"  # on a stock or ETF
     trading_hours, liquid_hours = inst.hours(time.time() if now is None else now)
     sec_ids: list[object] = [1, "ISIN", inst.isin] if inst.isin else [0]
     old = version < versions.SIZE_RULES
@@ -1020,8 +1057,8 @@ def contract_details_fields(
         inst.symbol,
         inst.sec_type,
         inst.last_trade_date,
-        0.0,
-        "",
+        inst.strike,
+        inst.right,
         exchange or inst.exchange,
         inst.currency,
         inst.local_symbol,
@@ -1037,10 +1074,10 @@ def contract_details_fields(
         inst.order_types,
         inst.valid_exchanges,
         1,  # priceMagnifier
-        0,  # underConId
+        inst.under_con_id,  # underConId
         inst.long_name,
         inst.primary_exchange,
-        inst.last_trade_date[:6] if is_future else "",  # contractMonth
+        inst.last_trade_date[:6] if is_future or is_option else "",  # contractMonth
         inst.industry,
         inst.category,
         inst.subcategory,
@@ -1051,10 +1088,10 @@ def contract_details_fields(
         "",  # evMultiplier
         *sec_ids,
         1,  # aggGroup
-        inst.symbol if is_future else "",  # underSymbol
-        "IND" if is_future else "",  # underSecType
+        inst.symbol if is_future or is_option else "",  # underSymbol
+        "IND" if is_future else ("STK" if is_option else ""),  # underSecType
         rule_ids,
-        inst.last_trade_date if is_future else "",  # realExpirationDate
+        inst.last_trade_date if is_future or is_option else "",  # realExpirationDate
         inst.stock_type,
     ]
     if version == versions.FRACTIONAL_SIZE_SUPPORT:

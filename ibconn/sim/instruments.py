@@ -21,8 +21,9 @@ __all__ = [
     "session_hours",
 ]
 
-SCHEDULES = ("us_stock", "forex", "cme")
+SCHEDULES = ("us_stock", "us_option", "forex", "cme")
 """Session templates: ``us_stock`` (04:00-20:00, liquid 09:30-16:00 US/Eastern),
+``us_option`` (09:30-16:00),
 ``forex`` (17:15 the day before to 17:00) and ``cme`` (17:00 the day before to
 16:00, liquid 08:30-15:00 US/Central); Saturdays and Sundays are ``CLOSED``."""
 
@@ -65,6 +66,14 @@ class Instrument:
     """Fixed ``liquidHours`` text; empty (the default): generated from ``schedule``."""
     isin: str = ""
     """The ISIN sent in contractData's ``secIdList`` (stocks and ETFs)."""
+    strike: float = 0.0
+    """An option's strike (0 for everything else)."""
+    right: str = ""
+    """An option's right: ``C`` or ``P``."""
+    under_con_id: int = 0
+    """An option's underlying (its conId); options are priced from its quotes."""
+    volatility: float = 0.25
+    """An option's (flat) volatility in the pricing model."""
     valid_exchanges: str = "SMART,NYSE,NASDAQ,ARCA,BATS,IEX"
     order_types: str = _US_STOCK_ORDER_TYPES
     industry: str = ""
@@ -131,6 +140,9 @@ def session_hours(schedule: str, time_zone: str, now: float) -> tuple[str, str]:
         eve = _day(d - timedelta(days=1))
         if schedule == "us_stock":
             trading.append(f"{day}:0400-{day}:2000")
+            liquid.append(f"{day}:0930-{day}:1600")
+        elif schedule == "us_option":
+            trading.append(f"{day}:0930-{day}:1600")
             liquid.append(f"{day}:0930-{day}:1600")
         elif schedule == "forex":
             trading.append(f"{eve}:1715-{day}:1700")
@@ -252,7 +264,57 @@ def _future(  # noqa: PLR0917
     )
 
 
-DEFAULT_INSTRUMENTS: tuple[Instrument, ...] = (
+def option_chain(
+    underlying: Instrument,
+    expiries: tuple[str, ...],
+    strikes: tuple[float, ...],
+    *,
+    first_con_id: int,
+    volatility: float = 0.25,
+) -> tuple[Instrument, ...]:
+    """Calls and puts of ``underlying`` for every expiry and strike (multiplier 100).
+
+    con_ids are ``first_con_id`` upwards; local symbols follow the OCC format
+    (``AAPL  261218C00190000``).
+    """
+    out: list[Instrument] = []
+    con_id = first_con_id
+    for expiry in expiries:
+        for strike in strikes:
+            for right in ("C", "P"):
+                occ = f"{underlying.symbol:<6}{expiry[2:8]}{right}{round(strike * 1000):08d}"
+                out.append(
+                    Instrument(
+                        symbol=underlying.symbol,
+                        sec_type="OPT",
+                        con_id=con_id,
+                        exchange="SMART",
+                        currency=underlying.currency,
+                        start_price=0.0,
+                        local_symbol=occ,
+                        trading_class=underlying.symbol,
+                        last_trade_date=expiry,
+                        multiplier=100.0,
+                        min_tick=0.01,
+                        market_rule_id=26,
+                        long_name=underlying.long_name,
+                        time_zone=underlying.time_zone,
+                        schedule="us_option",
+                        valid_exchanges="SMART,AMEX,CBOE,ISE,PHLX",
+                        order_types="LMT,MKT,STP,STPLMT,TRAIL,DAY,GTC,IOC,FOK,GTD,WHATIF",
+                        stock_type="",
+                        spread=0.05,
+                        strike=strike,
+                        right=right,
+                        under_con_id=underlying.con_id,
+                        volatility=volatility,
+                    )
+                )
+                con_id += 1
+    return tuple(out)
+
+
+_BASE_INSTRUMENTS: tuple[Instrument, ...] = (
     # The original six keep their con_ids and prices (tests rely on them).
     _stock("AAPL", 265598, "NASDAQ", 190.00, "APPLE INC", "US0378331005",
            "Technology", "Computers", "Computers"),
@@ -292,7 +354,27 @@ DEFAULT_INSTRUMENTS: tuple[Instrument, ...] = (
     _future("RTY", 637533593, "CME", 50.0, 0.1, 1010, 2400.0, "E-mini Russell 2000 Index"),
     _future("YM", 637533398, "CBOT", 5.0, 1.0, 1011, 44000.0, "Mini Sized Dow Jones Industrial"),
 )  # fmt: skip
-"""The default catalogue (replaced as a whole by the ``instruments`` setting)."""
+
+
+def _underlying(symbol: str) -> Instrument:
+    return next(i for i in _BASE_INSTRUMENTS if i.symbol == symbol and i.sec_type == "STK")
+
+
+_OPTION_EXPIRIES = ("20261218", "20270115", "20270319")
+
+DEFAULT_INSTRUMENTS: tuple[Instrument, ...] = (
+    *_BASE_INSTRUMENTS,
+    *option_chain(_underlying("AAPL"), _OPTION_EXPIRIES,
+                  tuple(float(k) for k in range(170, 215, 5)), first_con_id=900_000_001),
+    *option_chain(_underlying("SPY"), _OPTION_EXPIRIES,
+                  tuple(float(k) for k in range(560, 625, 5)), first_con_id=900_001_001,
+                  volatility=0.18),
+    *option_chain(_underlying("TSLA"), _OPTION_EXPIRIES,
+                  tuple(float(k) for k in range(200, 305, 10)), first_con_id=900_002_001,
+                  volatility=0.55),
+)  # fmt: skip
+"""The default catalogue (replaced as a whole by the ``instruments`` setting): the
+instruments above plus option chains on AAPL, SPY and TSLA (three expiries each)."""
 
 
 MarketRule = tuple[tuple[float, float], ...]
@@ -389,6 +471,8 @@ class InstrumentBook:
 
 
 def _matches(inst: Instrument, spec: ContractSpec) -> bool:
+    if inst.sec_type == "OPT":
+        return _matches_option(inst, spec)
     if spec.symbol and spec.symbol.upper() != inst.symbol.upper():
         return False
     if spec.local_symbol and spec.local_symbol.upper() != inst.local_symbol.upper():
@@ -412,6 +496,40 @@ def _matches(inst: Instrument, spec: ContractSpec) -> bool:
         except ValueError:
             return False
     return spec.strike is None and not spec.right
+
+
+_RIGHTS = {"C": "C", "CALL": "C", "P": "P", "PUT": "P"}
+
+
+def _matches_option(inst: Instrument, spec: ContractSpec) -> bool:
+    """Options match only a request for secType ``OPT`` (or their conId); strike, right
+    and expiry narrow the chain when given."""
+    if spec.sec_type != "OPT":
+        return False
+    if spec.symbol and spec.symbol.upper() != inst.symbol.upper():
+        return False
+    if spec.local_symbol and spec.local_symbol.replace(" ", "").upper() != (
+        inst.local_symbol.replace(" ", "").upper()
+    ):
+        return False
+    if spec.currency and spec.currency != inst.currency.upper():
+        return False
+    if spec.exchange and spec.exchange not in _exchanges(inst):
+        return False
+    if spec.last_trade_date and not inst.last_trade_date.startswith(spec.last_trade_date):
+        return False
+    if spec.trading_class and spec.trading_class.upper() != inst.trading_class.upper():
+        return False
+    if spec.strike is not None and abs(spec.strike - inst.strike) > 1e-9:
+        return False
+    if spec.right and _RIGHTS.get(spec.right) != inst.right:
+        return False
+    if spec.multiplier:
+        try:
+            return float(spec.multiplier) == inst.multiplier
+        except ValueError:
+            return False
+    return True
 
 
 def _exchanges(inst: Instrument) -> set[str]:
