@@ -29,6 +29,8 @@ from ibconn.sim import order_messages as om
 from ibconn.sim.broker import Broker, BrokerConfig, OrderRequest, SimOrder
 from ibconn.sim.gateway import contract_details_fields
 from ibconn.sim.instruments import DEFAULT_INSTRUMENTS
+from ibconn.sim.market_data import tick_option_computation
+from ibconn.sim.options import black_scholes
 from ibconn.sim.protocol import error_message_fields, format_field
 
 from .conftest import RawClient
@@ -46,7 +48,8 @@ class Recorder(EWrapper):  # type: ignore[misc]
         self.calls: dict[str, tuple[Any, ...]] = {}
 
     def __getattribute__(self, name: str) -> Any:
-        if name in {"openOrder", "completedOrder", "execDetails", "contractDetails", "error"}:
+        if name in {"openOrder", "completedOrder", "execDetails", "contractDetails", "error",
+                    "tickOptionComputation"}:  # fmt: skip
             calls = object.__getattribute__(self, "calls")
 
             def record(*args: Any) -> None:
@@ -182,6 +185,21 @@ def test_contract_data_decodes_at_every_version(version: int) -> None:
     assert details.stockType == "COMMON"
     if version >= versions.SIZE_RULES:
         assert details.minSize == Decimal(1) and details.sizeIncrement == Decimal(1)
+
+
+@pytest.mark.parametrize("version", ALL_VERSIONS)
+def test_option_contract_data_and_computation_decode_at_every_version(version: int) -> None:
+    option = next(i for i in DEFAULT_INSTRUMENTS if i.sec_type == "OPT" and i.right == "P")
+    fields = contract_details_fields(4, option, version=version, now=NOW.timestamp())
+    _, (_, details) = decode_at(version, fields)
+    assert (details.contract.strike, details.contract.right) == (option.strike, "P")
+    assert details.contract.multiplier == "100" and details.underConId == option.under_con_id
+    greeks = black_scholes("P", 190.0, option.strike, 0.1, 0.25)
+    frame = tick_option_computation(3, 13, greeks, greeks.price)
+    name, args = decode_at(version, frame[4:].decode().split("\0")[:-1])
+    assert name == "tickOptionComputation" and args[:3] == (3, 13, 1)
+    assert args[3:6] == pytest.approx((0.25, greeks.delta, greeks.price))
+    assert args[-1] == 190.0
 
 
 @pytest.mark.parametrize("version", ALL_VERSIONS)
