@@ -510,7 +510,7 @@ def portfolio_fields(pos: PositionSnapshot) -> list[str]:
         num(inst.strike),
         inst.right,
         inst.multiplier_text,
-        inst.primary_exchange or inst.exchange,
+        inst.primary_exchange,
         inst.currency,
         inst.local_symbol,
         inst.trading_class,
