@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 from ib_async import IB, Forex, Future, MarketOrder, Stock, TagValue
 
+from ibconn import IBConnector
 from ibconn.sim import SimConfig, SimulatedGateway
 from ibconn.sim.broker_handlers import MISSING_EXCHANGE_TEXT
 from ibconn.sim.instruments import DEFAULT_INSTRUMENTS, session_hours
@@ -99,3 +100,14 @@ async def test_every_default_instrument_qualifies(
     assert rule.increment == 1.0
     rty = await ib.reqContractDetailsAsync(Future("RTY", "202612", "CME"))
     assert rty[0].minTick == 0.1
+
+
+async def test_ibconn_orders_always_carry_an_exchange(
+    gw: SimulatedGateway, connector: IBConnector
+) -> None:
+    # ibconn places the contract TWS resolved, whose exchange is always set.
+    handle = await connector.place_market_order("AAPL", 5, "buy")
+    done = await connector.wait_for_order(handle, timeout=5)
+    assert done.filled == 5
+    placed = [m.fields for m in gw.received if m.msg_id == 3]
+    assert placed and all(fields[9] == "SMART" for fields in placed)
