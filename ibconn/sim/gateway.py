@@ -4,7 +4,7 @@
 handshake (``API\\0``, version range, startApi), enforces what TWS enforces
 (message rate, one session per client id, well-formed requests) and routes
 each request to a handler. Handlers live in three places: this module
-(contract details, market rules, ids, time, accounts), ``market_data.py``
+(contract details, option chains, market rules, ids, time, accounts), ``market_data.py``
 (quotes, ticks, bars, history) and ``broker_handlers.py`` (orders, positions,
 account: the boundary with the broker).
 
@@ -288,7 +288,7 @@ class ClientSession:
 
 
 class SimulatedGateway:
-    """A TWS / IB Gateway simulator speaking the real socket protocol (server version 178).
+    """A TWS / IB Gateway simulator speaking the real socket protocol (server versions 157-178).
 
     ``async with SimulatedGateway(port=0) as gw:`` starts it on a free port
     (``gw.port``); ``seed`` overrides ``config.seed`` when given.
