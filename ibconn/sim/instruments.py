@@ -92,9 +92,12 @@ class Instrument:
 
     @property
     def display_name(self) -> str:
-        """``EURUSD`` for a pair, the future's local symbol, else the symbol."""
+        """``EURUSD`` for a pair, the local symbol of a future or option, else the symbol
+        (an option without a local symbol: ``XYZ 20271217 5C``)."""
         if self.sec_type == "CASH":
             return f"{self.symbol}{self.currency}"
+        if self.sec_type == "OPT" and not self.local_symbol:
+            return f"{self.symbol} {self.last_trade_date} {self.strike:g}{self.right}"
         return self.local_symbol or self.symbol
 
     def hours(self, now: float) -> tuple[str, str]:

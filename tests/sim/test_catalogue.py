@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from ib_async import IB, Forex, Future, MarketOrder, Stock, TagValue
 
-from ibconn import IBConnector
+from ibconn import ConfigError, IBConnector
 from ibconn.sim import SimConfig, SimulatedGateway
 from ibconn.sim.broker_handlers import MISSING_EXCHANGE_TEXT
 from ibconn.sim.instruments import DEFAULT_INSTRUMENTS, session_hours
@@ -111,3 +111,39 @@ async def test_ibconn_orders_always_carry_an_exchange(
     assert done.filled == 5
     placed = [m.fields for m in gw.received if m.msg_id == 3]
     assert placed and all(fields[9] == "SMART" for fields in placed)
+
+
+def test_the_catalogue_is_configurable_and_checks_schedules() -> None:
+    config = SimConfig.from_mapping(
+        {
+            "instruments": [
+                {"symbol": "XYZ", "sec_type": "STK", "con_id": 1, "exchange": "SMART",
+                 "currency": "USD", "start_price": 10.0, "isin": "US0000000001"},
+                {"symbol": "XYZ", "sec_type": "OPT", "con_id": 2, "exchange": "SMART",
+                 "currency": "USD", "start_price": 0.0, "strike": 10.0, "right": "C",
+                 "last_trade_date": "20271217", "multiplier": 100.0, "under_con_id": 1,
+                 "schedule": "us_option"},
+            ]
+        }
+    )  # fmt: skip
+    assert [i.sec_type for i in config.instruments] == ["STK", "OPT"]
+    with pytest.raises(ConfigError, match="unknown schedule 'lunar'"):
+        SimConfig.from_mapping(
+            {"instruments": [{"symbol": "XYZ", "sec_type": "STK", "con_id": 1,
+                              "exchange": "SMART", "currency": "USD", "start_price": 10.0,
+                              "schedule": "lunar"}]}
+        )  # fmt: skip
+
+
+async def test_a_configured_option_is_priced_from_its_underlying() -> None:
+    stock = {"symbol": "XYZ", "sec_type": "STK", "con_id": 1, "exchange": "SMART",
+             "currency": "USD", "start_price": 10.0}  # fmt: skip
+    option = {"symbol": "XYZ", "sec_type": "OPT", "con_id": 2, "exchange": "SMART",
+              "currency": "USD", "start_price": 0.0, "strike": 5.0, "right": "C",
+              "last_trade_date": "20271217", "multiplier": 100.0, "under_con_id": 1}  # fmt: skip
+    config = SimConfig.from_mapping({"instruments": [stock, option], "tick_rate": 0})
+    async with SimulatedGateway(port=0, config=config) as gw:
+        quote = gw.market.quote(2)
+        assert 4.5 < quote.bid < quote.ask < 6.0  # deep in the money: about 5 + carry
+        gw.set_price("XYZ", 12.0)
+        assert gw.market.quote(2).bid > 6.5
