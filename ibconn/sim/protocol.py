@@ -33,6 +33,8 @@ __all__ = [
     "SERVER_VERSION",
     "TWS_ERROR_TEXTS",
     "UNSET_DOUBLE",
+    "INT32_MAX",
+    "INT32_MIN",
     "UNSET_INTEGER",
     "UNSET_LONG",
     "ContractSpec",
@@ -50,6 +52,7 @@ __all__ = [
     "encode_message",
     "format_field",
     "format_float",
+    "int32",
     "parse_version_range",
     "req_id_of",
 ]
@@ -63,6 +66,9 @@ MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
 UNSET_DOUBLE = 1.7976931348623157e308
 UNSET_INTEGER = 2**31 - 1
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+"""TWS reads int fields as 32-bit integers: a value outside this range is unreadable."""
 UNSET_LONG = 2**63 - 1
 
 _LEN = struct.Struct(">I")
@@ -497,6 +503,13 @@ _UNSET_TEXTS = frozenset(
 )
 
 
+def int32(value: int, name: str, text: str) -> int:
+    """``value`` when it fits TWS's 32-bit int fields, else :class:`RequestParseError`."""
+    if not INT32_MIN <= value <= INT32_MAX:
+        raise RequestParseError(f"field {name!r} is not a 32-bit integer: {text[:40]!r}")
+    return value
+
+
 class FieldReader:
     """Reads a request's fields in order, normalising unset values.
 
@@ -546,7 +559,7 @@ class FieldReader:
         """The next field as a required integer."""
         text = self._next(name)
         try:
-            return int(text)
+            return int32(int(text), name, text)
         except ValueError:
             raise RequestParseError(f"field {name!r} is not an integer: {text!r}") from None
 
@@ -556,7 +569,7 @@ class FieldReader:
         if text in _UNSET_TEXTS:
             return default
         try:
-            return int(text)
+            return int32(int(text), name, text)
         except ValueError:
             try:
                 as_float = float(text)
@@ -564,7 +577,7 @@ class FieldReader:
                 raise RequestParseError(f"field {name!r} is not an integer: {text!r}") from None
             if not as_float.is_integer():
                 raise RequestParseError(f"field {name!r} is not an integer: {text!r}") from None
-            return int(as_float)
+            return int32(int(as_float), name, text)
 
     def read_float(self, name: str = "field", default: float | None = None) -> float | None:
         """The next field as a float, ``default`` when unset (``""`` or ``1.797…E308``)."""
