@@ -849,14 +849,14 @@ class Broker:
                 return False
         percent = req.trailing_percent
         uses_percent = not (req.aux_price is not None and req.aux_price > 0)
-        if order_type == "TRAIL" and uses_percent and percent is not None:
-            if not 0 < percent < MAX_TRAILING_PERCENT:
-                cause = (
-                    f"Invalid trailing percent {percent:g}: "
-                    f"allowed above 0 and below {MAX_TRAILING_PERCENT:g}"
-                )
-                self._error(client_id, oid, _validation(cause))
-                return False
+        in_range = percent is None or 0 < percent < MAX_TRAILING_PERCENT
+        if order_type == "TRAIL" and uses_percent and not in_range:
+            cause = (
+                f"Invalid trailing percent {percent:g}: "
+                f"allowed above 0 and below {MAX_TRAILING_PERCENT:g}"
+            )
+            self._error(client_id, oid, _validation(cause))
+            return False
         for _name, price in prices:
             if price is not None and price > 0 and not conforms_to_tick(price, inst.min_tick):
                 self._error(client_id, oid, _BAD_TICK)

@@ -40,9 +40,7 @@ class ReceivedMessage:
 def message_bytes(message: ReceivedMessage) -> int:
     """Approximate memory held by ``message``: the object, its tuple and its strings."""
     fields = message.fields
-    return (
-        _OBJECT_OVERHEAD + sys.getsizeof(fields) + sum(sys.getsizeof(field) for field in fields)
-    )
+    return _OBJECT_OVERHEAD + sys.getsizeof(fields) + sum(sys.getsizeof(field) for field in fields)
 
 
 class MessageLog:

@@ -593,13 +593,15 @@ def _opt_float(text: str) -> float | None:
     text = text.strip()
     if text in _UNSET_TEXTS:
         return None
+    if text in {"Infinite", "-Infinite"}:  # how the clients write infinities
+        return math.inf if text[0] == "I" else -math.inf
     try:
         value = float(text)
     except ValueError:
         raise ValueError(f"not a number: {text!r}") from None
-    if math.isnan(value) or value >= 1.7976931348623157e308:
+    if math.isnan(value) or value == 1.7976931348623157e308:
         return None
-    return value
+    return value  # infinities stay: the broker refuses them as out of range
 
 
 def _opt_int(text: str, default: int = 0, name: str = "field") -> int:

@@ -28,13 +28,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "API_PREFIX",
+    "INT32_MAX",
+    "INT32_MIN",
     "KNOWN_REQUEST_IDS",
     "MAX_MESSAGE_SIZE",
     "SERVER_VERSION",
     "TWS_ERROR_TEXTS",
     "UNSET_DOUBLE",
-    "INT32_MAX",
-    "INT32_MIN",
     "UNSET_INTEGER",
     "UNSET_LONG",
     "ContractSpec",
