@@ -930,14 +930,14 @@ class SimulatedGateway:
 
     @property
     def next_order_id(self) -> int:
-        """The lowest next valid order id (message 9) any client is given.
+        """An order id above every id any client used (and at least ``next_valid_id``).
 
-        Each client id is also given an id above every order id it used itself
-        (:meth:`next_order_id_for`); one client's ids never move another's.
-        Setting it (as a restarted TWS may roll ids back) also forgets the ids
-        every client used.
+        Clients are not given this one: each client id gets an id above the
+        ids it used itself (:meth:`next_order_id_for`), so one client's ids
+        never move another's. Setting it makes it every client's next id (as
+        a restarted TWS may roll ids back) and forgets the ids they used.
         """
-        return self._base_order_id
+        return max(self._base_order_id, *self._next_ids.values(), 0)
 
     @next_order_id.setter
     def next_order_id(self, value: int) -> None:

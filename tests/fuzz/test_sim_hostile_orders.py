@@ -125,7 +125,9 @@ def assert_orders_valid(arena: Arena) -> None:
         percent = order.trailing_percent
         assert percent is None or 0 < percent < MAX_TRAILING_PERCENT, order
     good = arena.resting.order.orderId
-    assert arena.gw.next_order_id_for(Arena.GOOD_CLIENT) <= max(arena.gw.next_order_id, good + 1)
+    assert arena.gw.next_order_id_for(Arena.GOOD_CLIENT) <= max(
+        arena.config.next_valid_id, good + 1
+    )
 
 
 def check_answers(messages: list[list[str]], closed: bool) -> list[int]:
