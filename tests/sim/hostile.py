@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from ib_async import IB, Contract, LimitOrder, Order, Stock, Ticker, Trade
+from ib_async import IB, Contract, ExecutionFilter, LimitOrder, Order, Stock, Ticker, Trade
 from ib_async.client import Client
 from ib_async.wrapper import Wrapper
 
@@ -48,6 +48,55 @@ def place_order_fields(order_id: int, order: Order, contract: Contract | None = 
     client.placeOrder(order_id, contract or aapl_contract(), order)
     fields = client.sent[-1].split("\0")
     return fields[:-1] if fields and fields[-1] == "" else fields
+
+
+def request_templates() -> list[list[str]]:
+    """Valid requests of (almost) every kind the simulator serves, as ib_async encodes them."""
+    contract = aapl_contract()
+    calls: list[tuple[str, tuple[Any, ...]]] = [
+        ("reqMktData", (1, contract, "233", False, False, [])),
+        ("cancelMktData", (1,)),
+        ("reqContractDetails", (2, contract)),
+        ("reqHistoricalData", (3, contract, "", "1 D", "1 min", "TRADES", 1, 1, False, [])),
+        ("cancelHistoricalData", (3,)),
+        ("reqRealTimeBars", (4, contract, 5, "TRADES", True, [])),
+        ("cancelRealTimeBars", (4,)),
+        ("reqTickByTickData", (5, contract, "BidAsk", 0, False)),
+        ("cancelTickByTickData", (5,)),
+        ("reqHistoricalTicks", (6, contract, "20240101 00:00:00", "", 100, "TRADES", 1, False, [])),
+        ("reqHeadTimeStamp", (7, contract, "TRADES", 1, 1)),
+        ("reqMarketDataType", (3,)),
+        ("reqPositions", ()),
+        ("cancelPositions", ()),
+        ("reqAccountSummary", (8, "All", "NetLiquidation,BuyingPower")),
+        ("cancelAccountSummary", (8,)),
+        ("reqAccountUpdates", (True, "DU0000001")),
+        ("reqAccountUpdatesMulti", (9, "DU0000001", "", False)),
+        ("cancelAccountUpdatesMulti", (9,)),
+        ("reqPositionsMulti", (10, "DU0000001", "")),
+        ("cancelPositionsMulti", (10,)),
+        ("reqPnL", (11, "DU0000001", "")),
+        ("cancelPnL", (11,)),
+        ("reqPnLSingle", (12, "DU0000001", "", 265598)),
+        ("cancelPnLSingle", (12,)),
+        ("reqExecutions", (13, ExecutionFilter())),
+        ("reqOpenOrders", ()),
+        ("reqAllOpenOrders", ()),
+        ("reqAutoOpenOrders", (True,)),
+        ("reqCompletedOrders", (False,)),
+        ("reqIds", (1,)),
+        ("reqCurrentTime", ()),
+        ("reqManagedAccts", ()),
+        ("reqMarketRule", (26,)),
+        ("cancelOrder", (5, "")),
+    ]
+    client = _CapturingClient()
+    templates = []
+    for name, args in calls:
+        getattr(client, name)(*args)
+        fields = client.sent[-1].split("\0")
+        templates.append(fields[:-1] if fields and fields[-1] == "" else fields)
+    return templates
 
 
 def aapl_contract() -> Contract:
@@ -200,3 +249,13 @@ async def exchange(
                 return client.messages, False
     finally:
         await client.close()
+
+
+def crashes(messages: list[list[str]]) -> list[list[str]]:
+    """Error 322 answers that mean a handler raised (TWS's own 322 for a duplicate
+    ticker id is a normal answer, as documented in ``docs/simulator.md``)."""
+    return [
+        m
+        for m in messages
+        if m[0] == "4" and len(m) > 4 and m[3] == "322" and not m[4].endswith("Duplicate ticker id")
+    ]
