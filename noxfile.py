@@ -1,6 +1,8 @@
 """Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``;
+``nox -s fuzz`` (not run by default) runs the fuzz suite's deep profile;
+``nox -s chaos -- --seeds N`` (not run by default) runs the chaos suite's long tier;
 ``nox -s bench`` (not run by default) runs the benchmarks of ``docs/benchmarks.md``;
-``nox -s chaos -- --seeds N`` (not run by default) runs the chaos suite's long tier."""
+``nox -s clients`` (not run by default) runs foreign TWS clients against the simulator."""
 
 from __future__ import annotations
 
@@ -30,6 +32,17 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
     session.install("-e", ".[dev]")
     session.run("mypy", "--strict", "ibconn")
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """The property-based fuzz suite with the long ``deep`` hypothesis profile
+    (tests/fuzz, docs/reliability.md); ``FUZZ_STATS=path`` writes its figures."""
+    session.install("-e", ".[dev]")
+    session.run(
+        "pytest", "-q", "-p", "no:cacheprovider", "--timeout", "3600", "tests/fuzz",
+        *session.posargs, env={"FUZZ_PROFILE": "deep"},
+    )  # fmt: skip
 
 
 @nox.session
@@ -81,3 +94,14 @@ def chaos(session: nox.Session) -> None:
     if "--workers" not in args:
         args += ["--workers", "2"]
     session.run("python", "-m", "tests.chaos.run", *args)
+
+
+@nox.session
+def clients(session: nox.Session) -> None:
+    """Foreign TWS clients (ib_insync 0.9.86, ib_async 2.1, ibapi 10.50.2 and ibapi capped
+    at version 176), each in its own virtualenv under ``.clients-venvs/``, run the same
+    flows against ``python -m ibconn sim``; prints the client x flow table
+    (docs/simulator.md) and fails on any failed flow. ``-- --only ib_insync`` picks clients.
+    """
+    session.install("-e", ".")
+    session.run("python", "clients/run.py", *session.posargs)

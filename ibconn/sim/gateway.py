@@ -4,7 +4,7 @@
 handshake (``API\\0``, version range, startApi), enforces what TWS enforces
 (message rate, one session per client id, well-formed requests) and routes
 each request to a handler. Handlers live in three places: this module
-(contract details, market rules, ids, time, accounts), ``market_data.py``
+(contract details, option chains, market rules, ids, time, accounts), ``market_data.py``
 (quotes, ticks, bars, history) and ``broker_handlers.py`` (orders, positions,
 account: the boundary with the broker).
 
@@ -23,7 +23,7 @@ import inspect
 import socket
 import struct
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,14 +32,18 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from ibconn.logs import get_logger
+from ibconn.sim import versions
 from ibconn.sim.clock import SimClock
 from ibconn.sim.config import SimConfig
 from ibconn.sim.instruments import Instrument, InstrumentBook, market_rules
 from ibconn.sim.market_data import MarketDataService
+from ibconn.sim.message_log import MessageLog, ReceivedMessage
 from ibconn.sim.prices import BlastResult, Market, Quote
 from ibconn.sim.protocol import (
     API_PREFIX,
+    INT32_MAX,
     KNOWN_REQUEST_IDS,
+    MIN_SERVER_VERSION,
     SERVER_VERSION,
     TWS_ERROR_TEXTS,
     ContractSpec,
@@ -53,6 +57,7 @@ from ibconn.sim.protocol import (
     RequestParseError,
     decode_fields,
     encode_message,
+    error_message_fields,
     parse_version_range,
     req_id_of,
 )
@@ -73,6 +78,9 @@ _T = TypeVar("_T")
 _LEN = struct.Struct(">I")
 _MAX_HANDSHAKE = 4096
 
+DEPARTED_LOGS = 16
+"""How many departed sessions' message logs are kept (see ``received_messages``)."""
+
 
 def error_text(code: int, **values: object) -> str:
     """TWS's standard text for ``code`` (placeholders filled from ``values``)."""
@@ -81,23 +89,6 @@ def error_text(code: int, **values: object) -> str:
         with contextlib.suppress(KeyError, IndexError):
             text = text.format(**values)
     return text
-
-
-@dataclass(frozen=True, slots=True)
-class ReceivedMessage:
-    """One decoded client message, when it arrived (``loop.time()``) and from whom."""
-
-    time: float
-    fields: tuple[str, ...]
-    client_id: int | None = None
-
-    @property
-    def msg_id(self) -> int | None:
-        """The message id, or ``None`` when it is not a number."""
-        try:
-            return int(self.fields[0])
-        except (ValueError, IndexError):
-            return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +152,9 @@ class ClientSession:
         self._rate_violating = False
         self._rate_window: deque[float] = deque()
         size = gateway.config.message_log_size
-        self.received: deque[ReceivedMessage] = deque(maxlen=size)
-        """The last ``message_log_size`` decoded messages (after the handshake)."""
+        self.received = MessageLog(size, gateway.config.message_log_bytes)
+        """The last decoded messages (after the handshake), at most ``message_log_size`` of
+        them and ``message_log_bytes`` in size."""
         self.receive_times: deque[float] = deque(maxlen=size)
         """``loop.time()`` of every message after the handshake (bounded likewise)."""
         self.received_hooks: list[ReceivedHook] = []
@@ -210,8 +202,10 @@ class ClientSession:
         return True
 
     def send_error(self, req_id: int, code: int, text: str, advanced_reject: str = "") -> bool:
-        """Send an error/notice message (4): ``4|2|reqId|code|text|advancedOrderRejectJson``."""
-        sent = self.send(Out.ERR_MSG, 2, req_id, code, text, advanced_reject)
+        """Send an error/notice message (4) in the layout of the negotiated version."""
+        sent = self.send(
+            *error_message_fields(self.server_version, req_id, code, text, advanced_reject)
+        )
         if sent:
             self.errors_sent += 1
         return sent
@@ -283,7 +277,7 @@ class ClientSession:
 
 
 class SimulatedGateway:
-    """A TWS / IB Gateway simulator speaking the real socket protocol (server version 178).
+    """A TWS / IB Gateway simulator speaking the real socket protocol (server versions 157-178).
 
     ``async with SimulatedGateway(port=0) as gw:`` starts it on a free port
     (``gw.port``); ``seed`` overrides ``config.seed`` when given.
@@ -311,15 +305,16 @@ class SimulatedGateway:
         self.market_rules = market_rules(self.book)
         self.market_data = MarketDataService(self)
         self.market.flow = self.market_data
-        self.next_order_id = cfg.next_valid_id
-        """The next valid order id (message 9); the broker raises it as orders arrive."""
+        self._base_order_id = cfg.next_valid_id
+        self._next_ids: dict[int, int] = {}
         self.received_hooks: list[ReceivedHook] = []
         """Called with ``(session, fields)`` for every decoded message of every client."""
-        self.received: deque[ReceivedMessage] = deque(maxlen=cfg.message_log_size)
-        """The last ``message_log_size`` decoded messages of all clients, in arrival order."""
+        self.received = MessageLog(cfg.message_log_size, cfg.message_log_bytes)
+        """The last decoded messages of all clients, in arrival order (bounded like a
+        session's log: ``message_log_size`` messages, ``message_log_bytes`` bytes)."""
         self._sessions: set[ClientSession] = set()
         self._by_client_id: dict[int, ClientSession] = {}
-        self._last_session: dict[int, ClientSession] = {}
+        self._departed: OrderedDict[int, tuple[MessageLog, list[float]]] = OrderedDict()
         self._fail_next: dict[int, deque[tuple[int, str | None]]] = {}
         self._delay_next: dict[int, deque[float]] = {}
         self._server: asyncio.Server | None = None
@@ -354,6 +349,7 @@ class SimulatedGateway:
             In.REQ_CURRENT_TIME: _req_current_time,
             In.REQ_MANAGED_ACCTS: _req_managed_accounts,
             In.REQ_MARKET_RULE: _req_market_rule,
+            In.REQ_SEC_DEF_OPT_PARAMS: _req_sec_def_opt_params,
             In.SET_SERVER_LOGLEVEL: _ignore,
         }
         table.update(self.market_data.handlers())
@@ -588,13 +584,40 @@ class SimulatedGateway:
     def received_times(self, client_id: int) -> list[float]:
         """``loop.time()`` of every message the client sent after the handshake
         (its current or, when disconnected, its last session; ``[]`` if unknown)."""
-        session = self._by_client_id.get(client_id) or self._last_session.get(client_id)
-        return list(session.receive_times) if session is not None else []
+        session = self._by_client_id.get(client_id)
+        if session is not None:
+            return list(session.receive_times)
+        departed = self._departed.get(client_id)
+        return list(departed[1]) if departed is not None else []
 
     def received_messages(self, client_id: int) -> list[ReceivedMessage]:
-        """The decoded messages of the client's current or last session."""
-        session = self._by_client_id.get(client_id) or self._last_session.get(client_id)
-        return list(session.received) if session is not None else []
+        """The decoded messages of the client's current or last session.
+
+        The log of a session that left is kept only while the logs of the last
+        ``DEPARTED_LOGS`` departed sessions fit in ``message_log_bytes`` together.
+        """
+        session = self._by_client_id.get(client_id)
+        if session is not None:
+            return list(session.received)
+        departed = self._departed.get(client_id)
+        return list(departed[0]) if departed is not None else []
+
+    def _keep_departed_log(self, session: ClientSession) -> None:
+        """Keep the log of a session that left (not the session), within the byte budget."""
+        cid = session.client_id
+        if cid is None or not session.api_started:
+            return
+        if self._by_client_id.get(cid) not in (None, session):
+            return  # already replaced by a newer session of the same client id
+        departed = self._departed
+        departed.pop(cid, None)
+        departed[cid] = (session.received, list(session.receive_times))
+        session.receive_times.clear()
+        budget = self.config.message_log_bytes
+        total = sum(log.bytes for log, _ in departed.values())
+        while departed and (len(departed) > DEPARTED_LOGS or total > budget):
+            _, (log, _times) = departed.popitem(last=False)
+            total -= log.bytes
 
     def _select(self, client_id: int | None) -> list[ClientSession]:
         if client_id is None:
@@ -722,15 +745,10 @@ class SimulatedGateway:
         text = payload.decode("ascii", errors="replace").strip("\0")
         low, high, options = parse_version_range(text)
         chosen = min(SERVER_VERSION, high)
-        if chosen < low:
-            raise ProtocolError(f"client wants versions {low}..{high}; we speak {SERVER_VERSION}")
-        if chosen < SERVER_VERSION:
-            _log.warning(
-                "client {}:{} supports at most version {}; the simulator only sends "
-                "version-{} layouts",
-                *session.peer,
-                chosen,
-                SERVER_VERSION,
+        if chosen < low or chosen < MIN_SERVER_VERSION:
+            raise ProtocolError(
+                f"client wants versions {low}..{high}; "
+                f"we speak {MIN_SERVER_VERSION}..{SERVER_VERSION}"
             )
         session.server_version = chosen
         session.optional_capabilities = options
@@ -862,8 +880,8 @@ class SimulatedGateway:
 
     def _start_api(self, session: ClientSession, fields: list[str]) -> None:
         reader = FieldReader(fields)
-        reader.read_int("version")
         try:
+            reader.read_int("version")
             client_id = reader.read_int("clientId")
         except RequestParseError as exc:
             self._reject_unreadable(session, In.START_API, exc)
@@ -878,9 +896,9 @@ class SimulatedGateway:
         session.client_id = client_id
         session.api_started = True
         self._by_client_id[client_id] = session
-        self._last_session[client_id] = session
+        self._departed.pop(client_id, None)
         session.send(Out.MANAGED_ACCTS, 1, ",".join(self.config.accounts))
-        session.send(Out.NEXT_VALID_ID, 1, self.next_order_id)
+        session.send(Out.NEXT_VALID_ID, 1, self.next_order_id_for(client_id))
         if self.config.send_farm_notices:
             for code in (2104, 2106, 2158):
                 session.send_error(-1, code, error_text(code))
@@ -915,6 +933,7 @@ class SimulatedGateway:
                 _log.exception("broker.on_session_closed failed")
         if not session.transport.is_closing():
             session.transport.close()
+        self._keep_departed_log(session)
         try:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -933,10 +952,36 @@ class SimulatedGateway:
 
     # ----------------------------------------------------------------- helpers for handlers
 
-    def observe_order_id(self, order_id: int) -> None:
-        """Make sure the next valid id stays above ``order_id`` (call on every placeOrder)."""
-        if order_id >= self.next_order_id:
-            self.next_order_id = order_id + 1
+    @property
+    def next_order_id(self) -> int:
+        """An order id above every id any client used (and at least ``next_valid_id``).
+
+        Clients are not given this one: each client id gets an id above the
+        ids it used itself (:meth:`next_order_id_for`), so one client's ids
+        never move another's. Setting it makes it every client's next id (as
+        a restarted TWS may roll ids back) and forgets the ids they used.
+        """
+        return max(self._base_order_id, *self._next_ids.values(), 0)
+
+    @next_order_id.setter
+    def next_order_id(self, value: int) -> None:
+        self._base_order_id = int(value)
+        self._next_ids.clear()
+
+    def next_order_id_for(self, client_id: int | None) -> int:
+        """The next valid order id of ``client_id`` (message 9 at startApi and reqIds)."""
+        if client_id is None:
+            return self._base_order_id
+        return max(self._base_order_id, self._next_ids.get(client_id, 0))
+
+    def observe_order_id(self, order_id: int, client_id: int | None = None) -> None:
+        """Keep the next valid id of ``client_id`` (of everyone when ``None``) above
+        ``order_id`` (call on every placeOrder). Ids stay within int32, as TWS's."""
+        following = min(int(order_id) + 1, INT32_MAX)
+        if client_id is None:
+            self._base_order_id = max(self._base_order_id, following)
+        elif following > self.next_order_id_for(client_id):
+            self._next_ids[client_id] = following
 
     def resolve_contract(
         self, session: ClientSession, req_id: int, spec: ContractSpec
@@ -974,7 +1019,7 @@ def _ignore(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> 
 
 
 def _req_ids(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
-    session.send(Out.NEXT_VALID_ID, 1, gw.next_order_id)
+    session.send(Out.NEXT_VALID_ID, 1, gw.next_order_id_for(session.client_id))
 
 
 def _req_current_time(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
@@ -995,6 +1040,41 @@ def _req_market_rule(gw: SimulatedGateway, session: ClientSession, fields: list[
     session.send(*out)
 
 
+def _req_sec_def_opt_params(
+    gw: SimulatedGateway, session: ClientSession, fields: list[str]
+) -> None:
+    """reqSecDefOptParams (78): ``78|reqId|underlyingSymbol|futFopExchange|underlyingSecType|
+    underlyingConId`` → one 75 per exchange of the chain, then 76 (nothing for an unknown
+    underlying)."""
+    reader = FieldReader(fields)
+    req_id = reader.read_int("reqId")
+    symbol = reader.read_str("underlyingSymbol").strip().upper()
+    reader.read_str("futFopExchange")
+    reader.read_str("underlyingSecType")
+    under_con_id = reader.read_opt_int("underlyingConId", 0) or 0
+    chain = [
+        inst
+        for inst in gw.book
+        if inst.sec_type == "OPT"
+        and inst.symbol.upper() == symbol
+        and (not under_con_id or inst.under_con_id == under_con_id)
+    ]
+    by_class: dict[tuple[str, int, str], list[Instrument]] = {}
+    for inst in chain:
+        key = (inst.trading_class, inst.under_con_id, inst.multiplier_text)
+        by_class.setdefault(key, []).append(inst)
+    for (trading_class, con_id, multiplier), options in by_class.items():
+        expiries = sorted({o.last_trade_date for o in options})
+        strikes = sorted({o.strike for o in options})
+        exchanges = [e for e in options[0].valid_exchanges.split(",") if e]
+        for exchange in exchanges:
+            session.send(
+                Out.SECURITY_DEFINITION_OPTION_PARAMETER, req_id, exchange, con_id,
+                trading_class, multiplier, len(expiries), *expiries, len(strikes), *strikes,
+            )  # fmt: skip
+    session.send(Out.SECURITY_DEFINITION_OPTION_PARAMETER_END, req_id)
+
+
 def _req_contract_details(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
     reader = FieldReader(fields)
     reader.read_int("version")
@@ -1004,24 +1084,48 @@ def _req_contract_details(gw: SimulatedGateway, session: ClientSession, fields: 
     if not matches:
         session.send_error(req_id, 200, error_text(200))
         return
+    now = gw.clock.time()
     for inst in matches:
-        session.send(*contract_details_fields(req_id, inst, spec.exchange))
+        session.send(
+            *contract_details_fields(
+                req_id, inst, spec.exchange, version=session.server_version, now=now
+            )
+        )
     session.send(Out.CONTRACT_DATA_END, 1, req_id)
 
 
-def contract_details_fields(req_id: int, inst: Instrument, exchange: str = "") -> list[object]:
-    """Message 10 (contractData, no version field at 178) for ``inst``."""
+def contract_details_fields(
+    req_id: int,
+    inst: Instrument,
+    exchange: str = "",
+    *,
+    version: int = SERVER_VERSION,
+    now: float | None = None,
+) -> list[object]:
+    """contractData (10) for ``inst`` at ``version``; hours start at the date of ``now``.
+
+    Below 164 the message carries a version field (8) and the obsolete
+    ``mdSizeMultiplier``, at exactly 163 a ``sizeMinTick``, from 164 ``minSize``,
+    ``sizeIncrement`` and ``suggestedSizeIncrement``. ``secIdList`` holds the ISIN
+    of instruments that have one (stocks and ETFs).
+    """
     valid = [e for e in inst.valid_exchanges.split(",") if e]
     rule_ids = ",".join(str(inst.market_rule_id) for _ in valid) or str(inst.market_rule_id)
     is_future = inst.sec_type == "FUT"
-    return [
-        Out.CONTRACT_DATA,
+    is_option = inst.sec_type == "OPT"  # on a stock or ETF
+    trading_hours, liquid_hours = inst.hours(time.time() if now is None else now)
+    sec_ids: list[object] = [1, "ISIN", inst.isin] if inst.isin else [0]
+    old = version < versions.SIZE_RULES
+    out: list[object] = [Out.CONTRACT_DATA]
+    if old:
+        out.append(8)
+    out += [
         req_id,
         inst.symbol,
         inst.sec_type,
         inst.last_trade_date,
-        0.0,
-        "",
+        inst.strike,
+        inst.right,
         exchange or inst.exchange,
         inst.currency,
         inst.local_symbol,
@@ -1029,30 +1133,36 @@ def contract_details_fields(req_id: int, inst: Instrument, exchange: str = "") -
         inst.trading_class,
         inst.con_id,
         inst.min_tick,
+    ]
+    if old:
+        out.append(1)  # mdSizeMultiplier
+    out += [
         inst.multiplier_text,
         inst.order_types,
         inst.valid_exchanges,
         1,  # priceMagnifier
-        0,  # underConId
+        inst.under_con_id,  # underConId
         inst.long_name,
         inst.primary_exchange,
-        inst.last_trade_date[:6] if is_future else "",  # contractMonth
+        inst.last_trade_date[:6] if is_future or is_option else "",  # contractMonth
         inst.industry,
         inst.category,
         inst.subcategory,
         inst.time_zone,
-        inst.trading_hours,
-        inst.liquid_hours,
+        trading_hours,
+        liquid_hours,
         "",  # evRule
         "",  # evMultiplier
-        0,  # secIdList count
+        *sec_ids,
         1,  # aggGroup
-        inst.symbol if is_future else "",  # underSymbol
-        "IND" if is_future else "",  # underSecType
+        inst.symbol if is_future or is_option else "",  # underSymbol
+        "IND" if is_future else ("STK" if is_option else ""),  # underSecType
         rule_ids,
-        inst.last_trade_date if is_future else "",  # realExpirationDate
+        inst.last_trade_date if is_future or is_option else "",  # realExpirationDate
         inst.stock_type,
-        inst.min_size,
-        inst.size_increment,
-        inst.size_increment,  # suggestedSizeIncrement
     ]
+    if version == versions.FRACTIONAL_SIZE_SUPPORT:
+        out.append(inst.size_increment)  # sizeMinTick
+    elif not old:
+        out += [inst.min_size, inst.size_increment, inst.size_increment]
+    return out

@@ -1,4 +1,4 @@
-"""The TWS socket protocol at server version 178: framing, field encoding, ids, parsing.
+"""The TWS socket protocol (server versions 157-178): framing, field encoding, ids, parsing.
 
 Everything here is pure (no sockets, no asyncio) so it can be tested on its own:
 
@@ -23,13 +23,19 @@ from decimal import Decimal
 from enum import IntEnum
 from typing import TYPE_CHECKING, TypeAlias
 
+from ibconn.sim import versions
+from ibconn.sim.versions import MIN_SERVER_VERSION, SERVER_VERSION
+
 if TYPE_CHECKING:
     from ibconn.sim.gateway import ClientSession, SimulatedGateway
 
 __all__ = [
     "API_PREFIX",
+    "INT32_MAX",
+    "INT32_MIN",
     "KNOWN_REQUEST_IDS",
     "MAX_MESSAGE_SIZE",
+    "MIN_SERVER_VERSION",
     "SERVER_VERSION",
     "TWS_ERROR_TEXTS",
     "UNSET_DOUBLE",
@@ -48,14 +54,14 @@ __all__ = [
     "decode_fields",
     "encode_fields",
     "encode_message",
+    "error_message_fields",
     "format_field",
     "format_float",
+    "int32",
     "parse_version_range",
     "req_id_of",
 ]
 
-SERVER_VERSION = 178
-"""The server version the simulator speaks: the highest both supported clients decode."""
 
 API_PREFIX = b"API\0"
 MAX_MESSAGE_SIZE = 16 * 1024 * 1024
@@ -63,6 +69,9 @@ MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
 UNSET_DOUBLE = 1.7976931348623157e308
 UNSET_INTEGER = 2**31 - 1
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+"""TWS reads int fields as 32-bit integers: a value outside this range is unreadable."""
 UNSET_LONG = 2**63 - 1
 
 _LEN = struct.Struct(">I")
@@ -197,6 +206,8 @@ class Out(IntEnum):
     POSITION_MULTI_END = 72
     ACCOUNT_UPDATE_MULTI = 73
     ACCOUNT_UPDATE_MULTI_END = 74
+    SECURITY_DEFINITION_OPTION_PARAMETER = 75
+    SECURITY_DEFINITION_OPTION_PARAMETER_END = 76
     TICK_REQ_PARAMS = 81
     HISTORICAL_DATA_UPDATE = 90
     MARKET_RULE = 93
@@ -424,6 +435,17 @@ def encode_message(*fields: object) -> bytes:
     return _LEN.pack(len(payload)) + payload
 
 
+def error_message_fields(
+    version: int, req_id: int, code: int, text: str, advanced_reject: str = ""
+) -> list[object]:
+    """error (4) v=2 at ``version``: ``4|2|reqId|code|text`` plus, from 166,
+    ``advancedOrderRejectJson`` (178 has no error time)."""
+    fields: list[object] = [Out.ERR_MSG, 2, req_id, code, text]
+    if version >= versions.ADVANCED_ORDER_REJECT:
+        fields.append(advanced_reject)
+    return fields
+
+
 def frame(payload: bytes) -> bytes:
     """Prefix an already encoded payload with its length."""
     return _LEN.pack(len(payload)) + payload
@@ -497,6 +519,13 @@ _UNSET_TEXTS = frozenset(
 )
 
 
+def int32(value: int, name: str, text: str) -> int:
+    """``value`` when it fits TWS's 32-bit int fields, else :class:`RequestParseError`."""
+    if not INT32_MIN <= value <= INT32_MAX:
+        raise RequestParseError(f"field {name!r} is not a 32-bit integer: {text[:40]!r}")
+    return value
+
+
 class FieldReader:
     """Reads a request's fields in order, normalising unset values.
 
@@ -546,7 +575,7 @@ class FieldReader:
         """The next field as a required integer."""
         text = self._next(name)
         try:
-            return int(text)
+            return int32(int(text), name, text)
         except ValueError:
             raise RequestParseError(f"field {name!r} is not an integer: {text!r}") from None
 
@@ -556,7 +585,7 @@ class FieldReader:
         if text in _UNSET_TEXTS:
             return default
         try:
-            return int(text)
+            return int32(int(text), name, text)
         except ValueError:
             try:
                 as_float = float(text)
@@ -564,7 +593,7 @@ class FieldReader:
                 raise RequestParseError(f"field {name!r} is not an integer: {text!r}") from None
             if not as_float.is_integer():
                 raise RequestParseError(f"field {name!r} is not an integer: {text!r}") from None
-            return int(as_float)
+            return int32(int(as_float), name, text)
 
     def read_float(self, name: str = "field", default: float | None = None) -> float | None:
         """The next field as a float, ``default`` when unset (``""`` or ``1.797…E308``)."""
