@@ -117,8 +117,8 @@ class MarketRules:
             ) from exc
         except ConnectionError as exc:  # ib_async fails pending requests when the socket closes
             raise ConnectionLostError(
-                f"the link to TWS dropped while market rule {rule_id} was fetched to check the "
-                "order: the order was not sent; placing it again is safe"
+                f"the order was NOT sent: the link to TWS dropped while market rule {rule_id} "
+                "was fetched to check it; placing it again is safe"
             ) from exc
         self.store(rule_id, [(p.lowEdge, p.increment) for p in result or ()])
         return self._rules[rule_id]
