@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 from ibconn.logs import get_logger
 from ibconn.sim.clock import SimClock
 from ibconn.sim.config import SimConfig
+from ibconn.sim.faults import FaultControls
 from ibconn.sim.instruments import Instrument, InstrumentBook, market_rules
 from ibconn.sim.market_data import MarketDataService
 from ibconn.sim.prices import BlastResult, Market, Quote
@@ -168,6 +169,9 @@ class ClientSession:
         self.received_hooks: list[ReceivedHook] = []
         """Called with ``(session, fields)`` for every decoded message."""
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.outlet: Callable[[bytes, int], bool] | None = None
+        """When set (by a fault control, see ``sim/faults.py``), takes every write in place
+        of the socket: to delay, slow down, split or withhold the output."""
 
     def __repr__(self) -> str:
         state = "stalled" if self.stalled else ("connected" if self.connected else "closed")
@@ -205,9 +209,17 @@ class ClientSession:
         if self.stalled:
             self.dropped_while_stalled += count
             return False
+        if self.outlet is not None:
+            return self.outlet(data, count)
+        self.write_now(data, count)
+        return True
+
+    def write_now(self, data: bytes, count: int = 1) -> None:
+        """Write framed bytes to the socket at once, bypassing :attr:`outlet`."""
+        if not self.connected or self.transport.is_closing():
+            return
         self.transport.write(data)
         self.messages_sent += count
-        return True
 
     def send_error(self, req_id: int, code: int, text: str, advanced_reject: str = "") -> bool:
         """Send an error/notice message (4): ``4|2|reqId|code|text|advancedOrderRejectJson``."""
@@ -328,6 +340,8 @@ class SimulatedGateway:
         self._dispatch: dict[int, Handler] = self._build_dispatch()
         self.broker: Any = self._create_broker()
         """The broker (orders, positions, account); survives :meth:`restart`."""
+        self.faults = FaultControls(self)
+        """The fault vocabulary beyond the basic controls here (see ``sim/faults.py``)."""
 
     def _create_broker(self) -> Any:
         """Create the broker state object (part 2 returns its ``Broker`` here)."""
@@ -867,6 +881,7 @@ class SimulatedGateway:
             *session.peer,
             session.server_version,
         )
+        self.faults.session_started(session)
         hook = getattr(self.broker, "on_session_started", None)
         if hook is not None:
             try:
@@ -881,6 +896,7 @@ class SimulatedGateway:
         if cid is not None and self._by_client_id.get(cid) is session:
             del self._by_client_id[cid]
         self.market_data.session_closed(session)
+        self.faults.session_closed(session)
         tasks = list(session.tasks)
         for task in tasks:
             task.cancel()
