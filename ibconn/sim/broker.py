@@ -1340,19 +1340,19 @@ class Broker:
     def reject(
         self, order_ref: str, reason: str = "", status: str = "Cancelled", code: int = 201
     ) -> SimOrder:
-        """End an acknowledged, working order from TWS's side: error ``code`` (201
-        *Order rejected - reason:...*; 0 sends none), then orderStatus ``status``
-        (``Cancelled``, ``ApiCancelled`` or ``Inactive``). Raises ``KeyError`` when no
+        """End an acknowledged, working order from TWS's side: orderStatus ``status``
+        (``Cancelled``, ``ApiCancelled`` or ``Inactive``), then error ``code`` (201
+        *Order rejected - reason:...*; 0 sends none). Raises ``KeyError`` when no
         working order has that reference, ``ValueError`` for another status."""
         if status not in {"Cancelled", "ApiCancelled", "Inactive"}:
             raise ValueError(f"status must be Cancelled, ApiCancelled or Inactive, not {status!r}")
         order = self._working_by_ref(order_ref)
         self._finish(order, status)
         order.completed_status = f"Rejected: {reason}" if reason else status
+        self._emit_order(order, open_order=False)
         if code:
             text = f"Order rejected - reason:{reason}" if code == 201 else reason
             self._error(order.client_id, order.order_id, (code, text))
-        self._emit_order(order, open_order=False)
         for child in self._children(order):
             self._cancel(child, notify=False)
         return order

@@ -366,9 +366,9 @@ class FaultControls:
     def reject(
         self, order_ref: str, reason: str = "", status: str = "Cancelled", code: int = 201
     ) -> SimOrder:
-        """Reject or cancel a working, acknowledged order from TWS's side: error ``code``
-        (201 *Order rejected - reason:...*), then orderStatus ``status`` (``Cancelled``,
-        ``Inactive`` or ``ApiCancelled``)."""
+        """Reject or cancel a working, acknowledged order from TWS's side: orderStatus
+        ``status`` (``Cancelled``, ``Inactive`` or ``ApiCancelled``), then error ``code``
+        (201 *Order rejected - reason:...*; 0: none)."""
         return self.broker.reject(order_ref, reason, status, code)
 
     def cancel_loses_to_fill(self, order_ref: str) -> None:
