@@ -28,7 +28,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from ibconn.logs import get_logger
@@ -57,6 +57,9 @@ from ibconn.sim.protocol import (
     parse_version_range,
     req_id_of,
 )
+
+if TYPE_CHECKING:
+    from ibconn.sim.state_file import StateFile
 
 __all__ = [
     "ClientInfo",
@@ -340,6 +343,8 @@ class SimulatedGateway:
         self._dispatch: dict[int, Handler] = self._build_dispatch()
         self.broker: Any = self._create_broker()
         """The broker (orders, positions, account); survives :meth:`restart`."""
+        self.state_file: StateFile | None = None
+        """Keeps broker state in ``config.state_file`` while running (see ``sim/state_file.py``)."""
         self.faults = FaultControls(self)
         """The fault vocabulary beyond the basic controls here (see ``sim/faults.py``)."""
 
@@ -409,6 +414,13 @@ class SimulatedGateway:
         """Start the price process and listen (``port`` 0 picks a free port, see ``port``)."""
         if self._running:
             return
+        if self.config.state_file is not None and self.state_file is None:
+            from ibconn.sim.state_file import StateFile  # noqa: PLC0415
+
+            state = StateFile(self, self.config.state_file, self.config.state_save_delay)
+            state.load()
+            state.attach()
+            self.state_file = state
         await self.market.start()
         try:
             await self._listen(self._requested_port)
@@ -442,6 +454,9 @@ class SimulatedGateway:
                 await result
         await self.market_data.stop()
         await self.market.stop()
+        state, self.state_file = self.state_file, None
+        if state is not None:
+            state.close()
         _log.info("simulated gateway on {}:{} stopped", self.host, self.port)
 
     async def _listen(self, port: int) -> None:
