@@ -234,7 +234,7 @@ def run_control(args: argparse.Namespace) -> int:
     try:
         result = asyncio.run(send_command(args.control_port, command.name, values, args.timeout))
     except ControlCommandError as exc:
-        print(f"ibconn sim {command.name}: {exc}", file=sys.stderr)
+        print(f"ibconn sim: {exc}", file=sys.stderr)
         return 1
     except (OSError, TimeoutError) as exc:
         print(

@@ -188,10 +188,13 @@ class SimConfig(BaseModel):
 
         An unknown key names the closest known one (``tick_rat``: did you mean
         ``tick_rate``?)."""
+        _check_instrument_keys(data.get("instruments"))
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
+            errors = exc.errors()
+            unknown = [e for e in errors if e.get("type") == "extra_forbidden"]
+            first = (unknown or errors)[0]  # a typo also leaves a required key missing
             loc = tuple(first.get("loc", ()))
             key = ".".join(str(p) for p in loc)
             message = f"invalid simulator setting {key or '?'}: {first.get('msg')}"
@@ -222,6 +225,24 @@ def _read_yaml(path: Path, key: str) -> Any:
         raise ConfigError(f"cannot read {path}: {exc}", key=key, value=str(path)) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}", key=key) from exc
+
+
+def _check_instrument_keys(items: Any) -> None:
+    """Instruments are dataclasses, whose unknown keys pydantic would drop silently."""
+    if not isinstance(items, list | tuple):
+        return
+    known = {f.name for f in dataclasses.fields(Instrument)}
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue
+        for key in item:
+            if key not in known:
+                loc = ("instruments", index, key)
+                raise ConfigError(
+                    f"unknown simulator setting 'instruments.{index}.{key}'{_did_you_mean(loc)}",
+                    key=f"instruments.{index}.{key}",
+                    value=item[key],
+                )
 
 
 def _did_you_mean(loc: tuple[Any, ...]) -> str:
