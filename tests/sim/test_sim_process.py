@@ -128,7 +128,7 @@ async def test_settings_reach_the_gateway(tmp_path: Path, ibs: Callable[[], IB])
     )
     async with sim_process(
         "--instruments", str(instruments), "--clock-speed", "60", "--fill-delay", "0", "--seed", "9"
-    ) as (_, port, control):
+    ) as (_, port, _control):
         ib = await connect(ibs(), port)
         [acme] = await ib.qualifyContractsAsync(Stock("ACME", "SMART", "USD"))
         assert acme.conId == 4242
