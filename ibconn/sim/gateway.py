@@ -12,7 +12,10 @@ Fault controls for tests: :meth:`~SimulatedGateway.drop_connections`,
 :meth:`~SimulatedGateway.restart`, :meth:`~SimulatedGateway.stall` /
 :meth:`~SimulatedGateway.unstall`, :meth:`~SimulatedGateway.send_error`,
 :meth:`~SimulatedGateway.pause_market` / :meth:`~SimulatedGateway.resume_market`,
-:meth:`~SimulatedGateway.set_price` and :meth:`~SimulatedGateway.fail_next`.
+:meth:`~SimulatedGateway.set_price` and :meth:`~SimulatedGateway.fail_next`; the
+fault vocabulary of a real TWS (resets, rollovers, competing sessions, farm
+outages, shaped output, order and message faults) is ``gw.faults``
+(``sim/faults.py``).
 """
 
 from __future__ import annotations
