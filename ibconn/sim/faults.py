@@ -469,9 +469,13 @@ def _route_late(broker: GatewayBroker, event: CommissionEvent) -> None:
 async def _run_handler(
     gw: SimulatedGateway, session: ClientSession, fields: list[str], handler: Any
 ) -> None:
-    result = handler(gw, session, fields)
-    if asyncio.iscoroutine(result):
-        await result
+    try:
+        result = handler(gw, session, fields)
+        if asyncio.iscoroutine(result):
+            await result
+    except Exception:  # the request waited for a farm; its failure must not go unseen
+        _log.exception("held historical request of client {} failed", session.client_id)
+        session.send_error(-1, 322, "Error processing request: held historical request failed")
 
 
 def _farm_codes(farm: str) -> tuple[int, int]:

@@ -203,18 +203,18 @@ async def test_latency_delays_a_late_acknowledgement_without_losing_it(
 ) -> None:
     ib = await connect(ibs(), gw.port)
     contract = await aapl(ib)
-    gw.faults.set_output(latency=0.4)
+    gw.faults.set_output(latency=0.6)
     started = time.monotonic()
     trade = ib.placeOrder(contract, LimitOrder("BUY", 10, 1.0, orderRef="late"))
     await asyncio.sleep(0.25)
     assert trade.orderStatus.status == "PendingSubmit"  # TWS has it, the client not yet
     assert gw.broker.find_order("late") is not None
     await wait_until(lambda: trade.orderStatus.status == "Submitted", what="the late ack")
-    assert time.monotonic() - started >= 0.4
+    assert time.monotonic() - started >= 0.6
     gw.faults.set_output()
     now = time.monotonic()
     await ib.reqCurrentTimeAsync()
-    assert time.monotonic() - now < 0.3
+    assert time.monotonic() - now < 0.6  # plain again
 
 
 async def test_bandwidth_and_split_messages_arrive_whole_and_in_order(
