@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
@@ -11,6 +12,7 @@ import pytest
 from ib_async import IB, LimitOrder, Stock
 
 from ibconn.sim import SimConfig, SimulatedGateway
+from ibconn.sim.cli import add_sim_parser
 from ibconn.sim.control import COMMANDS, ControlCommandError, ControlServer, send_command
 
 from .conftest import wait_until
@@ -135,3 +137,28 @@ async def test_control_errors_are_answers_not_crashes(
     assert answer["ok"] is False and "not JSON" in answer["error"]
     writer.close()
     assert (await send_command(control.port, "status"))["listening"] is True
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_command_is_an_ibconn_sim_subcommand(name: str) -> None:
+    parser = argparse.ArgumentParser(prog="ibconn")
+    add_sim_parser(parser.add_subparsers(dest="cmd"))
+    command = next(c for c in COMMANDS if c.name == name)
+    case = {
+        k: (v.format(ref="r", exec="e") if isinstance(v, str) else v)
+        for k, v in CASES[name].items()
+    }
+    argv = ["sim", name, "--control-port", "7600"]
+    for p in command.params:
+        if p.name not in case:
+            continue
+        value = case[p.name]
+        if p.required:
+            argv.append(str(value))
+        elif p.kind is bool:
+            argv.append(f"--{p.name.replace('_', '-')}")
+        else:
+            argv += [f"--{p.name.replace('_', '-')}", str(value)]
+    args = parser.parse_args(argv)
+    assert args.command is command and args.control_port == 7600
+    assert {k: getattr(args, k) for k in case} == case
