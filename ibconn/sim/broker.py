@@ -78,9 +78,11 @@ __all__ = [
     "Broker",
     "BrokerConfig",
     "BrokerEvent",
+    "BrokerState",
     "CommissionEvent",
     "ExecutionEvent",
     "ExecutionFilter",
+    "JournalEntry",
     "OpenOrderEvent",
     "OrderErrorEvent",
     "OrderPreview",
@@ -507,6 +509,22 @@ def _floor_to_increment(quantity: float, increment: float) -> float:
 # ---------------------------------------------------------------------------- broker
 
 
+@dataclass(slots=True)
+class BrokerState:
+    """Everything a broker must keep to carry on after a restart (see
+    :meth:`Broker.state` and :meth:`Broker.restore`)."""
+
+    orders: list[SimOrder]
+    executions: list[SimExecution]
+    journal: list[JournalEntry]
+    next_perm_id: int
+    exec_seq: int
+    exec_stamp: str
+    max_order_id: int
+    day_first_exec: int = 0
+    earlier_days: set[int] = field(default_factory=set)
+
+
 class Broker:
     """Gateway-wide orders, executions, positions and accounts (see the module doc).
 
@@ -539,7 +557,7 @@ class Broker:
         self._by_key: dict[tuple[int, int], SimOrder] = {}
         self._live: dict[int, dict[int, SimOrder]] = {}  # con id -> perm id -> order
         self._executions: list[SimExecution] = []
-        self._fills: list[_FillEntry] = []  # ledger journal (fills and overrides)
+        self._fills: list[JournalEntry] = []  # ledger journal (fills and overrides)
         self._next_perm = self.config.first_perm_id
         self._exec_seq = 0
         self._exec_stamp = f"{int(_time.time()) & 0xFFFFFFFF:08x}"
@@ -1169,7 +1187,7 @@ class Broker:
         signed = qty if order.action == "BUY" else -qty
         realized = self.ledger.apply_fill(order.account, inst, signed, price, commission)
         exec_id = self._next_exec_id()
-        self._fills.append(_FillEntry(exec_id, order.account, inst, signed, price, commission))
+        self._fills.append(JournalEntry(exec_id, order.account, inst, signed, price, commission))
         ex = SimExecution(
             exec_id=exec_id,
             order_id=order.order_id,
@@ -1300,6 +1318,42 @@ class Broker:
             self._error(order.client_id, order.order_id, _CANCELED)
         for child in self._children(order):
             self._cancel(child, notify=notify)
+
+    # ------------------------------------------------------------------ persistence
+
+    def state(self) -> BrokerState:
+        """A copy of the broker's state (for a state file)."""
+        return BrokerState(
+            orders=[copy.copy(o) for o in self._orders.values()],
+            executions=list(self._executions),
+            journal=[copy.copy(f) for f in self._fills],
+            next_perm_id=self._next_perm,
+            exec_seq=self._exec_seq,
+            exec_stamp=self._exec_stamp,
+            max_order_id=self._max_order_id,
+            day_first_exec=self._day_first_exec,
+            earlier_days=set(self._earlier_days),
+        )
+
+    def restore(self, state: BrokerState) -> None:
+        """Carry on from ``state``: working orders work again (from the next quote on),
+        positions, cash and P&L are the journal replayed."""
+        self._orders = {o.perm_id: o for o in state.orders}
+        self._by_key = {(o.client_id, o.order_id): o for o in state.orders}
+        self._live = {}
+        for order in state.orders:
+            order.pending_arrival = False
+            if order.is_working:
+                self._live.setdefault(order.instrument.con_id, {})[order.perm_id] = order
+        self._executions = list(state.executions)
+        self._fills = list(state.journal)
+        self._next_perm = state.next_perm_id
+        self._exec_seq = state.exec_seq
+        self._exec_stamp = state.exec_stamp
+        self._max_order_id = state.max_order_id
+        self._day_first_exec = state.day_first_exec
+        self._earlier_days = set(state.earlier_days)
+        self._replay_ledger("")
 
     # ------------------------------------------------------------------ fault controls
 
@@ -1500,7 +1554,7 @@ class Broker:
         mark = self._mark(inst)
         self.ledger.set_position(account, inst, quantity, avg_cost, mark)
         self._fills.append(
-            _FillEntry("", account, inst, 0.0, 0.0, 0.0, override=(quantity, avg_cost, mark))
+            JournalEntry("", account, inst, 0.0, 0.0, 0.0, override=(quantity, avg_cost, mark))
         )
         self._emit_position(account, inst)
         snap = self.ledger.position(account, inst.con_id, self._mark)
@@ -1509,8 +1563,9 @@ class Broker:
 
 
 @dataclass(slots=True)
-class _FillEntry:
-    """One line of the ledger journal: a fill, or a position override."""
+class JournalEntry:
+    """One line of the ledger journal: a fill, or a position override (positions, cash
+    and P&L are the journal replayed)."""
 
     exec_id: str
     account: str

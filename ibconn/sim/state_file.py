@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ibconn.errors import ConfigError
 from ibconn.logs import get_logger
-from ibconn.sim.broker import BrokerEvent, SimExecution, SimOrder, _FillEntry
+from ibconn.sim.broker import BrokerEvent, BrokerState, JournalEntry, SimExecution, SimOrder
 from ibconn.sim.instruments import Instrument
 
 if TYPE_CHECKING:
@@ -77,53 +77,47 @@ def _decode(cls: type[Any], data: dict[str, Any], broker: Broker) -> Any:
 
 
 def dump_state(gw: SimulatedGateway) -> dict[str, Any]:
-    """The gateway's broker state as a JSON-ready mapping."""
-    broker = gw.broker
+    """The gateway's broker state and next order id as a JSON-ready mapping."""
+    state: BrokerState = gw.broker.state()
     return {
         "format": FORMAT,
         "next_order_id": gw.next_order_id,
-        "next_perm_id": broker._next_perm,
-        "exec_seq": broker._exec_seq,
-        "exec_stamp": broker._exec_stamp,
-        "max_order_id": broker._max_order_id,
-        "day_first_exec": broker._day_first_exec,
-        "earlier_days": sorted(broker._earlier_days),
-        "orders": [_encode(o) for o in broker._orders.values()],
-        "executions": [_encode(e) for e in broker._executions],
-        "journal": [_encode(f) for f in broker._fills],
+        "next_perm_id": state.next_perm_id,
+        "exec_seq": state.exec_seq,
+        "exec_stamp": state.exec_stamp,
+        "max_order_id": state.max_order_id,
+        "day_first_exec": state.day_first_exec,
+        "earlier_days": sorted(state.earlier_days),
+        "orders": [_encode(o) for o in state.orders],
+        "executions": [_encode(e) for e in state.executions],
+        "journal": [_encode(f) for f in state.journal],
     }
 
 
 def load_state(gw: SimulatedGateway, data: dict[str, Any]) -> None:
-    """Replace the gateway's broker state with ``data`` (from :func:`dump_state`)."""
+    """Replace the gateway's broker state with ``data`` (from :func:`dump_state`);
+    raises :class:`ConfigError` for a file of another format or a damaged one."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ConfigError(
             f"not a gateway state file of format {FORMAT}", key="state_file", value=None
         )
     broker = gw.broker
     try:
-        orders = [_decode(SimOrder, o, broker) for o in data["orders"]]
-        executions = [_decode(SimExecution, e, broker) for e in data["executions"]]
-        journal = [_decode(_FillEntry, f, broker) for f in data["journal"]]
-        broker._next_perm = int(data["next_perm_id"])
-        broker._exec_seq = int(data["exec_seq"])
-        broker._exec_stamp = str(data["exec_stamp"])
-        broker._max_order_id = int(data["max_order_id"])
-        broker._day_first_exec = int(data.get("day_first_exec", 0))
-        broker._earlier_days = {int(p) for p in data.get("earlier_days", ())}
+        state = BrokerState(
+            orders=[_decode(SimOrder, o, broker) for o in data["orders"]],
+            executions=[_decode(SimExecution, e, broker) for e in data["executions"]],
+            journal=[_decode(JournalEntry, f, broker) for f in data["journal"]],
+            next_perm_id=int(data["next_perm_id"]),
+            exec_seq=int(data["exec_seq"]),
+            exec_stamp=str(data["exec_stamp"]),
+            max_order_id=int(data["max_order_id"]),
+            day_first_exec=int(data.get("day_first_exec", 0)),
+            earlier_days={int(p) for p in data.get("earlier_days", ())},
+        )
         next_order_id = int(data["next_order_id"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"damaged gateway state file: {exc!r}", key="state_file") from exc
-    broker._orders = {o.perm_id: o for o in orders}
-    broker._by_key = {(o.client_id, o.order_id): o for o in orders}
-    broker._live = {}
-    for order in orders:
-        order.pending_arrival = False
-        if order.is_working:
-            broker._live.setdefault(order.instrument.con_id, {})[order.perm_id] = order
-    broker._executions = executions
-    broker._fills = journal
-    broker._replay_ledger("")
+    broker.restore(state)
     gw.next_order_id = max(gw.next_order_id, next_order_id)
 
 
