@@ -147,6 +147,7 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
         if self._settings.cancel_orders_on_disconnect and self.is_connected:
             await self._orders.cancel_all_orders()
         await self._supervisor.stop()
+        self._orders.close()  # fills() and order_updates() streams end with the connector
         self._market_data.close()  # market data streams end with the connector
         self._positions.close()  # position_updates() streams too
         self._risk.close()  # the exposure monitor and stream too

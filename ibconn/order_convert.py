@@ -17,6 +17,7 @@ from ib_async import Contract, Order
 from ib_async import Fill as IBFill
 from ib_async import OrderStatus as IBOrderStatus
 
+from ibconn.contracts import trading_symbol
 from ibconn.errors import IBConnError
 from ibconn.order_models import (
     Fill,
@@ -172,15 +173,7 @@ def to_fill(ib_fill: IBFill, record: OrderRecord | None) -> Fill:
     execution = ib_fill.execution
     contract = ib_fill.contract
     report = ib_fill.commissionReport
-    symbol = (
-        record.symbol
-        if record is not None
-        else (
-            f"{contract.symbol}{contract.currency}"
-            if contract.secType == "CASH"
-            else contract.symbol
-        )
-    )
+    symbol = record.symbol if record is not None else trading_symbol(contract)
     has_report = bool(report.execId) and report.execId == execution.execId
     side = execution.side.upper()
     return Fill(

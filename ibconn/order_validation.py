@@ -78,12 +78,26 @@ class Quote:
 
 
 class MarketRules:
-    """Market rules (price increments by price level), fetched once per rule id."""
+    """Market rules (price increments by price level), fetched once per rule id.
+
+    The lookup is single-flight: concurrent callers of one rule id share one
+    request (ib_async keys the reply by rule id, so a second request in flight
+    would orphan the first one's answer). Only a non-empty answer is cached; a
+    failed or empty one is returned to the callers waiting for it and asked
+    again by the next order.
+    """
 
     def __init__(self, ib_provider: Callable[[], IB], timeout: float = 10.0) -> None:
         self._ib_provider = ib_provider
         self._timeout = timeout
         self._rules: dict[int, tuple[PriceIncrement, ...]] = {}
+        self._inflight: dict[int, asyncio.Task[tuple[PriceIncrement, ...]]] = {}
+        self._requests = 0
+
+    @property
+    def requests(self) -> int:
+        """Market rule requests sent to TWS so far."""
+        return self._requests
 
     def cached(self, rule_id: int) -> tuple[PriceIncrement, ...] | None:
         """The cached increments of ``rule_id``, if fetched."""
@@ -91,18 +105,32 @@ class MarketRules:
 
     def store(self, rule_id: int, increments: Sequence[tuple[float, float]]) -> None:
         """Put a rule into the cache (used by tests and by callers that know it)."""
-        self._rules[rule_id] = tuple(
-            sorted((to_decimal(low), to_decimal(inc)) for low, inc in increments if inc > 0)
-        )
+        self._rules[rule_id] = _increments(increments)
 
     async def get(self, rule_id: int) -> tuple[PriceIncrement, ...]:
-        """The increments of ``rule_id`` (empty if TWS knows no such rule)."""
+        """The increments of ``rule_id`` (empty, and not cached, when TWS gave none)."""
         hit = self._rules.get(rule_id)
         if hit is not None:
             return hit
-        ib = self._ib_provider()
-        if not ib.isConnected():
-            raise NotConnectedError(f"cannot fetch market rule {rule_id}: not connected to TWS")
+        task = self._inflight.get(rule_id)
+        if task is None:
+            ib = self._ib_provider()
+            if not ib.isConnected():
+                raise NotConnectedError(f"cannot fetch market rule {rule_id}: not connected to TWS")
+            task = asyncio.ensure_future(self._fetch(ib, rule_id))
+            self._inflight[rule_id] = task
+            task.add_done_callback(lambda done: self._fetched(rule_id, done))
+        # shielded: one caller giving up never cancels the request the others await
+        return await asyncio.shield(task)
+
+    def _fetched(self, rule_id: int, task: asyncio.Task[tuple[PriceIncrement, ...]]) -> None:
+        if self._inflight.get(rule_id) is task:
+            del self._inflight[rule_id]
+        if not task.cancelled():
+            task.exception()  # retrieved here: every caller gets it through the shield
+
+    async def _fetch(self, ib: IB, rule_id: int) -> tuple[PriceIncrement, ...]:
+        self._requests += 1
         try:
             async with asyncio.timeout(self._timeout):
                 result = await ib.reqMarketRuleAsync(rule_id)
@@ -110,14 +138,20 @@ class MarketRules:
             raise RequestTimeoutError(
                 f"TWS did not answer the market rule request {rule_id} within {self._timeout} s"
             ) from exc
-        self.store(rule_id, [(p.lowEdge, p.increment) for p in result or ()])
-        return self._rules[rule_id]
+        increments = _increments([(p.lowEdge, p.increment) for p in result or ()])
+        if increments:
+            self._rules[rule_id] = increments
+        return increments
 
     async def for_contract(self, resolved: ResolvedContract) -> tuple[PriceIncrement, ...]:
         """The increments of the contract's (first) market rule; empty when it has none."""
         if not resolved.market_rule_ids:
             return ()
         return await self.get(resolved.market_rule_ids[0])
+
+
+def _increments(pairs: Sequence[tuple[float, float]]) -> tuple[PriceIncrement, ...]:
+    return tuple(sorted((to_decimal(low), to_decimal(inc)) for low, inc in pairs if inc > 0))
 
 
 def increment_at(

@@ -50,7 +50,13 @@ from ib_async import OrderStatus as IBOrderStatus
 from ibconn.alerts import AlertBus
 from ibconn.codes import CodeCategory, Severity, classify
 from ibconn.config import ConnectorSettings
-from ibconn.contracts import ContractLike, ContractResolver, ResolvedContract
+from ibconn.contracts import (
+    ContractLike,
+    ContractResolver,
+    ResolvedContract,
+    symbol_key,
+    trading_symbol,
+)
 from ibconn.errors import (
     ConnectionLostError,
     InvalidInputError,
@@ -59,7 +65,7 @@ from ibconn.errors import (
     OrderStateUnknownError,
     RequestTimeoutError,
 )
-from ibconn.fills import LedgerOutcome
+from ibconn.fills import FillLedger, LedgerOutcome
 from ibconn.logs import get_logger
 from ibconn.order_convert import (
     apply_spec,
@@ -209,6 +215,9 @@ class OrderService(Service):
         self._by_id: dict[int, OrderRecord] = {}
         self._by_perm: dict[int, OrderRecord] = {}
         self._exec_owner: dict[str, OrderRecord] = {}
+        # executions of orders this connector does not track (finished before it started,
+        # or of another client): known, so that a later correction replaces, never adds
+        self._orphans = FillLedger()
         self._sync = _Sync()
         self._installed: IB | None = None
         self._updates: FilteredFanout[OrderUpdate] = FilteredFanout(
@@ -591,8 +600,8 @@ class OrderService(Service):
         """
         if symbol is None:
             return self._fills.subscribe(None, capacity)
-        wanted = symbol.strip().upper()
-        return self._fills.subscribe(lambda f: f.symbol.upper() == wanted, capacity)
+        wanted = symbol_key(symbol)
+        return self._fills.subscribe(lambda f: symbol_key(f.symbol) == wanted, capacity)
 
     @property
     def run_prefix(self) -> str:
@@ -724,7 +733,7 @@ class OrderService(Service):
             ) from exc
         record = OrderRecord(
             ref,
-            symbol=resolved.symbol if resolved.sec_type != "CASH" else resolved.display_name,
+            symbol=trading_symbol(resolved.contract),
             con_id=resolved.con_id,
             contract=resolved.contract,
             ib_order=ib_order,
@@ -1161,8 +1170,9 @@ class OrderService(Service):
                 record = candidate
         fill = to_fill(ib_fill, record)
         if record is None:
-            if publish:
-                self._queue_fill(fill)
+            orphan = self._orphans.add(fill)
+            if publish and orphan.counted:
+                self._queue_fill(orphan.fill)
             return
         result = record.ledger.add(fill)
         if not result.counted:
@@ -1382,9 +1392,7 @@ class OrderService(Service):
         spec = spec_from_order(order, contract, tag)
         record = OrderRecord(
             ref,
-            symbol=contract.symbol
-            if contract.secType != "CASH"
-            else f"{contract.symbol}{contract.currency}",
+            symbol=trading_symbol(contract),
             con_id=contract.conId,
             contract=contract,
             ib_order=copy.copy(order),
@@ -1406,6 +1414,15 @@ class OrderService(Service):
         return record
 
     def close(self) -> None:
-        """End every stream (used when the connector is closed for good)."""
+        """End every ``order_updates()`` and ``fills()`` stream (the connector disconnected).
+
+        Fills still held back for their commission report are delivered first. A
+        later ``connect()`` serves new subscriptions as before.
+        """
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        while self._pending_fills:
+            self._fills.publish(self._pending_fills.popleft().fill)
         self._updates.close()
         self._fills.close()

@@ -1,0 +1,155 @@
+"""One authoritative order state (issue 16): what TWS last reported decides, nothing stale.
+
+Quantities, fills, corrections, lost orders, symbol spellings and the end of the
+order streams, each against the simulated gateway over TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from ib_async import Forex
+from orders_helpers import connected, drain, next_item, until
+
+from ibconn import IBConnector
+from ibconn.order_models import OrderStatus
+from ibconn.sim import SimulatedGateway
+from ibconn.sim.protocol import In
+
+pytestmark = pytest.mark.timeout(30)
+
+S = OrderStatus
+EURUSD = Forex("EURUSD")
+
+
+def received(gw: SimulatedGateway, msg_id: int) -> int:
+    return sum(1 for r in gw.received if r.msg_id == msg_id)
+
+
+# -- 9b: the order streams end with the connector ----------------------------------------------
+
+
+async def test_fills_and_order_updates_end_after_disconnect(gw: SimulatedGateway) -> None:
+    connector = await connected(gw)
+    fills = connector.fills()
+    updates = connector.order_updates()
+    positions = connector.position_updates()
+    await connector.place_market_order("AAPL", 10, "BUY")
+    await connector.disconnect()
+
+    async def to_end(stream: object) -> list[object]:
+        return [item async for item in stream]  # type: ignore[attr-defined]
+
+    got_fills, got_updates, _ = await asyncio.wait_for(
+        asyncio.gather(to_end(fills), to_end(updates), to_end(positions)), 5
+    )
+    # the fill held back for its commission report is delivered before the end
+    assert [f.quantity for f in got_fills] == [10]  # type: ignore[attr-defined]
+    assert got_updates
+    # a later connect() serves new streams, positions still follow fills
+    await connector.connect()
+    try:
+        again = connector.fills()
+        await connector.place_market_order("AAPL", 5, "BUY")
+        assert (await next_item(again)).quantity == 5
+        await until(lambda: getattr(connector.position("AAPL"), "quantity", 0) == 15)
+    finally:
+        await connector.disconnect()
+
+
+# -- 9c: one spelling of a forex symbol ---------------------------------------------------------
+
+
+async def test_a_forex_symbol_is_spelled_alike_on_placed_adopted_and_orphan_fills(
+    gw: SimulatedGateway,
+) -> None:
+    gw.set_price("EUR", 1.085)
+    first = await connected(gw)
+    resting = await first.place_limit_order(EURUSD, 1000, "BUY", 1.08)
+    done = await first.place_market_order(EURUSD, 1000, "BUY")
+    await first.wait_for_order(done, timeout=5)
+    assert resting.symbol == done.symbol == "EUR.USD"
+    fill = first.get_order_status(done).fills[0]
+    assert fill.symbol == "EUR.USD"
+    await first.disconnect()
+    second = await connected(gw)
+    try:
+        adopted = second.get_order_status(resting.order_ref)
+        assert adopted.adopted and adopted.symbol == "EUR.USD"
+        dotted = second.fills(symbol="EUR.USD")
+        plain = second.fills(symbol="eurusd")
+        # the market order finished before this connector started: its correction is an
+        # orphan fill, published with the same spelling, found by either spelling
+        gw.correct_execution(fill.exec_id, 1.0851)
+        got = await next_item(dotted)
+        assert got.symbol == "EUR.USD" and got.corrects == fill.exec_id
+        assert (await next_item(plain)).exec_id == got.exec_id
+        await gw.fill(resting.order_ref, price=1.08)
+        assert (await next_item(dotted)).order_ref == resting.order_ref
+        assert (await next_item(plain)).order_ref == resting.order_ref
+    finally:
+        await second.disconnect()
+
+
+# -- 3: an execution seen at start-up is in the ledger ------------------------------------------
+
+
+async def test_a_correction_of_an_execution_seen_at_startup_replaces_it(
+    gw: SimulatedGateway,
+) -> None:
+    first = await connected(gw)
+    handle = await first.place_market_order("AAPL", 100, "BUY")
+    await first.wait_for_order(handle, timeout=5)
+    original = first.get_order_status(handle).fills[0]
+    await first.disconnect()
+    second = await connected(gw)  # the order is done: its execution is absorbed, not published
+    try:
+        fills = second.fills()
+        gw.correct_execution(original.exec_id, 188.0)
+        corrected = await next_item(fills)
+        assert corrected.corrects == original.exec_id  # a correction, not a second execution
+        assert (corrected.quantity, corrected.price) == (100, 188.0)
+        # the same correction reported again after a reconnect is not delivered twice
+        await gw.drop_connections()
+        await until(lambda: second.is_connected and second.order_service._sync.sessions > 1)
+        assert drain(fills) == []
+    finally:
+        await second.disconnect()
+
+
+# -- 6: the market-rule cache -------------------------------------------------------------------
+
+
+async def test_concurrent_first_orders_share_one_market_rule_request(
+    gw: SimulatedGateway, connector: IBConnector
+) -> None:
+    resolved = await connector.resolve("AAPL")
+    rule = resolved.market_rule_ids[0]
+    before = received(gw, In.REQ_MARKET_RULE)
+    handles = await asyncio.gather(
+        *(connector.place_limit_order("AAPL", 1, "BUY", 180.0 + i / 100) for i in range(10))
+    )
+    assert len(handles) == 10
+    assert received(gw, In.REQ_MARKET_RULE) - before == 1
+    cached = connector.order_service._rules.cached(rule)
+    assert cached  # the rule, not an empty answer, is cached
+    # cached: a later order asks nothing
+    await connector.place_limit_order("AAPL", 1, "BUY", 179.5)
+    assert received(gw, In.REQ_MARKET_RULE) - before == 1
+
+
+async def test_an_empty_market_rule_answer_is_not_cached(
+    gw: SimulatedGateway, connector: IBConnector
+) -> None:
+    resolved = await connector.resolve("AAPL")
+    rule = resolved.market_rule_ids[0]
+    saved = gw.market_rules.pop(rule)
+    try:
+        await connector.place_limit_order("AAPL", 1, "BUY", 180.0)
+        assert connector.order_service._rules.cached(rule) is None
+    finally:
+        gw.market_rules[rule] = saved
+    await connector.place_limit_order("AAPL", 1, "BUY", 180.01)
+    assert connector.order_service._rules.cached(rule)
+    assert received(gw, In.REQ_MARKET_RULE) == 2
