@@ -390,15 +390,22 @@ class OrderService(Service):
             changes.setdefault("trailing_percent", None)
         elif "trailing_percent" in changes:
             changes["trailing_amount"] = None
-        spec = record.spec.replace(**changes)
-        if spec.quantity < record.filled - _EPS:
-            raise InvalidInputError(
-                f"quantity={spec.quantity} is below the {record.filled:g} already filled of "
-                f"order {record.order_ref}; allowed: at least {record.filled:g}"
-            )
-        resolved = record.resolved or await self._resolve(spec.symbol)
-        checked = await self._validate(spec, resolved)
-        await self._ensure_connected("modify an order", wait_timeout)
+        # The change applies to the order as TWS last reported it (record.spec follows
+        # every openOrder), never to the order as first placed; if TWS reports a new
+        # state while this call validates, it is validated again on that state.
+        while True:
+            base = record.spec
+            spec = base.replace(**changes)
+            if spec.quantity < record.filled - _EPS:
+                raise InvalidInputError(
+                    f"quantity={spec.quantity} is below the {record.filled:g} already filled "
+                    f"of order {record.order_ref}; allowed: at least {record.filled:g}"
+                )
+            resolved = record.resolved or await self._resolve(spec.symbol)
+            checked = await self._validate(spec, resolved)
+            await self._ensure_connected("modify an order", wait_timeout)
+            if record.spec is base or record.spec is None:
+                break
         if record.status.is_done:
             raise InvalidInputError(
                 f"order {record.order_ref} became {record.status.value} before the change was sent"
@@ -417,10 +424,12 @@ class OrderService(Service):
         loop = asyncio.get_running_loop()
         change: asyncio.Future[None] = loop.create_future()
         record.change = change
+        record.pending_change = (new_order, checked)
         try:
             ib.placeOrder(record.contract, new_order)
         except ConnectionError as exc:
             record.change = None
+            record.pending_change = None
             raise ConnectionLostError(
                 f"the change to order {record.order_ref} was not sent: the link to TWS is down; "
                 "the order is unchanged"
@@ -437,8 +446,7 @@ class OrderService(Service):
         finally:
             if record.change is change:
                 record.change = None
-        record.spec = checked
-        record.ib_order = new_order
+                record.pending_change = None
         return OrderHandle(record)
 
     async def cancel_order(
@@ -953,9 +961,13 @@ class OrderService(Service):
             if self._adoptable(trade):
                 self._adopt(trade, announce=True)
             return
+        change = record.change
+        if change is not None and not change.done() and record.pending_change is not None:
+            record.apply_change(*record.pending_change)  # before TWS's values are absorbed
+            record.pending_change = None
         self._link(record, trade)
-        if record.change is not None and not record.change.done():
-            record.change.set_result(None)
+        if change is not None and not change.done():
+            change.set_result(None)
             self._wake()
             self._publish(record, UpdateKind.MODIFIED)
 
@@ -1101,8 +1113,7 @@ class OrderService(Service):
                 record.order_id = order.orderId
             self._by_id[order.orderId] = record
             self._sync.max_order_id = max(self._sync.max_order_id, order.orderId)
-        if record.adopted and order.totalQuantity:
-            record.ib_order.totalQuantity = order.totalQuantity
+        record.absorb(order)
 
     def _apply_status(
         self, record: OrderRecord, status: IBOrderStatus, kind: UpdateKind = UpdateKind.STATUS

@@ -7,12 +7,13 @@ order streams, each against the simulated gateway over TCP.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from ib_async import Forex
-from orders_helpers import connected, drain, next_item, until
+from orders_helpers import PLACE_ORDER, connected, drain, next_item, until
 
-from ibconn import IBConnector
+from ibconn import ConnectionLostError, IBConnector
 from ibconn.order_models import OrderStatus
 from ibconn.sim import SimulatedGateway
 from ibconn.sim.protocol import In
@@ -153,3 +154,53 @@ async def test_an_empty_market_rule_answer_is_not_cached(
     await connector.place_limit_order("AAPL", 1, "BUY", 180.01)
     assert connector.order_service._rules.cached(rule)
     assert received(gw, In.REQ_MARKET_RULE) == 2
+
+
+# -- 2: what TWS last reported is the order's state ---------------------------------------------
+
+
+def sim_order(gw: SimulatedGateway, order_ref: str) -> Any:
+    return next(o for o in gw.orders if o.order_ref == order_ref)
+
+
+async def test_a_modification_applied_while_the_link_dropped_is_the_order_quantity(
+    gw: SimulatedGateway, connector: IBConnector
+) -> None:
+    handle = await connector.place_limit_order("AAPL", 100, "BUY", 185.0)
+    gw.drop_after_next(PLACE_ORDER, client_id=1)  # TWS applies 100 -> 200, the ack is lost
+    with pytest.raises(ConnectionLostError):
+        await connector.modify_order(handle, quantity=200)
+    await connector.wait_connected(10)
+    await until(lambda: connector.order_service._sync.sessions > 1)
+    assert sim_order(gw, handle.order_ref).total_quantity == 200
+    snap = connector.get_order_status(handle)
+    assert snap.quantity == 200 and snap.spec is not None and snap.spec.quantity == 200
+    await gw.fill(handle.order_ref, quantity=100, price=185.0)
+    await until(lambda: connector.get_order_status(handle).filled == 100)
+    snap = connector.get_order_status(handle)
+    assert (snap.status, snap.remaining) == (S.PARTIALLY_FILLED, 100)
+    final = await connector.cancel_order(handle)
+    assert (final.status, final.filled) == (S.CANCELLED, 100)
+    assert sim_order(gw, handle.order_ref).status == "Cancelled"
+
+
+async def test_a_modify_after_tws_reduced_an_oca_exit_keeps_the_reduced_quantity(
+    gw: SimulatedGateway, connector: IBConnector
+) -> None:
+    bracket = await connector.place_bracket_order("AAPL", 100, "BUY", 191.0, 195.0, 185.0)
+    await connector.wait_for_order(bracket.parent, timeout=5)
+    stop_ref = bracket.stop_loss.order_ref
+    await gw.fill(bracket.take_profit.order_ref, quantity=90, price=195.0)
+    await until(lambda: sim_order(gw, stop_ref).total_quantity == 10)
+    await until(lambda: connector.get_order_status(stop_ref).quantity == 10)
+    spec = connector.get_order_status(stop_ref).spec
+    assert spec is not None and spec.quantity == 10
+    await connector.modify_order(bracket.stop_loss, stop_price=186.0)
+    at_gateway = sim_order(gw, stop_ref)
+    assert (at_gateway.total_quantity, at_gateway.stop_price) == (10, 186.0)
+    snap = connector.get_order_status(stop_ref)
+    assert (snap.quantity, snap.stop_price) == (10, 186.0)
+    gw.set_price("AAPL", 184.0)  # the stop triggers and closes what is left
+    await connector.wait_for_order(stop_ref, timeout=5)
+    assert connector.get_order_status(stop_ref).status is S.FILLED
+    assert sum(p.quantity for p in gw.positions() if p.instrument.symbol == "AAPL") == 0
