@@ -130,6 +130,7 @@ _COMMISSION_GRACE = 1.0
 
 _EPS = 1e-9
 _PLACE_ORDER = 3
+_CANCEL_NOT_FOUND = 10147
 
 
 class PreTradeCheck(Protocol):
@@ -460,8 +461,11 @@ class OrderService(Service):
 
         Returns once the order is done: ``CANCELLED``, or ``FILLED`` when it
         filled first (a cancel of a filled order sends nothing and returns
-        its state). Raises :class:`OrderRejectedError` when TWS refuses the
-        cancel of an order that is still working.
+        its state; ``LOST`` when TWS answers that it does not know the order,
+        error 10147). Raises :class:`OrderRejectedError` when TWS refuses the
+        cancel of an order that is still working, and :class:`OrderStateUnknownError`
+        when the link drops before TWS confirmed the cancel (the resync after the
+        reconnect resolves the order's state).
         """
         record = self._lookup(order)
         if record.status.is_done:
@@ -496,9 +500,9 @@ class OrderService(Service):
             if done in finished:
                 return done.result()
             if failed in finished:
-                error = failed.result()
                 if record.status.is_done:
                     return record.snapshot()
+                error = failed.result()  # raises when the link dropped: outcome unknown
                 raise OrderRejectedError(
                     f"TWS refused to cancel order {record.order_ref}: {error.code} {error.text}",
                     code=error.code,
@@ -511,6 +515,8 @@ class OrderService(Service):
             )
         finally:
             done.cancel()
+            if failed.done() and not failed.cancelled():
+                failed.exception()  # retrieved (it may have lost the race to `done`)
             if record.cancel_failed is failed:
                 record.cancel_failed = None
 
@@ -1044,6 +1050,12 @@ class OrderService(Service):
                 self._set_status(record, OrderStatus.CANCELLED, UpdateKind.STATUS)
             return
         if category is CodeCategory.CANCEL_FAILED:
+            if code == _CANCEL_NOT_FOUND and record.status.is_working:
+                # TWS does not know the order (any more): nothing works under this id
+                self._lose(record, error)
+                if record.cancel_failed is not None and not record.cancel_failed.done():
+                    record.cancel_failed.set_result(error)
+                return
             record.last_error = error
             if record.cancel_failed is not None and not record.cancel_failed.done():
                 record.cancel_failed.set_result(error)
@@ -1136,7 +1148,8 @@ class OrderService(Service):
         new = map_tws_status(status.status, record.filled, record.remaining)
         if new is record.status and new.is_done:
             return  # a final status repeated (or known from the executions): nothing new
-        if new is None or (record.status.is_done and not new.is_done):
+        revived = record.status is OrderStatus.LOST  # TWS reports a lost order again
+        if new is None or (record.status.is_done and not new.is_done and not revived):
             if changed:
                 self._publish(record, kind)
             return
@@ -1279,8 +1292,14 @@ class OrderService(Service):
                 )
             )
         if record.cancel_failed is not None and not record.cancel_failed.done():
-            record.cancel_failed.set_result(
-                OrderError(code=0, text=f"the link to TWS dropped ({reason})")
+            record.cancel_failed.set_exception(
+                OrderStateUnknownError(
+                    f"the link to TWS dropped ({reason}) after the cancel of order "
+                    f"{record.order_ref} was sent and before TWS confirmed it: the order may "
+                    "be cancelled or still working. After the reconnect ibconn resyncs it "
+                    "from TWS; order_updates() and get_order_status() tell its state",
+                    order_ref=record.order_ref,
+                )
             )
         if record.status is not OrderStatus.PENDING_SUBMIT:
             return
@@ -1375,16 +1394,44 @@ class OrderService(Service):
                     )
                     self._set_status(record, OrderStatus.NOT_FOUND, kind)
             elif not record.status.is_done and not first:
-                self._alerts.publish(
-                    Severity.WARNING,
-                    "orders",
-                    f"order {record.order_ref} was working before the reconnect but TWS did "
-                    "not report it again; its state is unknown until TWS sends an update",
-                    order_ref=record.order_ref,
-                )
+                self._resolve_unreported(record)
         # 5. never reuse an order id, even if the gateway's next valid id went back
         highest = max([sync.max_order_id, *(r.order_id or 0 for r in self._by_ref.values())])
         ib.client.updateReqId(highest + 1)
+
+    def _resolve_unreported(self, record: OrderRecord) -> None:
+        """A working order TWS did not report again after a reconnect (no open order,
+        no completed order): its executions may explain it, else TWS lost it."""
+        if record.quantity > _EPS and record.filled >= record.quantity - _EPS:
+            self._set_status(record, OrderStatus.FILLED, UpdateKind.RESOLVED)
+            return
+        self._lose(
+            record,
+            OrderError(
+                code=0,
+                text="not reported by TWS after the reconnect: no open order, completed "
+                f"order or execution explains it (filled {record.filled:g} of "
+                f"{record.quantity:g} before)",
+            ),
+        )
+
+    def _lose(self, record: OrderRecord, error: OrderError) -> None:
+        """TWS no longer knows an order it had acknowledged: final, alerted, explained."""
+        record.last_error = error
+        record.status = OrderStatus.LOST
+        record.updated_at = datetime.now(UTC)
+        order = record.ib_order
+        self._alerts.publish(  # docs/alerts.md: an order lost by TWS
+            Severity.ERROR,
+            "orders",
+            f"order {record.order_ref} ({order.action} {record.quantity:g} {record.symbol} "
+            f"{order.orderType}, filled {record.filled:g}) was lost by TWS and is marked "
+            f"LOST: {error.text}. Check it in TWS before placing it again",
+            code=error.code or None,
+            order_ref=record.order_ref,
+        )
+        _log.warning("order {} lost by TWS: {}", record.order_ref, error.text)
+        self._publish(record, UpdateKind.STATUS, error=error)
 
     def _adoptable(self, trade: Trade) -> bool:
         order = trade.order

@@ -11,9 +11,23 @@ from typing import Any
 
 import pytest
 from ib_async import Forex
-from orders_helpers import PLACE_ORDER, connected, drain, next_item, until
+from orders_helpers import (
+    CANCEL_ORDER,
+    PLACE_ORDER,
+    connected,
+    drain,
+    messages,
+    next_item,
+    until,
+)
 
-from ibconn import ConnectionLostError, IBConnector
+from ibconn import (
+    ConnectionLostError,
+    ConnectionState,
+    IBConnector,
+    OrderRejectedError,
+    OrderStateUnknownError,
+)
 from ibconn.order_models import OrderStatus
 from ibconn.sim import SimulatedGateway
 from ibconn.sim.protocol import In
@@ -204,3 +218,66 @@ async def test_a_modify_after_tws_reduced_an_oca_exit_keeps_the_reduced_quantity
     await connector.wait_for_order(stop_ref, timeout=5)
     assert connector.get_order_status(stop_ref).status is S.FILLED
     assert sum(p.quantity for p in gw.positions() if p.instrument.symbol == "AAPL") == 0
+
+
+# -- 9a: a cancel in flight when the link drops -------------------------------------------------
+
+
+async def test_a_cancel_in_flight_when_the_link_drops_has_an_unknown_outcome(
+    gw: SimulatedGateway, connector: IBConnector
+) -> None:
+    handle = await connector.place_limit_order("AAPL", 100, "BUY", 185.0)
+    gw.drop_after_next(CANCEL_ORDER, client_id=1)  # TWS cancels it, the answer is lost
+    with pytest.raises(OrderStateUnknownError) as info:
+        await connector.cancel_order(handle)
+    assert not isinstance(info.value, OrderRejectedError)
+    assert info.value.order_ref == handle.order_ref
+    # the resync resolves it from what TWS reports
+    final = await connector.wait_for_order(handle, timeout=10)
+    assert final.status is S.CANCELLED
+    assert sim_order(gw, handle.order_ref).status == "Cancelled"
+
+
+# -- 8: orders TWS no longer knows ---------------------------------------------------------------
+
+
+async def test_an_order_tws_does_not_report_after_a_reconnect_is_resolved_as_lost(
+    gw: SimulatedGateway, connector: IBConnector
+) -> None:
+    kept = await connector.place_limit_order("AAPL", 10, "BUY", 184.0)
+    handle = await connector.place_limit_order("AAPL", 100, "BUY", 185.0)
+    alerts = connector.alerts()
+    updates = connector.order_updates(handle)
+    events = connector.connection_events()
+    restart = asyncio.ensure_future(gw.restart(downtime=0.2))
+    await next_item(events, lambda e: e.state is ConnectionState.RECONNECTING)
+    gw.lose_order(handle.order_ref)  # TWS forgets it: no open order, completed order, execution
+    await restart
+    await next_item(events, lambda e: e.state is ConnectionState.CONNECTED)
+    update = await next_item(updates, lambda u: u.status is S.LOST)
+    assert update.order_ref == handle.order_ref
+    snap = connector.get_order_status(handle)
+    assert snap.status is S.LOST and snap.status.is_done
+    assert snap.last_error is not None and "not reported by TWS" in snap.last_error.text
+    alert = await next_item(alerts, lambda a: handle.order_ref in a.message)
+    assert "lost" in alert.message.lower()
+    assert connector.get_order_status(kept).status is S.SUBMITTED
+    assert handle.order_ref not in {s.order_ref for s in connector.orders(working_only=True)}
+    before = messages(gw, CANCEL_ORDER)
+    assert (await connector.cancel_order(handle)).status is S.LOST  # nothing to cancel
+    assert messages(gw, CANCEL_ORDER) == before
+
+
+async def test_a_cancel_answered_with_10147_resolves_the_order_as_lost(
+    gw: SimulatedGateway, connector: IBConnector
+) -> None:
+    lost = await connector.place_limit_order("AAPL", 100, "BUY", 185.0)
+    working = await connector.place_limit_order("AAPL", 10, "BUY", 184.0)
+    gw.lose_order(lost.order_ref)  # TWS no longer knows it; nothing tells the connector
+    final = await connector.cancel_order(lost)
+    assert final.status is S.LOST
+    assert final.last_error is not None and final.last_error.code == 10147
+    again = await connector.place_limit_order("AAPL", 100, "BUY", 185.5)
+    gw.lose_order(again.order_ref)
+    results = {s.order_ref: s.status for s in await connector.cancel_all_orders()}
+    assert results == {again.order_ref: S.LOST, working.order_ref: S.CANCELLED}
