@@ -80,6 +80,7 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
             self._supervisor, self._contracts, self._settings, self._alerts
         )
         self._supervisor.add_service(self._market_data)
+        self._orders.set_quote_source(self._market_data.quote)  # stops are checked on a quote
         # Positions (order 30): fills, marks, reconciliation, account figures.
         self._positions = PositionService(
             self._supervisor,

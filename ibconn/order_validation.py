@@ -13,8 +13,10 @@ from one cached market-rule request per rule id):
   or rounded when the spec says ``round_prices=True`` (a BUY limit down and a
   SELL limit up, so rounding never makes a price worse; stops to the nearest);
 * a trailing amount lies on the min tick;
-* when a quote is known, a stop (or touch) price is on the side of the market
-  where it does not trigger at once.
+* a stop (or touch) price is on the side of the market where it does not
+  trigger at once (:func:`needs_quote`: the order service takes a snapshot
+  quote when none is at hand, and refuses the order when it cannot get one:
+  a stop is never sent unchecked).
 
 Every failure is an :class:`~ibconn.errors.InvalidInputError` saying what was
 wrong and what is allowed.
@@ -41,6 +43,8 @@ __all__ = [
     "Quote",
     "check_bracket_prices",
     "increment_at",
+    "needs_quote",
+    "quote_reference",
     "validate_order",
 ]
 
@@ -231,6 +235,33 @@ def _check_quantity(spec: OrderSpec, resolved: ResolvedContract) -> None:
             f"quantity={spec.quantity} is below the minimum size {_fmt(minimum)} "
             f"of {resolved.display_name}"
         )
+
+
+def needs_quote(spec: OrderSpec) -> bool:
+    """Whether ``spec`` has a trigger price that must be checked against the market
+    (a stop, stop limit, trailing stop with a stop price, or if-touched order)."""
+    kind = spec.order_type
+    if kind is OrderType.TRAILING_STOP:
+        return spec.trail_stop_price is not None
+    return kind in _TRIGGER_TYPES and spec.stop_price is not None
+
+
+def quote_reference(spec: OrderSpec, quote: Quote | None) -> float | None:
+    """The price ``spec``'s trigger is checked against: the ask for a buy, the bid for a
+    sell (the last trade when that side is missing); ``None`` without one."""
+    if quote is None:
+        return None
+    return quote.buy_reference if spec.action is OrderAction.BUY else quote.sell_reference
+
+
+_TRIGGER_TYPES = frozenset(
+    {
+        OrderType.STOP,
+        OrderType.STOP_LIMIT,
+        OrderType.MARKET_IF_TOUCHED,
+        OrderType.LIMIT_IF_TOUCHED,
+    }
+)
 
 
 def _check_trigger_side(spec: OrderSpec, quote: Quote | None) -> None:

@@ -60,6 +60,7 @@ from ibconn.contracts import (
 from ibconn.errors import (
     ConnectionLostError,
     InvalidInputError,
+    MarketDataError,
     NotConnectedError,
     OrderRejectedError,
     OrderStateUnknownError,
@@ -101,7 +102,14 @@ from ibconn.order_records import (
     new_run_prefix,
     until_of,
 )
-from ibconn.order_validation import MarketRules, Quote, check_bracket_prices, validate_order
+from ibconn.order_validation import (
+    MarketRules,
+    Quote,
+    check_bracket_prices,
+    needs_quote,
+    quote_reference,
+    validate_order,
+)
 from ibconn.pacing import DroppedMessage
 from ibconn.receive import yield_to_waiters
 from ibconn.session import ConnectionState, Service, Session, move_handlers
@@ -158,6 +166,13 @@ class PreTradeCheck(Protocol):
     ) -> None:
         """Raise to refuse ``spec``; ``replaces`` is the order a modification changes,
         ``parent`` the entry of a bracket child."""
+
+
+class QuoteSource(Protocol):
+    """Takes a snapshot of the top of the book (the market data service's ``quote``)."""
+
+    async def __call__(self, instrument: ContractLike, timeout: float | None = None) -> Any:
+        """A quote with ``bid`` and ``ask`` (``None`` for a missing side)."""
 
 
 class BracketOrder(NamedTuple):
@@ -233,6 +248,12 @@ class OrderService(Service):
         self._pacer.on_sent(self._on_sent)
         self._pacer.on_dropped(self._on_dropped)
         self._pre_trade: PreTradeCheck | None = None  # the risk service (ibconn/risk.py)
+        self._quote_source: QuoteSource | None = None  # market data (ibconn/market_data.py)
+
+    def set_quote_source(self, source: QuoteSource | None) -> None:
+        """Install what takes a snapshot quote when a stop must be checked and no quote
+        is at hand (the market data service)."""
+        self._quote_source = source
 
     def set_pre_trade_check(self, check: PreTradeCheck | None) -> None:
         """Install the hook that every new order and every change passes before it is sent."""
@@ -693,10 +714,40 @@ class OrderService(Service):
         if increments is None:
             increments = await self._rules.for_contract(resolved)
         quote = self._quote(resolved) if quote_check else None
+        if quote_check and needs_quote(spec) and quote_reference(spec, quote) is None:
+            quote = await self._snapshot_quote(spec, resolved)
         checked = validate_order(spec, resolved, increments, quote)
         if self._pre_trade is not None and self._pre_trade.needs_prepare(checked, resolved):
             await self._pre_trade.prepare(checked, resolved)  # fetch what check() will need
         return checked
+
+    async def _snapshot_quote(self, spec: OrderSpec, resolved: ResolvedContract) -> Quote:
+        """A quote to check a trigger price against, taken now; the order is refused
+        (never sent unchecked) when there is none."""
+        what = (
+            f"the {spec.action.value} {spec.order_type.value} order for "
+            f"{resolved.display_name} was not sent: its trigger price must be checked "
+            "against the market (a stop on the wrong side fills at once) and"
+        )
+        source = self._quote_source
+        if source is None:
+            raise MarketDataError(f"{what} no market data service is installed")
+        try:
+            snap = await source(resolved.contract, timeout=self._settings.market_data_timeout)
+        except RequestTimeoutError as exc:
+            raise RequestTimeoutError(f"{what} no quote arrived in time ({exc})") from exc
+        except MarketDataError as exc:
+            raise MarketDataError(
+                f"{what} TWS gave no quote ({exc})", code=exc.code, text=exc.text
+            ) from exc
+        quote = Quote(bid=Quote.clean(snap.bid), ask=Quote.clean(snap.ask))
+        if quote_reference(spec, quote) is None:
+            side = "ask" if spec.action is OrderAction.BUY else "bid"
+            raise MarketDataError(
+                f"{what} the quote has no {side}; retry when the market quotes it",
+                symbol=resolved.display_name,
+            )
+        return quote
 
     def _quote(self, resolved: ResolvedContract) -> Quote | None:
         """The quote ib_async holds for the contract, if market data is subscribed."""

@@ -25,6 +25,8 @@ from ibconn import (
     ConnectionLostError,
     ConnectionState,
     IBConnector,
+    InvalidInputError,
+    MarketDataError,
     OrderRejectedError,
     OrderStateUnknownError,
 )
@@ -281,3 +283,35 @@ async def test_a_cancel_answered_with_10147_resolves_the_order_as_lost(
     gw.lose_order(again.order_ref)
     results = {s.order_ref: s.status for s in await connector.cancel_all_orders()}
     assert results == {again.order_ref: S.LOST, working.order_ref: S.CANCELLED}
+
+
+# -- 7: a stop is never sent unchecked ----------------------------------------------------------
+
+
+async def test_a_stop_on_the_wrong_side_is_refused_without_a_market_data_line(
+    gw: SimulatedGateway, connector: IBConnector
+) -> None:
+    before = messages(gw, PLACE_ORDER)
+    # nothing subscribes to AAPL: ibconn takes a snapshot quote to check the stop
+    with pytest.raises(InvalidInputError, match=r"BUY STP.*below the market"):
+        await connector.place_stop_order("AAPL", 10, "BUY", 185.0)
+    with pytest.raises(InvalidInputError, match=r"SELL STP.*above the market"):
+        await connector.place_stop_order("AAPL", 10, "SELL", 195.0)
+    assert messages(gw, PLACE_ORDER) == before
+    handle = await connector.place_stop_order("AAPL", 10, "BUY", 195.0)
+    assert handle.status is S.PRE_SUBMITTED
+    # a change of the stop price is checked the same way
+    with pytest.raises(InvalidInputError, match="below the market"):
+        await connector.modify_order(handle, stop_price=185.0)
+    assert sim_order(gw, handle.order_ref).aux_price == 195.0
+
+
+async def test_a_stop_is_refused_when_no_quote_can_be_had(
+    gw: SimulatedGateway, connector: IBConnector
+) -> None:
+    before = messages(gw, PLACE_ORDER)
+    gw.fail_next(In.REQ_MKT_DATA, 354)  # not subscribed to market data
+    with pytest.raises(MarketDataError, match="was not sent"):
+        await connector.place_stop_order("AAPL", 10, "BUY", 185.0)
+    assert messages(gw, PLACE_ORDER) == before
+    assert not [o for o in gw.orders if o.order_type == "STP"]
