@@ -412,6 +412,7 @@ class OrderService(Service):
             changes.setdefault("trailing_percent", None)
         elif "trailing_percent" in changes:
             changes["trailing_amount"] = None
+        moves_trigger = bool({"stop_price", "trail_stop_price", "order_type"} & changes.keys())
         # The change applies to the order as TWS last reported it (record.spec follows
         # every openOrder), never to the order as first placed; if TWS reports a new
         # state while this call validates, it is validated again on that state.
@@ -424,7 +425,9 @@ class OrderService(Service):
                     f"of order {record.order_ref}; allowed: at least {record.filled:g}"
                 )
             resolved = record.resolved or await self._resolve(spec.symbol)
-            checked = await self._validate(spec, resolved)
+            # a new trigger price is checked against the market like a new stop (a quote
+            # is taken if none is at hand); other changes leave the trigger where it was
+            checked = await self._validate(spec, resolved, snapshot=moves_trigger)
             await self._ensure_connected("modify an order", wait_timeout)
             if record.spec is base or record.spec is None:
                 break
@@ -707,14 +710,22 @@ class OrderService(Service):
             raise InvalidInputError(f"unknown or invalid symbol: {exc}") from None
 
     async def _validate(
-        self, spec: OrderSpec, resolved: ResolvedContract, *, quote_check: bool = True
+        self,
+        spec: OrderSpec,
+        resolved: ResolvedContract,
+        *,
+        quote_check: bool = True,
+        snapshot: bool = True,
     ) -> OrderSpec:
+        """Check ``spec`` (see :mod:`ibconn.order_validation`). A trigger price is checked
+        against the quote at hand; with ``snapshot`` one is taken when none is (and the
+        order refused when none can be had): a stop is never sent unchecked."""
         rule_ids = resolved.market_rule_ids
         increments = self._rules.cached(rule_ids[0]) if rule_ids else ()
         if increments is None:
             increments = await self._rules.for_contract(resolved)
         quote = self._quote(resolved) if quote_check else None
-        if quote_check and needs_quote(spec) and quote_reference(spec, quote) is None:
+        if quote_check and snapshot and needs_quote(spec) and quote_reference(spec, quote) is None:
             quote = await self._snapshot_quote(spec, resolved)
         checked = validate_order(spec, resolved, increments, quote)
         if self._pre_trade is not None and self._pre_trade.needs_prepare(checked, resolved):
