@@ -128,8 +128,10 @@ async def test_a_correction_of_an_execution_seen_at_startup_replaces_it(
         assert corrected.corrects == original.exec_id  # a correction, not a second execution
         assert (corrected.quantity, corrected.price) == (100, 188.0)
         # the same correction reported again after a reconnect is not delivered twice
+        events = second.connection_events()
         await gw.drop_connections()
-        await until(lambda: second.is_connected and second.order_service._sync.sessions > 1)
+        await next_item(events, lambda e: e.state is ConnectionState.RECONNECTING)
+        await next_item(events, lambda e: e.state is ConnectionState.CONNECTED)
         assert drain(fills) == []
     finally:
         await second.disconnect()
@@ -186,8 +188,7 @@ async def test_a_modification_applied_while_the_link_dropped_is_the_order_quanti
     gw.drop_after_next(PLACE_ORDER, client_id=1)  # TWS applies 100 -> 200, the ack is lost
     with pytest.raises(ConnectionLostError):
         await connector.modify_order(handle, quantity=200)
-    await connector.wait_connected(10)
-    await until(lambda: connector.order_service._sync.sessions > 1)
+    await connector.wait_connected(10)  # the resync runs before the state is CONNECTED
     assert sim_order(gw, handle.order_ref).total_quantity == 200
     snap = connector.get_order_status(handle)
     assert snap.quantity == 200 and snap.spec is not None and snap.spec.quantity == 200
