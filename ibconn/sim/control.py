@@ -226,6 +226,12 @@ COMMANDS: tuple[Command, ...] = (
         (_REF,),
     ),
     Command(
+        "lose-order",
+        "TWS forgets a working order silently (a cancel then gets 10147)",
+        lambda gw, order_ref: gw.lose_order(order_ref),
+        (_REF,),
+    ),
+    Command(
         "correct",
         "correct an execution's price (new exec id suffix)",
         lambda gw, exec_id, price: gw.correct_execution(exec_id, price),

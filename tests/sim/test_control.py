@@ -53,6 +53,7 @@ CASES: dict[str, dict[str, Any]] = {
     "drop-after-next": {"msg_id": 49, "client_id": 99},
     "fill": {"order_ref": "{ref}", "quantity": 1},
     "cancel": {"order_ref": "{ref}"},
+    "lose-order": {"order_ref": "{ref}"},
     "correct": {"exec_id": "{exec}", "price": 1.0},
     "set-position": {"account": "DU0000001", "symbol": "MSFT", "quantity": 5, "avg_cost": 400},
     "nightly-reset": {"downtime": 0.01},
