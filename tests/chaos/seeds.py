@@ -31,9 +31,9 @@ REGRESSION_SEEDS: dict[int, str] = {
     245: "a cancel sent before TWS acknowledged the order counted as the acknowledgement; "
     "after a drop the order stayed PENDING_CANCEL forever, unknown to TWS (fixed: orders)",
     78: "a bracket call that failed early left its exits' failed acknowledgements unretrieved "
-    "(fixed: orders); still item 9",
+    "(fixed: orders); it also hit item 9 (fixed on main)",
     194: "after a connector restart and a rolled-back restart, ids of the earlier run's "
-    "cancelled orders were reused (fixed: orders); still item 3",
+    "cancelled orders were reused (fixed: orders); it also hit item 3 (fixed on main)",
     297: "item 1: the supervisor died after a 1300 port reset and a drop during the resync",
     19: "item 2: a modification TWS refused (104, filled meanwhile) left the refused quantity",
     37: "item 2: a bracket's stop-loss shrunk by TWS after a partial take-profit kept 200",
@@ -46,50 +46,19 @@ test_chaos.py. Those still in KNOWN_FAILING are expected failures until their fi
 
 # fmt: off
 _FAILING_BY_ITEMS: dict[str, tuple[int, ...]] = {
-    "item 9": (
-        5, 11, 22, 55, 78, 90, 91, 109, 128, 156, 168, 171, 172, 189, 203, 215, 217,
-        221, 223, 239, 240, 256, 275, 288, 301, 307, 316, 326, 336, 357, 368, 389, 402,
-        405, 417, 430, 436, 437, 451, 454, 465, 480, 482, 485, 491, 555, 560, 579, 580,
-        595, 600, 604, 609, 612, 623, 626, 638, 670, 676, 695, 713, 739, 741, 752, 761,
-        782, 783, 785, 827, 828, 832, 857, 858, 863, 890, 902, 907, 915, 919, 922, 926,
-        929, 937, 941, 949, 973, 990, 997,
-    ),
-    "item 2": (
-        19, 37, 47, 50, 61, 106, 119, 124, 145, 152, 186, 199, 230, 246, 252, 276, 291,
-        294, 299, 313, 327, 369, 390, 407, 414, 421, 425, 439, 447, 537, 544, 582, 583,
-        642, 723, 726, 755, 792, 797, 816, 823, 825, 839, 850, 878, 880, 916, 927, 938,
-        942, 961, 964, 967, 976, 982,
-    ),
     "item 4": (
-        45, 88, 123, 205, 206, 211, 214, 241, 242, 287, 314, 393, 522, 565, 616, 637,
-        661, 808, 867, 974,
+        45, 57, 88, 110, 123, 205, 206, 211, 214, 241, 242, 287, 314, 393, 412, 522,
+        565, 616, 637, 661, 808, 867, 869, 896, 974,
     ),
-    "item 3": (
-        36, 99, 127, 151, 194, 233, 306, 318, 413, 553, 578, 644, 664, 684, 709, 733,
-        776, 958,
-    ),
-    "item 2 + item 9": (
-        76, 258, 323, 409, 440, 687, 909,
-    ),
-    "item 1": (
-        71, 257, 297,
-    ),
-    "item 2 + item 4": (
-        110, 869, 896,
-    ),
-    "item 3 + item 9": (
-        656, 904,
-    ),
-    "item 4 + item 9": (
-        57, 412,
-    ),
+    "item 1": (71, 257, 297),
 }
 # fmt: on
 
 KNOWN_FAILING: dict[int, str] = {
     seed: items for items, seeds in _FAILING_BY_ITEMS.items() for seed in seeds
 }
-"""Every seed of 1..1000 that failed in the measured run (docs/reliability.md, "Results"),
-with the issue-16 item(s) behind it (ISSUE_16_ITEMS; fixed on other branches). Empty this
+"""Every seed of 1..1000 that still fails (docs/reliability.md, "Results"), with the
+issue-16 item behind it (ISSUE_16_ITEMS; fixed on other branches). Items 2, 3 and 9
+(173 more seeds of the measured run) were fixed on main and their seeds removed. Empty this
 as the fixes land; the long tier's exit status ignores these seeds. Item 1 depends on
 timing: its seeds may pass a run, and other seeds may hit it."""
