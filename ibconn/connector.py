@@ -11,7 +11,7 @@ from ib_async import IB
 from ibconn.alerts import Alert, AlertBus
 from ibconn.config import ConnectorSettings
 from ibconn.contracts import ContractLike, ContractResolver, ResolvedContract
-from ibconn.errors import ConfigError
+from ibconn.errors import CancelNotConfirmedError, ConfigError
 from ibconn.exits import ExitService
 from ibconn.gc_tuning import restore_gc, tune_gc_for_streaming
 from ibconn.market_data import MarketDataService
@@ -142,10 +142,21 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
 
         Returns only once the socket is really closed, so connecting again at
         once with the same client id does not hit error 326. Working orders
-        stay at the broker unless ``cancel_orders_on_disconnect`` is set.
+        stay at the broker unless ``cancel_orders_on_disconnect`` is set; if
+        those cancels cannot all be confirmed, the connector still closes and
+        then raises :class:`CancelNotConfirmedError`.
         """
+        unconfirmed: CancelNotConfirmedError | None = None
         if self._settings.cancel_orders_on_disconnect and self.is_connected:
-            await self._orders.cancel_all_orders()
+            try:
+                await self._orders.cancel_all_orders()
+            except CancelNotConfirmedError as exc:
+                unconfirmed = exc
+        await self._close()
+        if unconfirmed is not None:
+            raise unconfirmed
+
+    async def _close(self) -> None:
         await self._supervisor.stop()
         self._market_data.close()  # market data streams end with the connector
         self._positions.close()  # position_updates() streams too

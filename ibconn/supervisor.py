@@ -36,6 +36,7 @@ from ibconn.errors import (
 )
 from ibconn.logs import get_logger
 from ibconn.pacing import Pacer
+from ibconn.pacing.messages import REQ_CURRENT_TIME
 from ibconn.receive import install_fast_receive
 from ibconn.session import ConnectionEvent, ConnectionState, Service, Session
 from ibconn.streams import Broadcast, OverflowPolicy, Subscription
@@ -508,10 +509,7 @@ class Supervisor:
             if not ib.isConnected():
                 continue
             try:
-                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
-                # cancellation that races with the answer, and this loop would never end.
-                async with asyncio.timeout(timeout):
-                    await ib.reqCurrentTimeAsync()
+                await self._ping(ib, timeout)
             except TimeoutError:
                 self._mark_lost(
                     _Loss(f"heartbeat unanswered for {timeout} s (half-open link to TWS)")
@@ -519,6 +517,33 @@ class Supervisor:
                 return
             except ConnectionError:
                 continue
+
+    async def _ping(self, ib: IB, timeout: float) -> None:
+        """One heartbeat: ``reqCurrentTime`` answered within ``timeout`` of being *written*.
+
+        The pacer sends it ahead of everything (``Priority.URGENT``), so it waits
+        at most for the window's next free slot; its clock starts when it leaves
+        the door, so a full pacing window never passes for a dead link. Raises
+        ``TimeoutError`` when unanswered (or not even written within a window).
+        """
+        loop = asyncio.get_running_loop()
+        pacer = self._pacer
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+        # cancellation that races with the answer, and this loop would never end.
+        async with asyncio.timeout_at(loop.time() + pacer.window + timeout) as deadline:
+            written = False
+
+            def on_sent(msg_id: int, _request_id: int | None) -> None:
+                nonlocal written
+                if msg_id == REQ_CURRENT_TIME and not written and not deadline.expired():
+                    written = True
+                    deadline.reschedule(loop.time() + timeout)
+
+            remove = pacer.on_sent(on_sent)
+            try:
+                await ib.reqCurrentTimeAsync()
+            finally:
+                remove()
 
     async def _handle_loss(self, ib: IB, loss: _Loss) -> None:
         self._session = None
