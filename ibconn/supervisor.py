@@ -238,11 +238,24 @@ class Supervisor:
         while True:
             try:
                 await self._connect_with_retries(ib, reason, first=first)
-            except ConnectError as exc:  # only the first connect gives up
-                self._give_up(exc)
-                if not ready.done():
-                    ready.set_exception(exc)
-                return
+            except Exception as exc:
+                if first or isinstance(exc, ConnectError):  # only the first connect gives up
+                    error = exc if isinstance(exc, ConnectError) else self._broken_start(exc)
+                    if error is not exc:
+                        self._pacer.link_lost("the first connect failed")
+                        await self._close_quietly(ib)
+                    self._give_up(error)
+                    if not ready.done():
+                        ready.set_exception(error)
+                    return
+                # after the attempt succeeded (resync hooks, state change): still not the end
+                self._unexpected(exc, "starting the new session")
+                self._session = None
+                self._pacer.link_lost(f"starting the session failed: {exc!r}")
+                await self._close_quietly(ib)
+                reason = f"retry after: {exc!r}"
+                await asyncio.sleep(self._settings.reconnect_interval)
+                continue
             first = False
             if not ready.done():
                 ready.set_result(None)
@@ -404,6 +417,14 @@ class Supervisor:
         self._port = new_port
         self._redirect_port = None if new_port == self._settings.port else new_port
 
+    def _broken_start(self, exc: Exception) -> ConnectError:
+        """The first connect failed in an unexpected way: say so rather than hang."""
+        self._unexpected(exc, "the first connect")
+        return ConnectError(
+            f"could not start a session on {self._host}:{self._port}: {exc!r} (an unexpected "
+            "error inside ibconn; the log has the traceback)"
+        )
+
     def _unexpected(self, exc: BaseException, what: str) -> None:
         """An exception nobody expected inside the supervisor: log it, count it, alert."""
         self._handler_errors += 1
@@ -517,6 +538,8 @@ class Supervisor:
                 return
             except ConnectionError:
                 continue
+            except Exception as exc:  # a heartbeat that dies would hide a half-open link
+                self._unexpected(exc, "the heartbeat")
 
     async def _ping(self, ib: IB, timeout: float) -> None:
         """One heartbeat: ``reqCurrentTime`` answered within ``timeout`` of being *written*.

@@ -127,6 +127,57 @@ async def test_socket_closing_right_after_a_reconnect_sync_is_retried(
         assert task is not None and not task.done()
 
 
+async def test_an_exception_after_a_reconnect_attempt_succeeded_is_retried(
+    gw: SimulatedGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connector = IBConnector(**fast(gw))
+    events = connector.connection_events()
+    alerts = connector.alerts()
+    async with connector:
+        supervisor = connector.supervisor
+        real = supervisor._run_ready_hooks
+        calls: list[int] = []
+
+        async def explode_once(ib: IB, session: Session) -> None:
+            calls.append(session.generation)
+            if len(calls) == 1:
+                raise RuntimeError("a bug while starting the session")
+            await real(ib, session)
+
+        monkeypatch.setattr(supervisor, "_run_ready_hooks", explode_once)
+        await gw.drop_connections()
+        await next_state(events, S.RECONNECTING)
+        back = await next_state(events, S.CONNECTED)
+        assert calls == [2, back.generation] and back.generation == 3
+        assert supervisor._task is not None and not supervisor._task.done()
+        assert any(
+            a.severity is Severity.ERROR and "a bug while starting" in a.message
+            for a in orders_helpers.drain(alerts)
+        )
+
+
+async def test_the_heartbeat_survives_an_unexpected_exception(gw: SimulatedGateway) -> None:
+    connector = IBConnector(**fast(gw))
+    events = connector.connection_events()
+    async with connector:
+        ib = connector.ib
+        real = ib.reqCurrentTimeAsync
+        calls: list[int] = []
+
+        def explode_once() -> Any:
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("a bug in a heartbeat")
+            return real()
+
+        ib.reqCurrentTimeAsync = explode_once  # type: ignore[method-assign]
+        await orders_helpers.until(lambda: len(calls) >= 2)
+        gw.stall()  # a half-open link: only a living heartbeat finds it
+        lost = await next_state(events, S.RECONNECTING)
+        assert "heartbeat" in lost.reason
+        gw.unstall()
+
+
 # -- 4: a start-up sync that did not complete is no session ----------------------------------
 
 
