@@ -61,7 +61,7 @@ class _Loss:
 
 
 class _AttemptFailed(Exception):
-    """One connect attempt failed; ``after_sync``: after ib_async's start-up sync had completed."""
+    """One connect attempt failed; ``after_sync``: the socket closed after a complete sync."""
 
     def __init__(self, message: str, code: int | None = None, *, after_sync: bool = False) -> None:
         super().__init__(message)
@@ -358,11 +358,9 @@ class Supervisor:
                 f"the socket closed right after the start-up sync ({_describe(exc)})",
                 after_sync=True,
             ) from exc
-        except Exception as exc:
-            self._unexpected(exc, "building the session")
-            raise _AttemptFailed(
-                f"building the session raised {_describe(exc)}", after_sync=True
-            ) from exc
+        except Exception as exc:  # alerted here (with its traceback), so after_sync stays False
+            self._unexpected(exc, f"building the session on {self._host}:{self._port}")
+            raise _AttemptFailed(f"building the session raised {_describe(exc)}") from exc
         self._generation += 1
         return Session(
             generation=self._generation,
@@ -393,8 +391,8 @@ class Supervisor:
         return head + (
             "Check that TWS / IB Gateway is running with the API enabled on that port "
             "(Configure > API > Settings: 'Enable ActiveX and Socket Clients', socket port; "
-            "7497 TWS paper, 7496 TWS live, 4002 / 4001 Gateway) and that 127.0.0.1 is a "
-            "trusted IP, or set reconnect_attempts=0 to wait for it."
+            "7497 TWS paper, 7496 TWS live, 4002 / 4001 Gateway) and that this machine is a "
+            "trusted IP there, or set reconnect_attempts=0 to wait for it."
         )
 
     def _after_failure(self, failure: _AttemptFailed) -> None:
