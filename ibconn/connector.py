@@ -128,9 +128,11 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
     async def connect(self) -> None:
         """Connect and start the supervisor.
 
-        Retries with exponential backoff up to ``reconnect_attempts`` times and
-        returns once the session is up and every service has resynced.
-        Raises :class:`~ibconn.errors.ConnectError` when every attempt failed.
+        Makes up to ``reconnect_attempts`` quick tries (backoff from
+        ``connect_retry_interval``) and returns once the session is up and every
+        service has resynced. Raises :class:`~ibconn.errors.ConnectError`, with
+        advice for the cause, when every try failed. Once up, a lost session is
+        reconnected forever (CRITICAL alerts meanwhile) until :meth:`disconnect`.
         """
         await self._supervisor.start()
         if self._settings.tune_gc and not self._gc_tuned:  # opt-in, process-wide

@@ -162,7 +162,8 @@ class Supervisor:
         """Connect (retrying per settings) and start supervising.
 
         Returns once the first session is established and every service has
-        resynced; raises :class:`ConnectError` if every attempt failed.
+        resynced; raises :class:`ConnectError` if every attempt failed (only the
+        first connect gives up: a session that was up is reconnected forever).
         """
         if self._task is not None and not self._task.done():
             await self.wait_connected(None)
@@ -200,7 +201,7 @@ class Supervisor:
         """Wait until the state is ``CONNECTED``.
 
         Raises :class:`RequestTimeoutError` after ``timeout`` seconds,
-        :class:`ConnectError` if the supervisor gives up, and
+        :class:`ConnectError` if the first connect gives up, and
         :class:`NotConnectedError` if the connector is closed or was never started.
         """
         if self._state is ConnectionState.CONNECTED:
