@@ -16,7 +16,15 @@ import orders_helpers
 import pytest
 from ib_async import IB
 
-from ibconn import ConnectError, ConnectionState, IBConnector, Service, Session
+from ibconn import (
+    ConfigError,
+    ConnectError,
+    ConnectionState,
+    ConnectorSettings,
+    IBConnector,
+    Service,
+    Session,
+)
 from ibconn.alerts import Alert
 from ibconn.codes import Severity
 from ibconn.models import StatusKind, StreamStatus
@@ -323,3 +331,20 @@ async def test_1300_naming_a_dead_port_falls_back_to_the_configured_port(
         assert connector.supervisor.port == gw.port
         # one try of the announced port, then back to the configured one
         assert connector.supervisor.connect_attempts <= 4
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("reconnect_alert_every", 0), ("connect_retry_interval", 0), ("connect_retry_interval", -1)],
+)
+def test_the_giving_up_settings_refuse_bad_values(key: str, value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        ConnectorSettings(**{key: value})
+    assert info.value.key == key
+
+
+def test_the_giving_up_settings_defaults() -> None:
+    settings = ConnectorSettings()
+    assert settings.reconnect_attempts == 5
+    assert settings.connect_retry_interval == 0.25
+    assert settings.reconnect_alert_every == 10
