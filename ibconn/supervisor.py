@@ -245,9 +245,9 @@ class Supervisor:
                     if error is not exc:
                         self._pacer.link_lost("the first connect failed")
                         await self._close_quietly(ib)
-                    self._give_up(error)
                     if not ready.done():
                         ready.set_exception(error)
+                    self._give_up(error)
                     return
                 # after the attempt succeeded (resync hooks, state change): still not the end
                 self._unexpected(exc, "starting the new session")
