@@ -1,5 +1,6 @@
 """Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``;
-``nox -s bench`` (not run by default) runs the benchmarks of ``docs/benchmarks.md``."""
+``nox -s bench`` (not run by default) runs the benchmarks of ``docs/benchmarks.md``;
+``nox -s clients`` (not run by default) runs foreign TWS clients against the simulator."""
 
 from __future__ import annotations
 
@@ -63,3 +64,14 @@ def bench(session: nox.Session) -> None:
         "process",
         *(["--orders", "100", "--rounds", "1"] if quick else ["--orders", "300", "--rounds", "3"]),
     )
+
+
+@nox.session
+def clients(session: nox.Session) -> None:
+    """Foreign TWS clients (ib_insync 0.9.86, ib_async 2.1, ibapi 10.50.2 and ibapi capped
+    at version 176), each in its own virtualenv under ``.clients-venvs/``, run the same
+    flows against ``python -m ibconn sim``; prints the client x flow table
+    (docs/simulator.md) and fails on any failed flow. ``-- --only ib_insync`` picks clients.
+    """
+    session.install("-e", ".")
+    session.run("python", "clients/run.py", *session.posargs)

@@ -20,10 +20,11 @@ from ibconn.sim.gateway import (
 )
 from ibconn.sim.instruments import DEFAULT_INSTRUMENTS, Instrument, InstrumentBook
 from ibconn.sim.prices import BlastResult, Market, Quote
-from ibconn.sim.protocol import SERVER_VERSION
+from ibconn.sim.protocol import MIN_SERVER_VERSION, SERVER_VERSION
 
 __all__ = [
     "DEFAULT_INSTRUMENTS",
+    "MIN_SERVER_VERSION",
     "SERVER_VERSION",
     "BlastResult",
     "Broker",

@@ -35,7 +35,10 @@ from ibconn.sim.protocol import FieldReader, Handler, In, RequestParseError
 if TYPE_CHECKING:
     from ibconn.sim.gateway import ClientSession, SimulatedGateway
 
-__all__ = ["broker_handlers", "create_broker"]
+__all__ = ["MISSING_EXCHANGE_TEXT", "broker_handlers", "create_broker"]
+
+MISSING_EXCHANGE_TEXT = "Error validating request.-'bF' : cause - Missing order exchange."
+"""TWS's error 321 text for a placeOrder whose contract has no exchange."""
 
 
 def create_broker(gateway: SimulatedGateway) -> GatewayBroker:
@@ -91,12 +94,16 @@ def _no_answer(gw: SimulatedGateway, session: ClientSession, fields: list[str]) 
 
 def _place_order(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
     try:
-        request = om.parse_place_order(fields)
+        request = om.parse_place_order(fields, version=session.server_version)
     except ValueError as exc:
         raise RequestParseError(f"placeOrder: {exc}") from None
     broker = _broker(gw)
     cid = _client_id(session)
     gw.observe_order_id(request.order_id)
+    if not request.exchange:
+        # TWS validates the order before it looks the security up.
+        session.send_error(request.order_id, 321, MISSING_EXCHANGE_TEXT)
+        return
     if not broker.read_only:
         spec = FieldReader(fields, start=2).read_contract()
         inst = gw.resolve_contract(session, request.order_id, spec)
@@ -106,7 +113,9 @@ def _place_order(gw: SimulatedGateway, session: ClientSession, fields: list[str]
     if request.what_if:
         preview = broker.what_if(cid, request)
         if preview is not None:
-            session.send(*om.open_order_fields(preview.order, preview))
+            session.send(
+                *om.open_order_fields(preview.order, preview, version=session.server_version)
+            )
         return
     broker.place_order(cid, request)
 
@@ -120,7 +129,7 @@ def _cancel_order(gw: SimulatedGateway, session: ClientSession, fields: list[str
 
 def _send_open_orders(session: ClientSession, broker: GatewayBroker, client_id: int | None) -> None:
     for order in broker.open_orders(client_id):
-        session.send(*om.open_order_fields(order))
+        session.send(*om.open_order_fields(order, version=session.server_version))
         session.send(*om.order_status_fields(order))
     session.send(*om.open_order_end_fields())
 
@@ -155,7 +164,7 @@ def _req_global_cancel(gw: SimulatedGateway, session: ClientSession, fields: lis
 
 def _req_completed_orders(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
     for order in _broker(gw).completed_orders():
-        session.send(*om.completed_order_fields(order))
+        session.send(*om.completed_order_fields(order, version=session.server_version))
     session.send(*om.completed_orders_end_fields())
 
 
@@ -164,7 +173,7 @@ def _req_executions(gw: SimulatedGateway, session: ClientSession, fields: list[s
     cid = _client_id(session)
     broker = _broker(gw)
     for ex in broker.find_executions(filt, client_id=None if cid == 0 else cid):
-        session.send(*om.exec_details_fields(ex, req_id))
+        session.send(*om.exec_details_fields(ex, req_id, version=session.server_version))
         session.send(*om.commission_report_fields(ex))
     session.send(*om.exec_details_end_fields(req_id))
 

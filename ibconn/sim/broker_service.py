@@ -258,15 +258,21 @@ class GatewayBroker(Broker):
 
     def _route(self, event: BrokerEvent) -> None:
         if isinstance(event, OpenOrderEvent):
-            self._send_order(event.order.client_id, om.open_order_fields(event.order))
+            order = event.order
+            self._send_order(
+                order.client_id, lambda version: om.open_order_fields(order, version=version)
+            )
         elif isinstance(event, OrderStatusEvent):
-            self._send_order(event.order.client_id, om.order_status_fields(event.order))
+            status = om.order_status_fields(event.order)
+            self._send_order(event.order.client_id, lambda _version: status)
         elif isinstance(event, ExecutionEvent):
             ex = event.execution
-            self._send_order(ex.client_id, om.exec_details_fields(ex, -1))
+            self._send_order(
+                ex.client_id, lambda version: om.exec_details_fields(ex, -1, version=version)
+            )
         elif isinstance(event, CommissionEvent):
-            ex = event.execution
-            self._send_order(ex.client_id, om.commission_report_fields(ex))
+            report = om.commission_report_fields(event.execution)
+            self._send_order(event.execution.client_id, lambda _version: report)
         elif isinstance(event, PositionEvent):
             pos = event.position
             fields = om.position_fields(pos)
@@ -284,8 +290,14 @@ class GatewayBroker(Broker):
             if target is not None:
                 target.send_error(event.order_id, event.code, event.message, event.advanced)
 
-    def _send_order(self, client_id: int, fields: list[str]) -> None:
+    def _send_order(self, client_id: int, encode: Callable[[int], list[str]]) -> None:
+        """Send ``encode(version)`` to the order's client(s), each in its negotiated layout."""
+        by_version: dict[int, list[str]] = {}
         for session in self._order_targets(client_id):
+            version = session.server_version
+            fields = by_version.get(version)
+            if fields is None:
+                fields = by_version[version] = encode(version)
             session.send(*fields)
 
     # ------------------------------------------------------------------ positions

@@ -4,7 +4,7 @@
 handshake (``API\\0``, version range, startApi), enforces what TWS enforces
 (message rate, one session per client id, well-formed requests) and routes
 each request to a handler. Handlers live in three places: this module
-(contract details, market rules, ids, time, accounts), ``market_data.py``
+(contract details, option chains, market rules, ids, time, accounts), ``market_data.py``
 (quotes, ticks, bars, history) and ``broker_handlers.py`` (orders, positions,
 account: the boundary with the broker).
 
@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from ibconn.logs import get_logger
+from ibconn.sim import versions
 from ibconn.sim.clock import SimClock
 from ibconn.sim.config import SimConfig
 from ibconn.sim.instruments import Instrument, InstrumentBook, market_rules
@@ -40,6 +41,7 @@ from ibconn.sim.prices import BlastResult, Market, Quote
 from ibconn.sim.protocol import (
     API_PREFIX,
     KNOWN_REQUEST_IDS,
+    MIN_SERVER_VERSION,
     SERVER_VERSION,
     TWS_ERROR_TEXTS,
     ContractSpec,
@@ -53,6 +55,7 @@ from ibconn.sim.protocol import (
     RequestParseError,
     decode_fields,
     encode_message,
+    error_message_fields,
     parse_version_range,
     req_id_of,
 )
@@ -210,8 +213,10 @@ class ClientSession:
         return True
 
     def send_error(self, req_id: int, code: int, text: str, advanced_reject: str = "") -> bool:
-        """Send an error/notice message (4): ``4|2|reqId|code|text|advancedOrderRejectJson``."""
-        sent = self.send(Out.ERR_MSG, 2, req_id, code, text, advanced_reject)
+        """Send an error/notice message (4) in the layout of the negotiated version."""
+        sent = self.send(
+            *error_message_fields(self.server_version, req_id, code, text, advanced_reject)
+        )
         if sent:
             self.errors_sent += 1
         return sent
@@ -283,7 +288,7 @@ class ClientSession:
 
 
 class SimulatedGateway:
-    """A TWS / IB Gateway simulator speaking the real socket protocol (server version 178).
+    """A TWS / IB Gateway simulator speaking the real socket protocol (server versions 157-178).
 
     ``async with SimulatedGateway(port=0) as gw:`` starts it on a free port
     (``gw.port``); ``seed`` overrides ``config.seed`` when given.
@@ -353,6 +358,7 @@ class SimulatedGateway:
             In.REQ_CURRENT_TIME: _req_current_time,
             In.REQ_MANAGED_ACCTS: _req_managed_accounts,
             In.REQ_MARKET_RULE: _req_market_rule,
+            In.REQ_SEC_DEF_OPT_PARAMS: _req_sec_def_opt_params,
             In.SET_SERVER_LOGLEVEL: _ignore,
         }
         table.update(self.market_data.handlers())
@@ -704,15 +710,10 @@ class SimulatedGateway:
         text = payload.decode("ascii", errors="replace").strip("\0")
         low, high, options = parse_version_range(text)
         chosen = min(SERVER_VERSION, high)
-        if chosen < low:
-            raise ProtocolError(f"client wants versions {low}..{high}; we speak {SERVER_VERSION}")
-        if chosen < SERVER_VERSION:
-            _log.warning(
-                "client {}:{} supports at most version {}; the simulator only sends "
-                "version-{} layouts",
-                *session.peer,
-                chosen,
-                SERVER_VERSION,
+        if chosen < low or chosen < MIN_SERVER_VERSION:
+            raise ProtocolError(
+                f"client wants versions {low}..{high}; "
+                f"we speak {MIN_SERVER_VERSION}..{SERVER_VERSION}"
             )
         session.server_version = chosen
         session.optional_capabilities = options
@@ -972,6 +973,41 @@ def _req_market_rule(gw: SimulatedGateway, session: ClientSession, fields: list[
     session.send(*out)
 
 
+def _req_sec_def_opt_params(
+    gw: SimulatedGateway, session: ClientSession, fields: list[str]
+) -> None:
+    """reqSecDefOptParams (78): ``78|reqId|underlyingSymbol|futFopExchange|underlyingSecType|
+    underlyingConId`` → one 75 per exchange of the chain, then 76 (nothing for an unknown
+    underlying)."""
+    reader = FieldReader(fields)
+    req_id = reader.read_int("reqId")
+    symbol = reader.read_str("underlyingSymbol").strip().upper()
+    reader.read_str("futFopExchange")
+    reader.read_str("underlyingSecType")
+    under_con_id = reader.read_opt_int("underlyingConId", 0) or 0
+    chain = [
+        inst
+        for inst in gw.book
+        if inst.sec_type == "OPT"
+        and inst.symbol.upper() == symbol
+        and (not under_con_id or inst.under_con_id == under_con_id)
+    ]
+    by_class: dict[tuple[str, int, str], list[Instrument]] = {}
+    for inst in chain:
+        key = (inst.trading_class, inst.under_con_id, inst.multiplier_text)
+        by_class.setdefault(key, []).append(inst)
+    for (trading_class, con_id, multiplier), options in by_class.items():
+        expiries = sorted({o.last_trade_date for o in options})
+        strikes = sorted({o.strike for o in options})
+        exchanges = [e for e in options[0].valid_exchanges.split(",") if e]
+        for exchange in exchanges:
+            session.send(
+                Out.SECURITY_DEFINITION_OPTION_PARAMETER, req_id, exchange, con_id,
+                trading_class, multiplier, len(expiries), *expiries, len(strikes), *strikes,
+            )  # fmt: skip
+    session.send(Out.SECURITY_DEFINITION_OPTION_PARAMETER_END, req_id)
+
+
 def _req_contract_details(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
     reader = FieldReader(fields)
     reader.read_int("version")
@@ -981,24 +1017,48 @@ def _req_contract_details(gw: SimulatedGateway, session: ClientSession, fields: 
     if not matches:
         session.send_error(req_id, 200, error_text(200))
         return
+    now = gw.clock.time()
     for inst in matches:
-        session.send(*contract_details_fields(req_id, inst, spec.exchange))
+        session.send(
+            *contract_details_fields(
+                req_id, inst, spec.exchange, version=session.server_version, now=now
+            )
+        )
     session.send(Out.CONTRACT_DATA_END, 1, req_id)
 
 
-def contract_details_fields(req_id: int, inst: Instrument, exchange: str = "") -> list[object]:
-    """Message 10 (contractData, no version field at 178) for ``inst``."""
+def contract_details_fields(
+    req_id: int,
+    inst: Instrument,
+    exchange: str = "",
+    *,
+    version: int = SERVER_VERSION,
+    now: float | None = None,
+) -> list[object]:
+    """contractData (10) for ``inst`` at ``version``; hours start at the date of ``now``.
+
+    Below 164 the message carries a version field (8) and the obsolete
+    ``mdSizeMultiplier``, at exactly 163 a ``sizeMinTick``, from 164 ``minSize``,
+    ``sizeIncrement`` and ``suggestedSizeIncrement``. ``secIdList`` holds the ISIN
+    of instruments that have one (stocks and ETFs).
+    """
     valid = [e for e in inst.valid_exchanges.split(",") if e]
     rule_ids = ",".join(str(inst.market_rule_id) for _ in valid) or str(inst.market_rule_id)
     is_future = inst.sec_type == "FUT"
-    return [
-        Out.CONTRACT_DATA,
+    is_option = inst.sec_type == "OPT"  # on a stock or ETF
+    trading_hours, liquid_hours = inst.hours(time.time() if now is None else now)
+    sec_ids: list[object] = [1, "ISIN", inst.isin] if inst.isin else [0]
+    old = version < versions.SIZE_RULES
+    out: list[object] = [Out.CONTRACT_DATA]
+    if old:
+        out.append(8)
+    out += [
         req_id,
         inst.symbol,
         inst.sec_type,
         inst.last_trade_date,
-        0.0,
-        "",
+        inst.strike,
+        inst.right,
         exchange or inst.exchange,
         inst.currency,
         inst.local_symbol,
@@ -1006,30 +1066,36 @@ def contract_details_fields(req_id: int, inst: Instrument, exchange: str = "") -
         inst.trading_class,
         inst.con_id,
         inst.min_tick,
+    ]
+    if old:
+        out.append(1)  # mdSizeMultiplier
+    out += [
         inst.multiplier_text,
         inst.order_types,
         inst.valid_exchanges,
         1,  # priceMagnifier
-        0,  # underConId
+        inst.under_con_id,  # underConId
         inst.long_name,
         inst.primary_exchange,
-        inst.last_trade_date[:6] if is_future else "",  # contractMonth
+        inst.last_trade_date[:6] if is_future or is_option else "",  # contractMonth
         inst.industry,
         inst.category,
         inst.subcategory,
         inst.time_zone,
-        inst.trading_hours,
-        inst.liquid_hours,
+        trading_hours,
+        liquid_hours,
         "",  # evRule
         "",  # evMultiplier
-        0,  # secIdList count
+        *sec_ids,
         1,  # aggGroup
-        inst.symbol if is_future else "",  # underSymbol
-        "IND" if is_future else "",  # underSecType
+        inst.symbol if is_future or is_option else "",  # underSymbol
+        "IND" if is_future else ("STK" if is_option else ""),  # underSecType
         rule_ids,
-        inst.last_trade_date if is_future else "",  # realExpirationDate
+        inst.last_trade_date if is_future or is_option else "",  # realExpirationDate
         inst.stock_type,
-        inst.min_size,
-        inst.size_increment,
-        inst.size_increment,  # suggestedSizeIncrement
     ]
+    if version == versions.FRACTIONAL_SIZE_SUPPORT:
+        out.append(inst.size_increment)  # sizeMinTick
+    elif not old:
+        out += [inst.min_size, inst.size_increment, inst.size_increment]
+    return out

@@ -47,6 +47,7 @@ from ibconn.sim.history import (
     parse_end_time,
 )
 from ibconn.sim.instruments import Instrument
+from ibconn.sim.options import Greeks
 from ibconn.sim.prices import Change, Quote
 from ibconn.sim.protocol import FieldReader, Handler, In, Out, format_float
 
@@ -73,6 +74,9 @@ class TickType:
     VOLUME = 8
     CLOSE = 9
     OPEN = 14
+    BID_OPTION = 10
+    ASK_OPTION = 11
+    MODEL_OPTION = 13
     LAST_TIMESTAMP = 45
 
 
@@ -130,6 +134,16 @@ def tick_string(req_id: int, tick_type: int, value: str) -> bytes:
     return _frame(f"46\x006\x00{req_id}\x00{tick_type}\x00{value}\x00")
 
 
+def tick_option_computation(req_id: int, tick_type: int, greeks: Greeks, price: float) -> bytes:
+    """tickOptionComputation (21), no version field (156+):
+    ``21|reqId|tickType|tickAttrib|impliedVol|delta|optPrice|pvDividend|gamma|vega|theta|undPrice``
+    (tickAttrib 1: price-based volatility)."""
+    values = (greeks.implied_vol, greeks.delta, price, 0.0, greeks.gamma, greeks.vega,
+              greeks.theta, greeks.und_price)  # fmt: skip
+    text = "\x00".join(format_float(round(v, 8)) for v in values)
+    return _frame(f"21\x00{req_id}\x00{tick_type}\x001\x00{text}\x00")
+
+
 # --------------------------------------------------------------------------- subscriptions
 
 
@@ -180,6 +194,7 @@ class _MktDataSub(_Sub):
         self.delayed = delayed
         self.t = DELAYED_TICK_TYPES if delayed else {k: k for k in DELAYED_TICK_TYPES}
         self.trades = inst.sec_type != "CASH"
+        self.option = inst.sec_type == "OPT"
 
     def snapshot_frames(self, quote: Quote) -> list[bytes]:
         r, t = self.req_id, self.t
@@ -203,7 +218,21 @@ class _MktDataSub(_Sub):
         ]
         if self.trades and not math.isnan(quote.last):
             frames.append(tick_string(r, t[TickType.LAST_TIMESTAMP], str(int(quote.last_time))))
-        return frames
+        return frames + self._option_frames(quote)
+
+    def _option_frames(self, quote: Quote) -> list[bytes]:
+        """An option's computations at the bid, ask and model price (model volatility)."""
+        greeks = self.service.gw.market.greeks(self.inst.con_id) if self.option else None
+        if greeks is None:
+            return []
+        r, delayed = self.req_id, self.delayed
+        return [
+            tick_option_computation(r, 80 if delayed else TickType.BID_OPTION, greeks, quote.bid),
+            tick_option_computation(r, 81 if delayed else TickType.ASK_OPTION, greeks, quote.ask),
+            tick_option_computation(
+                r, 83 if delayed else TickType.MODEL_OPTION, greeks, greeks.price
+            ),
+        ]
 
     def on_quote(self, quote: Quote) -> None:
         if quote.fast:
@@ -227,6 +256,8 @@ class _MktDataSub(_Sub):
             frames.append(tick_price(r, t[TickType.HIGH], quote.high, 0))
         if changes & Change.LOW:
             frames.append(tick_price(r, t[TickType.LOW], quote.low, 0))
+        if self.option:
+            frames += self._option_frames(quote)
         self.emit(frames)
 
     def _fast_frame(self, quote: Quote) -> bytes:

@@ -1,10 +1,12 @@
 """Wire encoders and request parsers for orders, executions, positions and accounts.
 
-Encoders turn broker objects into the exact field lists TWS sends at server
-version 178 (the message id first, every field already text), ready for
-``ClientSession.send(*fields)``. Parsers read the order-related requests
-(placeOrder 3, reqExecutions 7) into broker objects, accepting both clients'
-"unset" conventions.
+Encoders turn broker objects into the exact field lists TWS sends (the message
+id first, every field already text), ready for ``ClientSession.send(*fields)``.
+Those whose layout changes between :data:`~ibconn.sim.versions.MIN_SERVER_VERSION`
+and 178 take the session's negotiated ``version`` (default 178) and decide
+each version-dependent field here, in one place per message. Parsers read the
+order-related requests (placeOrder 3, reqExecutions 7) into broker objects,
+accepting both clients' "unset" conventions.
 
 Layouts follow ``tws-protocol.md`` §5 and the two clients' decoders
 (``ib_async/decoder.py``, ``ibapi/decoder.py`` + ``orderdecoder.py``).
@@ -25,6 +27,16 @@ from ibconn.sim.broker import (
     SimOrder,
 )
 from ibconn.sim.instruments import Instrument
+from ibconn.sim.protocol import error_message_fields
+from ibconn.sim.versions import (
+    AUTO_CANCEL_PARENT,
+    DURATION,
+    FA_PROFILE_DESUPPORT,
+    PEGBEST_PEGMID_OFFSETS,
+    PENDING_PRICE_REVISION,
+    POST_TO_ATS,
+    SERVER_VERSION,
+)
 
 __all__ = [
     "UNSET_DOUBLE_TEXT",
@@ -104,8 +116,8 @@ def _contract11(inst: Instrument, exchange: str) -> list[str]:
         inst.symbol,
         inst.sec_type,
         inst.last_trade_date,
-        "0",
-        "",
+        num(inst.strike),
+        inst.right,
         inst.multiplier_text,
         exchange,
         inst.currency,
@@ -142,8 +154,20 @@ def order_status_fields(order: SimOrder) -> list[str]:
     ]
 
 
-def open_order_fields(order: SimOrder, preview: OrderPreview | None = None) -> list[str]:
-    """openOrder (5) at 178 (§5.3); with ``preview`` a what-if answer (whatIf=1)."""
+def _fa_params(version: int) -> list[str]:
+    """faGroup, faMethod, faPercentage and, below 177, the deprecated faProfile."""
+    return ["", "", ""] if version >= FA_PROFILE_DESUPPORT else ["", "", "", ""]
+
+
+def _peg_offsets(version: int) -> list[str]:
+    """minTradeQty .. midOffsetAtHalf (from 170)."""
+    return [""] * 5 if version >= PEGBEST_PEGMID_OFFSETS else []
+
+
+def open_order_fields(
+    order: SimOrder, preview: OrderPreview | None = None, *, version: int = SERVER_VERSION
+) -> list[str]:
+    """openOrder (5) at ``version`` (§5.3); with ``preview`` a what-if answer (whatIf=1)."""
     inst = order.instrument
     f: list[str] = ["5", str(order.order_id)]
     f += _contract11(inst, order.exchange or inst.exchange)
@@ -166,9 +190,7 @@ def open_order_fields(order: SimOrder, preview: OrderPreview | None = None) -> l
         "0",  # discretionaryAmt
         order.good_after_time,
         "",  # sharesAllocation (deprecated)
-        "",  # faGroup
-        "",  # faMethod
-        "",  # faPercentage
+        *_fa_params(version),
         "",  # modelCode
         order.good_till_date,
         "",  # rule80A
@@ -262,15 +284,14 @@ def open_order_fields(order: SimOrder, preview: OrderPreview | None = None) -> l
         "0",  # isOmsContainer
         "0",  # discretionaryUpToLimitPrice
         "0",  # usePriceMgmtAlgo
-        "",  # duration
-        "",  # postToAts
-        "0",  # autoCancelParent
-        "",  # minTradeQty
-        "",  # minCompeteSize
-        "",  # competeAgainstBestOffset
-        "",  # midOffsetAtWhole
-        "",  # midOffsetAtHalf
     ]
+    if version >= DURATION:
+        f.append("")  # duration
+    if version >= POST_TO_ATS:
+        f.append("")  # postToAts
+    if version >= AUTO_CANCEL_PARENT:
+        f.append("0")  # autoCancelParent
+    f += _peg_offsets(version)
     return f
 
 
@@ -279,8 +300,8 @@ def open_order_end_fields() -> list[str]:
     return ["53", "1"]
 
 
-def completed_order_fields(order: SimOrder) -> list[str]:
-    """completedOrder (101) at 178 (no order id; status and completed time/status)."""
+def completed_order_fields(order: SimOrder, *, version: int = SERVER_VERSION) -> list[str]:
+    """completedOrder (101) at ``version`` (no order id; status and completed time/status)."""
     inst = order.instrument
     f: list[str] = ["101"]
     f += _contract11(inst, order.exchange or inst.exchange)
@@ -301,9 +322,7 @@ def completed_order_fields(order: SimOrder) -> list[str]:
         _bool(order.hidden),
         "0",  # discretionaryAmt
         order.good_after_time,
-        "",  # faGroup
-        "",  # faMethod
-        "",  # faPercentage
+        *_fa_params(version),
         "",  # modelCode
         order.good_till_date,
         "",  # rule80A
@@ -364,11 +383,7 @@ def completed_order_fields(order: SimOrder) -> list[str]:
         str(order.parent_perm_id),
         format_exec_time(order.completed_time) if order.completed_time else "",
         order.completed_status,
-        "",  # minTradeQty
-        "",  # minCompeteSize
-        "",  # competeAgainstBestOffset
-        "",  # midOffsetAtWhole
-        "",  # midOffsetAtHalf
+        *_peg_offsets(version),
     ]
     return f
 
@@ -378,16 +393,22 @@ def completed_orders_end_fields() -> list[str]:
     return ["102"]
 
 
-def error_fields(req_id: int, code: int, message: str, advanced: str = "") -> list[str]:
-    """error (4) v=2 with the advanced-reject JSON field (178 has no error time)."""
-    return ["4", "2", str(req_id), str(code), message, advanced]
+def error_fields(
+    req_id: int, code: int, message: str, advanced: str = "", *, version: int = SERVER_VERSION
+) -> list[str]:
+    """error (4) v=2 at ``version`` (the advanced-reject JSON field from 166)."""
+    return [str(f) for f in error_message_fields(version, req_id, code, message, advanced)]
 
 
 # ---------------------------------------------------------------------------- executions
 
 
-def exec_details_fields(ex: SimExecution, req_id: int = -1) -> list[str]:
-    """execDetails (11), no version at 178; ``req_id`` -1 for a live fill."""
+def exec_details_fields(
+    ex: SimExecution, req_id: int = -1, *, version: int = SERVER_VERSION
+) -> list[str]:
+    """execDetails (11), no version field; ``req_id`` -1 for a live fill.
+
+    ``pendingPriceRevision`` ends the message from 178 only."""
     inst = ex.instrument
     f: list[str] = ["11", str(req_id), str(ex.order_id)]
     f += _contract11(inst, ex.exchange)
@@ -409,8 +430,9 @@ def exec_details_fields(ex: SimExecution, req_id: int = -1) -> list[str]:
         "",  # evMultiplier
         "",  # modelCode
         str(ex.last_liquidity),
-        "0",  # pendingPriceRevision
     ]
+    if version >= PENDING_PRICE_REVISION:
+        f.append("0")  # pendingPriceRevision
     return f
 
 
@@ -485,8 +507,8 @@ def portfolio_fields(pos: PositionSnapshot) -> list[str]:
         inst.symbol,
         inst.sec_type,
         inst.last_trade_date,
-        "0",
-        "",
+        num(inst.strike),
+        inst.right,
         inst.multiplier_text,
         inst.primary_exchange,
         inst.currency,
@@ -621,13 +643,15 @@ def _flag(text: str, default: bool = False) -> bool:
     return text in {"1", "true"}
 
 
-def parse_place_order(fields: Sequence[str]) -> OrderRequest:
-    """Read placeOrder (3) at 178 into an :class:`OrderRequest`.
+def parse_place_order(fields: Sequence[str], *, version: int = SERVER_VERSION) -> OrderRequest:
+    """Read placeOrder (3), as a client at ``version`` sends it, into an :class:`OrderRequest`.
 
     Fields 1-34 are read by position; the rest is walked (BAG legs,
     delta-neutral, scale, hedge, delta-neutral contract and algo blocks are
     skipped) to find goodAfterTime/goodTillDate, ocaType, trailStopPrice,
-    trailingPercent and whatIf. Raises ``ValueError`` for a malformed request.
+    trailingPercent and whatIf. Below 177 the deprecated ``faProfile`` follows
+    ``faPercentage``. The fields after whatIf (duration, postToAts, ... from
+    158-170) are not read. Raises ``ValueError`` for a malformed request.
     """
     if len(fields) < 35 or _text(fields, 0) != "3":
         raise ValueError(f"placeOrder needs at least 35 fields, got {len(fields)}")
@@ -667,15 +691,16 @@ def parse_place_order(fields: Sequence[str]) -> OrderRequest:
         i += 1 + order_legs
         params = _opt_int(_text(fields, i))
         i += 1 + 2 * params
-    # i: sharesAllocation, discretionaryAmt, goodAfterTime, goodTillDate, FA x3, modelCode,
-    # shortSaleSlot, designatedLocation, exemptCode, ocaType
+    # i: sharesAllocation, discretionaryAmt, goodAfterTime, goodTillDate, FA x3 (x4 with
+    # faProfile below 177), modelCode, shortSaleSlot, designatedLocation, exemptCode, ocaType
+    fa_profile = 1 if version < FA_PROFILE_DESUPPORT else 0
     req.good_after_time = _text(fields, i + 2)
     req.good_till_date = _text(fields, i + 3)
-    req.oca_type = _opt_int(_text(fields, i + 11))
+    req.oca_type = _opt_int(_text(fields, i + 11 + fa_profile))
     # ocaType +1: rule80A settlingFirm allOrNone minQty percentOffset eTradeOnly firmQuoteOnly
     # nbboPriceCap auctionStrategy startingPrice stockRefPrice delta stockRangeLower/Upper
     # overridePercentageConstraints volatility volatilityType deltaNeutralOrderType
-    i += 12 + 17
+    i += 12 + fa_profile + 17
     dn_type = _text(fields, i)
     i += 2  # deltaNeutralOrderType, deltaNeutralAuxPrice
     if dn_type:

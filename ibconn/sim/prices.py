@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import math
 import random
 import time
 from collections.abc import Callable, Collection, Iterable
@@ -40,6 +41,7 @@ from ibconn.logs import get_logger
 from ibconn.sim.clock import SimClock
 from ibconn.sim.config import SimConfig
 from ibconn.sim.instruments import Instrument, InstrumentBook
+from ibconn.sim.options import Greeks, price_option
 
 __all__ = [
     "BlastResult",
@@ -57,6 +59,9 @@ __all__ = [
 _log = get_logger("sim")
 
 _MAX_MODE_BATCH = 128
+OPTION_REPRICE_INTERVAL = 0.1
+"""Real seconds between two automatic re-pricings of one underlying's options (manual
+``step``/``set_price`` re-price at once)."""
 _COLD_INTERVAL = 0.25
 
 
@@ -340,12 +345,24 @@ class Market:
         now = self.clock.time()
         self._walks: dict[int, RandomWalk] = {}
         self._quotes: dict[int, Quote] = {}
+        self._options: dict[int, list[Instrument]] = {}
+        """Options priced from each underlying's quotes, by the underlying's conId."""
+        self._greeks: dict[int, Greeks] = {}
+        self._repriced: dict[int, float] = {}
+        """``time.monotonic()`` of each underlying's last option re-pricing."""
         for inst in self.book:
+            if inst.sec_type == "OPT" and self.book.by_con_id(inst.under_con_id) is not None:
+                self._options.setdefault(inst.under_con_id, []).append(inst)
+                continue
             walk = RandomWalk(
                 inst, config.start_price_of(inst), self.seed, config.trade_probability
             )
             self._walks[inst.con_id] = walk
             self._quotes[inst.con_id] = walk.initial_quote(now)
+        for under_con_id, options in self._options.items():
+            under = self._quotes[under_con_id]
+            for option in options:
+                self._quotes[option.con_id] = self._option_quote(option, under.mid, now)
         self._listeners: list[QuoteListener] = []
         self._paused = False
         self._resumed = asyncio.Event()
@@ -374,6 +391,48 @@ class Market:
         """The price process of an instrument."""
         return self._walks[self.book.resolve(symbol_or_con_id).con_id]
 
+    def greeks(self, con_id: int) -> Greeks | None:
+        """The model figures of an option priced from its underlying (``None`` otherwise)."""
+        return self._greeks.get(con_id)
+
+    def _option_quote(self, option: Instrument, und_price: float, now: float) -> Quote:
+        bid, ask, greeks = price_option(option, und_price, now)
+        self._greeks[option.con_id] = greeks
+        mid = round((bid + ask) / 2, 4)
+        return Quote(
+            con_id=option.con_id, bid=bid, ask=ask, last=float("nan"), bid_size=10.0,
+            ask_size=10.0, last_size=0.0, volume=0.0, open=mid, high=mid, low=mid, close=mid,
+            time=now, last_time=now,
+        )  # fmt: skip
+
+    def _reprice_options(self, under: Instrument, quote: Quote) -> None:
+        now = self.clock.time()
+        reference = quote.mid if quote.bid > 0 and quote.ask > 0 else quote.last
+        for option in self._options[under.con_id]:
+            current = self._quotes[option.con_id]
+            bid, ask, greeks = price_option(option, reference, now)
+            self._greeks[option.con_id] = greeks
+            changes = Change.NONE
+            if bid != current.bid:
+                changes |= Change.BID
+            if ask != current.ask:
+                changes |= Change.ASK
+            if not changes:
+                continue
+            current.bid, current.ask = bid, ask
+            mid = (bid + ask) / 2
+            if mid > current.high:
+                current.high = mid
+                changes |= Change.HIGH
+            if mid < current.low:
+                current.low = mid
+                changes |= Change.LOW
+            current.time = now
+            current.changes = changes
+            current.seq += 1
+            current.fast = False
+            self._notify(option, current)
+
     @property
     def paused(self) -> bool:
         """True while automatic price updates are paused."""
@@ -396,6 +455,11 @@ class Market:
                 listener(inst, quote)
             except Exception:
                 _log.exception("quote listener {} failed for {}", listener, inst.display_name)
+        if not quote.fast and inst.con_id in self._options:
+            now = time.monotonic()
+            if now - self._repriced.get(inst.con_id, -math.inf) >= OPTION_REPRICE_INTERVAL:
+                self._repriced[inst.con_id] = now
+                self._reprice_options(inst, quote)
 
     # ----------------------------------------------------------------- changes
 
@@ -405,10 +469,15 @@ class Market:
         Works while paused: it is the manual way to move prices.
         """
         targets = (
-            list(self.book) if symbol_or_con_id is None else [self.book.resolve(symbol_or_con_id)]
+            [i for i in self.book if i.con_id in self._walks]
+            if symbol_or_con_id is None
+            else [self.book.resolve(symbol_or_con_id)]
         )
+        if any(i.con_id not in self._walks for i in targets):
+            raise ValueError("options move with their underlying; step the underlying")
         for _ in range(count):
             for inst in targets:
+                self._repriced.pop(inst.con_id, None)  # manual moves re-price options at once
                 self._advance(inst, fast=False)
 
     def _advance(self, inst: Instrument, *, fast: bool, seq: int | None = None) -> None:
@@ -423,7 +492,10 @@ class Market:
         if not price > 0:
             raise ValueError(f"price must be positive, got {price}")
         inst = self.book.resolve(symbol_or_con_id)
+        if inst.con_id not in self._walks:
+            raise ValueError(f"{inst.display_name} moves with its underlying; set that price")
         quote = self._quotes[inst.con_id]
+        self._repriced.pop(inst.con_id, None)  # manual moves re-price options at once
         self._walks[inst.con_id].set_price(quote, price, self.clock.time())
         quote.seq += 1
         quote.fast = False
@@ -501,7 +573,9 @@ class Market:
         return [
             inst
             for inst in self.book
-            if inst.con_id not in self._blasting and inst.con_id not in self._replayed
+            if inst.con_id in self._walks
+            and inst.con_id not in self._blasting
+            and inst.con_id not in self._replayed
         ]
 
     async def _run_paced(self, interval: float) -> None:
@@ -574,6 +648,8 @@ class Market:
         if count < 0:
             raise ValueError("count must be >= 0")
         inst = self.book.resolve(symbol_or_con_id)
+        if inst.con_id not in self._walks:
+            raise ValueError(f"{inst.display_name} moves with its underlying; blast that")
         if inst.con_id in self._blasting:
             raise RuntimeError(f"a blast of {inst.display_name} is already running")
         self._blasting.add(inst.con_id)

@@ -1,4 +1,4 @@
-"""The TWS socket protocol at server version 178: framing, field encoding, ids, parsing.
+"""The TWS socket protocol (server versions 157-178): framing, field encoding, ids, parsing.
 
 Everything here is pure (no sockets, no asyncio) so it can be tested on its own:
 
@@ -23,6 +23,9 @@ from decimal import Decimal
 from enum import IntEnum
 from typing import TYPE_CHECKING, TypeAlias
 
+from ibconn.sim import versions
+from ibconn.sim.versions import MIN_SERVER_VERSION, SERVER_VERSION
+
 if TYPE_CHECKING:
     from ibconn.sim.gateway import ClientSession, SimulatedGateway
 
@@ -30,6 +33,7 @@ __all__ = [
     "API_PREFIX",
     "KNOWN_REQUEST_IDS",
     "MAX_MESSAGE_SIZE",
+    "MIN_SERVER_VERSION",
     "SERVER_VERSION",
     "TWS_ERROR_TEXTS",
     "UNSET_DOUBLE",
@@ -48,14 +52,13 @@ __all__ = [
     "decode_fields",
     "encode_fields",
     "encode_message",
+    "error_message_fields",
     "format_field",
     "format_float",
     "parse_version_range",
     "req_id_of",
 ]
 
-SERVER_VERSION = 178
-"""The server version the simulator speaks: the highest both supported clients decode."""
 
 API_PREFIX = b"API\0"
 MAX_MESSAGE_SIZE = 16 * 1024 * 1024
@@ -197,6 +200,8 @@ class Out(IntEnum):
     POSITION_MULTI_END = 72
     ACCOUNT_UPDATE_MULTI = 73
     ACCOUNT_UPDATE_MULTI_END = 74
+    SECURITY_DEFINITION_OPTION_PARAMETER = 75
+    SECURITY_DEFINITION_OPTION_PARAMETER_END = 76
     TICK_REQ_PARAMS = 81
     HISTORICAL_DATA_UPDATE = 90
     MARKET_RULE = 93
@@ -422,6 +427,17 @@ def encode_message(*fields: object) -> bytes:
     """A complete frame: 4-byte big-endian length + NUL-terminated fields."""
     payload = encode_fields(*fields)
     return _LEN.pack(len(payload)) + payload
+
+
+def error_message_fields(
+    version: int, req_id: int, code: int, text: str, advanced_reject: str = ""
+) -> list[object]:
+    """error (4) v=2 at ``version``: ``4|2|reqId|code|text`` plus, from 166,
+    ``advancedOrderRejectJson`` (178 has no error time)."""
+    fields: list[object] = [Out.ERR_MSG, 2, req_id, code, text]
+    if version >= versions.ADVANCED_ORDER_REJECT:
+        fields.append(advanced_reject)
+    return fields
 
 
 def frame(payload: bytes) -> bytes:
