@@ -1,4 +1,5 @@
 """Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``;
+``nox -s fuzz`` (not run by default) runs the fuzz suite's deep profile;
 ``nox -s bench`` (not run by default) runs the benchmarks of ``docs/benchmarks.md``;
 ``nox -s clients`` (not run by default) runs foreign TWS clients against the simulator."""
 
@@ -30,6 +31,17 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
     session.install("-e", ".[dev]")
     session.run("mypy", "--strict", "ibconn")
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """The property-based fuzz suite with the long ``deep`` hypothesis profile
+    (tests/fuzz, docs/reliability.md); ``FUZZ_STATS=path`` writes its figures."""
+    session.install("-e", ".[dev]")
+    session.run(
+        "pytest", "-q", "-p", "no:cacheprovider", "--timeout", "3600", "tests/fuzz",
+        *session.posargs, env={"FUZZ_PROFILE": "deep"},
+    )  # fmt: skip
 
 
 @nox.session

@@ -95,8 +95,8 @@ _UNITS: dict[str, int] = {
     "month": 30 * _DAY,
     "months": 30 * _DAY,
 }
-_BAR_SIZE_RE = re.compile(r"^\s*(\d+)\s*([a-zA-Z]+)\s*$")
-_DURATION_RE = re.compile(r"^\s*(\d+)\s*([SDWMYsdwmy])\s*$")
+_BAR_SIZE_RE = re.compile(r"^\s*([0-9]{1,5})\s*([a-zA-Z]+)\s*$")
+_DURATION_RE = re.compile(r"^\s*([0-9]{1,7})\s*([SDWMYsdwmy])\s*$")
 
 DURATION_UNITS: dict[str, int] = {"S": 1, "D": _DAY, "W": 7 * _DAY, "M": 30 * _DAY, "Y": 365 * _DAY}
 """Calendar seconds of one unit of a TWS duration (``"N S|D|W|M|Y"``)."""
@@ -151,8 +151,8 @@ def parse_duration(text: str) -> tuple[int, str]:
     match = _DURATION_RE.match(text) if isinstance(text, str) else None
     if match is None or int(match.group(1)) <= 0:
         raise InvalidInputError(
-            f"duration {text!r} is not allowed: use a positive count and a unit S, D, W, M "
-            "or Y, such as '3600 S', '1 D', '2 W', '6 M' or '1 Y'"
+            f"duration {text!r} is not allowed: use a positive count (at most 7 digits) and a "
+            "unit S, D, W, M or Y, such as '3600 S', '1 D', '2 W', '6 M' or '1 Y'"
         )
     return int(match.group(1)), match.group(2).upper()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import enum
+import ipaddress
 import json
 import os
 import re
@@ -243,6 +244,45 @@ def _file_error(path: Path, problem: str, section: str = YAML_SECTION) -> Config
     )
 
 
+_HOST_ALLOWED = (
+    "an IP address (127.0.0.1, ::1) or a host name of ASCII labels of 1-63 letters, "
+    "digits or '-' separated by dots (at most 253 characters)"
+)
+_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` is neither an IP address nor a valid host name, or ``None``."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return None
+    if not host.isascii() or len(host) > 253:
+        return "not an IP address, and too long or not ASCII for a host name"
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    for label in labels:
+        if not _HOST_LABEL.fullmatch(label):
+            shown = repr(label) if label else "an empty label"
+            return f"not an IP address, and {shown} is not a valid host name label"
+    if all(label.isdigit() for label in labels):
+        return "looks like an IPv4 address but is not a valid one"
+    return None
+
+
+def _check_path(path: object) -> None:
+    """A YAML file path must be a ``str`` or ``os.PathLike`` without NUL characters."""
+    allowed = "a file path (str or os.PathLike) without NUL characters"
+    if not isinstance(path, str | os.PathLike) or "\0" in os.fspath(path):
+        raise ConfigError(
+            f"config file path {path!r} is not allowed; allowed: {allowed}",
+            key="yaml_file",
+            value=path,
+            allowed=allowed,
+        )
+
+
 def read_yaml_section(path: str | os.PathLike[str], section: str = YAML_SECTION) -> dict[str, Any]:
     """Read ``path`` and return its ``section`` mapping (``{}`` when the section is empty).
 
@@ -250,6 +290,7 @@ def read_yaml_section(path: str | os.PathLike[str], section: str = YAML_SECTION)
     unreadable, is not valid YAML, is not a mapping, has no such section, or
     the section is not a mapping of names to values.
     """
+    _check_path(path)
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -265,6 +306,8 @@ def read_yaml_section(path: str | os.PathLike[str], section: str = YAML_SECTION)
         raise _file_error(path, f"cannot be read: {exc.strerror or exc}", section) from None
     try:
         document = yaml.safe_load(text)
+    except RecursionError:
+        raise _file_error(path, "nests collections too deeply to be read", section) from None
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
@@ -886,6 +929,18 @@ class ConnectorSettings(BaseSettings):
                 return upper
         return value
 
+    @field_validator("host")
+    @classmethod
+    def _valid_host(cls, value: str) -> str:
+        problem = host_problem(value)
+        if problem is not None:
+            raise PydanticCustomError(
+                "invalid_host",
+                "{problem}",
+                {"problem": problem, "allowed": _HOST_ALLOWED},
+            )
+        return value
+
     @field_validator("reconnect_max_interval")
     @classmethod
     def _cap_not_below_base(cls, value: float, info: ValidationInfo) -> float:
@@ -928,6 +983,7 @@ class ConnectorSettings(BaseSettings):
 
         ``overrides`` beat ``IBCONN_*`` variables, which beat the file.
         """
+        _check_path(path)
         token = _yaml_path.set(Path(path))
         try:
             return cls(**overrides)
@@ -962,5 +1018,11 @@ def _construct(settings: ConnectorSettings, values: dict[str, Any]) -> None:
     token = _build.set(_Build(frozenset(values), _yaml_path.get()))
     try:
         BaseSettings.__init__(settings, **values)
+    except RecursionError:
+        raise ConfigError(
+            "invalid settings: a value nests collections too deeply to be read",
+            key=None,
+            allowed="mappings and lists nested at most a few hundred levels",
+        ) from None
     finally:
         _build.reset(token)

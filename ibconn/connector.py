@@ -9,6 +9,7 @@ from typing import Any
 from ib_async import IB
 
 from ibconn.alerts import Alert, AlertBus
+from ibconn.arguments import capacity_arg, timeout_arg
 from ibconn.config import ConnectorSettings
 from ibconn.contracts import ContractLike, ContractResolver, ResolvedContract
 from ibconn.errors import CancelNotConfirmedError, ConfigError
@@ -182,7 +183,7 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait until the state is ``CONNECTED`` (see :meth:`Supervisor.wait_connected`)."""
-        await self._supervisor.wait_connected(timeout)
+        await self._supervisor.wait_connected(timeout_arg("timeout", timeout))
 
     # -- state -------------------------------------------------------------------
 
@@ -244,11 +245,11 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
         It never drops an event: a reader more than ``capacity`` events behind
         gets :class:`~ibconn.errors.StreamOverflowError`.
         """
-        return self._supervisor.events(capacity)
+        return self._supervisor.events(capacity_arg("capacity", capacity))
 
     def alerts(self, capacity: int | None = None) -> Subscription[Alert]:
         """An async iterator of typed alerts from every service, from now on."""
-        return self._alerts.subscribe(capacity)
+        return self._alerts.subscribe(capacity_arg("capacity", capacity))
 
     @property
     def alert_bus(self) -> AlertBus:

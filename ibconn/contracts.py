@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ib_async import IB, Contract, ContractDetails, Stock
 
+from ibconn.arguments import check_contract, text_problem
 from ibconn.errors import InvalidInputError, NotConnectedError, RequestTimeoutError
 from ibconn.logs import get_logger
 
@@ -102,13 +103,17 @@ def to_contract(instrument: ContractLike) -> Contract:
     value that is neither a string nor a ``Contract``.
     """
     if isinstance(instrument, Contract):
+        check_contract(instrument)  # nothing that cannot travel as one wire field (NUL, NaN)
         if not (instrument.conId or instrument.symbol or instrument.localSymbol):
             raise InvalidInputError(
                 "a Contract needs at least a conId, a symbol or a localSymbol to be resolved"
             )
         return instrument
     if isinstance(instrument, str):
-        symbol = instrument.strip().upper()
+        # ASCII before the case change: 'ſpy'.upper() is 'SPY' and 'ıbm'.upper() is 'IBM'
+        # and no control characters ('\x1f0'.strip() would be '0')
+        clean = instrument.isascii() and text_problem(instrument) is None
+        symbol = instrument.strip().upper() if clean else ""
         if not _SYMBOL.match(symbol):
             raise InvalidInputError(
                 f"{instrument!r} is not a valid stock symbol: use 1-20 letters, digits, "
@@ -116,7 +121,8 @@ def to_contract(instrument: ContractLike) -> Contract:
             )
         return Stock(symbol, "SMART", "USD")
     raise InvalidInputError(
-        f"expected a symbol string or an ib_async Contract, got {type(instrument).__name__}"
+        f"instrument {type(instrument).__name__} is not allowed; allowed: a symbol string "
+        "or an ib_async Contract"
     )
 
 

@@ -22,10 +22,11 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ib_async import IB, BarData
+from ib_async import IB, BarData, BarDataList
 
+from ibconn.arguments import flag_arg, timeout_arg
 from ibconn.bars import DURATION_UNITS, max_request_span, parse_bar_size, parse_duration
-from ibconn.codes import CodeCategory, classify
+from ibconn.codes import CodeCategory, RecoveryAction, classify
 from ibconn.contracts import ResolvedContract
 from ibconn.errors import (
     ConnectionLostError,
@@ -92,7 +93,10 @@ class HistoryFetcher:
         and :class:`NotConnectedError` / :class:`ConnectionLostError` when the
         link is down or drops.
         """
-        count, unit, size_name, seconds, what = check_request(duration, bar_size, what)
+        count, unit, size_name, seconds, what = check_request(
+            duration, bar_size, what, end=end, use_rth=use_rth
+        )
+        timeout = timeout_arg("timeout", timeout)
         if end is not None and end.tzinfo is None:
             end = end.replace(tzinfo=UTC)
         total = count * DURATION_UNITS[unit]
@@ -162,6 +166,7 @@ class HistoryFetcher:
         timeout = self._timeout if timeout is None else timeout
         started = time.monotonic()
         self.requests += 1
+        result: BarDataList | None = None
         try:
             result = await ib.reqHistoricalDataAsync(
                 resolved.contract,
@@ -177,7 +182,10 @@ class HistoryFetcher:
             raise ConnectionLostError(
                 f"the connection dropped while fetching historical bars of {resolved.display_name}"
             ) from exc
-        error = self._errors.pop(result.reqId, None)
+        finally:
+            # An error is kept only while its request is in flight (see _on_error): none
+            # outlives the request, so none meets a later request that reuses the id.
+            error = self._errors.pop(result.reqId, None) if result is not None else None
         if error is not None:
             if classify(error[0], error[1]).category is CodeCategory.NO_DATA:
                 return []  # "HMDS query returned no data": an empty range, not a failure
@@ -202,18 +210,47 @@ class HistoryFetcher:
             self._ib = ib
 
     def _on_error(self, req_id: int, code: int, message: str, contract: object) -> None:
-        if req_id < 0:
+        ib = self._ib
+        if req_id < 0 or ib is None:
             return
         self._errors[req_id] = (code, message)
         while len(self._errors) > _KEPT_ERRORS:
             self._errors.popitem(last=False)
+        wrapper = ib.wrapper
+        if (
+            req_id in wrapper._futures
+            and isinstance(wrapper._results.get(req_id), BarDataList)
+            and classify(code, message).action is RecoveryAction.FAIL_REQUEST
+        ):
+            # ib_async takes some refusals (321) for warnings and would let the request
+            # wait its whole timeout: end it now, the stored error says why.
+            wrapper._endReq(req_id)
+
+    def session_changed(self) -> None:
+        """Forget stored errors: request ids start again with every session."""
+        self._errors.clear()
 
 
-def check_request(duration: str, bar_size: str, what: str) -> tuple[int, str, str, int, str]:
+def check_request(
+    duration: str,
+    bar_size: str,
+    what: str,
+    *,
+    end: object = None,
+    use_rth: object = False,
+) -> tuple[int, str, str, int, str]:
     """Validate a historical request: ``(count, unit, bar size, bar seconds, what)``.
 
-    Raises :class:`InvalidInputError` saying what is allowed.
+    ``end`` must be ``None`` or a ``datetime`` and ``use_rth`` a bool. Raises
+    :class:`InvalidInputError` saying what is allowed.
     """
+    if end is not None and not isinstance(end, datetime):
+        text = repr(end)
+        raise InvalidInputError(
+            f"end={text if len(text) <= 60 else text[:57] + '...'} is not allowed; allowed: "
+            "None (now) or a datetime (timezone-aware, or naive for UTC)"
+        )
+    flag_arg("use_rth", use_rth)
     count, unit = parse_duration(duration)
     size_name, seconds = parse_bar_size(bar_size, streaming=False)
     return count, unit, size_name, seconds, _check_what(what)

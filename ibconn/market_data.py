@@ -43,13 +43,13 @@ from typing import TYPE_CHECKING, Any
 from ib_async import RealTimeBarList, Ticker
 
 from ibconn.alerts import AlertBus
+from ibconn.arguments import capacity_arg, timeout_arg
 from ibconn.bars import BarAggregator, parse_bar_size
 from ibconn.codes import CodeCategory, RecoveryAction, Severity, classify, farm_name
 from ibconn.config import ConnectorSettings, MarketDataType
-from ibconn.contracts import ContractLike, ContractResolver, ResolvedContract
+from ibconn.contracts import ContractLike, ContractResolver, ResolvedContract, to_contract
 from ibconn.errors import (
     IBConnError,
-    InvalidInputError,
     MarketDataError,
     RequestTimeoutError,
 )
@@ -208,8 +208,8 @@ class MarketDataService(Service):
     ) -> MarketStream[Any]:
         """An unopened stream; validates the bar size at once."""
         seconds = parse_bar_size(bar_size)[1] if kind is StreamKind.BARS else 0
-        if capacity is not None and capacity < 1:
-            raise InvalidInputError(f"capacity must be at least 1, got {capacity}")
+        capacity = capacity_arg("capacity", capacity)
+        to_contract(instrument)  # a malformed symbol or contract fails here, not at open
         return MarketStream(self, instrument, kind, seconds=seconds, capacity=capacity)
 
     async def subscribe(self, instrument: ContractLike) -> MarketDataSubscription:
@@ -240,6 +240,7 @@ class MarketDataService(Service):
     async def quote(self, instrument: ContractLike, timeout: float | None = None) -> Quote:
         """A snapshot of the top of the book, from the shared line (taken for the call
         if nobody holds it)."""
+        timeout = timeout_arg("timeout", timeout)
         resolved = await self._resolver.resolve(instrument)
         inst = self._instrument(resolved)
         wait = self._settings.market_data_timeout if timeout is None else timeout
@@ -277,7 +278,7 @@ class MarketDataService(Service):
         use_rth: bool,
     ) -> list[Bar]:
         """Historical bars (see :meth:`HistoryFetcher.fetch`); bad input never reaches TWS."""
-        check_request(duration, bar_size, what)
+        check_request(duration, bar_size, what, end=end, use_rth=use_rth)
         resolved = await self._resolver.resolve(instrument)
         return await self._history.fetch(
             resolved, duration=duration, bar_size=bar_size, what=what, end=end, use_rth=use_rth
@@ -534,6 +535,7 @@ class MarketDataService(Service):
     async def on_session_ready(self, ib: IB, session: Session) -> None:
         """Set the market data type; after lost data, request every line again and backfill."""
         self._install(ib)
+        self._history.session_changed()
         self._closed = False
         ib.reqMarketDataType(self._settings.market_data_type.code)
         self._live = True
@@ -561,6 +563,7 @@ class MarketDataService(Service):
     async def on_session_lost(self, reason: str) -> None:
         """Every line is gone with the socket: mark the gap; lines are requested again later."""
         self._live = False
+        self._history.session_changed()  # request ids start again: stored errors are void
         for inst in self._instruments.values():
             if inst.backfill is not None and inst.backfill.task is not None:
                 inst.backfill.task.cancel()

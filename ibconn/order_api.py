@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
+from ibconn.arguments import capacity_arg, timeout_arg
 from ibconn.contracts import ContractLike
 from ibconn.order_models import (
     Fill,
@@ -57,7 +58,9 @@ class OrderMethods:
     ) -> OrderHandle:
         """Place any order described by an :class:`OrderSpec` (see OrderService.place_order)."""
         return await self._orders.place_order(
-            spec, wait_timeout=wait_timeout, ack_timeout=ack_timeout
+            spec,
+            wait_timeout=timeout_arg("wait_timeout", wait_timeout),
+            ack_timeout=timeout_arg("ack_timeout", ack_timeout),
         )
 
     async def _place(
@@ -71,6 +74,8 @@ class OrderMethods:
         ack_timeout: float | None,
         **fields: Any,
     ) -> OrderHandle:
+        wait_timeout = timeout_arg("wait_timeout", wait_timeout)
+        ack_timeout = timeout_arg("ack_timeout", ack_timeout)
         spec = OrderSpec(
             symbol=symbol, quantity=quantity, action=action, order_type=order_type, **fields
         )
@@ -229,7 +234,8 @@ class OrderMethods:
         return await self._orders.place_bracket_order(
             symbol, quantity, action, limit_price, take_profit_price, stop_loss_price,
             tif=tif, good_till=good_till, account=account, outside_rth=outside_rth, tag=tag,
-            round_prices=round_prices, wait_timeout=wait_timeout, ack_timeout=ack_timeout,
+            round_prices=round_prices, wait_timeout=timeout_arg("wait_timeout", wait_timeout),
+            ack_timeout=timeout_arg("ack_timeout", ack_timeout),
         )  # fmt: skip
 
     async def modify_order(
@@ -254,8 +260,9 @@ class OrderMethods:
             order, quantity=quantity, limit_price=limit_price, stop_price=stop_price,
             trailing_amount=trailing_amount, trailing_percent=trailing_percent,
             trail_stop_price=trail_stop_price, tif=tif, good_till=good_till,
-            outside_rth=outside_rth, round_prices=round_prices, wait_timeout=wait_timeout,
-            ack_timeout=ack_timeout,
+            outside_rth=outside_rth, round_prices=round_prices,
+            wait_timeout=timeout_arg("wait_timeout", wait_timeout),
+            ack_timeout=timeout_arg("ack_timeout", ack_timeout),
         )  # fmt: skip
 
     async def cancel_order(
@@ -266,7 +273,11 @@ class OrderMethods:
         timeout: float | None = None,
     ) -> OrderSnapshot:
         """Cancel an order; returns its final state (CANCELLED, or FILLED if it filled first)."""
-        return await self._orders.cancel_order(order, wait_timeout=wait_timeout, timeout=timeout)
+        return await self._orders.cancel_order(
+            order,
+            wait_timeout=timeout_arg("wait_timeout", wait_timeout),
+            timeout=timeout_arg("timeout", timeout),
+        )
 
     async def cancel_all_orders(
         self, *, wait_timeout: float | None = None, timeout: float | None = None
@@ -276,7 +287,10 @@ class OrderMethods:
         Raises :class:`~ibconn.errors.CancelNotConfirmedError` naming every order
         whose end could not be confirmed (it may still work at the broker).
         """
-        return await self._orders.cancel_all_orders(wait_timeout=wait_timeout, timeout=timeout)
+        return await self._orders.cancel_all_orders(
+            wait_timeout=timeout_arg("wait_timeout", wait_timeout),
+            timeout=timeout_arg("timeout", timeout),
+        )
 
     def get_order_status(self, order: OrderLike) -> OrderSnapshot:
         """The locally tracked state of an order: status, fills, commissions, last error."""
@@ -296,14 +310,14 @@ class OrderMethods:
         timeout: float | None = None,
     ) -> OrderSnapshot:
         """Wait until the order reaches ``until`` or a final status (default: final)."""
-        return await self._orders.wait_for_order(order, until, timeout)
+        return await self._orders.wait_for_order(order, until, timeout_arg("timeout", timeout))
 
     def order_updates(
         self, order: OrderLike | None = None, capacity: int | None = None
     ) -> Subscription[OrderUpdate]:
         """An async iterator of order changes from now on; never drops an update."""
-        return self._orders.order_updates(order, capacity)
+        return self._orders.order_updates(order, capacity_arg("capacity", capacity))
 
     def fills(self, symbol: str | None = None, capacity: int | None = None) -> Subscription[Fill]:
         """An async iterator of fills from now on, each exactly once; never drops one."""
-        return self._orders.fills(symbol, capacity)
+        return self._orders.fills(symbol, capacity_arg("capacity", capacity))

@@ -32,9 +32,13 @@ from pydantic import (
     model_validator,
 )
 
+from ibconn.arguments import text_problem
+from ibconn.contracts import to_contract
 from ibconn.errors import InvalidInputError
 
 __all__ = [
+    "MAX_PRICE",
+    "MAX_QUANTITY",
     "TAG_PATTERN",
     "Fill",
     "OrderAction",
@@ -187,25 +191,31 @@ _WORKING = frozenset(
     }
 )
 
+MAX_PRICE = 1e12
+"""The largest price (and trailing amount) an order may carry, in absolute value."""
+
+MAX_QUANTITY = 1e12
+"""The largest quantity an order may carry."""
+
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
 """What a user tag may look like: 1-32 letters, digits, ``_``, ``.`` or ``-``."""
 
 _FIELD_HELP: dict[str, str] = {
     "symbol": "a symbol string such as 'AAPL' or an ib_async Contract",
     "action": "BUY or SELL (any case)",
-    "quantity": "a finite number > 0",
+    "quantity": f"a finite number > 0 and <= {MAX_QUANTITY:g}",
     "order_type": "one of " + ", ".join(t.value for t in OrderType),
-    "limit_price": "a finite number, or None",
-    "stop_price": "a finite number, or None",
-    "trailing_amount": "a finite number > 0, or None",
+    "limit_price": f"a finite number from -{MAX_PRICE:g} to {MAX_PRICE:g}, or None",
+    "stop_price": f"a finite number from -{MAX_PRICE:g} to {MAX_PRICE:g}, or None",
+    "trailing_amount": f"a finite number > 0 and <= {MAX_PRICE:g}, or None",
     "trailing_percent": "a finite number > 0 and < 100, or None",
-    "trail_stop_price": "a finite number, or None",
+    "trail_stop_price": f"a finite number from -{MAX_PRICE:g} to {MAX_PRICE:g}, or None",
     "tif": "one of " + ", ".join(t.value for t in TimeInForce) + " (any case)",
     "good_till": "a timezone-aware datetime (for GTD)",
-    "account": "an account code string, or None",
+    "account": "an account code (at most 64 characters, no control characters), or None",
     "outside_rth": "true or false",
     "tag": "1-32 letters, digits, '_', '.' or '-'",
-    "oca_group": "a non-empty string of at most 64 characters, or None",
+    "oca_group": "a non-empty string of at most 64 characters without control characters, or None",
     "oca_type": "1 (cancel the others), 2 (reduce, with block) or 3 (reduce, no block)",
     "round_prices": "true or false",
 }
@@ -227,16 +237,20 @@ class OrderSpec(BaseModel):
 
     symbol: str | Contract
     action: OrderAction
-    quantity: float = Field(gt=0, allow_inf_nan=False)
+    quantity: float = Field(gt=0, le=MAX_QUANTITY, allow_inf_nan=False)
     order_type: OrderType = OrderType.MARKET
-    limit_price: float | None = Field(default=None, allow_inf_nan=False)
-    stop_price: float | None = Field(default=None, allow_inf_nan=False)
-    trailing_amount: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    limit_price: float | None = Field(
+        default=None, ge=-MAX_PRICE, le=MAX_PRICE, allow_inf_nan=False
+    )
+    stop_price: float | None = Field(default=None, ge=-MAX_PRICE, le=MAX_PRICE, allow_inf_nan=False)
+    trailing_amount: float | None = Field(default=None, gt=0, le=MAX_PRICE, allow_inf_nan=False)
     trailing_percent: float | None = Field(default=None, gt=0, lt=100, allow_inf_nan=False)
-    trail_stop_price: float | None = Field(default=None, allow_inf_nan=False)
+    trail_stop_price: float | None = Field(
+        default=None, ge=-MAX_PRICE, le=MAX_PRICE, allow_inf_nan=False
+    )
     tif: TimeInForce = TimeInForce.DAY
     good_till: datetime | None = None
-    account: str | None = None
+    account: str | None = Field(default=None, max_length=64)
     outside_rth: bool = False
     tag: str | None = None
     oca_group: str | None = Field(default=None, min_length=1, max_length=64)
@@ -258,11 +272,36 @@ class OrderSpec(BaseModel):
             return _TYPE_ALIASES.get(text, text)
         return value
 
-    @field_validator("quantity", mode="before")
+    @field_validator(
+        "quantity",
+        "limit_price",
+        "stop_price",
+        "trailing_amount",
+        "trailing_percent",
+        "trail_stop_price",
+        "oca_type",
+        mode="before",
+    )
     @classmethod
-    def _no_bool_quantity(cls, value: object) -> object:
-        if isinstance(value, bool):
-            raise ValueError("a quantity must be a number, not a bool")
+    def _no_bool_number(cls, value: object) -> object:
+        if isinstance(value, bool | str | bytes):
+            raise ValueError("a number, not a bool or text")
+        return value
+
+    @field_validator("outside_rth", "round_prices", mode="before")
+    @classmethod
+    def _only_bool(cls, value: object) -> object:
+        if not isinstance(value, bool):
+            raise ValueError("True or False")
+        return value
+
+    @field_validator("account", "oca_group")
+    @classmethod
+    def _wire_text(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = text_problem(value)
+            if problem is not None:
+                raise ValueError(problem)
         return value
 
     @field_validator("tag")
@@ -277,6 +316,7 @@ class OrderSpec(BaseModel):
     def _check_symbol(cls, value: str | Contract) -> str | Contract:
         if isinstance(value, str) and not value.strip():
             raise ValueError("empty symbol")
+        to_contract(value)  # InvalidInputError (malformed symbol, unsendable contract field)
         return value
 
     @model_validator(mode="after")
@@ -394,13 +434,21 @@ def _invalid_input(exc: ValidationError) -> InvalidInputError:
             continue
         if key == "symbol" and any(line.startswith("symbol =") for line in lines):
             continue
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, InvalidInputError):  # from to_contract: its own full message
+            lines.append(str(cause))
+            continue
         shown = _show(value)
+        why = f" ({cause})" if str(cause).startswith(_CONTROL_PREFIX) else ""
         lines.append(
-            f"{key} = {shown} is not allowed; allowed: {_FIELD_HELP.get(key, error['msg'])}"
+            f"{key} = {shown} is not allowed{why}; allowed: {_FIELD_HELP.get(key, error['msg'])}"
         )
     if not lines:  # pragma: no cover - pydantic never raises an empty error
         return InvalidInputError(f"invalid order: {exc}")
     return InvalidInputError("invalid order: " + "; ".join(lines))
+
+
+_CONTROL_PREFIX = "it holds the control character"
 
 
 def _show(value: object) -> str:

@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 from ib_async import IB, Order, Trade
 from ib_async import Fill as IBFill
@@ -307,7 +307,12 @@ class OrderService(Service):
         stop_loss = OrderSpec(
             action=exit_action, order_type=OrderType.STOP, stop_price=stop_loss_price, **common
         )
-        check_bracket_prices(parent.action, limit_price, take_profit_price, stop_loss_price)
+        check_bracket_prices(  # the validated numbers: the arguments may be any type
+            parent.action,
+            cast(float, parent.limit_price),
+            cast(float, take_profit.limit_price),
+            cast(float, stop_loss.stop_price),
+        )
         await self._ensure_connected("place a bracket order", wait_timeout)
         resolved = await self._resolve(parent.symbol)
         specs = [
@@ -379,6 +384,9 @@ class OrderService(Service):
                 f"order {record.order_ref} ({record.ib_order.orderType}) was adopted with an "
                 "order type ibconn cannot describe; it can only be cancelled"
             )
+        new_tif = changes.get("tif")
+        if isinstance(new_tif, str) and new_tif.strip().upper() != TimeInForce.GTD:
+            changes.setdefault("good_till", None)  # leaving GTD clears its expiry
         if "trailing_amount" in changes:
             changes.setdefault("trailing_percent", None)
         elif "trailing_percent" in changes:

@@ -8,6 +8,7 @@ broker's positions (see ``docs/positions.md``).
 
 from __future__ import annotations
 
+from ibconn.arguments import capacity_arg, text_arg, timeout_arg
 from ibconn.contracts import ContractLike
 from ibconn.order_models import OrderSpec
 from ibconn.position_models import (
@@ -62,7 +63,9 @@ class PositionMethods:
         reconciled, mark, broker). A consumer more than ``capacity`` items
         behind gets :class:`~ibconn.errors.StreamOverflowError`.
         """
-        return self._positions.position_updates(capacity, account=account)
+        return self._positions.position_updates(
+            capacity_arg("capacity", capacity), account=text_arg("account", account)
+        )
 
     async def reconcile_positions(self) -> list[PositionMismatch]:
         """Compare every position with the broker's now; returns what was corrected."""
@@ -70,7 +73,7 @@ class PositionMethods:
 
     async def account_summary(self, account: str | None = None) -> AccountSummary:
         """Net liquidation, cash, buying power and margins, in the account's base currency."""
-        return await self._positions.account_summary(account)
+        return await self._positions.account_summary(text_arg("account", account))
 
     def account_pnl(self, account: str | None = None) -> AccountPnL | None:
         """Daily, unrealized and realized P&L of the account, kept live from ``reqPnL``."""
@@ -78,4 +81,4 @@ class PositionMethods:
 
     async def what_if(self, spec: OrderSpec, *, timeout: float | None = None) -> WhatIfResult:
         """TWS's margin and commission preview of an order; it is never placed."""
-        return await self._positions.what_if(spec, timeout=timeout)
+        return await self._positions.what_if(spec, timeout=timeout_arg("timeout", timeout))

@@ -83,6 +83,7 @@ from typing import Any, Final
 import ib_async
 from ib_async.client import Client
 
+from ibconn.inbound import MAX_FRAME_BYTES, InboundReport
 from ibconn.logs import get_logger
 from ibconn.tick_decoding import SAFE_MESSAGE_IDS, TickTap
 
@@ -119,7 +120,17 @@ class FastReceiver:
     :func:`install_fast_receive`).
     """
 
-    __slots__ = ("_client", "_cur", "_depth", "_pos", "_resume", "_yield", "tap")
+    __slots__ = (
+        "_client",
+        "_cur",
+        "_depth",
+        "_pos",
+        "_resume",
+        "_yield",
+        "max_frame",
+        "report",
+        "tap",
+    )
 
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -133,6 +144,10 @@ class FastReceiver:
         self._resume: asyncio.Handle | None = None  # continues a read cut by a yield
         self.tap: TickTap | None = None
         """Decodes the ticks of ibconn's own lines in pure-ASCII reads (ibconn/tick_decoding.py)."""
+        self.max_frame = MAX_FRAME_BYTES
+        """The largest message accepted; a larger length prefix drops the connection."""
+        self.report: InboundReport | None = None
+        """Told ``("frame_size", detail)`` when a frame is refused (ibconn/inbound.py)."""
 
     @property
     def client(self) -> Client:
@@ -250,13 +265,20 @@ class FastReceiver:
     # -- messages ----------------------------------------------------------------
 
     def _process(self, client: Any, buf: bytes | bytearray, debug: bool) -> bool:
-        """Dispatch every complete message; False when the handshake failed."""
+        """Dispatch every complete message; False when the handshake failed or a frame
+        was refused (the client was reset)."""
         pos = self._pos if buf is self._cur else 0
         while True:
             if self._yield:
                 return True
             n = len(buf)
-            if n - pos <= 4 or pos + 4 + _unpack_from(buf, pos)[0] > n:
+            if n - pos < 4:
+                return True  # not even a length prefix: wait for more
+            size = _unpack_from(buf, pos)[0]
+            if size > self.max_frame:
+                self._refuse_frame(client, size)
+                return False
+            if n - pos == 4 or pos + 4 + size > n:
                 return True  # not one complete message: nothing to decode in this read
             done: bool | None
             if not debug and client._apiReady and client._serverVersion and buf.isascii():
@@ -280,6 +302,23 @@ class FastReceiver:
             pos = self._pos if buf is self._cur else 0
             self._cur = buf
             self._pos = pos
+
+    def _refuse_frame(self, client: Any, size: int) -> None:
+        """A length prefix above the limit: drop the connection, never buffer towards it."""
+        detail = (
+            f"the gateway announced a message of {size:,} bytes (limit {self.max_frame:,}): "
+            "connection dropped"
+        )
+        _log.error(detail)
+        client._data = b""
+        self._cur = b""
+        self._pos = 0
+        client.conn.disconnect()  # close the socket ...
+        # ... and end the session as a peer close does: apiError, connectionClosed (the
+        # supervisor sees the loss and reconnects), reset, apiEnd
+        client._onSocketDisconnected(detail)
+        if self.report is not None:
+            self.report("frame_size", detail)
 
     def _ready_ascii(self, client: Any, buf: bytes | bytearray, pos: int) -> bool:
         """The hot loop: API ready, no debug log, a pure-ASCII read decoded once.

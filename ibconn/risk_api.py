@@ -7,8 +7,12 @@ live here.
 
 from __future__ import annotations
 
+from typing import Any
+
+from ibconn.arguments import capacity_arg, number_arg, text_arg, timeout_arg
 from ibconn.contracts import ContractLike
 from ibconn.exits import ExitPlan, ExitService
+from ibconn.order_models import MAX_PRICE
 from ibconn.risk import Exposure, KillSwitchState, RiskService
 from ibconn.streams import Subscription
 
@@ -43,7 +47,9 @@ class RiskMethods:
         cancels go out the moment the link is back. The switch stays on until
         :meth:`reset_kill_switch`.
         """
-        return await self._risk.kill_switch(reason, global_cancel=global_cancel, timeout=timeout)
+        return await self._risk.kill_switch(
+            reason, global_cancel=global_cancel, timeout=timeout_arg("timeout", timeout)
+        )
 
     def reset_kill_switch(self) -> KillSwitchState:
         """Turn the kill switch off (the daily loss limit still refuses opening orders today)."""
@@ -61,7 +67,7 @@ class RiskMethods:
     def exposure_updates(self, capacity: int | None = None) -> Subscription[Exposure]:
         """A stream of :class:`~ibconn.risk.Exposure` snapshots as prices, orders and
         positions change (a slow reader gets the latest)."""
-        return self._risk.exposure_updates(capacity)
+        return self._risk.exposure_updates(capacity_arg("capacity", capacity))
 
     # -- exits (ibconn/exits.py) -----------------------------------------------------------
 
@@ -80,9 +86,7 @@ class RiskMethods:
         once the order is working; raises :class:`~ibconn.errors.InvalidInputError`
         without a position.
         """
-        return await self._exits.set_stop_loss(
-            symbol, price=price, percent=percent, account=account
-        )
+        return await self._exits.set_stop_loss(symbol, **_exit_args(price, percent, account))
 
     async def set_take_profit(
         self,
@@ -94,14 +98,21 @@ class RiskMethods:
     ) -> ExitPlan:
         """Keep a limit order at ``price`` (or ``percent`` in the money from the average
         price) that closes the whole position in ``symbol``, resized as it changes."""
-        return await self._exits.set_take_profit(
-            symbol, price=price, percent=percent, account=account
-        )
+        return await self._exits.set_take_profit(symbol, **_exit_args(price, percent, account))
 
     async def remove_exits(self, symbol: ContractLike, *, account: str | None = None) -> None:
         """Cancel the stop loss and take profit of ``symbol`` and stop following it."""
-        await self._exits.remove_exits(symbol, account=account)
+        await self._exits.remove_exits(symbol, account=text_arg("account", account))
 
     def exit_plans(self) -> list[ExitPlan]:
         """The exit plans in force: levels, position, working orders."""
         return self._exits.exit_plans()
+
+
+def _exit_args(price: object, percent: object, account: object) -> dict[str, Any]:
+    """The checked price, percent and account of an exit level (ibconn/arguments.py)."""
+    return {
+        "price": number_arg("price", price, low=0, high=MAX_PRICE, low_open=True),
+        "percent": number_arg("percent", percent, low=0, high=100, low_open=True),
+        "account": text_arg("account", account),
+    }

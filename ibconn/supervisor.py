@@ -34,6 +34,7 @@ from ibconn.errors import (
     NotConnectedError,
     RequestTimeoutError,
 )
+from ibconn.inbound import install_inbound_guard
 from ibconn.logs import get_logger
 from ibconn.pacing import Pacer
 from ibconn.pacing.messages import REQ_CURRENT_TIME
@@ -97,6 +98,7 @@ class Supervisor:
         self._handler_errors = 0
         self._attempts_total = 0
         self._last_attempt_error: tuple[int | None, str] = (None, "")
+        self._inbound_garbage: dict[str, int] = {}
         # The one door every outgoing message passes (installed on the IB in start()).
         self._pacer = Pacer(settings, alerts)
 
@@ -172,8 +174,12 @@ class Supervisor:
             self._ib = IB()
             self._install_handlers(self._ib)
             self._pacer.install(self._ib)  # replaces ib.client.sendMsg; ib_async's throttle off
+            # garbage from the gateway: dropped and alerted, never applied (ibconn/inbound.py)
+            install_inbound_guard(self._ib, self._on_inbound_garbage)
             if self._settings.fast_receive:  # receive path: replaces client._onSocketHasData
-                install_fast_receive(self._ib)  # (ibconn/receive.py; other ib_async: no-op)
+                receiver = install_fast_receive(self._ib)  # (ibconn/receive.py)
+                if receiver is not None:  # other ib_async: no-op
+                    receiver.report = self._on_inbound_garbage
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = loop.create_future()
         self._task = loop.create_task(self._run(ready), name="ibconn-supervisor")
@@ -182,6 +188,22 @@ class Supervisor:
         except BaseException:
             await _cancel_and_wait(self._task)
             raise
+
+    def _on_inbound_garbage(self, kind: str, detail: str) -> None:
+        """One alert per kind of garbage the gateway sent (repeats coalesce)."""
+        self._inbound_garbage[kind] = self._inbound_garbage.get(kind, 0) + 1
+        self._alerts.publish(
+            Severity.ERROR,
+            "connection",
+            f"the gateway sent garbage ({kind}): {detail}",
+            coalesce_key=("inbound_garbage", kind),
+            kind=kind,
+        )
+
+    @property
+    def inbound_garbage(self) -> dict[str, int]:
+        """How many messages of each kind of garbage the gateway sent (ibconn/inbound.py)."""
+        return dict(self._inbound_garbage)
 
     async def stop(self) -> None:
         """Stop supervising, close the socket and wait until it is really closed."""
@@ -862,6 +884,9 @@ def _fail_pending_requests(ib: IB) -> None:
     for future in futures.values():
         if not future.done():
             future.set_exception(error)
+            # A waiter still gets it; a future whose waiter is gone (the heartbeat's,
+            # cancelled just before) must not log "exception was never retrieved".
+            future.exception()
 
 
 def _farm_key(farm: str | None, message: str) -> str:

@@ -100,6 +100,11 @@ TIFS: frozenset[str] = frozenset({"DAY", "GTC", "IOC", "FOK", "GTD"})
 _STOP_TYPES = frozenset({"STP", "STP LMT", "TRAIL"})
 _EPS = 1e-9
 
+MAX_PRICE = 1_000_000_000.0
+"""Highest limit, stop or trailing price (and trailing amount) an order may carry."""
+MAX_TRAILING_PERCENT = 100.0
+"""A trailing percent must be above 0 and below this."""
+
 # TWS error codes and texts used by the broker.
 _READ_ONLY = (
     321,
@@ -121,6 +126,15 @@ def _validation(cause: str) -> tuple[int, str]:
     return 321, f"Error validating request.-'bN' : cause - {cause}"
 
 
+def _size_limit(order_id: int, limit: float) -> tuple[int, str]:
+    shown = f"{int(limit)}" if float(limit).is_integer() else f"{limit}"
+    return (
+        383,
+        f'The following order "ID:{order_id}" size exceeds the Size Limit of {shown}. '
+        "Restriction is specified in Precautionary Settings of Global Configuration/Presets.",
+    )
+
+
 # ---------------------------------------------------------------------------- data
 
 
@@ -129,8 +143,10 @@ class BrokerConfig:
     """Settings of a :class:`Broker`.
 
     ``max_fill_size`` caps how much of one order fills per price update
-    (``None``: everything that is marketable fills at once). ``read_only``
-    refuses order requests with error 321, as TWS's read-only API setting does.
+    (``None``: everything that is marketable fills at once). ``max_order_size``
+    is the largest quantity one order may have (error 383 above it, as TWS's
+    precautionary Size Limit). ``read_only`` refuses order requests with error
+    321, as TWS's read-only API setting does.
     """
 
     accounts: tuple[str, ...] = ("DU1234567",)
@@ -141,6 +157,7 @@ class BrokerConfig:
     )
     margins: Mapping[str, MarginRate] = field(default_factory=lambda: dict(DEFAULT_MARGINS))
     max_fill_size: float | None = None
+    max_order_size: float = 1_000_000.0
     read_only: bool = False
     first_perm_id: int = 1_000_000_001
 
@@ -783,8 +800,11 @@ class Broker:
         if action not in {"BUY", "SELL"}:
             self._error(client_id, oid, _validation(f"Invalid action: {req.action}"))
             return False
-        if req.total_quantity <= 0:
+        if not req.total_quantity > 0:  # also NaN
             self._error(client_id, oid, _ZERO_SIZE)
+            return False
+        if not req.total_quantity <= self.config.max_order_size:  # also inf
+            self._error(client_id, oid, _size_limit(oid, self.config.max_order_size))
             return False
         if not is_size_multiple(req.total_quantity, inst.size_increment):
             self._error(client_id, oid, _BAD_SIZE)
@@ -812,15 +832,33 @@ class Broker:
         ):
             self._error(client_id, oid, _validation("Missing trailing amount or percent"))
             return False
-        prices: list[float | None] = []
+        prices: list[tuple[str, float | None]] = []
         if order_type in {"LMT", "STP LMT"}:
-            prices.append(req.lmt_price)
-        if order_type in {"STP", "STP LMT", "TRAIL"}:
-            prices.append(req.aux_price)
+            prices.append(("limit price", req.lmt_price))
+        if order_type in {"STP", "STP LMT"}:
+            prices.append(("stop price", req.aux_price))
         if order_type == "TRAIL":
-            prices.append(req.trail_stop_price)
-        for price in prices:
-            if price is not None and not conforms_to_tick(price, inst.min_tick):
+            prices.append(("trailing amount", req.aux_price))
+            prices.append(("trail stop price", req.trail_stop_price))
+        for name, price in prices:
+            if price is not None and not 0 < price <= MAX_PRICE:  # also NaN and inf
+                if name == "trailing amount" and price <= 0:
+                    continue  # unset: the trailing percent applies
+                cause = f"Invalid {name} {price:g}: allowed above 0 up to {MAX_PRICE:g}"
+                self._error(client_id, oid, _validation(cause))
+                return False
+        percent = req.trailing_percent
+        uses_percent = not (req.aux_price is not None and req.aux_price > 0)
+        in_range = percent is None or 0 < percent < MAX_TRAILING_PERCENT
+        if order_type == "TRAIL" and uses_percent and not in_range:
+            cause = (
+                f"Invalid trailing percent {percent:g}: "
+                f"allowed above 0 and below {MAX_TRAILING_PERCENT:g}"
+            )
+            self._error(client_id, oid, _validation(cause))
+            return False
+        for _name, price in prices:
+            if price is not None and price > 0 and not conforms_to_tick(price, inst.min_tick):
                 self._error(client_id, oid, _BAD_TICK)
                 return False
         return True
@@ -1088,7 +1126,31 @@ class Broker:
         self.defer(run)
 
     def _match(self, order: SimOrder, quote: Quote, *, arrival: bool) -> None:
-        """Try to trigger and fill ``order`` against ``quote`` (one chunk at most)."""
+        """Try to trigger and fill ``order`` against ``quote`` (one chunk at most).
+
+        Isolated: an order whose matching fails is cancelled (Cancelled + 202 to
+        its client) and logged, and never stops the matching of other orders.
+        """
+        try:
+            self._match_once(order, quote, arrival=arrival)
+        except Exception:
+            _log.exception(
+                "matching order {}/{} failed; cancelling it", order.client_id, order.order_id
+            )
+            self._abandon(order)
+
+    def _abandon(self, order: SimOrder) -> None:
+        """Take an order the engine cannot handle off the market, telling its client."""
+        live = self._live.get(order.instrument.con_id)
+        if live is not None:
+            live.pop(order.perm_id, None)
+        try:
+            self._cancel(order, notify=True)
+        except Exception:
+            _log.exception("cancelling order {}/{} failed", order.client_id, order.order_id)
+            order.status = "Cancelled"
+
+    def _match_once(self, order: SimOrder, quote: Quote, *, arrival: bool) -> None:
         if self._expired(order):
             self._cancel(order, notify=False)
             return

@@ -99,7 +99,7 @@ def _place_order(gw: SimulatedGateway, session: ClientSession, fields: list[str]
         raise RequestParseError(f"placeOrder: {exc}") from None
     broker = _broker(gw)
     cid = _client_id(session)
-    gw.observe_order_id(request.order_id)
+    gw.observe_order_id(request.order_id, cid)
     if not request.exchange:
         # TWS validates the order before it looks the security up.
         session.send_error(request.order_id, 321, MISSING_EXCHANGE_TEXT)
@@ -169,7 +169,10 @@ def _req_completed_orders(gw: SimulatedGateway, session: ClientSession, fields: 
 
 
 def _req_executions(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
-    req_id, filt = om.parse_execution_filter(fields)
+    try:
+        req_id, filt = om.parse_execution_filter(fields)
+    except ValueError as exc:
+        raise RequestParseError(f"reqExecutions: {exc}") from None
     cid = _client_id(session)
     broker = _broker(gw)
     for ex in broker.find_executions(filt, client_id=None if cid == 0 else cid):

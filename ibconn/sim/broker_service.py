@@ -110,6 +110,7 @@ def broker_config_from(gateway: SimulatedGateway) -> BrokerConfig:
         currency=cfg.base_currency,
         commissions=commissions,
         max_fill_size=cfg.max_fill_size,
+        max_order_size=cfg.max_order_size,
         read_only=cfg.read_only,
     )
 

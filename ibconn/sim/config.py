@@ -86,6 +86,9 @@ class SimConfig(BaseModel):
     """Paced market data to a client whose unsent bytes exceed this is dropped (counted)."""
     message_log_size: int = Field(default=100_000, ge=0)
     """Received messages (and their timestamps) kept per client."""
+    message_log_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
+    """Bytes (approximate memory) the received-message logs may hold: each client's log,
+    the gateway-wide log and the logs kept of departed clients together each stay below it."""
     send_farm_notices: bool = True
     """Send the 2104/2106/2158 "farm connection is OK" notices after startApi."""
 
@@ -94,6 +97,9 @@ class SimConfig(BaseModel):
     base_currency: str = "USD"
     commission_per_share: float = Field(default=0.005, ge=0)
     min_commission: float = Field(default=1.0, ge=0)
+    max_order_size: float = Field(default=1_000_000.0, gt=0, allow_inf_nan=False)
+    """Largest order quantity accepted (TWS's precautionary Size Limit); larger orders get
+    error 383."""
     max_fill_size: float | None = Field(default=None, gt=0)
     """Largest quantity one fill may carry (None = fill the whole order at once)."""
     fill_delay: float = Field(default=0.05, ge=0)

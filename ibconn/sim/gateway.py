@@ -23,7 +23,7 @@ import inspect
 import socket
 import struct
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,9 +37,11 @@ from ibconn.sim.clock import SimClock
 from ibconn.sim.config import SimConfig
 from ibconn.sim.instruments import Instrument, InstrumentBook, market_rules
 from ibconn.sim.market_data import MarketDataService
+from ibconn.sim.message_log import MessageLog, ReceivedMessage
 from ibconn.sim.prices import BlastResult, Market, Quote
 from ibconn.sim.protocol import (
     API_PREFIX,
+    INT32_MAX,
     KNOWN_REQUEST_IDS,
     MIN_SERVER_VERSION,
     SERVER_VERSION,
@@ -76,6 +78,9 @@ _T = TypeVar("_T")
 _LEN = struct.Struct(">I")
 _MAX_HANDSHAKE = 4096
 
+DEPARTED_LOGS = 16
+"""How many departed sessions' message logs are kept (see ``received_messages``)."""
+
 
 def error_text(code: int, **values: object) -> str:
     """TWS's standard text for ``code`` (placeholders filled from ``values``)."""
@@ -84,23 +89,6 @@ def error_text(code: int, **values: object) -> str:
         with contextlib.suppress(KeyError, IndexError):
             text = text.format(**values)
     return text
-
-
-@dataclass(frozen=True, slots=True)
-class ReceivedMessage:
-    """One decoded client message, when it arrived (``loop.time()``) and from whom."""
-
-    time: float
-    fields: tuple[str, ...]
-    client_id: int | None = None
-
-    @property
-    def msg_id(self) -> int | None:
-        """The message id, or ``None`` when it is not a number."""
-        try:
-            return int(self.fields[0])
-        except (ValueError, IndexError):
-            return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +152,9 @@ class ClientSession:
         self._rate_violating = False
         self._rate_window: deque[float] = deque()
         size = gateway.config.message_log_size
-        self.received: deque[ReceivedMessage] = deque(maxlen=size)
-        """The last ``message_log_size`` decoded messages (after the handshake)."""
+        self.received = MessageLog(size, gateway.config.message_log_bytes)
+        """The last decoded messages (after the handshake), at most ``message_log_size`` of
+        them and ``message_log_bytes`` in size."""
         self.receive_times: deque[float] = deque(maxlen=size)
         """``loop.time()`` of every message after the handshake (bounded likewise)."""
         self.received_hooks: list[ReceivedHook] = []
@@ -316,15 +305,16 @@ class SimulatedGateway:
         self.market_rules = market_rules(self.book)
         self.market_data = MarketDataService(self)
         self.market.flow = self.market_data
-        self.next_order_id = cfg.next_valid_id
-        """The next valid order id (message 9); the broker raises it as orders arrive."""
+        self._base_order_id = cfg.next_valid_id
+        self._next_ids: dict[int, int] = {}
         self.received_hooks: list[ReceivedHook] = []
         """Called with ``(session, fields)`` for every decoded message of every client."""
-        self.received: deque[ReceivedMessage] = deque(maxlen=cfg.message_log_size)
-        """The last ``message_log_size`` decoded messages of all clients, in arrival order."""
+        self.received = MessageLog(cfg.message_log_size, cfg.message_log_bytes)
+        """The last decoded messages of all clients, in arrival order (bounded like a
+        session's log: ``message_log_size`` messages, ``message_log_bytes`` bytes)."""
         self._sessions: set[ClientSession] = set()
         self._by_client_id: dict[int, ClientSession] = {}
-        self._last_session: dict[int, ClientSession] = {}
+        self._departed: OrderedDict[int, tuple[MessageLog, list[float]]] = OrderedDict()
         self._fail_next: dict[int, deque[tuple[int, str | None]]] = {}
         self._server: asyncio.Server | None = None
         self._conn_tasks: set[asyncio.Task[Any]] = set()
@@ -576,13 +566,40 @@ class SimulatedGateway:
     def received_times(self, client_id: int) -> list[float]:
         """``loop.time()`` of every message the client sent after the handshake
         (its current or, when disconnected, its last session; ``[]`` if unknown)."""
-        session = self._by_client_id.get(client_id) or self._last_session.get(client_id)
-        return list(session.receive_times) if session is not None else []
+        session = self._by_client_id.get(client_id)
+        if session is not None:
+            return list(session.receive_times)
+        departed = self._departed.get(client_id)
+        return list(departed[1]) if departed is not None else []
 
     def received_messages(self, client_id: int) -> list[ReceivedMessage]:
-        """The decoded messages of the client's current or last session."""
-        session = self._by_client_id.get(client_id) or self._last_session.get(client_id)
-        return list(session.received) if session is not None else []
+        """The decoded messages of the client's current or last session.
+
+        The log of a session that left is kept only while the logs of the last
+        ``DEPARTED_LOGS`` departed sessions fit in ``message_log_bytes`` together.
+        """
+        session = self._by_client_id.get(client_id)
+        if session is not None:
+            return list(session.received)
+        departed = self._departed.get(client_id)
+        return list(departed[0]) if departed is not None else []
+
+    def _keep_departed_log(self, session: ClientSession) -> None:
+        """Keep the log of a session that left (not the session), within the byte budget."""
+        cid = session.client_id
+        if cid is None or not session.api_started:
+            return
+        if self._by_client_id.get(cid) not in (None, session):
+            return  # already replaced by a newer session of the same client id
+        departed = self._departed
+        departed.pop(cid, None)
+        departed[cid] = (session.received, list(session.receive_times))
+        session.receive_times.clear()
+        budget = self.config.message_log_bytes
+        total = sum(log.bytes for log, _ in departed.values())
+        while departed and (len(departed) > DEPARTED_LOGS or total > budget):
+            _, (log, _times) = departed.popitem(last=False)
+            total -= log.bytes
 
     def _select(self, client_id: int | None) -> list[ClientSession]:
         if client_id is None:
@@ -840,8 +857,8 @@ class SimulatedGateway:
 
     def _start_api(self, session: ClientSession, fields: list[str]) -> None:
         reader = FieldReader(fields)
-        reader.read_int("version")
         try:
+            reader.read_int("version")
             client_id = reader.read_int("clientId")
         except RequestParseError as exc:
             self._reject_unreadable(session, In.START_API, exc)
@@ -856,9 +873,9 @@ class SimulatedGateway:
         session.client_id = client_id
         session.api_started = True
         self._by_client_id[client_id] = session
-        self._last_session[client_id] = session
+        self._departed.pop(client_id, None)
         session.send(Out.MANAGED_ACCTS, 1, ",".join(self.config.accounts))
-        session.send(Out.NEXT_VALID_ID, 1, self.next_order_id)
+        session.send(Out.NEXT_VALID_ID, 1, self.next_order_id_for(client_id))
         if self.config.send_farm_notices:
             for code in (2104, 2106, 2158):
                 session.send_error(-1, code, error_text(code))
@@ -893,6 +910,7 @@ class SimulatedGateway:
                 _log.exception("broker.on_session_closed failed")
         if not session.transport.is_closing():
             session.transport.close()
+        self._keep_departed_log(session)
         try:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -911,10 +929,36 @@ class SimulatedGateway:
 
     # ----------------------------------------------------------------- helpers for handlers
 
-    def observe_order_id(self, order_id: int) -> None:
-        """Make sure the next valid id stays above ``order_id`` (call on every placeOrder)."""
-        if order_id >= self.next_order_id:
-            self.next_order_id = order_id + 1
+    @property
+    def next_order_id(self) -> int:
+        """An order id above every id any client used (and at least ``next_valid_id``).
+
+        Clients are not given this one: each client id gets an id above the
+        ids it used itself (:meth:`next_order_id_for`), so one client's ids
+        never move another's. Setting it makes it every client's next id (as
+        a restarted TWS may roll ids back) and forgets the ids they used.
+        """
+        return max(self._base_order_id, *self._next_ids.values(), 0)
+
+    @next_order_id.setter
+    def next_order_id(self, value: int) -> None:
+        self._base_order_id = int(value)
+        self._next_ids.clear()
+
+    def next_order_id_for(self, client_id: int | None) -> int:
+        """The next valid order id of ``client_id`` (message 9 at startApi and reqIds)."""
+        if client_id is None:
+            return self._base_order_id
+        return max(self._base_order_id, self._next_ids.get(client_id, 0))
+
+    def observe_order_id(self, order_id: int, client_id: int | None = None) -> None:
+        """Keep the next valid id of ``client_id`` (of everyone when ``None``) above
+        ``order_id`` (call on every placeOrder). Ids stay within int32, as TWS's."""
+        following = min(int(order_id) + 1, INT32_MAX)
+        if client_id is None:
+            self._base_order_id = max(self._base_order_id, following)
+        elif following > self.next_order_id_for(client_id):
+            self._next_ids[client_id] = following
 
     def resolve_contract(
         self, session: ClientSession, req_id: int, spec: ContractSpec
@@ -952,7 +996,7 @@ def _ignore(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> 
 
 
 def _req_ids(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
-    session.send(Out.NEXT_VALID_ID, 1, gw.next_order_id)
+    session.send(Out.NEXT_VALID_ID, 1, gw.next_order_id_for(session.client_id))
 
 
 def _req_current_time(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:

@@ -27,7 +27,7 @@ from ibconn.sim.broker import (
     SimOrder,
 )
 from ibconn.sim.instruments import Instrument
-from ibconn.sim.protocol import error_message_fields
+from ibconn.sim.protocol import INT32_MAX, INT32_MIN, error_message_fields
 from ibconn.sim.versions import (
     AUTO_CANCEL_PARENT,
     DURATION,
@@ -614,26 +614,35 @@ def _opt_float(text: str) -> float | None:
     text = text.strip()
     if text in _UNSET_TEXTS:
         return None
+    if text in {"Infinite", "-Infinite"}:  # how the clients write infinities
+        return math.inf if text[0] == "I" else -math.inf
     try:
         value = float(text)
     except ValueError:
         raise ValueError(f"not a number: {text!r}") from None
-    if math.isnan(value) or value >= 1.7976931348623157e308:
+    if math.isnan(value) or value == 1.7976931348623157e308:
         return None
-    return value
+    return value  # infinities stay: the broker refuses them as out of range
 
 
-def _opt_int(text: str, default: int = 0) -> int:
+def _opt_int(text: str, default: int = 0, name: str = "field") -> int:
+    """An int field as TWS reads it (32-bit); ``ValueError`` names ``name`` when unreadable."""
     text = text.strip()
     if text in _UNSET_TEXTS:
         return default
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
-        value = float(text)
-        if not value.is_integer():
-            raise ValueError(f"not an integer: {text!r}") from None
-        return int(value)
+        try:
+            as_float = float(text)
+        except ValueError:
+            raise ValueError(f"{name} is not an integer: {text[:40]!r}") from None
+        if not as_float.is_integer():
+            raise ValueError(f"{name} is not an integer: {text[:40]!r}") from None
+        value = int(as_float)
+    if not INT32_MIN <= value <= INT32_MAX:
+        raise ValueError(f"{name} is not a 32-bit integer: {text[:40]!r}")
+    return value
 
 
 def _flag(text: str, default: bool = False) -> bool:
@@ -657,8 +666,8 @@ def parse_place_order(fields: Sequence[str], *, version: int = SERVER_VERSION) -
         raise ValueError(f"placeOrder needs at least 35 fields, got {len(fields)}")
     quantity = _opt_float(fields[17])
     req = OrderRequest(
-        order_id=_opt_int(fields[1]),
-        con_id=_opt_int(fields[2]),
+        order_id=_opt_int(fields[1], name="orderId"),
+        con_id=_opt_int(fields[2], name="conId"),
         symbol=_text(fields, 3),
         sec_type=_text(fields, 4).upper(),
         last_trade_date=_text(fields, 5),
@@ -676,10 +685,10 @@ def parse_place_order(fields: Sequence[str], *, version: int = SERVER_VERSION) -
         oca_group=_text(fields, 22),
         account=_text(fields, 23),
         open_close=_text(fields, 24),
-        origin=_opt_int(fields[25]),
+        origin=_opt_int(fields[25], name="origin"),
         order_ref=fields[26],
         transmit=_flag(fields[27], True),
-        parent_id=_opt_int(fields[28]),
+        parent_id=_opt_int(fields[28], name="parentId"),
         outside_rth=_flag(fields[33]),
         hidden=_flag(fields[34]),
     )
@@ -736,11 +745,11 @@ def parse_place_order(fields: Sequence[str], *, version: int = SERVER_VERSION) -
 def parse_execution_filter(fields: Sequence[str]) -> tuple[int, ExecutionFilter]:
     """Read reqExecutions (7): ``7|3|reqId|clientId|acctCode|time|symbol|secType|exchange|side``.
 
-    Returns ``(req_id, filter)``.
+    Returns ``(req_id, filter)``; raises ``ValueError`` for a non-numeric id.
     """
-    req_id = _opt_int(_text(fields, 2), -1)
+    req_id = _opt_int(_text(fields, 2), -1, "reqId")
     return req_id, ExecutionFilter(
-        client_id=_opt_int(_text(fields, 3)),
+        client_id=_opt_int(_text(fields, 3), name="clientId"),
         account=_text(fields, 4),
         time=_text(fields, 5),
         symbol=_text(fields, 6),

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "API_PREFIX",
+    "INT32_MAX",
+    "INT32_MIN",
     "KNOWN_REQUEST_IDS",
     "MAX_MESSAGE_SIZE",
     "MIN_SERVER_VERSION",
@@ -55,6 +57,7 @@ __all__ = [
     "error_message_fields",
     "format_field",
     "format_float",
+    "int32",
     "parse_version_range",
     "req_id_of",
 ]
@@ -66,6 +69,9 @@ MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
 UNSET_DOUBLE = 1.7976931348623157e308
 UNSET_INTEGER = 2**31 - 1
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+"""TWS reads int fields as 32-bit integers: a value outside this range is unreadable."""
 UNSET_LONG = 2**63 - 1
 
 _LEN = struct.Struct(">I")
@@ -513,6 +519,13 @@ _UNSET_TEXTS = frozenset(
 )
 
 
+def int32(value: int, name: str, text: str) -> int:
+    """``value`` when it fits TWS's 32-bit int fields, else :class:`RequestParseError`."""
+    if not INT32_MIN <= value <= INT32_MAX:
+        raise RequestParseError(f"field {name!r} is not a 32-bit integer: {text[:40]!r}")
+    return value
+
+
 class FieldReader:
     """Reads a request's fields in order, normalising unset values.
 
@@ -562,7 +575,7 @@ class FieldReader:
         """The next field as a required integer."""
         text = self._next(name)
         try:
-            return int(text)
+            return int32(int(text), name, text)
         except ValueError:
             raise RequestParseError(f"field {name!r} is not an integer: {text!r}") from None
 
@@ -572,7 +585,7 @@ class FieldReader:
         if text in _UNSET_TEXTS:
             return default
         try:
-            return int(text)
+            return int32(int(text), name, text)
         except ValueError:
             try:
                 as_float = float(text)
@@ -580,7 +593,7 @@ class FieldReader:
                 raise RequestParseError(f"field {name!r} is not an integer: {text!r}") from None
             if not as_float.is_integer():
                 raise RequestParseError(f"field {name!r} is not an integer: {text!r}") from None
-            return int(as_float)
+            return int32(int(as_float), name, text)
 
     def read_float(self, name: str = "field", default: float | None = None) -> float | None:
         """The next field as a float, ``default`` when unset (``""`` or ``1.797…E308``)."""
