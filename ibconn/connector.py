@@ -81,6 +81,7 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
             self._supervisor, self._contracts, self._settings, self._alerts
         )
         self._supervisor.add_service(self._market_data)
+        self._orders.set_quote_source(self._market_data.quote)  # stops are checked on a quote
         # Positions (order 30): fills, marks, reconciliation, account figures.
         self._positions = PositionService(
             self._supervisor,
@@ -161,6 +162,7 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
 
     async def _close(self) -> None:
         await self._supervisor.stop()
+        self._orders.close()  # fills() and order_updates() streams end with the connector
         self._market_data.close()  # market data streams end with the connector
         self._positions.close()  # position_updates() streams too
         self._risk.close()  # the exposure monitor and stream too

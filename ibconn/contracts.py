@@ -21,13 +21,40 @@ from ibconn.arguments import check_contract, text_problem
 from ibconn.errors import InvalidInputError, NotConnectedError, RequestTimeoutError
 from ibconn.logs import get_logger
 
-__all__ = ["ContractLike", "ContractResolver", "ResolvedContract", "to_contract"]
+__all__ = [
+    "ContractLike",
+    "ContractResolver",
+    "ResolvedContract",
+    "symbol_key",
+    "to_contract",
+    "trading_symbol",
+]
 
 ContractLike = str | Contract
 """What the public API accepts wherever it needs a contract."""
 
 _log = get_logger("market_data")
 _SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9 .\-/]{0,19}$")
+_PAIR = re.compile(r"^([A-Z]{3})\.?([A-Z]{3})$")
+
+
+def trading_symbol(contract: Contract) -> str:
+    """The one spelling of a contract's symbol on orders and fills.
+
+    A forex pair is ``EUR.USD`` (base, a dot, quote currency: TWS's local
+    symbol); anything else is the contract's ``symbol``.
+    """
+    if contract.secType == "CASH" and contract.symbol and contract.currency:
+        return f"{contract.symbol}.{contract.currency}".upper()
+    return contract.symbol
+
+
+def symbol_key(text: str) -> str:
+    """``text`` as compared with :func:`trading_symbol`: upper case, and a forex pair
+    written without its dot (``EURUSD``) spelled with it (``EUR.USD``)."""
+    key = text.strip().upper()
+    pair = _PAIR.match(key)
+    return f"{pair[1]}.{pair[2]}" if pair else key
 
 
 @dataclass(frozen=True, slots=True)

@@ -437,7 +437,7 @@ class ExitService(Service):
                 base = plan.expected if plan.expected is not None else plan.position
                 plan.expected = base + update.fill.signed_quantity
                 plan.expected_since = asyncio.get_running_loop().time()
-            elif update.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
+            elif update.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.LOST):
                 self.schedule(plan.key)  # cancelled by someone else: put it back
             return
 

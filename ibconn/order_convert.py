@@ -17,6 +17,7 @@ from ib_async import Contract, Order
 from ib_async import Fill as IBFill
 from ib_async import OrderStatus as IBOrderStatus
 
+from ibconn.contracts import trading_symbol
 from ibconn.errors import IBConnError
 from ibconn.order_models import (
     Fill,
@@ -31,12 +32,15 @@ if TYPE_CHECKING:
     from ibconn.order_records import OrderRecord
 
 __all__ = [
+    "absorb_order",
     "apply_spec",
     "aware_utc",
     "map_tws_status",
     "pnl_or_none",
     "price_or_none",
+    "spec_following",
     "spec_from_order",
+    "spec_key",
     "to_fill",
     "with_commission",
 ]
@@ -121,6 +125,95 @@ def apply_spec(order: Order, spec: OrderSpec) -> None:
         order.ocaType = spec.oca_type
 
 
+_LIVE_FIELDS = ("totalQuantity", "orderType", "lmtPrice", "auxPrice")
+"""What ib_async copies from each openOrder into the Order of a trade it already holds."""
+
+CHANGE_FIELDS = ("tif", "outsideRth", "goodTillDate", "trailingPercent", "trailStopPrice")
+"""What a modification may change beyond :data:`_LIVE_FIELDS`: known from TWS only through
+the first openOrder of a trade (ib_async keeps the rest of it as it was)."""
+
+
+def absorb_order(mine: Order, reported: Order, *, full: bool) -> None:
+    """Copy what TWS reported for an order into ibconn's copy of it.
+
+    ``reported`` is ib_async's ``trade.order``: its quantity, type and prices follow
+    every openOrder; with ``full`` (a trade ib_async built from TWS's openOrder) the
+    time in force, outside-RTH flag, expiry and trailing fields are TWS's too.
+    """
+    quantity = price_or_none(reported.totalQuantity)
+    if quantity is not None and quantity > 0:
+        mine.totalQuantity = quantity
+    if reported.orderType:
+        mine.orderType = reported.orderType
+    try:
+        kind: OrderType | None = OrderType(mine.orderType)
+    except ValueError:
+        kind = None
+    if kind is None or kind.needs_limit:
+        mine.lmtPrice = price_or_none(reported.lmtPrice)
+    if kind is None or kind.needs_stop or kind is OrderType.TRAILING_STOP:
+        mine.auxPrice = price_or_none(reported.auxPrice)
+    if not full:
+        return
+    if reported.tif:
+        mine.tif = reported.tif
+    mine.outsideRth = bool(reported.outsideRth)
+    mine.goodTillDate = reported.goodTillDate or ""
+    mine.trailingPercent = price_or_none(reported.trailingPercent)  # type: ignore[assignment]
+    mine.trailStopPrice = price_or_none(reported.trailStopPrice)  # type: ignore[assignment]
+
+
+def spec_key(order: Order) -> tuple[object, ...]:
+    """The fields of ``order`` a spec describes (to tell cheaply whether they changed)."""
+    return (
+        order.totalQuantity,
+        order.orderType,
+        order.lmtPrice,
+        order.auxPrice,
+        order.trailingPercent,
+        order.tif,
+        order.outsideRth,
+    )
+
+
+def spec_following(spec: OrderSpec, order: Order) -> OrderSpec:
+    """``spec`` with the quantity, type, prices, time in force and outside-RTH flag that
+    ``order`` (ibconn's copy of what TWS reported) holds now; unchanged if they make no
+    valid spec. The expiry of a GTD order and ``trail_stop_price`` stay as sent."""
+    try:
+        kind = OrderType(order.orderType)
+    except ValueError:
+        return spec
+    values: dict[str, Any] = {
+        "order_type": kind,
+        "outside_rth": bool(order.outsideRth),
+        "limit_price": price_or_none(order.lmtPrice) if kind.needs_limit else None,
+        "stop_price": price_or_none(order.auxPrice) if kind.needs_stop else None,
+    }
+    quantity = price_or_none(order.totalQuantity)
+    if quantity is not None and quantity > 0:
+        values["quantity"] = quantity
+    if kind is OrderType.TRAILING_STOP:
+        percent = price_or_none(order.trailingPercent)
+        values["trailing_percent"] = percent or None
+        values["trailing_amount"] = None if percent else price_or_none(order.auxPrice)
+    else:
+        values["trailing_percent"] = values["trailing_amount"] = None
+        values["trail_stop_price"] = None
+    try:
+        tif = TimeInForce(order.tif) if order.tif else spec.tif
+    except ValueError:
+        tif = spec.tif
+    if tif is not TimeInForce.GTD and spec.tif is not TimeInForce.GTD:
+        values["tif"] = tif
+    if all(getattr(spec, name) == value for name, value in values.items()):
+        return spec
+    try:
+        return spec.replace(**values)
+    except IBConnError:
+        return spec
+
+
 def spec_from_order(order: Order, contract: Contract, tag: str | None) -> OrderSpec | None:
     """Describe an adopted order as a spec (``None`` when its type is not one ibconn knows)."""
     try:
@@ -172,15 +265,7 @@ def to_fill(ib_fill: IBFill, record: OrderRecord | None) -> Fill:
     execution = ib_fill.execution
     contract = ib_fill.contract
     report = ib_fill.commissionReport
-    symbol = (
-        record.symbol
-        if record is not None
-        else (
-            f"{contract.symbol}{contract.currency}"
-            if contract.secType == "CASH"
-            else contract.symbol
-        )
-    )
+    symbol = record.symbol if record is not None else trading_symbol(contract)
     has_report = bool(report.execId) and report.execId == execution.execId
     side = execution.side.upper()
     return Fill(

@@ -152,11 +152,16 @@ class OrderStatus(enum.StrEnum):
     NOT_FOUND = "not_found"
     """After the resync TWS had no trace of an order that was in flight: it never
     arrived, so placing it again is safe (final)."""
+    LOST = "lost"
+    """TWS stopped knowing an order it had acknowledged: after a reconnect it reported
+    it nowhere (no open order, completed order or execution explains it), or it
+    answered a cancel with 10147. Final as far as ibconn can tell (an alert is raised
+    and ``last_error`` says why); if TWS ever reports the order again, it follows TWS."""
 
     @property
     def is_done(self) -> bool:
         """Whether the order can no longer fill (FILLED, CANCELLED, REJECTED, INACTIVE,
-        NOT_FOUND)."""
+        NOT_FOUND, LOST)."""
         return self in _DONE
 
     @property
@@ -180,6 +185,7 @@ _DONE = frozenset(
         OrderStatus.REJECTED,
         OrderStatus.INACTIVE,
         OrderStatus.NOT_FOUND,
+        OrderStatus.LOST,
     }
 )
 _WORKING = frozenset(

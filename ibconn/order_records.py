@@ -23,7 +23,13 @@ from ib_async import Contract, Order
 from ibconn.contracts import ResolvedContract
 from ibconn.errors import InvalidInputError
 from ibconn.fills import FillLedger
-from ibconn.order_convert import price_or_none
+from ibconn.order_convert import (
+    CHANGE_FIELDS,
+    absorb_order,
+    price_or_none,
+    spec_following,
+    spec_key,
+)
 from ibconn.order_models import (
     OrderAction,
     OrderError,
@@ -91,7 +97,12 @@ class WorkingIndex:
 
 
 class OrderRecord:
-    """Everything ibconn knows about one order (mutable, internal)."""
+    """Everything ibconn knows about one order (mutable, internal).
+
+    ``ib_order`` is the order as TWS last reported it (:meth:`absorb`, from every
+    openOrder and orderStatus ib_async passes on) and ``spec`` follows it: a
+    modification starts from both, never from the order as first placed.
+    """
 
     def __init__(
         self,
@@ -136,6 +147,37 @@ class OrderRecord:
         self.sent = False
         self.dropped: BaseException | None = None
         self.updated_at = datetime.now(UTC)
+        # a change sent and not acknowledged yet: the order and spec it sent
+        self.pending_change: tuple[Order, OrderSpec] | None = None
+        self._reported_from: Order | None = None  # the ib_async Order last absorbed in full
+        self._spec_key = spec_key(ib_order)
+
+    def absorb(self, reported: Order) -> None:
+        """Take what TWS reported for this order: ``reported`` is ib_async's ``trade.order``.
+
+        ib_async updates the quantity, type and prices of a trade it holds in place;
+        the first time ibconn sees an Order ib_async built from TWS's openOrder (after
+        a reconnect, or an adopted order) every field of it is TWS's.
+        """
+        if reported is not self.ib_order:
+            absorb_order(self.ib_order, reported, full=reported is not self._reported_from)
+            self._reported_from = reported
+        self._follow_spec()
+
+    def apply_change(self, sent: Order, spec: OrderSpec) -> None:
+        """TWS acknowledged a change: what its answer does not carry is what was sent."""
+        for name in CHANGE_FIELDS:
+            setattr(self.ib_order, name, getattr(sent, name))
+        self.spec = spec
+        self._spec_key = spec_key(sent)
+
+    def _follow_spec(self) -> None:
+        key = spec_key(self.ib_order)
+        if key == self._spec_key:
+            return
+        self._spec_key = key
+        if self.spec is not None:
+            self.spec = spec_following(self.spec, self.ib_order)
 
     @property
     def quantity(self) -> float:

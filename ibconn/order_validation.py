@@ -13,8 +13,10 @@ from one cached market-rule request per rule id):
   or rounded when the spec says ``round_prices=True`` (a BUY limit down and a
   SELL limit up, so rounding never makes a price worse; stops to the nearest);
 * a trailing amount lies on the min tick;
-* when a quote is known, a stop (or touch) price is on the side of the market
-  where it does not trigger at once.
+* a stop (or touch) price is on the side of the market where it does not
+  trigger at once (:func:`needs_quote`: the order service takes a snapshot
+  quote when none is at hand, and refuses the order when it cannot get one:
+  a stop is never sent unchecked).
 
 Every failure is an :class:`~ibconn.errors.InvalidInputError` saying what was
 wrong and what is allowed.
@@ -41,6 +43,8 @@ __all__ = [
     "Quote",
     "check_bracket_prices",
     "increment_at",
+    "needs_quote",
+    "quote_reference",
     "validate_order",
 ]
 
@@ -78,12 +82,26 @@ class Quote:
 
 
 class MarketRules:
-    """Market rules (price increments by price level), fetched once per rule id."""
+    """Market rules (price increments by price level), fetched once per rule id.
+
+    The lookup is single-flight: concurrent callers of one rule id share one
+    request (ib_async keys the reply by rule id, so a second request in flight
+    would orphan the first one's answer). Only a non-empty answer is cached; a
+    failed or empty one is returned to the callers waiting for it and asked
+    again by the next order.
+    """
 
     def __init__(self, ib_provider: Callable[[], IB], timeout: float = 10.0) -> None:
         self._ib_provider = ib_provider
         self._timeout = timeout
         self._rules: dict[int, tuple[PriceIncrement, ...]] = {}
+        self._inflight: dict[int, asyncio.Task[tuple[PriceIncrement, ...]]] = {}
+        self._requests = 0
+
+    @property
+    def requests(self) -> int:
+        """Market rule requests sent to TWS so far."""
+        return self._requests
 
     def cached(self, rule_id: int) -> tuple[PriceIncrement, ...] | None:
         """The cached increments of ``rule_id``, if fetched."""
@@ -91,18 +109,32 @@ class MarketRules:
 
     def store(self, rule_id: int, increments: Sequence[tuple[float, float]]) -> None:
         """Put a rule into the cache (used by tests and by callers that know it)."""
-        self._rules[rule_id] = tuple(
-            sorted((to_decimal(low), to_decimal(inc)) for low, inc in increments if inc > 0)
-        )
+        self._rules[rule_id] = _increments(increments)
 
     async def get(self, rule_id: int) -> tuple[PriceIncrement, ...]:
-        """The increments of ``rule_id`` (empty if TWS knows no such rule)."""
+        """The increments of ``rule_id`` (empty, and not cached, when TWS gave none)."""
         hit = self._rules.get(rule_id)
         if hit is not None:
             return hit
-        ib = self._ib_provider()
-        if not ib.isConnected():
-            raise NotConnectedError(f"cannot fetch market rule {rule_id}: not connected to TWS")
+        task = self._inflight.get(rule_id)
+        if task is None:
+            ib = self._ib_provider()
+            if not ib.isConnected():
+                raise NotConnectedError(f"cannot fetch market rule {rule_id}: not connected to TWS")
+            task = asyncio.ensure_future(self._fetch(ib, rule_id))
+            self._inflight[rule_id] = task
+            task.add_done_callback(lambda done: self._fetched(rule_id, done))
+        # shielded: one caller giving up never cancels the request the others await
+        return await asyncio.shield(task)
+
+    def _fetched(self, rule_id: int, task: asyncio.Task[tuple[PriceIncrement, ...]]) -> None:
+        if self._inflight.get(rule_id) is task:
+            del self._inflight[rule_id]
+        if not task.cancelled():
+            task.exception()  # retrieved here: every caller gets it through the shield
+
+    async def _fetch(self, ib: IB, rule_id: int) -> tuple[PriceIncrement, ...]:
+        self._requests += 1
         try:
             async with asyncio.timeout(self._timeout):
                 result = await ib.reqMarketRuleAsync(rule_id)
@@ -110,14 +142,20 @@ class MarketRules:
             raise RequestTimeoutError(
                 f"TWS did not answer the market rule request {rule_id} within {self._timeout} s"
             ) from exc
-        self.store(rule_id, [(p.lowEdge, p.increment) for p in result or ()])
-        return self._rules[rule_id]
+        increments = _increments([(p.lowEdge, p.increment) for p in result or ()])
+        if increments:
+            self._rules[rule_id] = increments
+        return increments
 
     async def for_contract(self, resolved: ResolvedContract) -> tuple[PriceIncrement, ...]:
         """The increments of the contract's (first) market rule; empty when it has none."""
         if not resolved.market_rule_ids:
             return ()
         return await self.get(resolved.market_rule_ids[0])
+
+
+def _increments(pairs: Sequence[tuple[float, float]]) -> tuple[PriceIncrement, ...]:
+    return tuple(sorted((to_decimal(low), to_decimal(inc)) for low, inc in pairs if inc > 0))
 
 
 def increment_at(
@@ -197,6 +235,33 @@ def _check_quantity(spec: OrderSpec, resolved: ResolvedContract) -> None:
             f"quantity={spec.quantity} is below the minimum size {_fmt(minimum)} "
             f"of {resolved.display_name}"
         )
+
+
+def needs_quote(spec: OrderSpec) -> bool:
+    """Whether ``spec`` has a trigger price that must be checked against the market
+    (a stop, stop limit, trailing stop with a stop price, or if-touched order)."""
+    kind = spec.order_type
+    if kind is OrderType.TRAILING_STOP:
+        return spec.trail_stop_price is not None
+    return kind in _TRIGGER_TYPES and spec.stop_price is not None
+
+
+def quote_reference(spec: OrderSpec, quote: Quote | None) -> float | None:
+    """The price ``spec``'s trigger is checked against: the ask for a buy, the bid for a
+    sell (the last trade when that side is missing); ``None`` without one."""
+    if quote is None:
+        return None
+    return quote.buy_reference if spec.action is OrderAction.BUY else quote.sell_reference
+
+
+_TRIGGER_TYPES = frozenset(
+    {
+        OrderType.STOP,
+        OrderType.STOP_LIMIT,
+        OrderType.MARKET_IF_TOUCHED,
+        OrderType.LIMIT_IF_TOUCHED,
+    }
+)
 
 
 def _check_trigger_side(spec: OrderSpec, quote: Quote | None) -> None:

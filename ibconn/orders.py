@@ -51,17 +51,24 @@ from ib_async import OrderStatus as IBOrderStatus
 from ibconn.alerts import AlertBus
 from ibconn.codes import CodeCategory, Severity, classify
 from ibconn.config import ConnectorSettings
-from ibconn.contracts import ContractLike, ContractResolver, ResolvedContract
+from ibconn.contracts import (
+    ContractLike,
+    ContractResolver,
+    ResolvedContract,
+    symbol_key,
+    trading_symbol,
+)
 from ibconn.errors import (
     CancelNotConfirmedError,
     ConnectionLostError,
     InvalidInputError,
+    MarketDataError,
     NotConnectedError,
     OrderRejectedError,
     OrderStateUnknownError,
     RequestTimeoutError,
 )
-from ibconn.fills import LedgerOutcome
+from ibconn.fills import FillLedger, LedgerOutcome
 from ibconn.logs import get_logger
 from ibconn.order_convert import (
     apply_spec,
@@ -97,7 +104,14 @@ from ibconn.order_records import (
     new_run_prefix,
     until_of,
 )
-from ibconn.order_validation import MarketRules, Quote, check_bracket_prices, validate_order
+from ibconn.order_validation import (
+    MarketRules,
+    Quote,
+    check_bracket_prices,
+    needs_quote,
+    quote_reference,
+    validate_order,
+)
 from ibconn.pacing import DroppedMessage
 from ibconn.receive import yield_to_waiters
 from ibconn.session import ConnectionState, Service, Session, move_handlers
@@ -126,6 +140,7 @@ _COMMISSION_GRACE = 1.0
 
 _EPS = 1e-9
 _PLACE_ORDER = 3
+_CANCEL_NOT_FOUND = 10147
 
 
 class PreTradeCheck(Protocol):
@@ -153,6 +168,13 @@ class PreTradeCheck(Protocol):
     ) -> None:
         """Raise to refuse ``spec``; ``replaces`` is the order a modification changes,
         ``parent`` the entry of a bracket child."""
+
+
+class QuoteSource(Protocol):
+    """Takes a snapshot of the top of the book (the market data service's ``quote``)."""
+
+    async def __call__(self, instrument: ContractLike, timeout: float | None = None) -> Any:
+        """A quote with ``bid`` and ``ask`` (``None`` for a missing side)."""
 
 
 class BracketOrder(NamedTuple):
@@ -211,6 +233,9 @@ class OrderService(Service):
         self._by_id: dict[int, OrderRecord] = {}
         self._by_perm: dict[int, OrderRecord] = {}
         self._exec_owner: dict[str, OrderRecord] = {}
+        # executions of orders this connector does not track (finished before it started,
+        # or of another client): known, so that a later correction replaces, never adds
+        self._orphans = FillLedger()
         self._sync = _Sync()
         self._installed: IB | None = None
         self._updates: FilteredFanout[OrderUpdate] = FilteredFanout(
@@ -225,6 +250,12 @@ class OrderService(Service):
         self._pacer.on_sent(self._on_sent)
         self._pacer.on_dropped(self._on_dropped)
         self._pre_trade: PreTradeCheck | None = None  # the risk service (ibconn/risk.py)
+        self._quote_source: QuoteSource | None = None  # market data (ibconn/market_data.py)
+
+    def set_quote_source(self, source: QuoteSource | None) -> None:
+        """Install what takes a snapshot quote when a stop must be checked and no quote
+        is at hand (the market data service)."""
+        self._quote_source = source
 
     def set_pre_trade_check(self, check: PreTradeCheck | None) -> None:
         """Install the hook that every new order and every change passes before it is sent."""
@@ -391,15 +422,25 @@ class OrderService(Service):
             changes.setdefault("trailing_percent", None)
         elif "trailing_percent" in changes:
             changes["trailing_amount"] = None
-        spec = record.spec.replace(**changes)
-        if spec.quantity < record.filled - _EPS:
-            raise InvalidInputError(
-                f"quantity={spec.quantity} is below the {record.filled:g} already filled of "
-                f"order {record.order_ref}; allowed: at least {record.filled:g}"
-            )
-        resolved = record.resolved or await self._resolve(spec.symbol)
-        checked = await self._validate(spec, resolved)
-        await self._ensure_connected("modify an order", wait_timeout)
+        moves_trigger = bool({"stop_price", "trail_stop_price", "order_type"} & changes.keys())
+        # The change applies to the order as TWS last reported it (record.spec follows
+        # every openOrder), never to the order as first placed; if TWS reports a new
+        # state while this call validates, it is validated again on that state.
+        while True:
+            base = record.spec
+            spec = base.replace(**changes)
+            if spec.quantity < record.filled - _EPS:
+                raise InvalidInputError(
+                    f"quantity={spec.quantity} is below the {record.filled:g} already filled "
+                    f"of order {record.order_ref}; allowed: at least {record.filled:g}"
+                )
+            resolved = record.resolved or await self._resolve(spec.symbol)
+            # a new trigger price is checked against the market like a new stop (a quote
+            # is taken if none is at hand); other changes leave the trigger where it was
+            checked = await self._validate(spec, resolved, snapshot=moves_trigger)
+            await self._ensure_connected("modify an order", wait_timeout)
+            if record.spec is base or record.spec is None:
+                break
         if record.status.is_done:
             raise InvalidInputError(
                 f"order {record.order_ref} became {record.status.value} before the change was sent"
@@ -418,10 +459,12 @@ class OrderService(Service):
         loop = asyncio.get_running_loop()
         change: asyncio.Future[None] = loop.create_future()
         record.change = change
+        record.pending_change = (new_order, checked)
         try:
             ib.placeOrder(record.contract, new_order)
         except ConnectionError as exc:
             record.change = None
+            record.pending_change = None
             raise ConnectionLostError(
                 f"the change to order {record.order_ref} was not sent: the link to TWS is down; "
                 "the order is unchanged"
@@ -438,8 +481,7 @@ class OrderService(Service):
         finally:
             if record.change is change:
                 record.change = None
-        record.spec = checked
-        record.ib_order = new_order
+                record.pending_change = None
         return OrderHandle(record)
 
     async def cancel_order(
@@ -453,8 +495,11 @@ class OrderService(Service):
 
         Returns once the order is done: ``CANCELLED``, or ``FILLED`` when it
         filled first (a cancel of a filled order sends nothing and returns
-        its state). Raises :class:`OrderRejectedError` when TWS refuses the
-        cancel of an order that is still working.
+        its state; ``LOST`` when TWS answers that it does not know the order,
+        error 10147). Raises :class:`OrderRejectedError` when TWS refuses the
+        cancel of an order that is still working, and :class:`OrderStateUnknownError`
+        when the link drops before TWS confirmed the cancel (the resync after the
+        reconnect resolves the order's state).
         """
         record = self._lookup(order)
         if record.status.is_done:
@@ -489,9 +534,9 @@ class OrderService(Service):
             if done in finished:
                 return done.result()
             if failed in finished:
-                error = failed.result()
                 if record.status.is_done:
                     return record.snapshot()
+                error = failed.result()  # raises when the link dropped: outcome unknown
                 raise OrderRejectedError(
                     f"TWS refused to cancel order {record.order_ref}: {error.code} {error.text}",
                     code=error.code,
@@ -504,6 +549,8 @@ class OrderService(Service):
             )
         finally:
             done.cancel()
+            if failed.done() and not failed.cancelled():
+                failed.exception()  # retrieved (it may have lost the race to `done`)
             if record.cancel_failed is failed:
                 record.cancel_failed = None
 
@@ -621,8 +668,8 @@ class OrderService(Service):
         """
         if symbol is None:
             return self._fills.subscribe(None, capacity)
-        wanted = symbol.strip().upper()
-        return self._fills.subscribe(lambda f: f.symbol.upper() == wanted, capacity)
+        wanted = symbol_key(symbol)
+        return self._fills.subscribe(lambda f: symbol_key(f.symbol) == wanted, capacity)
 
     @property
     def run_prefix(self) -> str:
@@ -693,17 +740,55 @@ class OrderService(Service):
             raise InvalidInputError(f"unknown or invalid symbol: {exc}") from None
 
     async def _validate(
-        self, spec: OrderSpec, resolved: ResolvedContract, *, quote_check: bool = True
+        self,
+        spec: OrderSpec,
+        resolved: ResolvedContract,
+        *,
+        quote_check: bool = True,
+        snapshot: bool = True,
     ) -> OrderSpec:
+        """Check ``spec`` (see :mod:`ibconn.order_validation`). A trigger price is checked
+        against the quote at hand; with ``snapshot`` one is taken when none is (and the
+        order refused when none can be had): a stop is never sent unchecked."""
         rule_ids = resolved.market_rule_ids
         increments = self._rules.cached(rule_ids[0]) if rule_ids else ()
         if increments is None:
             increments = await self._rules.for_contract(resolved)
         quote = self._quote(resolved) if quote_check else None
+        if quote_check and snapshot and needs_quote(spec) and quote_reference(spec, quote) is None:
+            quote = await self._snapshot_quote(spec, resolved)
         checked = validate_order(spec, resolved, increments, quote)
         if self._pre_trade is not None and self._pre_trade.needs_prepare(checked, resolved):
             await self._pre_trade.prepare(checked, resolved)  # fetch what check() will need
         return checked
+
+    async def _snapshot_quote(self, spec: OrderSpec, resolved: ResolvedContract) -> Quote:
+        """A quote to check a trigger price against, taken now; the order is refused
+        (never sent unchecked) when there is none."""
+        what = (
+            f"the {spec.action.value} {spec.order_type.value} order for "
+            f"{resolved.display_name} was not sent: its trigger price must be checked "
+            "against the market (a stop on the wrong side fills at once) and"
+        )
+        source = self._quote_source
+        if source is None:
+            raise MarketDataError(f"{what} no market data service is installed")
+        try:
+            snap = await source(resolved.contract, timeout=self._settings.market_data_timeout)
+        except RequestTimeoutError as exc:
+            raise RequestTimeoutError(f"{what} no quote arrived in time ({exc})") from exc
+        except MarketDataError as exc:
+            raise MarketDataError(
+                f"{what} TWS gave no quote ({exc})", code=exc.code, text=exc.text
+            ) from exc
+        quote = Quote(bid=Quote.clean(snap.bid), ask=Quote.clean(snap.ask))
+        if quote_reference(spec, quote) is None:
+            side = "ask" if spec.action is OrderAction.BUY else "bid"
+            raise MarketDataError(
+                f"{what} the quote has no {side}; retry when the market quotes it",
+                symbol=resolved.display_name,
+            )
+        return quote
 
     def _quote(self, resolved: ResolvedContract) -> Quote | None:
         """The quote ib_async holds for the contract, if market data is subscribed."""
@@ -754,7 +839,7 @@ class OrderService(Service):
             ) from exc
         record = OrderRecord(
             ref,
-            symbol=resolved.symbol if resolved.sec_type != "CASH" else resolved.display_name,
+            symbol=trading_symbol(resolved.contract),
             con_id=resolved.con_id,
             contract=resolved.contract,
             ib_order=ib_order,
@@ -974,9 +1059,13 @@ class OrderService(Service):
             if self._adoptable(trade):
                 self._adopt(trade, announce=True)
             return
+        change = record.change
+        if change is not None and not change.done() and record.pending_change is not None:
+            record.apply_change(*record.pending_change)  # before TWS's values are absorbed
+            record.pending_change = None
         self._link(record, trade)
-        if record.change is not None and not record.change.done():
-            record.change.set_result(None)
+        if change is not None and not change.done():
+            change.set_result(None)
             self._wake()
             self._publish(record, UpdateKind.MODIFIED)
 
@@ -1053,6 +1142,12 @@ class OrderService(Service):
                 self._set_status(record, OrderStatus.CANCELLED, UpdateKind.STATUS)
             return
         if category is CodeCategory.CANCEL_FAILED:
+            if code == _CANCEL_NOT_FOUND and record.status.is_working:
+                # TWS does not know the order (any more): nothing works under this id
+                self._lose(record, error)
+                if record.cancel_failed is not None and not record.cancel_failed.done():
+                    record.cancel_failed.set_result(error)
+                return
             record.last_error = error
             if record.cancel_failed is not None and not record.cancel_failed.done():
                 record.cancel_failed.set_result(error)
@@ -1122,8 +1217,7 @@ class OrderService(Service):
                 record.order_id = order.orderId
             self._by_id[order.orderId] = record
             self._sync.max_order_id = max(self._sync.max_order_id, order.orderId)
-        if record.adopted and order.totalQuantity:
-            record.ib_order.totalQuantity = order.totalQuantity
+        record.absorb(order)
 
     def _apply_status(
         self, record: OrderRecord, status: IBOrderStatus, kind: UpdateKind = UpdateKind.STATUS
@@ -1146,7 +1240,8 @@ class OrderService(Service):
         new = map_tws_status(status.status, record.filled, record.remaining)
         if new is record.status and new.is_done:
             return  # a final status repeated (or known from the executions): nothing new
-        if new is None or (record.status.is_done and not new.is_done):
+        revived = record.status is OrderStatus.LOST  # TWS reports a lost order again
+        if new is None or (record.status.is_done and not new.is_done and not revived):
             if changed:
                 self._publish(record, kind)
             return
@@ -1191,8 +1286,9 @@ class OrderService(Service):
                 record = candidate
         fill = to_fill(ib_fill, record)
         if record is None:
-            if publish:
-                self._queue_fill(fill)
+            orphan = self._orphans.add(fill)
+            if publish and orphan.counted:
+                self._queue_fill(orphan.fill)
             return
         result = record.ledger.add(fill)
         if not result.counted:
@@ -1288,8 +1384,14 @@ class OrderService(Service):
                 )
             )
         if record.cancel_failed is not None and not record.cancel_failed.done():
-            record.cancel_failed.set_result(
-                OrderError(code=0, text=f"the link to TWS dropped ({reason})")
+            record.cancel_failed.set_exception(
+                OrderStateUnknownError(
+                    f"the link to TWS dropped ({reason}) after the cancel of order "
+                    f"{record.order_ref} was sent and before TWS confirmed it: the order may "
+                    "be cancelled or still working. After the reconnect ibconn resyncs it "
+                    "from TWS; order_updates() and get_order_status() tell its state",
+                    order_ref=record.order_ref,
+                )
             )
         if record.status is not OrderStatus.PENDING_SUBMIT:
             return
@@ -1384,16 +1486,44 @@ class OrderService(Service):
                     )
                     self._set_status(record, OrderStatus.NOT_FOUND, kind)
             elif not record.status.is_done and not first:
-                self._alerts.publish(
-                    Severity.WARNING,
-                    "orders",
-                    f"order {record.order_ref} was working before the reconnect but TWS did "
-                    "not report it again; its state is unknown until TWS sends an update",
-                    order_ref=record.order_ref,
-                )
+                self._resolve_unreported(record)
         # 5. never reuse an order id, even if the gateway's next valid id went back
         highest = max([sync.max_order_id, *(r.order_id or 0 for r in self._by_ref.values())])
         ib.client.updateReqId(highest + 1)
+
+    def _resolve_unreported(self, record: OrderRecord) -> None:
+        """A working order TWS did not report again after a reconnect (no open order,
+        no completed order): its executions may explain it, else TWS lost it."""
+        if record.quantity > _EPS and record.filled >= record.quantity - _EPS:
+            self._set_status(record, OrderStatus.FILLED, UpdateKind.RESOLVED)
+            return
+        self._lose(
+            record,
+            OrderError(
+                code=0,
+                text="not reported by TWS after the reconnect: no open order, completed "
+                f"order or execution explains it (filled {record.filled:g} of "
+                f"{record.quantity:g} before)",
+            ),
+        )
+
+    def _lose(self, record: OrderRecord, error: OrderError) -> None:
+        """TWS no longer knows an order it had acknowledged: final, alerted, explained."""
+        record.last_error = error
+        record.status = OrderStatus.LOST
+        record.updated_at = datetime.now(UTC)
+        order = record.ib_order
+        self._alerts.publish(  # docs/alerts.md: an order lost by TWS
+            Severity.ERROR,
+            "orders",
+            f"order {record.order_ref} ({order.action} {record.quantity:g} {record.symbol} "
+            f"{order.orderType}, filled {record.filled:g}) was lost by TWS and is marked "
+            f"LOST: {error.text}. Check it in TWS before placing it again",
+            code=error.code or None,
+            order_ref=record.order_ref,
+        )
+        _log.warning("order {} lost by TWS: {}", record.order_ref, error.text)
+        self._publish(record, UpdateKind.STATUS, error=error)
 
     def _adoptable(self, trade: Trade) -> bool:
         order = trade.order
@@ -1412,9 +1542,7 @@ class OrderService(Service):
         spec = spec_from_order(order, contract, tag)
         record = OrderRecord(
             ref,
-            symbol=contract.symbol
-            if contract.secType != "CASH"
-            else f"{contract.symbol}{contract.currency}",
+            symbol=trading_symbol(contract),
             con_id=contract.conId,
             contract=contract,
             ib_order=copy.copy(order),
@@ -1436,6 +1564,15 @@ class OrderService(Service):
         return record
 
     def close(self) -> None:
-        """End every stream (used when the connector is closed for good)."""
+        """End every ``order_updates()`` and ``fills()`` stream (the connector disconnected).
+
+        Fills still held back for their commission report are delivered first. A
+        later ``connect()`` serves new subscriptions as before.
+        """
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        while self._pending_fills:
+            self._fills.publish(self._pending_fills.popleft().fill)
         self._updates.close()
         self._fills.close()

@@ -482,6 +482,8 @@ class PositionService(Service):
             if book.mark_handle is not None:
                 book.mark_handle.cancel()
                 book.mark_handle = None
+        self._drain()  # the order service's last fills (its streams end with the connector)
+        self._fills = self._orders.fills(None, _FILL_BUFFER)
         self._updates.close()
         self._updates = _position_updates()  # a later connect() gets working streams again
 

@@ -22,6 +22,7 @@ import logging
 import math
 import struct
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -376,7 +377,11 @@ async def test_a_yield_ends_the_slice_after_flushing_the_tap() -> None:
 
 
 async def _through_the_service(fast_ticks: bool) -> tuple[list[Any], Any, bool]:
-    config = SimConfig(tick_rate=0, seed=3)
+    # Both runs must see the same simulated clock: lastTimestamp (tick 45) is in whole
+    # seconds, so a run crossing a second boundary would differ from the other.
+    config = SimConfig(
+        tick_rate=0, seed=3, start_time=datetime(2026, 1, 5, 15, 0, tzinfo=UTC), clock_speed=1e-6
+    )
     async with (
         SimulatedGateway(port=0, config=config) as gw,
         IBConnector(

@@ -1391,6 +1391,16 @@ class Broker:
         self._cancel(order, notify=True)
         return order
 
+    def lose_order(self, order_ref: str) -> SimOrder:
+        """Forget the working order with ``order_ref`` without a word, as a TWS that lost
+        it would: no status, no open or completed order, a cancel answered with 10147.
+        Raises ``KeyError`` when no working order has that reference."""
+        order = self._working_by_ref(order_ref)
+        del self._orders[order.perm_id]
+        self._by_key.pop((order.client_id, order.order_id), None)
+        self._live.get(order.instrument.con_id, {}).pop(order.perm_id, None)
+        return order
+
     def _working_by_ref(self, order_ref: str) -> SimOrder:
         for order in reversed(list(self._orders.values())):
             if order.order_ref == order_ref and order.is_working:

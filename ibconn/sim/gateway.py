@@ -625,6 +625,11 @@ class SimulatedGateway:
         await self._drain_all()
         return order
 
+    def lose_order(self, order_ref: str) -> Any:
+        """Make the broker forget a working order silently (a TWS that lost it): it is
+        reported nowhere again and cancelling it gets error 10147."""
+        return self.broker.lose_order(order_ref)
+
     def correct_execution(self, exec_id: str, price: float) -> Any:
         """Send an execution correction: same exec id prefix, next suffix, new price."""
         return self.broker.correct_execution(exec_id, price)
