@@ -71,15 +71,18 @@ from ibconn.sim.matching import (
 )
 
 __all__ = [
+    "DONE_STATES",
     "ORDER_TYPES",
     "TIFS",
     "AccountEvent",
     "Broker",
     "BrokerConfig",
     "BrokerEvent",
+    "BrokerState",
     "CommissionEvent",
     "ExecutionEvent",
     "ExecutionFilter",
+    "JournalEntry",
     "OpenOrderEvent",
     "OrderErrorEvent",
     "OrderPreview",
@@ -96,6 +99,9 @@ ORDER_TYPES: frozenset[str] = frozenset({"MKT", "LMT", "STP", "STP LMT", "TRAIL"
 """Order types the matching engine supports."""
 TIFS: frozenset[str] = frozenset({"DAY", "GTC", "IOC", "FOK", "GTD"})
 """Time-in-force values the matching engine supports."""
+
+DONE_STATES: frozenset[str] = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
+"""Order statuses after which an order no longer works."""
 
 _STOP_TYPES = frozenset({"STP", "STP LMT", "TRAIL"})
 _EPS = 1e-9
@@ -257,14 +263,14 @@ class SimOrder:
     @property
     def remaining(self) -> float:
         """Quantity still to fill (0 once done)."""
-        if self.status in {"Filled", "Cancelled", "Inactive"}:
+        if self.status in DONE_STATES:
             return 0.0
         return max(0.0, self.total_quantity - self.filled)
 
     @property
     def is_done(self) -> bool:
-        """True for Filled, Cancelled and Inactive orders."""
-        return self.status in {"Filled", "Cancelled", "Inactive"}
+        """True for Filled, Cancelled, ApiCancelled and Inactive orders."""
+        return self.status in DONE_STATES
 
     @property
     def is_working(self) -> bool:
@@ -520,6 +526,22 @@ def _floor_to_increment(quantity: float, increment: float) -> float:
 # ---------------------------------------------------------------------------- broker
 
 
+@dataclass(slots=True)
+class BrokerState:
+    """Everything a broker must keep to carry on after a restart (see
+    :meth:`Broker.state` and :meth:`Broker.restore`)."""
+
+    orders: list[SimOrder]
+    executions: list[SimExecution]
+    journal: list[JournalEntry]
+    next_perm_id: int
+    exec_seq: int
+    exec_stamp: str
+    max_order_id: int
+    day_first_exec: int = 0
+    earlier_days: set[int] = field(default_factory=set)
+
+
 class Broker:
     """Gateway-wide orders, executions, positions and accounts (see the module doc).
 
@@ -552,11 +574,13 @@ class Broker:
         self._by_key: dict[tuple[int, int], SimOrder] = {}
         self._live: dict[int, dict[int, SimOrder]] = {}  # con id -> perm id -> order
         self._executions: list[SimExecution] = []
-        self._fills: list[_FillEntry] = []  # ledger journal (fills and overrides)
+        self._fills: list[JournalEntry] = []  # ledger journal (fills and overrides)
         self._next_perm = self.config.first_perm_id
         self._exec_seq = 0
         self._exec_stamp = f"{int(_time.time()) & 0xFFFFFFFF:08x}"
         self._max_order_id = 0
+        self._day_first_exec = 0  # executions before this index belong to earlier days
+        self._earlier_days: set[int] = set()  # perm ids of orders completed on earlier days
         self.ledger = self._new_ledger()
 
     # ------------------------------------------------------------------ plumbing
@@ -638,15 +662,17 @@ class Broker:
         ]
 
     def completed_orders(self) -> list[SimOrder]:
-        """Filled and cancelled orders."""
-        return [o for o in self._orders.values() if o.is_done]
+        """Orders done today (filled, cancelled, inactive): :meth:`roll_over_day` ends a day."""
+        return [
+            o for o in self._orders.values() if o.is_done and o.perm_id not in self._earlier_days
+        ]
 
     def find_executions(
         self, filt: ExecutionFilter | None = None, *, client_id: int | None = None
     ) -> list[SimExecution]:
-        """Executions passing ``filt`` (and belonging to ``client_id`` when given)."""
+        """Today's executions passing ``filt`` (and belonging to ``client_id`` when given)."""
         out = []
-        for ex in self._executions:
+        for ex in self._executions[self._day_first_exec :]:
             if client_id is not None and ex.client_id != client_id:
                 continue
             if filt is None or filt.matches(ex):
@@ -1223,7 +1249,7 @@ class Broker:
         signed = qty if order.action == "BUY" else -qty
         realized = self.ledger.apply_fill(order.account, inst, signed, price, commission)
         exec_id = self._next_exec_id()
-        self._fills.append(_FillEntry(exec_id, order.account, inst, signed, price, commission))
+        self._fills.append(JournalEntry(exec_id, order.account, inst, signed, price, commission))
         ex = SimExecution(
             exec_id=exec_id,
             order_id=order.order_id,
@@ -1355,6 +1381,42 @@ class Broker:
         for child in self._children(order):
             self._cancel(child, notify=notify)
 
+    # ------------------------------------------------------------------ persistence
+
+    def state(self) -> BrokerState:
+        """A copy of the broker's state (for a state file)."""
+        return BrokerState(
+            orders=[copy.copy(o) for o in self._orders.values()],
+            executions=list(self._executions),
+            journal=[copy.copy(f) for f in self._fills],
+            next_perm_id=self._next_perm,
+            exec_seq=self._exec_seq,
+            exec_stamp=self._exec_stamp,
+            max_order_id=self._max_order_id,
+            day_first_exec=self._day_first_exec,
+            earlier_days=set(self._earlier_days),
+        )
+
+    def restore(self, state: BrokerState) -> None:
+        """Carry on from ``state``: working orders work again (from the next quote on),
+        positions, cash and P&L are the journal replayed."""
+        self._orders = {o.perm_id: o for o in state.orders}
+        self._by_key = {(o.client_id, o.order_id): o for o in state.orders}
+        self._live = {}
+        for order in state.orders:
+            order.pending_arrival = False
+            if order.is_working:
+                self._live.setdefault(order.instrument.con_id, {})[order.perm_id] = order
+        self._executions = list(state.executions)
+        self._fills = list(state.journal)
+        self._next_perm = state.next_perm_id
+        self._exec_seq = state.exec_seq
+        self._exec_stamp = state.exec_stamp
+        self._max_order_id = state.max_order_id
+        self._day_first_exec = state.day_first_exec
+        self._earlier_days = set(state.earlier_days)
+        self._replay_ledger("")
+
     # ------------------------------------------------------------------ fault controls
 
     def fill(
@@ -1390,6 +1452,75 @@ class Broker:
         order = self._working_by_ref(order_ref)
         self._cancel(order, notify=True)
         return order
+
+    def reject(
+        self, order_ref: str, reason: str = "", status: str = "Cancelled", code: int = 201
+    ) -> SimOrder:
+        """End an acknowledged, working order from TWS's side: orderStatus ``status``
+        (``Cancelled``, ``ApiCancelled`` or ``Inactive``), then error ``code`` (201
+        *Order rejected - reason:...*; 0 sends none). Raises ``KeyError`` when no
+        working order has that reference, ``ValueError`` for another status."""
+        if status not in {"Cancelled", "ApiCancelled", "Inactive"}:
+            raise ValueError(f"status must be Cancelled, ApiCancelled or Inactive, not {status!r}")
+        order = self._working_by_ref(order_ref)
+        self._finish(order, status)
+        order.completed_status = f"Rejected: {reason}" if reason else status
+        self._emit_order(order, open_order=False)
+        if code:
+            text = f"Order rejected - reason:{reason}" if code == 201 else reason
+            self._error(order.client_id, order.order_id, (code, text))
+        for child in self._children(order):
+            self._cancel(child, notify=False)
+        return order
+
+    def modify_by_hand(
+        self, order_ref: str, quantity: float | None = None, price: float | None = None
+    ) -> SimOrder:
+        """A change made by hand in TWS: new total ``quantity`` and/or ``price`` (the limit
+        price, or the stop price of a STP order), then openOrder + orderStatus and a new
+        look at the market. Raises ``KeyError`` / ``ValueError`` for bad input."""
+        order = self._working_by_ref(order_ref)
+        if quantity is not None and not order.filled - _EPS < quantity:
+            raise ValueError(f"quantity {quantity} must exceed the filled {order.filled:g}")
+        if price is not None and not conforms_to_tick(price, order.instrument.min_tick):
+            raise ValueError(f"price {price} is off the tick {order.instrument.min_tick}")
+        if quantity is not None:
+            order.total_quantity = float(quantity)
+        if price is not None:
+            if order.order_type in {"LMT", "STP LMT"}:
+                order.lmt_price = float(price)
+            elif order.order_type == "STP":
+                order.aux_price = float(price)
+            else:
+                raise ValueError(f"a {order.order_type} order has no price to change")
+        order.resting = False
+        self._emit_order(order)
+        if not order.awaiting_parent:
+            self._arrive(order)
+        return order
+
+    def roll_over_day(self) -> list[SimOrder]:
+        """The trading-day rollover: working DAY orders expire (orderStatus Cancelled),
+        and today's executions and completed orders become yesterday's (reqExecutions and
+        reqCompletedOrders no longer return them). Returns the expired orders."""
+        expired = self.expire_day_orders()
+        self._day_first_exec = len(self._executions)
+        self._earlier_days.update(o.perm_id for o in self._orders.values() if o.is_done)
+        return expired
+
+    def forget_client_ids(self) -> list[SimOrder]:
+        """What a TWS restart does to working API orders: they lose their client id and
+        belong to client 0 (as orders entered in TWS do), so the client that placed them
+        no longer sees or cancels them by its ids. Returns the orders changed."""
+        changed = []
+        for order in self._orders.values():
+            if order.client_id == 0 or order.is_done or (0, order.order_id) in self._by_key:
+                continue
+            del self._by_key[(order.client_id, order.order_id)]
+            order.client_id = 0
+            self._by_key[(0, order.order_id)] = order
+            changed.append(order)
+        return changed
 
     def lose_order(self, order_ref: str) -> SimOrder:
         """Forget the working order with ``order_ref`` without a word, as a TWS that lost
@@ -1495,7 +1626,7 @@ class Broker:
         mark = self._mark(inst)
         self.ledger.set_position(account, inst, quantity, avg_cost, mark)
         self._fills.append(
-            _FillEntry("", account, inst, 0.0, 0.0, 0.0, override=(quantity, avg_cost, mark))
+            JournalEntry("", account, inst, 0.0, 0.0, 0.0, override=(quantity, avg_cost, mark))
         )
         self._emit_position(account, inst)
         snap = self.ledger.position(account, inst.con_id, self._mark)
@@ -1504,8 +1635,9 @@ class Broker:
 
 
 @dataclass(slots=True)
-class _FillEntry:
-    """One line of the ledger journal: a fill, or a position override."""
+class JournalEntry:
+    """One line of the ledger journal: a fill, or a position override (positions, cash
+    and P&L are the journal replayed)."""
 
     exec_id: str
     account: str

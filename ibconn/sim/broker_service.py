@@ -140,7 +140,10 @@ class GatewayBroker(Broker):
         self._tasks: list[asyncio.Task[None]] = []
         gateway.market.add_listener(self._on_market)
         gateway.received_hooks.append(self._on_received)
-        self.add_listener(self._route)
+        self.add_listener(self._deliver)
+        self.route_filter: Callable[[BrokerEvent], None] | None = None
+        """When set (by a fault control), receives every event instead of :meth:`route`
+        and decides when, how often and whether to route it."""
 
     # ------------------------------------------------------------------ gateway hooks
 
@@ -257,7 +260,14 @@ class GatewayBroker(Broker):
                 targets.append(session)
         return targets
 
-    def _route(self, event: BrokerEvent) -> None:
+    def _deliver(self, event: BrokerEvent) -> None:
+        if self.route_filter is not None:
+            self.route_filter(event)
+        else:
+            self.route(event)
+
+    def route(self, event: BrokerEvent) -> None:
+        """Encode ``event`` and send it to the clients it concerns."""
         if isinstance(event, OpenOrderEvent):
             order = event.order
             self._send_order(

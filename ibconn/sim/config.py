@@ -15,6 +15,8 @@ or load one from YAML with :meth:`SimConfig.from_yaml`::
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import math
 from datetime import datetime
 from pathlib import Path
@@ -109,6 +111,13 @@ class SimConfig(BaseModel):
     account_update_interval: float = Field(default=1.0, gt=0)
     """Seconds between refreshes of subscribed account values and portfolio (price moves)."""
 
+    # persistence
+    state_file: Path | None = None
+    """Keep broker state (orders, executions, positions, cash, next order id) in this file
+    across gateway restarts: loaded at start, written on change and on stop."""
+    state_save_delay: float = Field(default=0.2, ge=0)
+    """Seconds after a broker change before the state file is written (debounce)."""
+
     @field_validator("tick_rate")
     @classmethod
     def _check_tick_rate(cls, value: float | str) -> float | str:
@@ -172,12 +181,7 @@ class SimConfig(BaseModel):
     def from_yaml(cls, path: str | Path) -> SimConfig:
         """Load settings from a YAML mapping; raises :class:`ConfigError` on bad content."""
         path = Path(path)
-        try:
-            data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc}", key="config", value=str(path)) from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}", key="config") from exc
+        data = _read_yaml(path, "config")
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -186,15 +190,74 @@ class SimConfig(BaseModel):
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> SimConfig:
-        """Validate a plain mapping (e.g. parsed YAML); raises :class:`ConfigError`."""
+        """Validate a plain mapping (e.g. parsed YAML); raises :class:`ConfigError`.
+
+        An unknown key names the closest known one (``tick_rat``: did you mean
+        ``tick_rate``?)."""
+        _check_instrument_keys(data.get("instruments"))
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            key = ".".join(str(p) for p in first.get("loc", ()))
+            errors = exc.errors()
+            unknown = [e for e in errors if e.get("type") == "extra_forbidden"]
+            first = (unknown or errors)[0]  # a typo also leaves a required key missing
+            loc = tuple(first.get("loc", ()))
+            key = ".".join(str(p) for p in loc)
+            message = f"invalid simulator setting {key or '?'}: {first.get('msg')}"
+            if first.get("type") == "extra_forbidden" and loc:
+                message = f"unknown simulator setting {key!r}{_did_you_mean(loc)}"
             raise ConfigError(
-                f"invalid simulator setting {key or '?'}: {first.get('msg')}",
-                key=key or None,
-                value=first.get("input"),
-                allowed=None,
+                message, key=key or None, value=first.get("input"), allowed=None
             ) from exc
+
+    @classmethod
+    def instruments_from_file(cls, path: str | Path) -> list[Any]:
+        """Read an instruments file: a YAML/JSON list of instrument mappings (or a mapping
+        with an ``instruments`` list); raises :class:`ConfigError`."""
+        data = _read_yaml(Path(path), "instruments")
+        if isinstance(data, dict) and "instruments" in data:
+            data = data["instruments"]
+        if not isinstance(data, list):
+            raise ConfigError(
+                f"{path} must hold a list of instruments", key="instruments", value=str(path)
+            )
+        return data
+
+
+def _read_yaml(path: Path, key: str) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc}", key=key, value=str(path)) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}", key=key) from exc
+
+
+def _check_instrument_keys(items: Any) -> None:
+    """Instruments are dataclasses, whose unknown keys pydantic would drop silently."""
+    if not isinstance(items, list | tuple):
+        return
+    known = {f.name for f in dataclasses.fields(Instrument)}
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue
+        for key in item:
+            if key not in known:
+                loc = ("instruments", index, key)
+                raise ConfigError(
+                    f"unknown simulator setting 'instruments.{index}.{key}'{_did_you_mean(loc)}",
+                    key=f"instruments.{index}.{key}",
+                    value=item[key],
+                )
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    """``" (did you mean 'x'?)"`` for an unknown key at ``loc``, or ``""``."""
+    known: list[str] = list(SimConfig.model_fields)
+    if len(loc) >= 2 and loc[0] == "instruments":
+        known = [f.name for f in dataclasses.fields(Instrument)]
+    allowed = f"; allowed: {', '.join(known)}" if len(known) <= 40 else ""
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return allowed

@@ -12,7 +12,10 @@ Fault controls for tests: :meth:`~SimulatedGateway.drop_connections`,
 :meth:`~SimulatedGateway.restart`, :meth:`~SimulatedGateway.stall` /
 :meth:`~SimulatedGateway.unstall`, :meth:`~SimulatedGateway.send_error`,
 :meth:`~SimulatedGateway.pause_market` / :meth:`~SimulatedGateway.resume_market`,
-:meth:`~SimulatedGateway.set_price` and :meth:`~SimulatedGateway.fail_next`.
+:meth:`~SimulatedGateway.set_price` and :meth:`~SimulatedGateway.fail_next`; the
+fault vocabulary of a real TWS (resets, rollovers, competing sessions, farm
+outages, shaped output, order and message faults) is ``gw.faults``
+(``sim/faults.py``).
 """
 
 from __future__ import annotations
@@ -28,13 +31,14 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from ibconn.logs import get_logger
 from ibconn.sim import versions
 from ibconn.sim.clock import SimClock
 from ibconn.sim.config import SimConfig
+from ibconn.sim.faults import FaultControls
 from ibconn.sim.instruments import Instrument, InstrumentBook, market_rules
 from ibconn.sim.market_data import MarketDataService
 from ibconn.sim.message_log import MessageLog, ReceivedMessage
@@ -61,6 +65,9 @@ from ibconn.sim.protocol import (
     parse_version_range,
     req_id_of,
 )
+
+if TYPE_CHECKING:
+    from ibconn.sim.state_file import StateFile
 
 __all__ = [
     "ClientInfo",
@@ -160,6 +167,9 @@ class ClientSession:
         self.received_hooks: list[ReceivedHook] = []
         """Called with ``(session, fields)`` for every decoded message."""
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.outlet: Callable[[bytes, int], bool] | None = None
+        """When set (by a fault control, see ``sim/faults.py``), takes every write in place
+        of the socket: to delay, slow down, split or withhold the output."""
 
     def __repr__(self) -> str:
         state = "stalled" if self.stalled else ("connected" if self.connected else "closed")
@@ -197,9 +207,17 @@ class ClientSession:
         if self.stalled:
             self.dropped_while_stalled += count
             return False
+        if self.outlet is not None:
+            return self.outlet(data, count)
+        self.write_now(data, count)
+        return True
+
+    def write_now(self, data: bytes, count: int = 1) -> None:
+        """Write framed bytes to the socket at once, bypassing :attr:`outlet`."""
+        if not self.connected or self.transport.is_closing():
+            return
         self.transport.write(data)
         self.messages_sent += count
-        return True
 
     def send_error(self, req_id: int, code: int, text: str, advanced_reject: str = "") -> bool:
         """Send an error/notice message (4) in the layout of the negotiated version."""
@@ -323,6 +341,10 @@ class SimulatedGateway:
         self._dispatch: dict[int, Handler] = self._build_dispatch()
         self.broker: Any = self._create_broker()
         """The broker (orders, positions, account); survives :meth:`restart`."""
+        self.state_file: StateFile | None = None
+        """Keeps broker state in ``config.state_file`` while running (see ``sim/state_file.py``)."""
+        self.faults = FaultControls(self)
+        """The fault vocabulary beyond the basic controls here (see ``sim/faults.py``)."""
 
     def _create_broker(self) -> Any:
         """Create the broker state object (part 2 returns its ``Broker`` here)."""
@@ -391,6 +413,13 @@ class SimulatedGateway:
         """Start the price process and listen (``port`` 0 picks a free port, see ``port``)."""
         if self._running:
             return
+        if self.config.state_file is not None and self.state_file is None:
+            from ibconn.sim.state_file import StateFile  # noqa: PLC0415
+
+            state = StateFile(self, self.config.state_file, self.config.state_save_delay)
+            state.load()
+            state.attach()
+            self.state_file = state
         await self.market.start()
         try:
             await self._listen(self._requested_port)
@@ -424,6 +453,9 @@ class SimulatedGateway:
                 await result
         await self.market_data.stop()
         await self.market.stop()
+        state, self.state_file = self.state_file, None
+        if state is not None:
+            state.close()
         _log.info("simulated gateway on {}:{} stopped", self.host, self.port)
 
     async def _listen(self, port: int) -> None:
@@ -890,6 +922,7 @@ class SimulatedGateway:
             *session.peer,
             session.server_version,
         )
+        self.faults.session_started(session)
         hook = getattr(self.broker, "on_session_started", None)
         if hook is not None:
             try:
@@ -904,6 +937,7 @@ class SimulatedGateway:
         if cid is not None and self._by_client_id.get(cid) is session:
             del self._by_client_id[cid]
         self.market_data.session_closed(session)
+        self.faults.session_closed(session)
         tasks = list(session.tasks)
         for task in tasks:
             task.cancel()

@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import math
 import struct
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from ibconn.logs import get_logger
@@ -58,6 +58,10 @@ __all__ = ["DELAYED_TICK_TYPES", "MarketDataService", "TickType"]
 
 _log = get_logger("sim")
 _LEN = struct.Struct(">I")
+
+
+def _never_halted(session: ClientSession, inst: Instrument) -> bool:
+    return False
 
 
 class TickType:
@@ -167,10 +171,16 @@ class _Sub:
         if self.task is not None:
             self.task.cancel()
 
+    @property
+    def halted(self) -> bool:
+        """True while this subscription's data must not reach its client: after 1100/2103
+        (``market_data_suspended``) or while a fault control halts it (:attr:`halt`)."""
+        return self.session.market_data_suspended or self.service.halt(self.session, self.inst)
+
     def emit(self, frames: list[bytes]) -> None:
         """Paced output: write now, or drop (counted) when the client is far behind."""
         session = self.session
-        if not frames or session.market_data_suspended:
+        if not frames or self.halted:
             return
         if session.write_buffer_size > self.service.high_water:
             session.market_data_dropped += len(frames)
@@ -236,7 +246,8 @@ class _MktDataSub(_Sub):
 
     def on_quote(self, quote: Quote) -> None:
         if quote.fast:
-            self.service.queue_fast(self.session, self._fast_frame(quote))
+            if not self.halted:
+                self.service.queue_fast(self.session, self._fast_frame(quote))
             return
         changes = quote.changes
         r, t = self.req_id, self.t
@@ -314,7 +325,7 @@ class _TickByTickSub(_Sub):
     def on_quote(self, quote: Quote) -> None:
         if quote.fast:
             fast = self.frame(quote, size_override=quote.seq)
-            if fast is not None:
+            if fast is not None and not self.halted:
                 self.service.queue_fast(self.session, fast)
             return
         changes = quote.changes
@@ -426,7 +437,7 @@ class _RealTimeBarsSub(_Sub):
                 round(b.wap, 8) if trades else -1,
                 b.count if trades else -1,
             ]
-            if not self.session.market_data_suspended:
+            if not self.halted:
                 self.session.send(*fields)
             b.reset(b.close)
 
@@ -480,7 +491,7 @@ class _HistoryUpdateSub(_Sub):
                 gw.timezone,
                 gw.config.timezone,
             )
-            if not self.session.market_data_suspended:
+            if not self.halted:
                 self.session.send(
                     Out.HISTORICAL_DATA_UPDATE,
                     self.req_id,
@@ -507,6 +518,8 @@ class MarketDataService:
         self._by_con_id: dict[int, list[_Sub]] = {}
         self._by_session: dict[ClientSession, dict[tuple[str, int], _Sub]] = {}
         self._pending: dict[ClientSession, list[bytes]] = {}
+        self.halt: Callable[[ClientSession, Instrument], bool] = _never_halted
+        """Whether a fault halts ``(session, instrument)``'s data (see ``sim/faults.py``)."""
         gw.market.add_listener(self._on_quote)
 
     def handlers(self) -> dict[int, Handler]:
@@ -695,7 +708,8 @@ def _req_mkt_data(gw: SimulatedGateway, session: ClientSession, fields: list[str
     session.send(Out.TICK_REQ_PARAMS, req_id, inst.min_tick, "9c0001", 3)
     sub = _MktDataSub(service, session, req_id, inst, delayed)
     frames = sub.snapshot_frames(gw.market.quote(inst.con_id))
-    session.send_raw(b"".join(frames), len(frames))
+    if not sub.halted:
+        session.send_raw(b"".join(frames), len(frames))
     if snapshot or regulatory:
         session.send(Out.TICK_SNAPSHOT_END, 1, req_id)
         return
