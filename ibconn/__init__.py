@@ -8,6 +8,7 @@ from ibconn.config import ConnectorSettings, MarketDataType, RiskSettings
 from ibconn.connector import IBConnector
 from ibconn.contracts import ContractLike, ResolvedContract
 from ibconn.errors import (
+    CancelNotConfirmedError,
     ConfigError,
     ConnectError,
     ConnectionLostError,
@@ -95,6 +96,7 @@ __all__ = [
     "Bar",
     "BarSource",
     "BracketOrder",
+    "CancelNotConfirmedError",
     "CodeCategory",
     "CodeInfo",
     "ConfigError",

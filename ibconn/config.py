@@ -734,13 +734,27 @@ class ConnectorSettings(BaseSettings):
         1, ge=0, description="API client id; must be unique among the sessions on one TWS."
     )
     reconnect_attempts: int = Field(
-        5, ge=0, description="Connection attempts before giving up; 0 retries forever."
+        5,
+        ge=0,
+        description="Attempts of the first connect() before it raises ConnectError; 0 keeps "
+        "trying. A session that was up is reconnected forever (see reconnect_alert_every).",
+    )
+    connect_retry_interval: float = _positive(
+        0.25,
+        "Seconds before the first retry of the first connect(); doubles with each retry "
+        "(capped at reconnect_max_interval), so a first connect fails within seconds.",
     )
     reconnect_interval: float = _positive(
-        10.0, "Seconds before the first retry; the base of the exponential backoff."
+        10.0, "Seconds before the first retry of a reconnect; the base of its backoff."
     )
     reconnect_max_interval: float = _positive(
         300.0, "Cap in seconds of the backoff delay; at least reconnect_interval."
+    )
+    reconnect_alert_every: int = Field(
+        10,
+        ge=1,
+        description="A reconnect publishes a CRITICAL alert after every this many failed "
+        "attempts in a row (it never gives up; disconnect() stops it).",
     )
     market_data_type: MarketDataType = Field(
         MarketDataType.DELAYED,

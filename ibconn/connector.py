@@ -12,7 +12,7 @@ from ibconn.alerts import Alert, AlertBus
 from ibconn.arguments import capacity_arg, timeout_arg
 from ibconn.config import ConnectorSettings
 from ibconn.contracts import ContractLike, ContractResolver, ResolvedContract
-from ibconn.errors import ConfigError
+from ibconn.errors import CancelNotConfirmedError, ConfigError
 from ibconn.exits import ExitService
 from ibconn.gc_tuning import restore_gc, tune_gc_for_streaming
 from ibconn.market_data import MarketDataService
@@ -130,9 +130,11 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
     async def connect(self) -> None:
         """Connect and start the supervisor.
 
-        Retries with exponential backoff up to ``reconnect_attempts`` times and
-        returns once the session is up and every service has resynced.
-        Raises :class:`~ibconn.errors.ConnectError` when every attempt failed.
+        Makes up to ``reconnect_attempts`` quick tries (backoff from
+        ``connect_retry_interval``) and returns once the session is up and every
+        service has resynced. Raises :class:`~ibconn.errors.ConnectError`, with
+        advice for the cause, when every try failed. Once up, a lost session is
+        reconnected forever (CRITICAL alerts meanwhile) until :meth:`disconnect`.
         """
         await self._supervisor.start()
         if self._settings.tune_gc and not self._gc_tuned:  # opt-in, process-wide
@@ -144,10 +146,21 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
 
         Returns only once the socket is really closed, so connecting again at
         once with the same client id does not hit error 326. Working orders
-        stay at the broker unless ``cancel_orders_on_disconnect`` is set.
+        stay at the broker unless ``cancel_orders_on_disconnect`` is set; if
+        those cancels cannot all be confirmed, the connector still closes and
+        then raises :class:`CancelNotConfirmedError`.
         """
+        unconfirmed: CancelNotConfirmedError | None = None
         if self._settings.cancel_orders_on_disconnect and self.is_connected:
-            await self._orders.cancel_all_orders()
+            try:
+                await self._orders.cancel_all_orders()
+            except CancelNotConfirmedError as exc:
+                unconfirmed = exc
+        await self._close()
+        if unconfirmed is not None:
+            raise unconfirmed
+
+    async def _close(self) -> None:
         await self._supervisor.stop()
         self._orders.close()  # fills() and order_updates() streams end with the connector
         self._market_data.close()  # market data streams end with the connector

@@ -17,6 +17,7 @@ timeout), ``False`` when the input or the account has to change first.
     ├── InvalidInputError           (also ValueError) bad user input, never sent
     ├── OrderRejectedError          TWS rejected an order (code and text)
     ├── OrderStateUnknownError      an order's fate is not known yet (order_ref)
+    ├── CancelNotConfirmedError     cancel_all_orders() could not confirm every cancel
     ├── RiskRejectedError           a pre-trade risk limit refused an order
     ├── MarketDataError             TWS refused or ended market data (code)
     ├── PacingError                 a request would break TWS's pacing rules
@@ -27,6 +28,7 @@ timeout), ``False`` when the input or the account has to change first.
 from __future__ import annotations
 
 __all__ = [
+    "CancelNotConfirmedError",
     "ConfigError",
     "ConnectError",
     "ConnectionLostError",
@@ -137,6 +139,25 @@ class OrderStateUnknownError(IBConnError):
     def __init__(self, message: str, *, order_ref: str) -> None:
         super().__init__(message)
         self.order_ref = order_ref
+
+
+class CancelNotConfirmedError(IBConnError):
+    """A cancel-everything call could not confirm the end of every order.
+
+    ``unconfirmed`` maps the order_ref of each order that may still be working
+    at the broker to why (a timeout, a lost link, TWS's refusal); ``results``
+    holds the last known state of every order the call handled (each an
+    ``OrderSnapshot``). Calling again is safe: done orders are skipped.
+    """
+
+    retriable = True
+
+    def __init__(
+        self, message: str, *, unconfirmed: dict[str, str], results: tuple[object, ...]
+    ) -> None:
+        super().__init__(message)
+        self.unconfirmed = unconfirmed
+        self.results = results
 
 
 class RiskRejectedError(IBConnError):

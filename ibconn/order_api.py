@@ -282,7 +282,11 @@ class OrderMethods:
     async def cancel_all_orders(
         self, *, wait_timeout: float | None = None, timeout: float | None = None
     ) -> list[OrderSnapshot]:
-        """Cancel every working order of this connector; returns their final states."""
+        """Cancel every working order of this connector; returns their final states.
+
+        Raises :class:`~ibconn.errors.CancelNotConfirmedError` naming every order
+        whose end could not be confirmed (it may still work at the broker).
+        """
         return await self._orders.cancel_all_orders(
             wait_timeout=timeout_arg("wait_timeout", wait_timeout),
             timeout=timeout_arg("timeout", timeout),

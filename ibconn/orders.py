@@ -37,6 +37,7 @@ import contextlib
 import copy
 import dataclasses
 import itertools
+import math
 from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ from ibconn.contracts import (
     trading_symbol,
 )
 from ibconn.errors import (
+    CancelNotConfirmedError,
     ConnectionLostError,
     InvalidInputError,
     MarketDataError,
@@ -558,7 +560,11 @@ class OrderService(Service):
         """Cancel every working order this connector knows (placed or adopted).
 
         Orders of other client ids and manual TWS orders are left alone
-        (unlike TWS's global cancel). Returns the final state of each.
+        (unlike TWS's global cancel). Returns the final state of each; raises
+        :class:`CancelNotConfirmedError` naming every order whose end could not
+        be confirmed. ``timeout`` (default ``order_ack_timeout``) is what each
+        cancel may wait for TWS's answer, on top of the time the pacer needs
+        to send them all at ``max_requests_per_second``.
         """
         working = self._working.records()
         if not working:
@@ -569,23 +575,39 @@ class OrderService(Service):
         refs = {r.order_ref for r in working}
         roots = [r for r in working if r.parent_ref not in refs]
         children = [r for r in working if r.parent_ref in refs]
+        pacer = self._supervisor.pacer
+        queue_time = math.ceil(len(working) / pacer.limit) * pacer.window
+        limit = (timeout if timeout is not None else self._settings.order_ack_timeout) + queue_time
         outcomes = await asyncio.gather(
-            *(self.cancel_order(OrderHandle(r), timeout=timeout) for r in roots),
+            *(self.cancel_order(OrderHandle(r), timeout=limit) for r in roots),
             return_exceptions=True,
         )
         outcomes += await asyncio.gather(
-            *(self.cancel_order(OrderHandle(r), timeout=timeout) for r in children),
+            *(self.cancel_order(OrderHandle(r), timeout=limit) for r in children),
             return_exceptions=True,
         )
         results: list[OrderSnapshot] = []
+        unconfirmed: dict[str, str] = {}
         for record, outcome in zip(roots + children, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 if not isinstance(outcome, Exception):
                     raise outcome
                 _log.warning("cancel of {} failed: {}", record.order_ref, outcome)
-                results.append(record.snapshot())
+                snapshot = record.snapshot()
+                if not snapshot.status.is_done:
+                    unconfirmed[record.order_ref] = str(outcome)
+                results.append(snapshot)
             else:
                 results.append(outcome)
+        if unconfirmed:
+            shown = ", ".join(list(unconfirmed)[:20]) + (", ..." if len(unconfirmed) > 20 else "")
+            raise CancelNotConfirmedError(
+                f"{len(unconfirmed)} of {len(results)} order(s) were not confirmed cancelled and "
+                f"may still work at the broker: {shown} (see .unconfirmed for why; calling "
+                "cancel_all_orders() again retries them)",
+                unconfirmed=unconfirmed,
+                results=tuple(results),
+            )
         return results
 
     # -- public: reading ----------------------------------------------------------------------

@@ -1225,9 +1225,19 @@ class RiskService(Service):
         sent = 0
         deferred = not connected
         if connected:
-            # CRITICAL: these leave ahead of every queued order and data request.
+            # The global cancel first (the pacer's URGENT lane: ahead of every queued
+            # cancel too), then the per-order cancels (CRITICAL: ahead of every queued
+            # order and data request).
             with self._supervisor.pacer.critical():
+                if use_global:
+                    try:
+                        ib.reqGlobalCancel()
+                        sent += 1
+                    except ConnectionError:
+                        deferred = True
                 for snap in working:
+                    if deferred:
+                        break
                     order_id = snap.order_id or 0
                     target = trades.get((client_id, order_id)) or Order(
                         orderId=order_id, clientId=client_id, permId=snap.perm_id or 0
@@ -1238,12 +1248,6 @@ class RiskService(Service):
                     except ConnectionError:
                         deferred = True
                         break
-                if use_global and not deferred:
-                    try:
-                        ib.reqGlobalCancel()
-                        sent += 1
-                    except ConnectionError:
-                        deferred = True
         self._kill = replace(
             self._kill, cancels_sent=self._kill.cancels_sent + sent, deferred=deferred
         )

@@ -37,6 +37,7 @@ from ibconn.errors import (
 from ibconn.inbound import install_inbound_guard
 from ibconn.logs import get_logger
 from ibconn.pacing import Pacer
+from ibconn.pacing.messages import REQ_CURRENT_TIME
 from ibconn.receive import install_fast_receive
 from ibconn.session import ConnectionEvent, ConnectionState, Service, Session
 from ibconn.streams import Broadcast, OverflowPolicy, Subscription
@@ -61,9 +62,12 @@ class _Loss:
 
 
 class _AttemptFailed(Exception):
-    def __init__(self, message: str, code: int | None = None) -> None:
+    """One connect attempt failed; ``after_sync``: the socket closed after a complete sync."""
+
+    def __init__(self, message: str, code: int | None = None, *, after_sync: bool = False) -> None:
         super().__init__(message)
         self.code = code
+        self.after_sync = after_sync
 
 
 class Supervisor:
@@ -74,6 +78,9 @@ class Supervisor:
         self._alerts = alerts
         self._host = settings.host
         self._port = settings.port
+        # A port TWS announced with 1300; attempts alternate between it and the
+        # configured port until one works (a 1300 naming a dead port is not for good).
+        self._redirect_port: int | None = None
         self._ib: IB | None = None
         self._services: list[Service] = []
         self._state = ConnectionState.DISCONNECTED
@@ -157,7 +164,8 @@ class Supervisor:
         """Connect (retrying per settings) and start supervising.
 
         Returns once the first session is established and every service has
-        resynced; raises :class:`ConnectError` if every attempt failed.
+        resynced; raises :class:`ConnectError` if every attempt failed (only the
+        first connect gives up: a session that was up is reconnected forever).
         """
         if self._task is not None and not self._task.done():
             await self.wait_connected(None)
@@ -216,7 +224,7 @@ class Supervisor:
         """Wait until the state is ``CONNECTED``.
 
         Raises :class:`RequestTimeoutError` after ``timeout`` seconds,
-        :class:`ConnectError` if the supervisor gives up, and
+        :class:`ConnectError` if the first connect gives up, and
         :class:`NotConnectedError` if the connector is closed or was never started.
         """
         if self._state is ConnectionState.CONNECTED:
@@ -242,68 +250,114 @@ class Supervisor:
     # -- the supervising task -------------------------------------------------
 
     async def _run(self, ready: asyncio.Future[None]) -> None:
+        """Connect, watch, reconnect: until ``stop()``, or until the first connect gives up.
+
+        Nothing that goes wrong inside an iteration ends this task: an
+        unexpected exception is logged, alerted and treated as a lost session
+        (or, while connecting, as a failed attempt).
+        """
         ib = self.ib
         reason = "initial connect"
         first = True
         while True:
             try:
                 await self._connect_with_retries(ib, reason, first=first)
-            except ConnectError as exc:
-                self._give_up(exc)
-                if not ready.done():
-                    ready.set_exception(exc)
-                return
+            except Exception as exc:
+                if first or isinstance(exc, ConnectError):  # only the first connect gives up
+                    error = exc if isinstance(exc, ConnectError) else self._broken_start(exc)
+                    if error is not exc:
+                        self._pacer.link_lost("the first connect failed")
+                        await self._close_quietly(ib)
+                    if not ready.done():
+                        ready.set_exception(error)
+                    self._give_up(error)
+                    return
+                # after the attempt succeeded (resync hooks, state change): still not the end
+                self._unexpected(exc, "starting the new session")
+                self._session = None
+                self._pacer.link_lost(f"starting the session failed: {exc!r}")
+                await self._close_quietly(ib)
+                reason = f"retry after: {exc!r}"
+                await asyncio.sleep(self._settings.reconnect_interval)
+                continue
             first = False
             if not ready.done():
                 ready.set_result(None)
-            loss = await self._watch(ib)
+            try:
+                loss = await self._watch(ib)
+            except Exception as exc:
+                self._unexpected(exc, "watching the session")
+                loss = _Loss(f"the supervisor hit {exc!r} while watching the session")
             reason = f"reconnect after: {loss.reason}"
-            await self._handle_loss(ib, loss)
+            try:
+                await self._handle_loss(ib, loss)
+            except Exception as exc:
+                self._unexpected(exc, "handling the loss of the session")
 
     async def _connect_with_retries(self, ib: IB, reason: str, *, first: bool) -> None:
+        """Attempt until a session is up; only the first connect gives up (``ConnectError``).
+
+        The first ``connect()`` makes ``reconnect_attempts`` quick tries
+        (backoff from ``connect_retry_interval``); a session that was up is
+        reconnected forever (backoff from ``reconnect_interval``, capped at
+        ``reconnect_max_interval``) with a CRITICAL alert every
+        ``reconnect_alert_every`` failed attempts.
+        """
         settings = self._settings
-        delays = _backoff_delays(settings.reconnect_interval, settings.reconnect_max_interval)
+        base = settings.connect_retry_interval if first else settings.reconnect_interval
+        delays = _backoff_delays(base, settings.reconnect_max_interval)
         state = ConnectionState.CONNECTING if first else ConnectionState.RECONNECTING
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         attempt = 0
         while True:
             attempt += 1
             self._attempts_total += 1
             self._set_state(state, f"{reason} (attempt {attempt})")
             try:
-                await self._attempt(ib)
+                session = await self._establish(ib, reason)
                 break
             except _AttemptFailed as exc:
                 failure = exc
-                self._last_attempt_error = (exc.code, str(exc))
+            except Exception as exc:  # a bug or an ib_async surprise: still only an attempt
+                self._unexpected(exc, f"connect attempt {attempt}")
+                failure = _AttemptFailed(f"unexpected {_describe(exc)}")
+            self._last_attempt_error = (failure.code, str(failure))
             self._pacer.link_lost(f"connect attempt failed: {failure}")  # before the close
-            await self._close_socket(ib)
+            await self._close_quietly(ib)
             _log.warning(
                 "connect attempt {} to {}:{} failed: {}", attempt, self._host, self._port, failure
             )
-            if settings.reconnect_attempts and attempt >= settings.reconnect_attempts:
-                raise ConnectError(
-                    f"could not connect to {self._host}:{self._port} with client id "
-                    f"{settings.client_id} after {attempt} attempt(s); last error: {failure}. "
-                    "Check that TWS / IB Gateway is running with the API enabled on that port, "
-                    "or raise reconnect_attempts (0 retries forever).",
+            if failure.after_sync:
+                self._alerts.publish(
+                    Severity.WARNING,
+                    "connection",
+                    f"connect attempt {attempt} to {self._host}:{self._port} failed after the "
+                    f"start-up sync: {failure}; retrying",
                     code=failure.code,
+                    attempt=attempt,
                 )
+            if first and settings.reconnect_attempts and attempt >= settings.reconnect_attempts:
+                raise ConnectError(self._first_connect_failed(attempt, failure), code=failure.code)
+            if not first and attempt % settings.reconnect_alert_every == 0:
+                self._alerts.publish(
+                    Severity.CRITICAL,
+                    "connection",
+                    f"still not reconnected to {self._host}:{self._port} after {attempt} "
+                    f"attempts over {loop.time() - started:.0f} s (last error: {failure}); "
+                    f"retrying every {settings.reconnect_max_interval:g} s at most until "
+                    "disconnect() is called",
+                    code=failure.code,
+                    attempt=attempt,
+                )
+            self._after_failure(failure)
             delay = next(delays)
             if failure.code == 326:
                 delay = max(delay, _CLIENT_ID_IN_USE_MIN_DELAY)
             await asyncio.sleep(delay)
-        self._generation += 1
-        session = Session(
-            generation=self._generation,
-            reason=reason,
-            host=self._host,
-            port=self._port,
-            client_id=settings.client_id,
-            accounts=tuple(ib.client.getAccounts()),
-            server_version=ib.client.serverVersion(),
-            data_lost=True,
-        )
         self._session = session
+        if self._port == settings.port:
+            self._redirect_port = None  # connected where configured: a 1300 port is stale
         await self._run_ready_hooks(ib, session)
         self._broken_farms.clear()
         self._set_state(ConnectionState.CONNECTED, reason, generation=session.generation)
@@ -314,6 +368,101 @@ class Supervisor:
                 f"reconnected to {self._host}:{self._port} (session {session.generation})",
                 generation=session.generation,
             )
+
+    async def _establish(self, ib: IB, reason: str) -> Session:
+        """One attempt: the socket, ib_async's complete start-up sync, then the session."""
+        await self._attempt(ib)
+        try:
+            if not ib.client.isReady():
+                raise ConnectionError("Not connected")
+            accounts = tuple(ib.client.getAccounts())
+            server_version = ib.client.serverVersion()
+        except ConnectionError as exc:
+            raise _AttemptFailed(
+                f"the socket closed right after the start-up sync ({_describe(exc)})",
+                after_sync=True,
+            ) from exc
+        except Exception as exc:  # alerted here (with its traceback), so after_sync stays False
+            self._unexpected(exc, f"building the session on {self._host}:{self._port}")
+            raise _AttemptFailed(f"building the session raised {_describe(exc)}") from exc
+        self._generation += 1
+        return Session(
+            generation=self._generation,
+            reason=reason,
+            host=self._host,
+            port=self._port,
+            client_id=self._settings.client_id,
+            accounts=accounts,
+            server_version=server_version,
+            data_lost=True,
+        )
+
+    def _first_connect_failed(self, attempt: int, failure: _AttemptFailed) -> str:
+        """The ``ConnectError`` text of a first connect that gave up, with the right advice."""
+        settings = self._settings
+        head = (
+            f"could not connect to {self._host}:{self._port} with client id "
+            f"{settings.client_id} after {attempt} attempt(s); last error: {failure}. "
+        )
+        if failure.code == 326:
+            return head + (
+                f"Another API session on this TWS uses client id {settings.client_id}: "
+                "connect with another client_id (each program connected to one TWS needs "
+                "its own), or close the other session."
+            )
+        if failure.code == 1300:
+            return head + "TWS moved its API port: check the port in TWS's API settings."
+        return head + (
+            "Check that TWS / IB Gateway is running with the API enabled on that port "
+            "(Configure > API > Settings: 'Enable ActiveX and Socket Clients', socket port; "
+            "7497 TWS paper, 7496 TWS live, 4002 / 4001 Gateway) and that this machine is a "
+            "trusted IP there, or set reconnect_attempts=0 to wait for it."
+        )
+
+    def _after_failure(self, failure: _AttemptFailed) -> None:
+        """Alternate between a 1300 port and the configured one while attempts fail."""
+        redirect = self._redirect_port
+        if redirect is None or failure.code == 1300:
+            return
+        configured = self._settings.port
+        self._port = configured if self._port == redirect else redirect
+        _log.warning(
+            "port {} announced by TWS (1300) did not work: trying {} next",
+            redirect,
+            self._port,
+        )
+
+    def _redirect_to(self, new_port: int | None) -> None:
+        """TWS announced a new API port (1300): try it next, the configured one after."""
+        if new_port is None:
+            return
+        self._port = new_port
+        self._redirect_port = None if new_port == self._settings.port else new_port
+
+    def _broken_start(self, exc: Exception) -> ConnectError:
+        """The first connect failed in an unexpected way: say so rather than hang."""
+        self._unexpected(exc, "the first connect")
+        return ConnectError(
+            f"could not start a session on {self._host}:{self._port}: {exc!r} (an unexpected "
+            "error inside ibconn; the log has the traceback)"
+        )
+
+    def _unexpected(self, exc: BaseException, what: str) -> None:
+        """An exception nobody expected inside the supervisor: log it, count it, alert."""
+        self._handler_errors += 1
+        _err_log.opt(exception=exc).error("supervisor: {} raised {!r}", what, exc)
+        self._alerts.publish(
+            Severity.ERROR,
+            "connection",
+            f"{what} raised {exc!r}; the supervisor carries on (a failed attempt or a lost "
+            "session)",
+        )
+
+    async def _close_quietly(self, ib: IB) -> None:
+        try:
+            await self._close_socket(ib)
+        except Exception as exc:
+            self._unexpected(exc, "closing the socket")
 
     async def _attempt(self, ib: IB) -> None:
         """One connect attempt, failing early on 326, 1300 or a closed socket."""
@@ -330,8 +479,7 @@ class Supervisor:
                 fail(_AttemptFailed(f"client id {self._settings.client_id} is in use", code))
             elif info.action is RecoveryAction.RECONNECT_NEW_PORT:
                 new_port = port_from_1300(message)
-                if new_port is not None:
-                    self._port = new_port
+                self._redirect_to(new_port)
                 fail(_AttemptFailed(f"TWS moved its API port to {new_port}", code))
 
         def on_api_error(message: str) -> None:
@@ -347,6 +495,9 @@ class Supervisor:
                 timeout=self._settings.connection_timeout,
                 readonly=self._settings.readonly,
                 account=self._settings.account,
+                # A start-up sync that timed out is a failed attempt, never a session:
+                # services would resync against empty data.
+                raiseSyncErrors=True,
             ),
             name="ibconn-connect-attempt",
         )
@@ -401,10 +552,7 @@ class Supervisor:
             if not ib.isConnected():
                 continue
             try:
-                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
-                # cancellation that races with the answer, and this loop would never end.
-                async with asyncio.timeout(timeout):
-                    await ib.reqCurrentTimeAsync()
+                await self._ping(ib, timeout)
             except TimeoutError:
                 self._mark_lost(
                     _Loss(f"heartbeat unanswered for {timeout} s (half-open link to TWS)")
@@ -412,6 +560,35 @@ class Supervisor:
                 return
             except ConnectionError:
                 continue
+            except Exception as exc:  # a heartbeat that dies would hide a half-open link
+                self._unexpected(exc, "the heartbeat")
+
+    async def _ping(self, ib: IB, timeout: float) -> None:
+        """One heartbeat: ``reqCurrentTime`` answered within ``timeout`` of being *written*.
+
+        The pacer sends it ahead of everything (``Priority.URGENT``), so it waits
+        at most for the window's next free slot; its clock starts when it leaves
+        the door, so a full pacing window never passes for a dead link. Raises
+        ``TimeoutError`` when unanswered (or not even written within a window).
+        """
+        loop = asyncio.get_running_loop()
+        pacer = self._pacer
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+        # cancellation that races with the answer, and this loop would never end.
+        async with asyncio.timeout_at(loop.time() + pacer.window + timeout) as deadline:
+            written = False
+
+            def on_sent(msg_id: int, _request_id: int | None) -> None:
+                nonlocal written
+                if msg_id == REQ_CURRENT_TIME and not written and not deadline.expired():
+                    written = True
+                    deadline.reschedule(loop.time() + timeout)
+
+            remove = pacer.on_sent(on_sent)
+            try:
+                await ib.reqCurrentTimeAsync()
+            finally:
+                remove()
 
     async def _handle_loss(self, ib: IB, loss: _Loss) -> None:
         self._session = None
@@ -509,8 +686,7 @@ class Supervisor:
             self._leave_degraded(code, message, data_lost=category is _DATA_LOST)
         elif category is CodeCategory.SOCKET_PORT_RESET:
             new_port = port_from_1300(message)
-            if new_port is not None:
-                self._port = new_port
+            self._redirect_to(new_port)
             self._mark_lost(_Loss(f"TWS reset its API port (new port {new_port})", code))
         elif category is CodeCategory.FARM_BROKEN:
             self._broken_farms[_farm_key(info.farm, message)] = code
@@ -756,5 +932,8 @@ def _describe(exc: BaseException) -> str:
         return "connection refused (nothing listens on that port)"
     if isinstance(exc, TimeoutError):
         return "timed out waiting for the API handshake / start-up sync"
+    if isinstance(exc, ConnectionError) and exc.args and isinstance(exc.args[0], list):
+        # ib_async's raiseSyncErrors: the names of the start-up requests that timed out
+        return "start-up sync incomplete: " + "; ".join(str(e) for e in exc.args[0])
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"

@@ -340,18 +340,21 @@ async def test_1300_switches_to_the_new_port(gw: SimulatedGateway, unused_tcp_po
         assert repr(connector).startswith(f"<IBConnector 127.0.0.1:{unused_tcp_port} ")
 
 
-async def test_gives_up_after_n_attempts_and_tells_every_waiter(gw: SimulatedGateway) -> None:
-    connector = IBConnector(**fast(gw, reconnect_attempts=3))
+async def test_first_connect_gives_up_after_n_attempts_and_tells_every_waiter(
+    gw: SimulatedGateway,
+) -> None:
+    connector = IBConnector(**fast(gw, reconnect_attempts=3, connect_retry_interval=0.01))
     events = connector.connection_events()
     alerts = connector.alerts()
-    await connector.connect()
     await gw.stop()
-    await next_state(events, S.RECONNECTING)
+    connecting = asyncio.create_task(connector.connect())
+    await next_state(events, S.CONNECTING)
     waiter = asyncio.create_task(connector.wait_connected(10))
     given_up = await next_state(events, S.DISCONNECTED)
     assert "after 3 attempt" in given_up.reason
-    with pytest.raises(ConnectError):
-        await waiter
+    for task in (connecting, waiter):
+        with pytest.raises(ConnectError):
+            await task
     critical = await next_alert(alerts, lambda a: a.severity is Severity.CRITICAL)
     assert "3 attempt" in critical.message
     await connector.disconnect()

@@ -189,7 +189,8 @@ async def test_install_replaces_ib_async_sender_and_switches_its_throttle_off(
 
 
 def test_priorities_by_message_id() -> None:
-    assert [priority_of(i) for i in (49, 4, 58, 71)] == [Priority.CRITICAL] * 4
+    assert [priority_of(i) for i in (49, 58, 71)] == [Priority.URGENT] * 3
+    assert priority_of(4) is Priority.CRITICAL
     assert priority_of(3) is Priority.ORDER
     assert priority_of(20) is Priority.HISTORICAL
     assert [priority_of(i) for i in (1, 2, 9, 25, 61)] == [Priority.DATA] * 5
@@ -239,12 +240,12 @@ async def test_an_order_skips_the_smoother_while_the_window_is_less_than_half_us
     assert pacer.statistics().sent_last_second <= 10
 
 
-async def test_with_a_full_window_critical_then_orders_then_data_fifo_within_each(
+async def test_urgent_then_critical_then_orders_then_data_fifo_within_each(
     make: Callable[..., tuple[IB, Pacer, FakeTransport, AlertBus]],
 ) -> None:
     ib, pacer, transport, _ = make(burst=1, max_requests_per_second=4, pacing_window_margin=0)
     with pacer.critical():
-        details(ib, 4)  # fills the one-second window at once
+        details(ib, 4)  # two leave at once (half the window), two wait for the smoother
     details(ib, 2)
     ib.placeOrder(AAPL, LimitOrder("BUY", 1, 100.0))
     ib.client.cancelOrder(4242)
@@ -256,7 +257,8 @@ async def test_with_a_full_window_critical_then_orders_then_data_fifo_within_eac
     assert (stats.queued_critical, stats.queued_orders, stats.queued_data) == (4, 0, 2)
     assert stats.dropped_total == 1  # reqGlobalCancel withdrew the queued placeOrder
     await until(lambda: pacer.queued == 0)  # about 2 s: 4 messages per second
-    assert transport.ids() == [9, 9, 9, 9, 4, 58, 61, 49, 9, 9]
+    # the global cancel and the heartbeat (URGENT) went out at once, ahead of everything
+    assert transport.ids() == [9, 9, 58, 49, 9, 9, 4, 61, 9, 9]
 
 
 async def test_a_cancel_withdraws_the_queued_place_order_of_its_id(
@@ -270,7 +272,11 @@ async def test_a_cancel_withdraws_the_queued_place_order_of_its_id(
     ib.client.cancelOrder(cancel_me.order.orderId)
     gone = dropped.get_nowait()
     assert gone is not None
-    assert (gone.msg_id, gone.request_id, gone.priority) == (3, cancel_me.order.orderId, 1)
+    assert (gone.msg_id, gone.request_id, gone.priority) == (
+        3,
+        cancel_me.order.orderId,
+        Priority.ORDER,
+    )
     assert "cancelOrder" in gone.reason
     await until(lambda: pacer.queued == 0)
     sent = transport.messages()
@@ -466,3 +472,20 @@ def test_162_pacing_violation_backs_off_exponentially_up_to_the_window() -> None
     assert r.violation(40.0) == 60.0  # capped at the window
     assert r.paused_for(50.0) == 50.0
     assert r.violation(500.0) == 10.0  # earlier violations left the window
+
+
+async def test_the_heartbeat_and_the_global_cancel_leave_ahead_of_a_book_of_queued_cancels(
+    make: Callable[..., tuple[IB, Pacer, FakeTransport, AlertBus]],
+) -> None:
+    ib, pacer, transport, _ = make(max_requests_per_second=10, pacing_window_margin=0)
+    for order_id in range(1000, 1030):  # 30 cancels at 10 per second: about 3 s of queue
+        ib.client.cancelOrder(order_id)
+    assert pacer.statistics().queued_critical > 20
+    ib.client.reqCurrentTime()  # the heartbeat
+    ib.client.reqGlobalCancel()
+    await until(lambda: 49 in transport.ids() and 58 in transport.ids(), timeout=2)
+    ids = transport.ids()
+    assert pacer.statistics().queued_critical > 15  # both left long before the cancels did
+    assert ids.index(49) < 10 and ids.index(58) < 10
+    await until(lambda: pacer.queued == 0, timeout=10)
+    assert transport.ids().count(4) == 30

@@ -428,7 +428,8 @@ async def test_kill_switch_while_the_link_is_down_cancels_when_it_is_back(
         await restart
         await next_item(events, lambda e: e.state is ConnectionState.CONNECTED, timeout=10)
         await until(lambda: all(o.is_done for o in gw.broker.orders))
-        assert messages(gw, CANCEL_ORDER) >= 3
+        # the global cancel went first; the per-order cancels follow it, paced
+        await until(lambda: messages(gw, CANCEL_ORDER) >= 3)
         for handle in handles:
             assert (await conn.wait_for_order(handle, timeout=5)).status is OrderStatus.CANCELLED
         assert conn.kill_switch_state.cancels_sent >= 3

@@ -17,13 +17,20 @@ from ibconn.pacing.historical import (
     HistoricalRules,
     parse_historical_request,
 )
-from ibconn.pacing.messages import CRITICAL_MESSAGES, DroppedMessage, Priority, priority_of
+from ibconn.pacing.messages import (
+    CRITICAL_MESSAGES,
+    URGENT_MESSAGES,
+    DroppedMessage,
+    Priority,
+    priority_of,
+)
 from ibconn.pacing.pacer import DroppedHook, Pacer, PacerStatistics, SentHook
 from ibconn.pacing.windows import Spacer, WindowLog
 
 __all__ = [
     "BURST_LIMIT",
     "CRITICAL_MESSAGES",
+    "URGENT_MESSAGES",
     "WINDOW_LIMIT",
     "DroppedHook",
     "DroppedMessage",

@@ -15,6 +15,7 @@ from ibconn.errors import MessageNotSentError
 __all__ = [
     "CRITICAL_MESSAGES",
     "MESSAGE_NAMES",
+    "URGENT_MESSAGES",
     "DroppedMessage",
     "Priority",
     "message_name",
@@ -27,14 +28,17 @@ __all__ = [
 class Priority(enum.IntEnum):
     """Which queue a message waits in; a lower value is sent first."""
 
-    CRITICAL = 0
-    """Heartbeat, startApi, cancelOrder, reqGlobalCancel and anything sent inside
-    :meth:`Pacer.critical` (the kill switch)."""
-    ORDER = 1
+    URGENT = 0
+    """The heartbeat (reqCurrentTime), startApi and reqGlobalCancel: ahead of everything,
+    queued cancels included, so that the heartbeat measures the link and not the queue,
+    and the kill switch's global cancel never waits behind per-order cancels."""
+    CRITICAL = 1
+    """cancelOrder and anything sent inside :meth:`Pacer.critical` (the kill switch)."""
+    ORDER = 2
     """placeOrder (new orders and modifications)."""
-    DATA = 2
+    DATA = 3
     """Every other request: market data, contract details, account, cancels of data."""
-    HISTORICAL = 3
+    HISTORICAL = 4
     """reqHistoricalData, which also follows IB's historical pacing rules."""
 
     def __repr__(self) -> str:
@@ -50,11 +54,12 @@ REQ_CURRENT_TIME = 49
 REQ_GLOBAL_CANCEL = 58
 START_API = 71
 
-CRITICAL_MESSAGES: frozenset[int] = frozenset(
-    {REQ_CURRENT_TIME, CANCEL_ORDER, REQ_GLOBAL_CANCEL, START_API}
-)
-"""Always sent ahead of everything: heartbeat (49), cancelOrder (4),
+URGENT_MESSAGES: frozenset[int] = frozenset({REQ_CURRENT_TIME, REQ_GLOBAL_CANCEL, START_API})
+"""Sent ahead of everything, queued cancels included: the heartbeat (49),
 reqGlobalCancel (58) and startApi (71, the first message of every session)."""
+
+CRITICAL_MESSAGES: frozenset[int] = frozenset({CANCEL_ORDER}) | URGENT_MESSAGES
+"""Sent ahead of every order and data request: cancelOrder (4) and the urgent messages."""
 
 MESSAGE_NAMES: dict[int, str] = {
     1: "reqMktData",
@@ -120,6 +125,8 @@ def message_name(msg_id: int) -> str:
 
 def priority_of(msg_id: int) -> Priority:
     """The queue of a message by its id alone (see :class:`Priority`)."""
+    if msg_id in URGENT_MESSAGES:
+        return Priority.URGENT
     if msg_id in CRITICAL_MESSAGES:
         return Priority.CRITICAL
     if msg_id == PLACE_ORDER:

@@ -27,10 +27,14 @@ What it guarantees
   ``1 / limit`` seconds, not up to a whole window. A leaky bucket alone admits
   its burst plus its rate in one window; the window log is what keeps the
   two together under the limit.
-* Priorities: CRITICAL (heartbeat, startApi, cancelOrder, reqGlobalCancel and
-  everything inside :meth:`Pacer.critical`) before ORDER (placeOrder) before
-  DATA before HISTORICAL; FIFO within one priority. Critical messages skip the
-  smoother (never the window log). A cancelOrder withdraws the queued
+* Priorities: URGENT (the heartbeat reqCurrentTime, startApi, reqGlobalCancel)
+  before CRITICAL (cancelOrder and everything inside :meth:`Pacer.critical`)
+  before ORDER (placeOrder) before DATA before HISTORICAL; FIFO within one
+  priority. The heartbeat thus waits for at most the next free slot of the
+  window, never behind a book of queued cancels: it measures the link, not the
+  queue. Urgent messages skip the smoother (never the window log); critical
+  ones skip it while the window is less than half used, so a lone cancel leaves
+  at once and a book of cancels is spaced evenly. A cancelOrder withdraws the queued
   placeOrders of its order id, and reqGlobalCancel every queued placeOrder,
   so an order can never be placed after the cancel that was meant to stop
   it; cancelHistoricalData withdraws its queued reqHistoricalData.
@@ -102,6 +106,8 @@ _critical_depth: ContextVar[int] = ContextVar("ibconn_pacer_critical", default=0
 class PacerStatistics(NamedTuple):
     """A snapshot of the pacer (``connector.pacer.statistics()``)."""
 
+    queued_urgent: int
+    """Heartbeat, startApi and reqGlobalCancel waiting (ahead of everything)."""
     queued_critical: int
     queued_orders: int
     queued_data: int
@@ -131,7 +137,13 @@ class PacerStatistics(NamedTuple):
     @property
     def queued(self) -> int:
         """Messages waiting in every queue."""
-        return self.queued_critical + self.queued_orders + self.queued_data + self.queued_historical
+        return (
+            self.queued_urgent
+            + self.queued_critical
+            + self.queued_orders
+            + self.queued_data
+            + self.queued_historical
+        )
 
 
 @dataclass(slots=True, eq=False)
@@ -176,6 +188,7 @@ class Pacer:
         self._order_headroom = (
             order_headroom if order_headroom is not None else max(1, self._limit // 2)
         )
+        self._critical_headroom = max(1, self._limit // 2)
         self._rules = HistoricalRules(
             identical_window=settings.historical_identical_window,
             burst_window=settings.historical_burst_window,
@@ -274,7 +287,9 @@ class Pacer:
             msg_id = int(head)
         except ValueError:
             msg_id = -1
-        priority = Priority.CRITICAL if _critical_depth.get() else priority_of(msg_id)
+        priority = priority_of(msg_id)
+        if _critical_depth.get():
+            priority = min(priority, Priority.CRITICAL)
         historical: HistoricalRequest | None = None
         if msg_id == REQ_HISTORICAL_DATA:
             historical = parse_historical_request(msg.split("\0"))
@@ -371,6 +386,7 @@ class Pacer:
         if self._backlog_since is not None:
             throttled += now - self._backlog_since
         return PacerStatistics(
+            queued_urgent=len(queues[Priority.URGENT]),
             queued_critical=len(queues[Priority.CRITICAL]),
             queued_orders=len(queues[Priority.ORDER]),
             queued_data=len(queues[Priority.DATA]),
@@ -453,16 +469,24 @@ class Pacer:
         return item.historical is None or self._rules.ready_at(item.historical, now) <= now
 
     def _skips_smoother(self, item: _Queued, now: float) -> bool:
-        """CRITICAL messages always; orders while the window is less than half used."""
+        """URGENT always; CRITICAL while the window is less than half used; ORDER while the
+        window holds fewer than ``order_headroom``.
+
+        A lone cancel behind a data backlog still leaves at once, but a book of
+        cancels is spaced like any backlog instead of leaving in window-sized
+        clumps (which TWS, stamping on arrival, could count as a burst over 50).
+        """
         priority = item.priority
-        if priority is Priority.CRITICAL:
+        if priority is Priority.URGENT:
             return True
+        if priority is Priority.CRITICAL:
+            return self._wire.count(now) < self._critical_headroom
         return priority is Priority.ORDER and self._wire.count(now) < self._order_headroom
 
     def _pick(self, now: float) -> tuple[_Queued | None, float]:
         """The next message to send, or ``None`` and when one becomes ready."""
         queues = self._queues
-        for priority in (Priority.CRITICAL, Priority.ORDER, Priority.DATA):
+        for priority in (Priority.URGENT, Priority.CRITICAL, Priority.ORDER, Priority.DATA):
             if queues[priority]:
                 return queues[priority][0], now
         earliest = float("inf")
