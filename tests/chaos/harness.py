@@ -298,6 +298,12 @@ class ChaosRun:
             orders = [o for o in orders if o.parent_ref is None]
         return rng.choice(orders) if orders else None
 
+    async def noticed(self, timeout: float = 2.0) -> None:
+        """Wait until the connector noticed a drop (its state left CONNECTED)."""
+        deadline = time.monotonic() + timeout
+        while self.conn.state is ConnectionState.CONNECTED and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
+
     async def recovered(self, what: str, *, timeout: float = 8.0) -> None:
         """Wait for CONNECTED again, then check that quotes flow again."""
         self.recoveries += 1
@@ -602,6 +608,7 @@ class ChaosRun:
                 await self.recovered(f"{what} (an order in flight)", timeout=12)
             return
         await self.gw.drop_connections(CLIENT_ID)
+        await self.noticed()  # then a failed attempt (the sync times out) and a new one
         await self.recovered(what, timeout=12)
 
     async def op_connector_restart(self, rng: random.Random) -> None:
