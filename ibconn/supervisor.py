@@ -27,6 +27,7 @@ from ibconn.codes import (
     farm_name,
     port_from_1300,
 )
+from ibconn.closing import install_safe_close
 from ibconn.config import ConnectorSettings
 from ibconn.errors import (
     ConnectError,
@@ -174,6 +175,7 @@ class Supervisor:
             self._ib = IB()
             self._install_handlers(self._ib)
             _retrieve_failures_on_close(self._ib)
+            install_safe_close(self._ib)  # a reset socket still closes (ibconn/closing.py)
             self._pacer.install(self._ib)  # replaces ib.client.sendMsg; ib_async's throttle off
             # garbage from the gateway: dropped and alerted, never applied (ibconn/inbound.py)
             install_inbound_guard(self._ib, self._on_inbound_garbage)
