@@ -14,6 +14,7 @@ half-closed is aborted, which ends the transport the ordinary way
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from ib_async import IB
@@ -36,10 +37,8 @@ def safe_disconnect(conn: Any) -> None:
         _log.info("socket already reset by TWS ({!r}): aborted", exc)
         transport.abort()
         return
-    try:
+    with contextlib.suppress(RuntimeError):  # the loop is already closed (ib_async's case)
         transport.close()
-    except RuntimeError:  # the event loop is already closed (as ib_async tolerates)
-        pass
 
 
 def install_safe_close(ib: IB) -> None:

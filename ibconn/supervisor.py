@@ -19,6 +19,7 @@ import backoff
 from ib_async import IB
 
 from ibconn.alerts import AlertBus
+from ibconn.closing import install_safe_close
 from ibconn.codes import (
     CodeCategory,
     RecoveryAction,
@@ -27,7 +28,6 @@ from ibconn.codes import (
     farm_name,
     port_from_1300,
 )
-from ibconn.closing import install_safe_close
 from ibconn.config import ConnectorSettings
 from ibconn.errors import (
     ConnectError,
