@@ -40,7 +40,7 @@ REGRESSION_SEEDS: dict[int, str] = {
     71: "item 1 (intermittent): the supervisor stuck in RECONNECTING after a 1300 port reset "
     "(fixed on main; passes 20/20 since)",
     257: "item 1 (intermittent): the supervisor stuck in RECONNECTING after a drop during the "
-    "resync (fixed on main; passes 20/20 since)",
+    "resync (fixed on main); once the reset-socket handler error of 297 (fixed: closing)",
     19: "item 2: a modification TWS refused (104, filled meanwhile) left the refused quantity",
     37: "item 2: a bracket's stop-loss shrunk by TWS after a partial take-profit kept 200",
     36: "item 3: the correction of a fill from before a connector restart came as a new fill",
