@@ -15,39 +15,17 @@ import inspect
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import ibapi.client
+from flow_common import FlowFailed, run_steps
 from ibapi.client import EClient
 from ibapi.contract import Contract
 from ibapi.execution import ExecutionFilter
 from ibapi.order import Order
 from ibapi.wrapper import EWrapper
-
-FLOWS = [
-    "connect",
-    "contract details",
-    "quotes",
-    "tick-by-tick",
-    "real-time bars",
-    "historical bars",
-    "limit order modify+cancel",
-    "market order",
-    "stop order modify+cancel",
-    "trailing stop cancel",
-    "executions+commissions",
-    "positions",
-    "account summary",
-    "what-if",
-    "reconnect",
-]
-
-
-class FlowFailed(Exception):
-    pass
 
 
 class App(EWrapper, EClient):  # type: ignore[misc]
@@ -400,27 +378,14 @@ def main() -> int:
               f"connected {app.isConnected()}, errors {app.errors[-3:]}")  # fmt: skip
         return f"reconnected, server version {app.serverVersion()}"
 
-    steps: list[tuple[str, Callable[[], str]]] = list(zip(FLOWS, [
+    steps: list[Callable[[], str]] = [
         connect, contract_details, quotes, tick_by_tick, real_time_bars, historical_bars,
         limit_modify_cancel, market_order, stop_modify_cancel, trailing_cancel, executions,
         positions, account_summary, what_if, reconnect,
-    ], strict=True))  # fmt: skip
-    failed = 0
-    for name, step in steps:
-        if name != "connect" and not app.isConnected():
-            print(f"RESULT {label} {name!r} FAIL not connected", flush=True)
-            failed += 1
-            continue
-        try:
-            detail = step()
-        except Exception as exc:
-            failed += 1
-            traceback.print_exc(file=sys.stderr)
-            print(f"RESULT {label} {name!r} FAIL {type(exc).__name__}: {exc}", flush=True)
-        else:
-            print(f"RESULT {label} {name!r} PASS {detail}", flush=True)
+    ]  # fmt: skip
+    failed = run_steps(label, steps, app.isConnected)
     stop()
-    return 1 if failed else 0
+    return failed
 
 
 if __name__ == "__main__":

@@ -12,31 +12,10 @@ import importlib
 import math
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
-FLOWS = [
-    "connect",
-    "contract details",
-    "quotes",
-    "tick-by-tick",
-    "real-time bars",
-    "historical bars",
-    "limit order modify+cancel",
-    "market order",
-    "stop order modify+cancel",
-    "trailing stop cancel",
-    "executions+commissions",
-    "positions",
-    "account summary",
-    "what-if",
-    "reconnect",
-]
-
-
-class FlowFailed(Exception):
-    pass
+from flow_common import FlowFailed, run_steps
 
 
 def main() -> int:
@@ -212,27 +191,14 @@ def main() -> int:
         check(bool(ib.reqExecutions()), "no executions after reconnect")
         return f"reconnected, AAPL {pos[0].position}"
 
-    steps: list[tuple[str, Callable[[], str]]] = list(zip(FLOWS, [
+    steps: list[Callable[[], str]] = [
         connect, contract_details, quotes, tick_by_tick, real_time_bars, historical_bars,
         limit_modify_cancel, market_order, stop_modify_cancel, trailing_cancel, executions,
         positions, account_summary, what_if, reconnect,
-    ], strict=True))  # fmt: skip
-    failed = 0
-    for name, step in steps:
-        if name != "connect" and not ib.isConnected():
-            print(f"RESULT {label} {name!r} FAIL not connected", flush=True)
-            failed += 1
-            continue
-        try:
-            detail = step()
-        except Exception as exc:
-            failed += 1
-            traceback.print_exc(file=sys.stderr)
-            print(f"RESULT {label} {name!r} FAIL {type(exc).__name__}: {exc}", flush=True)
-        else:
-            print(f"RESULT {label} {name!r} PASS {detail}", flush=True)
+    ]  # fmt: skip
+    failed = run_steps(label, steps, ib.isConnected)
     ib.disconnect()
-    return 1 if failed else 0
+    return failed
 
 
 if __name__ == "__main__":

@@ -29,6 +29,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+if str(HERE) not in sys.path:  # also when loaded by path (tests/test_clients.py)
+    sys.path.insert(0, str(HERE))
+
+from flow_common import FLOWS  # noqa: E402
+
 VENVS = ROOT / ".clients-venvs"
 
 SIM_SETTINGS = """\
@@ -38,23 +43,6 @@ fill_delay: 0.02
 """
 """The gateway's settings for the flows: 20x simulated time so a 5-second bar takes 0.25 s."""
 
-FLOWS = [
-    "connect",
-    "contract details",
-    "quotes",
-    "tick-by-tick",
-    "real-time bars",
-    "historical bars",
-    "limit order modify+cancel",
-    "market order",
-    "stop order modify+cancel",
-    "trailing stop cancel",
-    "executions+commissions",
-    "positions",
-    "account summary",
-    "what-if",
-    "reconnect",
-]
 
 _RESULT = re.compile(
     r"^RESULT (?P<client>.+?) '(?P<flow>[^']+)' (?P<ok>PASS|FAIL) ?(?P<detail>.*)$"

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from ibconn import ConnectorSettings
 from ibconn.errors import ConfigError, IBConnError, InvalidInputError
+from ibconn.history import WHAT_TO_SHOW
 from ibconn.order_models import OrderSpec
 
 from .conftest import STATS, Rig
@@ -257,21 +258,7 @@ HISTORY_FIELDS: dict[str, st.SearchStrategy[Any]] = {
 @given(field=st.sampled_from(sorted(HISTORY_FIELDS)), data=st.data())
 def test_historical_bars_refuses_bad_arguments(rig: Rig, field: str, data: Any) -> None:
     value = data.draw(HISTORY_FIELDS[field])
-    if (
-        field == "what"
-        and isinstance(value, str)
-        and value.strip().upper()
-        in {
-            "TRADES",
-            "MIDPOINT",
-            "BID",
-            "ASK",
-            "BID_ASK",
-            "ADJUSTED_LAST",
-            "HISTORICAL_VOLATILITY",
-            "OPTION_IMPLIED_VOLATILITY",
-        }
-    ):
+    if field == "what" and isinstance(value, str) and value.strip().upper() in WHAT_TO_SHOW:
         return
     names = {
         "duration": ("duration",),

@@ -33,6 +33,19 @@ async def wait_until(predicate: Callable[[], Any], timeout: float = 3.0, what: s
         await asyncio.sleep(0.005)
 
 
+async def connect(ib: IB, port: int, client_id: int = 1) -> IB:
+    """``ib`` connected to the gateway on ``port`` (5 s timeout)."""
+    await ib.connectAsync("127.0.0.1", port, clientId=client_id, timeout=5)
+    return ib
+
+
+def errors_of(ib: IB) -> list[tuple[int, int, str]]:
+    """A list that collects ``(req_id, code, text)`` of every error ``ib`` reports from now on."""
+    seen: list[tuple[int, int, str]] = []
+    ib.errorEvent += lambda req_id, code, text, contract: seen.append((req_id, code, text))
+    return seen
+
+
 class RawClient:
     """A minimal API client speaking the wire protocol directly (for protocol-level tests)."""
 

@@ -12,23 +12,12 @@ from ib_async import IB, Stock, Ticker
 from ibconn.sim import SimConfig, SimulatedGateway
 from ibconn.sim.protocol import In
 
-from .conftest import RawClient, wait_until
+from .conftest import RawClient, connect, errors_of, wait_until
 
 
 @pytest.fixture
 def sim_config() -> SimConfig:
     return SimConfig(tick_rate=40)
-
-
-async def connect(ib: IB, port: int, client_id: int = 1) -> IB:
-    await ib.connectAsync("127.0.0.1", port, clientId=client_id, timeout=5)
-    return ib
-
-
-def errors_of(ib: IB) -> list[tuple[int, int, str]]:
-    seen: list[tuple[int, int, str]] = []
-    ib.errorEvent += lambda req_id, code, text, contract: seen.append((req_id, code, text))
-    return seen
 
 
 async def quote(ib: IB, symbol: str = "AAPL") -> Ticker:

@@ -16,7 +16,7 @@ from ib_async.objects import TickByTickAllLast, TickByTickBidAsk
 
 from ibconn.sim import SimConfig, SimulatedGateway
 
-from .conftest import wait_until
+from .conftest import errors_of, wait_until
 
 
 @pytest.fixture
@@ -27,12 +27,6 @@ def sim_config() -> SimConfig:
 async def connect(ib: IB, gw: SimulatedGateway, client_id: int = 1) -> IB:
     await ib.connectAsync("127.0.0.1", gw.port, clientId=client_id, timeout=5)
     return ib
-
-
-def errors_of(ib: IB) -> list[tuple[int, int, str]]:
-    seen: list[tuple[int, int, str]] = []
-    ib.errorEvent += lambda req_id, code, text, contract: seen.append((req_id, code, text))
-    return seen
 
 
 async def test_connect_is_fast_with_full_startup_sync(

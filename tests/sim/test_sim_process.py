@@ -15,7 +15,7 @@ from ib_async import IB, LimitOrder, MarketOrder, Stock
 
 from ibconn.__main__ import main
 
-from .conftest import wait_until
+from .conftest import connect, wait_until
 
 
 @asynccontextmanager
@@ -48,11 +48,6 @@ async def ibconn_sim(*argv: str) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
-
-
-async def connect(ib: IB, port: int, client_id: int = 1) -> IB:
-    await ib.connectAsync("127.0.0.1", port, clientId=client_id, timeout=5)
-    return ib
 
 
 # ---------------------------------------------------------------------- flags
