@@ -605,6 +605,10 @@ class ChaosRun:
             try:
                 await self.op_resting_limit(rng)
             finally:
+                # the place may fail (its queued message discarded at the drop) before the
+                # supervisor noticed the drop: recovery starts only once it did, or the
+                # quote window would run while the failed attempt waits 2 x the timeout
+                await self.noticed()
                 await self.recovered(f"{what} (an order in flight)", timeout=12)
             return
         await self.gw.drop_connections(CLIENT_ID)
