@@ -13,6 +13,7 @@ import pytest
 from ib_async import IB
 
 from ibconn.sim import SimConfig, SimulatedGateway
+from ibconn.sim.broker import Broker, OrderRequest, SimOrder
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,6 +45,27 @@ def errors_of(ib: IB) -> list[tuple[int, int, str]]:
     seen: list[tuple[int, int, str]] = []
     ib.errorEvent += lambda req_id, code, text, contract: seen.append((req_id, code, text))
     return seen
+
+
+def limit_order(broker: Broker, **kw: Any) -> SimOrder:
+    """A GTC limit order to buy 100 AAPL at 185.5 (ref-7) placed by client 3; ``kw`` overrides."""
+    fields: dict[str, Any] = {
+        "order_id": 7,
+        "action": "BUY",
+        "total_quantity": 100,
+        "order_type": "LMT",
+        "symbol": "AAPL",
+        "sec_type": "STK",
+        "exchange": "SMART",
+        "currency": "USD",
+        "lmt_price": 185.5,
+        "order_ref": "ref-7",
+        "tif": "GTC",
+    }
+    fields.update(kw)
+    order = broker.place_order(3, OrderRequest(**fields))
+    assert order is not None
+    return order
 
 
 class RawClient:

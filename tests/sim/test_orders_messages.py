@@ -19,7 +19,9 @@ from ibapi.wrapper import EWrapper
 
 from ibconn.sim import order_messages as om
 from ibconn.sim.accounts import AccountValue, PnLFigures
-from ibconn.sim.broker import Broker, BrokerConfig, OrderRequest, SimOrder
+from ibconn.sim.broker import Broker, BrokerConfig, OrderRequest
+
+from .conftest import limit_order
 
 ACCOUNT = "DU1234567"
 NOW = datetime(2026, 11, 25, 15, 30, 5, tzinfo=UTC)
@@ -108,26 +110,6 @@ def broker() -> Broker:
     b.on_quote(b.instrument_for("AAPL"), 190.00, 190.02, 190.01)
     b.on_quote(b.instrument_for("ES"), 6000.00, 6000.25, 6000.00)
     return b
-
-
-def limit_order(broker: Broker, **kw: Any) -> SimOrder:
-    fields: dict[str, Any] = {
-        "order_id": 7,
-        "action": "BUY",
-        "total_quantity": 100,
-        "order_type": "LMT",
-        "symbol": "AAPL",
-        "sec_type": "STK",
-        "exchange": "SMART",
-        "currency": "USD",
-        "lmt_price": 185.5,
-        "order_ref": "ref-7",
-        "tif": "GTC",
-    }
-    fields.update(kw)
-    order = broker.place_order(3, OrderRequest(**fields))
-    assert order is not None
-    return order
 
 
 # ---------------------------------------------------------------------------- orders

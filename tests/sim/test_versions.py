@@ -33,7 +33,7 @@ from ibconn.sim.market_data import tick_option_computation
 from ibconn.sim.options import black_scholes
 from ibconn.sim.protocol import error_message_fields, format_field
 
-from .conftest import RawClient
+from .conftest import RawClient, limit_order
 
 ACCOUNT = "DU1234567"
 NOW = datetime(2026, 11, 25, 15, 30, 5, tzinfo=UTC)
@@ -100,25 +100,8 @@ def broker() -> Broker:
 
 
 def place(broker: Broker, **kw: Any) -> SimOrder:
-    fields: dict[str, Any] = {
-        "order_id": 7,
-        "action": "BUY",
-        "total_quantity": 100,
-        "order_type": "LMT",
-        "symbol": "AAPL",
-        "sec_type": "STK",
-        "exchange": "SMART",
-        "currency": "USD",
-        "lmt_price": 185.5,
-        "order_ref": "ref-7",
-        "tif": "GTC",
-        "oca_group": "grp",
-        "oca_type": 3,
-    }
-    fields.update(kw)
-    order = broker.place_order(3, OrderRequest(**fields))
-    assert order is not None
-    return order
+    """The shared limit order, in an OCA group (type 3), so the OCA fields are on the wire."""
+    return limit_order(broker, **{"oca_group": "grp", "oca_type": 3, **kw})
 
 
 # ---------------------------------------------------------------------------- outgoing
