@@ -13,7 +13,7 @@ from ibconn.sim import SimConfig, SimulatedGateway
 from ibconn.sim.broker_handlers import MISSING_EXCHANGE_TEXT
 from ibconn.sim.instruments import DEFAULT_INSTRUMENTS, session_hours
 
-from .conftest import wait_until
+from .conftest import connect, wait_until
 
 START = dt.datetime(2027, 3, 10, 15, 0, tzinfo=dt.UTC)  # a Wednesday
 
@@ -23,15 +23,10 @@ def sim_config() -> SimConfig:
     return SimConfig(tick_rate=0, start_time=START, fill_delay=0.0)
 
 
-async def connect(ib: IB, gw: SimulatedGateway) -> IB:
-    await ib.connectAsync("127.0.0.1", gw.port, clientId=1, timeout=5)
-    return ib
-
-
 async def test_stock_contract_details_carry_the_isin(
     gw: SimulatedGateway, ibs: Callable[[], IB]
 ) -> None:
-    ib = await connect(ibs(), gw)
+    ib = await connect(ibs(), gw.port)
     (aapl,) = await ib.reqContractDetailsAsync(Stock("AAPL", "SMART", "USD"))
     assert aapl.secIdList == [TagValue("ISIN", "US0378331005")]
     (qqq,) = await ib.reqContractDetailsAsync(Stock("QQQ", "SMART", "USD"))
@@ -44,7 +39,7 @@ async def test_stock_contract_details_carry_the_isin(
 async def test_trading_hours_start_at_the_simulated_date(
     gw: SimulatedGateway, ibs: Callable[[], IB]
 ) -> None:
-    ib = await connect(ibs(), gw)
+    ib = await connect(ibs(), gw.port)
     (aapl,) = await ib.reqContractDetailsAsync(Stock("AAPL", "SMART", "USD"))
     days = aapl.tradingHours.split(";")
     assert days[0] == "20270310:0400-20270310:2000"
@@ -69,7 +64,7 @@ def test_hours_follow_the_instrument_time_zone() -> None:
 async def test_order_without_exchange_gets_321_before_lookup(
     gw: SimulatedGateway, ibs: Callable[[], IB]
 ) -> None:
-    ib = await connect(ibs(), gw)
+    ib = await connect(ibs(), gw.port)
     errors: list[tuple[int, int, str]] = []
     ib.errorEvent += lambda req_id, code, text, contract: errors.append((req_id, code, text))
     # No exchange and an unknown symbol: the 321 comes first, not a 200.
@@ -85,7 +80,7 @@ async def test_order_without_exchange_gets_321_before_lookup(
 async def test_every_default_instrument_qualifies(
     gw: SimulatedGateway, ibs: Callable[[], IB]
 ) -> None:
-    ib = await connect(ibs(), gw)
+    ib = await connect(ibs(), gw.port)
     for inst in DEFAULT_INSTRUMENTS:
         details = await ib.reqContractDetailsAsync(Stock(conId=inst.con_id))
         assert len(details) == 1, inst.symbol

@@ -12,7 +12,7 @@ from ib_async import IB, MarketOrder, Option, Stock
 from ibconn.sim import SimConfig, SimulatedGateway
 from ibconn.sim.options import RATE, black_scholes, years_to_expiry
 
-from .conftest import wait_until
+from .conftest import connect, wait_until
 
 START = dt.datetime(2026, 12, 2, 15, 0, tzinfo=dt.UTC)
 
@@ -22,15 +22,10 @@ def sim_config() -> SimConfig:
     return SimConfig(tick_rate=0, start_time=START, fill_delay=0.0)
 
 
-async def connect(ib: IB, gw: SimulatedGateway) -> IB:
-    await ib.connectAsync("127.0.0.1", gw.port, clientId=1, timeout=5)
-    return ib
-
-
 async def test_sec_def_opt_params_give_the_chain(
     gw: SimulatedGateway, ibs: Callable[[], IB]
 ) -> None:
-    ib = await connect(ibs(), gw)
+    ib = await connect(ibs(), gw.port)
     params = await ib.reqSecDefOptParamsAsync("AAPL", "", "STK", 265598)
     by_exchange = {p.exchange: p for p in params}
     assert {"SMART", "CBOE"} <= set(by_exchange)
@@ -45,7 +40,7 @@ async def test_sec_def_opt_params_give_the_chain(
 async def test_an_option_qualifies_with_its_underlying(
     gw: SimulatedGateway, ibs: Callable[[], IB]
 ) -> None:
-    ib = await connect(ibs(), gw)
+    ib = await connect(ibs(), gw.port)
     (details,) = await ib.reqContractDetailsAsync(Option("AAPL", "20261218", 190, "C", "SMART"))
     contract = details.contract
     assert contract is not None
@@ -62,7 +57,7 @@ async def test_an_option_qualifies_with_its_underlying(
 async def test_option_market_data_carries_model_greeks(
     gw: SimulatedGateway, ibs: Callable[[], IB]
 ) -> None:
-    ib = await connect(ibs(), gw)
+    ib = await connect(ibs(), gw.port)
     call, put = await ib.qualifyContractsAsync(
         Option("AAPL", "20261218", 190, "C", "SMART"), Option("AAPL", "20261218", 190, "P", "SMART")
     )
@@ -88,7 +83,7 @@ async def test_option_market_data_carries_model_greeks(
 async def test_an_option_order_fills_at_the_ask_times_the_multiplier(
     gw: SimulatedGateway, ibs: Callable[[], IB]
 ) -> None:
-    ib = await connect(ibs(), gw)
+    ib = await connect(ibs(), gw.port)
     (call,) = await ib.qualifyContractsAsync(Option("SPY", "20270115", 600, "C", "SMART"))
     ask = gw.market.quote(call.conId).ask
     trade = ib.placeOrder(call, MarketOrder("BUY", 2))
