@@ -71,7 +71,7 @@ LABELS = {
 async def _raw_ib_async(gw: Gateway, count: int, client_id: int, *, fast: bool, tbt: bool) -> Any:
     from ib_async import IB, Stock  # noqa: PLC0415
 
-    from ibconn.receive import install_fast_receive  # noqa: PLC0415
+    from ibconn.wire.receive import install_fast_receive  # noqa: PLC0415
 
     ib = IB()
     if fast:
@@ -201,7 +201,7 @@ async def _child(args: argparse.Namespace) -> None:
         result = await _raw_ib_async(gw, count, cid, fast=arm == "a_fast", tbt=False)
     elif arm in ("d_raw", "d_raw_gc"):
         if arm == "d_raw_gc":
-            from ibconn.gc_tuning import tune_gc_for_streaming  # noqa: PLC0415
+            from ibconn.wire.gc_tuning import tune_gc_for_streaming  # noqa: PLC0415
 
             tune_gc_for_streaming()
         result = await _raw_ib_async(gw, count, cid, fast=False, tbt=True)

@@ -55,7 +55,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     if args.child in ("raw", "raw_fast"):
         from ib_async import IB, Stock  # noqa: PLC0415
 
-        from ibconn.receive import install_fast_receive  # noqa: PLC0415
+        from ibconn.wire.receive import install_fast_receive  # noqa: PLC0415
 
         ib = IB()
         if args.child == "raw_fast":

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import machine, table
 
-from ibconn.streams import Broadcast, OverflowPolicy
+from ibconn.core.streams import Broadcast, OverflowPolicy
 
 _DONE = object()
 

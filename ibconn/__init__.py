@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from ibconn.alerts import Alert, AlertBus, AlertSink, AlertStatistics
-from ibconn.codes import CodeCategory, CodeInfo, RecoveryAction, Severity, classify
-from ibconn.config import ConnectorSettings, MarketDataType, RiskSettings
+from ibconn.config.settings import ConnectorSettings, MarketDataType, RiskSettings
+from ibconn.connection.session import ConnectionEvent, ConnectionState, Service, Session
 from ibconn.connector import IBConnector
-from ibconn.contracts import ContractLike, ResolvedContract
+from ibconn.contracts.resolver import ContractLike, ResolvedContract
+from ibconn.core.alerts import Alert, AlertBus, AlertSink, AlertStatistics
+from ibconn.core.codes import CodeCategory, CodeInfo, RecoveryAction, Severity, classify
+from ibconn.core.logs import disable_logging, enable_logging
+from ibconn.core.moved import install_old_module_finder
+from ibconn.core.streams import OverflowPolicy, StreamStatistics, Subscription
 from ibconn.errors import (
     CancelNotConfirmedError,
     ConfigError,
@@ -24,19 +28,8 @@ from ibconn.errors import (
     RiskRejectedError,
     StreamOverflowError,
 )
-from ibconn.exits import ExitLevel, ExitPlan
-from ibconn.frames import to_frame
-from ibconn.gc_tuning import GcState, gc_state, restore_gc, tune_gc_for_streaming
-from ibconn.logs import disable_logging, enable_logging
-from ibconn.market_data import (
-    LineInfo,
-    MarketDataService,
-    MarketDataStatistics,
-    MarketDataSubscription,
-    MarketStream,
-    StreamKind,
-)
-from ibconn.models import (
+from ibconn.market_data.frames import to_frame
+from ibconn.market_data.models import (
     Bar,
     BarSource,
     Quote,
@@ -47,7 +40,16 @@ from ibconn.models import (
     Trade,
     TradeSource,
 )
-from ibconn.order_models import (
+from ibconn.market_data.service import (
+    LineInfo,
+    MarketDataService,
+    MarketDataStatistics,
+    MarketDataSubscription,
+    MarketStream,
+    StreamKind,
+)
+from ibconn.market_data.validation import ValidationStats
+from ibconn.orders.models import (
     Fill,
     OrderAction,
     OrderError,
@@ -59,10 +61,9 @@ from ibconn.order_models import (
     TimeInForce,
     UpdateKind,
 )
-from ibconn.orders import BracketOrder, OrderHandle
+from ibconn.orders.service import BracketOrder, OrderHandle
 from ibconn.pacing import DroppedMessage, Pacer, PacerStatistics
-from ibconn.pnl import PositionLedger, PositionState, apply_fill
-from ibconn.position_models import (
+from ibconn.positions.models import (
     AccountPnL,
     AccountSummary,
     MarkSource,
@@ -72,19 +73,21 @@ from ibconn.position_models import (
     PositionSource,
     WhatIfResult,
 )
-from ibconn.positions import PositionService, PositionStatistics
-from ibconn.risk import (
+from ibconn.positions.pnl import PositionLedger, PositionState, apply_fill
+from ibconn.positions.service import PositionService, PositionStatistics
+from ibconn.risk.exits import ExitLevel, ExitPlan
+from ibconn.risk.service import (
     Exposure,
     InstrumentExposure,
     KillSwitchState,
     RiskLimit,
     RiskService,
 )
-from ibconn.session import ConnectionEvent, ConnectionState, Service, Session
-from ibconn.streams import OverflowPolicy, StreamStatistics, Subscription
-from ibconn.validation import ValidationStats
+from ibconn.wire.gc_tuning import GcState, gc_state, restore_gc, tune_gc_for_streaming
 
 __version__ = "0.1.0"
+
+install_old_module_finder()  # ibconn 0.1 import paths keep working, with a warning
 
 __all__ = [
     "AccountPnL",

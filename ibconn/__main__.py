@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ibconn.demo import add_demo_parser
+from ibconn.cli.demo import add_demo_parser
 from ibconn.sim.cli import add_sim_parser
 
 __all__ = ["main"]

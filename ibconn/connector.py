@@ -2,31 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from os import PathLike
 from types import TracebackType
 from typing import Any
 
 from ib_async import IB
 
-from ibconn.alerts import Alert, AlertBus
-from ibconn.arguments import capacity_arg, timeout_arg
-from ibconn.config import ConnectorSettings
-from ibconn.contracts import ContractLike, ContractResolver, ResolvedContract
+from ibconn.assembly import assemble
+from ibconn.config.settings import ConnectorSettings
+from ibconn.connection.session import ConnectionEvent, ConnectionState, Service, Session
+from ibconn.connection.supervisor import Supervisor
+from ibconn.contracts.resolver import ContractLike, ContractResolver, ResolvedContract
+from ibconn.core.alerts import Alert, AlertBus
+from ibconn.core.arguments import capacity_arg, timeout_arg
+from ibconn.core.streams import Subscription
 from ibconn.errors import CancelNotConfirmedError, ConfigError
-from ibconn.exits import ExitService
-from ibconn.gc_tuning import restore_gc, tune_gc_for_streaming
-from ibconn.market_data import MarketDataService
-from ibconn.market_data_api import MarketDataMethods
-from ibconn.order_api import OrderMethods
-from ibconn.orders import OrderService
+from ibconn.market_data.api import MarketDataMethods
+from ibconn.orders.api import OrderMethods
 from ibconn.pacing import Pacer
-from ibconn.position_api import PositionMethods
-from ibconn.positions import PositionService
-from ibconn.risk import RiskService
-from ibconn.risk_api import RiskMethods
-from ibconn.session import ConnectionEvent, ConnectionState, Service, Session
-from ibconn.streams import Subscription
-from ibconn.supervisor import Supervisor
+from ibconn.positions.api import PositionMethods
+from ibconn.risk.api import RiskMethods
+from ibconn.wire.gc_tuning import restore_gc, tune_gc_for_streaming
 
 __all__ = ["IBConnector"]
 
@@ -37,7 +34,9 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
     Create it with keyword settings (``IBConnector(port=4002, client_id=7)``),
     with a :class:`ConnectorSettings` (``IBConnector(settings=...)``) or from a
     YAML file (``IBConnector.from_config("ibconn.yaml")``), then
-    ``await connector.connect()`` or use ``async with``. A supervisor task
+    ``await connector.connect()`` or use ``async with``. ``ib_factory`` makes
+    the ``ib_async.IB`` the connector drives (default: ``IB``), for tests and
+    instrumented subclasses. A supervisor task
     reconnects with backoff when the link drops and resyncs every service
     before the state says connected again.
 
@@ -52,6 +51,7 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
         client_id: int | None = None,
         *,
         settings: ConnectorSettings | None = None,
+        ib_factory: Callable[[], IB] | None = None,
         **other_settings: Any,
     ) -> None:
         given: dict[str, Any] = {
@@ -68,53 +68,20 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
                 value=given[sorted(given)[0]],
                 allowed="settings=... alone, or keyword settings alone",
             )
-        self._settings = settings if settings is not None else ConnectorSettings(**given)
-        self._alerts = AlertBus(coalesce_window=self._settings.alert_coalesce_window)
-        self._supervisor = Supervisor(self._settings, self._alerts)
-        self._gc_tuned = False  # settings.tune_gc applied (ibconn/gc_tuning.py)
-        self._contracts = ContractResolver(
-            lambda: self._supervisor.ib, timeout=self._settings.market_data_timeout
+        parts = assemble(
+            settings if settings is not None else ConnectorSettings(**given),
+            ib_factory=ib_factory or IB,
         )
-        self._orders = OrderService(self._supervisor, self._contracts, self._settings, self._alerts)
-        self._supervisor.add_service(self._orders)
-        self._market_data = MarketDataService(
-            self._supervisor, self._contracts, self._settings, self._alerts
-        )
-        self._supervisor.add_service(self._market_data)
-        self._orders.set_quote_source(self._market_data.quote)  # stops are checked on a quote
-        # Positions (order 30): fills, marks, reconciliation, account figures.
-        self._positions = PositionService(
-            self._supervisor,
-            self._contracts,
-            self._settings,
-            self._alerts,
-            self._orders,
-            market_data=self._market_data,
-        )
-        self._supervisor.add_service(self._positions)
-        # Risk (order 40): installs itself as the order service's pre-trade check.
-        self._risk = RiskService(
-            self._supervisor,
-            self._contracts,
-            self._settings,
-            self._alerts,
-            self._orders,
-            market_data=self._market_data,
-        )
-        self._supervisor.add_service(self._risk)
-        # limits see ibconn's positions; their changes wake the exposure monitor
-        self._risk.attach_positions(self._positions.holdings, self._positions.position_updates)
-        # Exits (order 50): stop-loss / take-profit orders sized to each position.
-        self._exits = ExitService(
-            self._supervisor,
-            self._contracts,
-            self._settings,
-            self._alerts,
-            self._orders,
-            risk=self._risk,
-        )
-        self._exits.attach_positions(self._positions.position_updates)  # resize on changes
-        self._supervisor.add_service(self._exits)
+        self._settings = parts.settings
+        self._alerts = parts.alerts
+        self._supervisor = parts.supervisor
+        self._contracts = parts.contracts
+        self._orders = parts.orders
+        self._market_data = parts.market_data
+        self._positions = parts.positions
+        self._risk = parts.risk
+        self._exits = parts.exits
+        self._gc_tuned = False  # settings.tune_gc applied (see ibconn.wire.gc_tuning)
 
     @classmethod
     def from_config(cls, path: str | PathLike[str], **overrides: Any) -> IBConnector:

@@ -6,10 +6,10 @@ import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from orders_helpers import connected, gateway
+from helpers import connected, gateway
 
 from ibconn import IBConnector
-from ibconn.logs import disable_logging, enable_logging
+from ibconn.core.logs import disable_logging, enable_logging
 from ibconn.sim import SimulatedGateway
 
 

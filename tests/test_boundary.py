@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import PLACE_ORDER, connected, gateway, messages, until
 from ib_async import Contract, Stock
-from orders_helpers import PLACE_ORDER, connected, gateway, messages, until
 
 from ibconn import ConnectorSettings, IBConnector
 from ibconn.errors import ConfigError, InvalidInputError, MarketDataError
-from ibconn.order_models import OrderSpec, OrderStatus
+from ibconn.orders.models import OrderSpec, OrderStatus
 from ibconn.sim import SimulatedGateway
 
 BAD_TIMEOUTS: list[object] = [math.nan, math.inf, -math.inf, -1, "abc", True, 10**400]

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import orders_helpers
+import helpers as orders_helpers
 import pytest
 from ib_async import IB, Forex, Future, Stock
 
@@ -23,12 +23,12 @@ from ibconn import (
     Service,
     Session,
 )
-from ibconn.alerts import Alert
-from ibconn.codes import Severity
-from ibconn.session import ConnectionEvent
+from ibconn.connection.session import ConnectionEvent
+from ibconn.core.alerts import Alert
+from ibconn.core.codes import Severity
+from ibconn.core.streams import Subscription
 from ibconn.sim import SimulatedGateway
 from ibconn.sim.protocol import In
-from ibconn.streams import Subscription
 
 pytestmark = pytest.mark.timeout(30)
 

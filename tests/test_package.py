@@ -69,7 +69,7 @@ def test_the_library_uses_asyncio_timeout_not_wait_for() -> None:
     # the awaited result (fixed in 3.12); a swallowed cancel left disconnect() hanging.
     offenders = [
         str(path.relative_to(PACKAGE_DIR))
-        for path in PACKAGE_DIR.glob("*.py")
+        for path in PACKAGE_DIR.rglob("*.py")
         if "asyncio.wait_for(" in path.read_text() and path.name not in APPLICATION_MODULES
     ]
     assert offenders == []

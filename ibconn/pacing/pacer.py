@@ -66,10 +66,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ibconn.alerts import AlertBus
-from ibconn.codes import CodeCategory, Severity, classify
-from ibconn.config import ConnectorSettings
-from ibconn.logs import get_logger
+from ibconn.config.settings import ConnectorSettings
+from ibconn.core.alerts import AlertBus
+from ibconn.core.codes import CodeCategory, Severity, classify
+from ibconn.core.logs import get_logger
+from ibconn.core.streams import Broadcast, OverflowPolicy, Subscription
 from ibconn.pacing.historical import HistoricalRequest, HistoricalRules, parse_historical_request
 from ibconn.pacing.messages import (
     CANCEL_HISTORICAL_DATA,
@@ -84,7 +85,6 @@ from ibconn.pacing.messages import (
     request_id_of,
 )
 from ibconn.pacing.windows import Spacer, WindowLog
-from ibconn.streams import Broadcast, OverflowPolicy, Subscription
 
 if TYPE_CHECKING:
     from ib_async import IB

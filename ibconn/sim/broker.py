@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from ibconn.logs import get_logger
+from ibconn.core.logs import get_logger
 from ibconn.sim.accounts import (
     DEFAULT_COMMISSIONS,
     DEFAULT_MARGINS,

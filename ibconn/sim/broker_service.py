@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from ibconn.logs import get_logger
+from ibconn.core.logs import get_logger
 from ibconn.sim import order_messages as om
 from ibconn.sim.accounts import DEFAULT_COMMISSIONS, AccountValue, CommissionRate
 from ibconn.sim.broker import (

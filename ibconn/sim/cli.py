@@ -265,8 +265,8 @@ def _load_config(args: argparse.Namespace) -> Any:
 
 def run_sim(args: argparse.Namespace) -> int:
     """Run the gateway until SIGINT/SIGTERM; return the process exit status."""
+    from ibconn.core.logs import enable_logging  # noqa: PLC0415 - keeps --help fast
     from ibconn.errors import ConfigError  # noqa: PLC0415 - keeps --help fast
-    from ibconn.logs import enable_logging  # noqa: PLC0415 - keeps --help fast
 
     try:
         config = _load_config(args)

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ibconn.core.logs import get_logger
 from ibconn.errors import IBConnError
-from ibconn.logs import get_logger
 from ibconn.sim.broker import SimExecution, SimOrder
 from ibconn.sim.instruments import Instrument
 
@@ -447,7 +447,8 @@ class ControlServer:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if server is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await server.wait_closed()
 
     async def __aenter__(self) -> ControlServer:
         await self.start()
@@ -516,12 +517,14 @@ async def send_command(
     Raises :class:`ControlCommandError` when the gateway answers with an error,
     ``OSError`` when nothing listens there, ``TimeoutError`` after ``timeout``.
     """
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(_HOST, port), timeout)
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(_HOST, port)
     try:
         payload = {"command": command, "args": args or {}}
         writer.write((json.dumps(payload) + "\n").encode())
         await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), timeout)
+        async with asyncio.timeout(timeout):
+            line = await reader.readline()
     finally:
         writer.close()
         with contextlib.suppress(Exception):

@@ -33,7 +33,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from ibconn.logs import get_logger
+from ibconn.core.logs import get_logger
 from ibconn.sim.broker import (
     BrokerEvent,
     CommissionEvent,

@@ -34,7 +34,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from ibconn.logs import get_logger
+from ibconn.core.logs import get_logger
 from ibconn.sim import versions
 from ibconn.sim.clock import SimClock
 from ibconn.sim.config import SimConfig
@@ -471,7 +471,8 @@ class SimulatedGateway:
         if server is not None:
             server.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await server.wait_closed()
 
     def spawn(self, coro: Coroutine[Any, Any, _T], name: str | None = None) -> asyncio.Task[_T]:
         """Run ``coro`` as a task the gateway cancels and awaits on :meth:`stop`."""
@@ -495,7 +496,8 @@ class SimulatedGateway:
                 session.abort()
         for session in targets:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(session.done.wait(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await session.done.wait()
 
     async def restart(
         self,
@@ -735,7 +737,8 @@ class SimulatedGateway:
     async def _serve(self, session: ClientSession, reader: asyncio.StreamReader) -> None:
         cfg = self.config
         try:
-            await asyncio.wait_for(self._handshake(session, reader), cfg.handshake_timeout)
+            async with asyncio.timeout(cfg.handshake_timeout):
+                await self._handshake(session, reader)
         except (TimeoutError, asyncio.IncompleteReadError, ProtocolError, ConnectionError) as exc:
             _log.info("handshake with {}:{} failed: {}", *session.peer, exc or type(exc).__name__)
             return
@@ -748,7 +751,8 @@ class SimulatedGateway:
                     _log.info("{}:{} sent no startApi in time; closing", *session.peer)
                     return
                 try:
-                    data = await asyncio.wait_for(reader.read(65536), remaining)
+                    async with asyncio.timeout(remaining):
+                        data = await reader.read(65536)
                 except TimeoutError:
                     continue
             else:
@@ -977,7 +981,8 @@ class SimulatedGateway:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(session._writer.wait_closed(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await session._writer.wait_closed()
         finally:
             session.done.set()
         if session.api_started:

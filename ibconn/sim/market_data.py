@@ -35,7 +35,7 @@ import struct
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
-from ibconn.logs import get_logger
+from ibconn.core.logs import get_logger
 from ibconn.sim.history import (
     WHAT_TO_SHOW,
     HistoryRequestError,

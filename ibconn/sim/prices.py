@@ -37,7 +37,7 @@ from enum import IntFlag
 from pathlib import Path
 from typing import Protocol
 
-from ibconn.logs import get_logger
+from ibconn.core.logs import get_logger
 from ibconn.sim.clock import SimClock
 from ibconn.sim.config import SimConfig
 from ibconn.sim.instruments import Instrument, InstrumentBook

@@ -21,8 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ibconn.core.logs import get_logger
 from ibconn.errors import ConfigError
-from ibconn.logs import get_logger
 from ibconn.sim.broker import BrokerEvent, BrokerState, JournalEntry, SimExecution, SimOrder
 from ibconn.sim.instruments import Instrument
 

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ibconn import IBConnector
+from ibconn.connection.session import ConnectionState
 from ibconn.errors import IBConnError, OrderRejectedError
-from ibconn.order_models import Fill, OrderSnapshot, OrderStatus, OrderUpdate, exec_prefix
-from ibconn.position_models import Position
-from ibconn.session import ConnectionState
+from ibconn.orders.models import Fill, OrderSnapshot, OrderStatus, OrderUpdate, exec_prefix
+from ibconn.positions.models import Position
 from ibconn.sim import SimConfig, SimulatedGateway
 from ibconn.sim.order_messages import parse_place_order
 from ibconn.sim.protocol import In

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from ibconn import IBConnector
-from ibconn.market_data import MarketDataService
-from ibconn.order_models import Fill
-from ibconn.session import Session
+from ibconn.connection.session import Session
+from ibconn.market_data.service import MarketDataService
+from ibconn.orders.models import Fill
 
 from .harness import FAULTS, draw_plan, run_seed
 from .seeds import QUICK_SEEDS, REGRESSION_SEEDS

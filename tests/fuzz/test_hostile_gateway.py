@@ -23,9 +23,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from ib_async.decoder import Decoder
 
+from ibconn.connection.session import ConnectionState
 from ibconn.errors import IBConnError
-from ibconn.inbound import MAX_FRAME_BYTES
-from ibconn.session import ConnectionState
+from ibconn.wire.inbound import MAX_FRAME_BYTES
 
 from .conftest import STATS, Rig
 

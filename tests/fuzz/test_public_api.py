@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from ibconn import ConnectorSettings
 from ibconn.errors import ConfigError, IBConnError, InvalidInputError
-from ibconn.history import WHAT_TO_SHOW
-from ibconn.order_models import OrderSpec
+from ibconn.market_data.history import WHAT_TO_SHOW
+from ibconn.orders.models import OrderSpec
 
 from .conftest import STATS, Rig
 

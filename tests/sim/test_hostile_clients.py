@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from ib_async import IB, LimitOrder, MarketOrder, Order
 
-from ibconn.logs import disable_logging, enable_logging
+from ibconn.core.logs import disable_logging, enable_logging
 from ibconn.sim import SimConfig, SimulatedGateway
 from ibconn.sim.broker import (
     Broker,

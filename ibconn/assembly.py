@@ -1,0 +1,83 @@
+"""The composition root: every part of a connector, built from its settings in one place.
+
+Nothing else constructs a service or wires one service into another. Each
+service receives what it uses as constructor arguments (typed by small
+protocols that the consuming package declares), so a test can build one
+service over fakes, and an application can inject its own ``IB`` factory
+(a subclass, or an instrumented one) with ``IBConnector(ib_factory=...)``.
+
+The supervisor resyncs services in the order they are added here: market
+orders, market data, positions, risk, exits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ib_async import IB
+
+from ibconn.config.settings import ConnectorSettings
+from ibconn.connection.supervisor import Supervisor
+from ibconn.contracts.resolver import ContractResolver
+from ibconn.core.alerts import AlertBus
+from ibconn.market_data.service import MarketDataService
+from ibconn.orders.service import OrderService
+from ibconn.pacing import Pacer
+from ibconn.positions.service import PositionService
+from ibconn.risk.exits import ExitService
+from ibconn.risk.service import RiskService
+from ibconn.wire.ib_compat import check_ib_async
+
+__all__ = ["ConnectorParts", "assemble"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorParts:
+    """The parts of one connector, built and wired by :func:`assemble`."""
+
+    settings: ConnectorSettings
+    alerts: AlertBus
+    pacer: Pacer
+    supervisor: Supervisor
+    contracts: ContractResolver
+    market_data: MarketDataService
+    orders: OrderService
+    positions: PositionService
+    risk: RiskService
+    exits: ExitService
+
+
+def assemble(settings: ConnectorSettings, *, ib_factory: Callable[[], IB] = IB) -> ConnectorParts:
+    """Build every part of a connector from ``settings``; ``ib_factory`` makes its ``IB``."""
+    check_ib_async()
+    alerts = AlertBus(coalesce_window=settings.alert_coalesce_window)
+    pacer = Pacer(settings, alerts)
+    supervisor = Supervisor(settings, alerts, pacer=pacer, ib_factory=ib_factory)
+    contracts = ContractResolver(lambda: supervisor.ib, timeout=settings.market_data_timeout)
+    orders = OrderService(supervisor, contracts, settings, alerts)
+    market_data = MarketDataService(supervisor, contracts, settings, alerts)
+    orders.set_quote_source(market_data.quote)  # stops are checked on a quote
+    positions = PositionService(
+        supervisor, contracts, settings, alerts, orders, market_data=market_data
+    )
+    # Risk installs itself as the order service's pre-trade check.
+    risk = RiskService(supervisor, contracts, settings, alerts, orders, market_data=market_data)
+    # limits see ibconn's positions; their changes wake the exposure monitor
+    risk.attach_positions(positions.holdings, positions.position_updates)
+    exits = ExitService(supervisor, contracts, settings, alerts, orders, risk=risk)
+    exits.attach_positions(positions.position_updates)  # resize on changes
+    for service in (orders, market_data, positions, risk, exits):
+        supervisor.add_service(service)
+    return ConnectorParts(
+        settings=settings,
+        alerts=alerts,
+        pacer=pacer,
+        supervisor=supervisor,
+        contracts=contracts,
+        market_data=market_data,
+        orders=orders,
+        positions=positions,
+        risk=risk,
+        exits=exits,
+    )

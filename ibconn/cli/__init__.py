@@ -1,0 +1,3 @@
+"""The command line: ``python -m ibconn`` and the demo."""
+
+__all__: list[str] = []

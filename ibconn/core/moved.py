@@ -1,0 +1,385 @@
+"""Import paths of ibconn 0.1 that keep working, with a ``DeprecationWarning``, for one release.
+
+ibconn 0.1 kept 40 modules side by side (``ibconn.orders``, ``ibconn.models``, ...).
+They now live in one package per capability. Every name an old module exported
+is still found under its old path: the lookup warns once per name and returns
+the object from where it lives now, so nothing is copied and nothing drifts.
+
+Only the names listed in ``ibconn.__all__`` (and ``ibconn.sim.__all__``) are
+the public API; the deep paths below are internal and will go in 0.3.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import pkgutil
+import sys
+import types
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["OLD_MODULES", "install_old_module_finder", "old_names_getattr"]
+
+OLD_MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "alerts": ("core", ("Alert", "AlertBus", "AlertSink", "AlertStatistics", "Severity")),
+    "arguments": (
+        "core",
+        (
+            "MAX_CAPACITY",
+            "MAX_TIMEOUT",
+            "capacity_arg",
+            "check_contract",
+            "flag_arg",
+            "number_arg",
+            "text_arg",
+            "text_problem",
+            "timeout_arg",
+        ),
+    ),
+    "bars": (
+        "market_data",
+        (
+            "BarAggregator",
+            "HISTORICAL_BAR_SIZES",
+            "STREAM_BAR_SIZES",
+            "max_request_span",
+            "parse_bar_size",
+            "parse_duration",
+        ),
+    ),
+    "closing": ("connection", ("install_safe_close", "safe_disconnect")),
+    "codes": (
+        "core",
+        (
+            "CANCEL_FAILED_CODES",
+            "CODE_TABLE",
+            "CONNECTIVITY_LOST_CODES",
+            "CONNECTIVITY_RESTORED_CODES",
+            "CodeCategory",
+            "CodeInfo",
+            "FARM_BROKEN_CODES",
+            "FARM_INACTIVE_CODES",
+            "FARM_OK_CODES",
+            "NOT_CONNECTED_CODES",
+            "ORDER_REJECT_CODES",
+            "ORDER_REJECT_JSON_RANGE",
+            "PACING_CODES",
+            "RecoveryAction",
+            "Severity",
+            "classify",
+            "codes_in",
+            "farm_name",
+            "is_warning",
+            "port_from_1300",
+        ),
+    ),
+    "config": (
+        "config",
+        (
+            "ConnectorSettings",
+            "ENV_PREFIX",
+            "LogLevel",
+            "MarketDataType",
+            "YAML_SECTION",
+            "config_error_from_validation",
+            "read_yaml_section",
+        ),
+    ),
+    "contracts": (
+        "contracts",
+        (
+            "ContractLike",
+            "ContractResolver",
+            "ResolvedContract",
+            "symbol_key",
+            "to_contract",
+            "trading_symbol",
+        ),
+    ),
+    "demo": ("cli", ("add_demo_parser", "run_demo")),
+    "exits": ("risk", ("ExitLevel", "ExitPlan", "ExitService")),
+    "fills": (
+        "orders",
+        ("FillLedger", "LedgerOutcome", "LedgerResult", "exec_revision", "to_decimal"),
+    ),
+    "frames": ("market_data", ("to_frame",)),
+    "gc_tuning": ("wire", ("GcState", "gc_state", "restore_gc", "tune_gc_for_streaming")),
+    "history": ("market_data", ("HistoryFetcher", "WHAT_TO_SHOW", "check_request")),
+    "inbound": (
+        "wire",
+        ("InboundReport", "MAX_FRAME_BYTES", "install_inbound_guard", "order_message_problem"),
+    ),
+    "logs": ("core", ("CATEGORIES", "Category", "disable_logging", "enable_logging", "get_logger")),
+    "market_data": (
+        "market_data",
+        (
+            "LineInfo",
+            "MarketDataService",
+            "MarketDataStatistics",
+            "MarketDataSubscription",
+            "MarketStream",
+            "StreamKind",
+        ),
+    ),
+    "market_data_api": ("market_data", ("MarketDataMethods",)),
+    "market_lines": (
+        "market_data",
+        (
+            "Backfill",
+            "Feed",
+            "InstrumentState",
+            "Line",
+            "LineInfo",
+            "MKT",
+            "MarketDataStatistics",
+            "RTB",
+            "STREAM_POLICIES",
+            "TBT",
+            "quote_replaces",
+        ),
+    ),
+    "market_streams": ("market_data", ("MarketDataSubscription", "MarketStream")),
+    "models": (
+        "market_data",
+        (
+            "Bar",
+            "BarSource",
+            "MarketDataItem",
+            "Quote",
+            "StatusKind",
+            "StreamKind",
+            "StreamStatus",
+            "Tick",
+            "TickKind",
+            "Trade",
+            "TradeSource",
+        ),
+    ),
+    "order_api": ("orders", ("OrderMethods",)),
+    "order_convert": (
+        "orders",
+        (
+            "absorb_order",
+            "apply_spec",
+            "aware_utc",
+            "map_tws_status",
+            "pnl_or_none",
+            "price_or_none",
+            "spec_following",
+            "spec_from_order",
+            "spec_key",
+            "to_fill",
+            "with_commission",
+        ),
+    ),
+    "order_models": (
+        "orders",
+        (
+            "Fill",
+            "MAX_PRICE",
+            "MAX_QUANTITY",
+            "OrderAction",
+            "OrderError",
+            "OrderSnapshot",
+            "OrderSpec",
+            "OrderStatus",
+            "OrderType",
+            "OrderUpdate",
+            "TAG_PATTERN",
+            "TimeInForce",
+            "UpdateKind",
+            "exec_prefix",
+        ),
+    ),
+    "order_records": (
+        "orders",
+        (
+            "AckTimeout",
+            "OrderHandle",
+            "OrderLike",
+            "OrderRecord",
+            "Until",
+            "Waiter",
+            "WorkingIndex",
+            "expire_future",
+            "new_run_prefix",
+            "until_of",
+        ),
+    ),
+    "order_validation": (
+        "orders",
+        (
+            "MarketRules",
+            "PriceIncrement",
+            "Quote",
+            "check_bracket_prices",
+            "increment_at",
+            "needs_quote",
+            "quote_reference",
+            "validate_order",
+        ),
+    ),
+    "orders": (
+        "orders",
+        (
+            "BracketOrder",
+            "OrderHandle",
+            "OrderLike",
+            "OrderService",
+            "PreTradeCheck",
+            "map_tws_status",
+        ),
+    ),
+    "pnl": (
+        "positions",
+        (
+            "FillEffect",
+            "JournalEntry",
+            "Number",
+            "PositionLedger",
+            "PositionState",
+            "apply_fill",
+            "as_decimal",
+        ),
+    ),
+    "position_api": ("positions", ("PositionMethods",)),
+    "position_models": (
+        "positions",
+        (
+            "AccountPnL",
+            "AccountSummary",
+            "MarkSource",
+            "MismatchKind",
+            "Position",
+            "PositionMismatch",
+            "PositionSource",
+            "WhatIfResult",
+            "clean_number",
+        ),
+    ),
+    "positions": ("positions", ("PositionService", "PositionStatistics")),
+    "receive": (
+        "wire",
+        (
+            "FastReceiver",
+            "SUPPORTED_IB_ASYNC",
+            "fast_receive_installed",
+            "fast_receive_supported",
+            "install_fast_receive",
+            "receiver_of",
+            "uninstall_fast_receive",
+            "yield_to_waiters",
+        ),
+    ),
+    "risk": (
+        "risk",
+        (
+            "Exposure",
+            "Holding",
+            "InstrumentExposure",
+            "KillSwitchState",
+            "RiskLimit",
+            "RiskService",
+            "trading_day",
+        ),
+    ),
+    "risk_api": ("risk", ("RiskMethods",)),
+    "session": (
+        "connection",
+        ("ConnectionEvent", "ConnectionState", "Service", "Session", "move_handlers"),
+    ),
+    "streams": (
+        "core",
+        ("Broadcast", "FilteredFanout", "OverflowPolicy", "StreamStatistics", "Subscription"),
+    ),
+    "supervisor": ("connection", ("Supervisor",)),
+    "tick_decoding": (
+        "wire",
+        (
+            "MKT",
+            "MKT_WIDTH",
+            "SAFE_MESSAGE_IDS",
+            "TBT",
+            "TBT_WIDTH",
+            "TapLine",
+            "TickTap",
+            "set_last_trade",
+        ),
+    ),
+    "validation": ("market_data", ("CAN_TRADE_BELOW_ZERO", "TickValidator", "ValidationStats")),
+}
+"""Old module (under ``ibconn.``) -> (the package that holds its names now, its old ``__all__``)."""
+
+
+def _find(name: str, package: str) -> Any:
+    """The object called ``name`` in ``ibconn`` or in any module of ``ibconn.<package>``."""
+    top = sys.modules["ibconn"]
+    if name in getattr(top, "__all__", ()):
+        return getattr(top, name)
+    root = importlib.import_module(f"ibconn.{package}")
+    for info in pkgutil.walk_packages(root.__path__, f"ibconn.{package}."):
+        module = importlib.import_module(info.name)
+        if name in getattr(module, "__all__", ()):
+            return getattr(module, name)
+    raise AttributeError(name)  # pragma: no cover - every listed name exists (tested)
+
+
+def _warn(old: str, name: str | None) -> None:
+    what = f"ibconn.{old}.{name}" if name else f"ibconn.{old}"
+    hint = f"'from ibconn import {name}'" if name and _is_public(name) else "the ibconn package"
+    warnings.warn(
+        f"{what} is an import path of ibconn 0.1 and goes in 0.3; use {hint}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
+def _is_public(name: str) -> bool:
+    return name in getattr(sys.modules["ibconn"], "__all__", ())
+
+
+def old_names_getattr(old: str) -> Callable[[str], Any]:
+    """A module ``__getattr__`` resolving the old names of ``ibconn.<old>`` with a warning."""
+    package, names = OLD_MODULES[old]
+
+    def __getattr__(name: str) -> Any:
+        if name not in names:
+            raise AttributeError(f"module 'ibconn.{old}' has no attribute {name!r}")
+        _warn(old, name)
+        value = _find(name, package)
+        sys.modules[f"ibconn.{old}"].__dict__[name] = value  # warn once per name
+        return value
+
+    return __getattr__
+
+
+class _OldModuleLoader(importlib.abc.Loader):
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        return types.ModuleType(spec.name, f"Deprecated alias of the old {spec.name}.")
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        old = module.__name__.removeprefix("ibconn.")
+        _warn(old, None)
+        setattr(module, "__getattr__", old_names_getattr(old))  # noqa: B010 - a module attribute
+        setattr(module, "__all__", list(OLD_MODULES[old][1]))  # noqa: B010
+
+
+class _OldModuleFinder(importlib.abc.MetaPathFinder):
+    """Consulted after the path finders: only paths where nothing lives any more reach it."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        old = fullname.removeprefix("ibconn.")
+        if not fullname.startswith("ibconn.") or old not in OLD_MODULES:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, _OldModuleLoader())
+
+
+def install_old_module_finder() -> None:
+    """Let ``import ibconn.<old module>`` work (with a warning); idempotent."""
+    if not any(isinstance(finder, _OldModuleFinder) for finder in sys.meta_path):
+        sys.meta_path.append(_OldModuleFinder())

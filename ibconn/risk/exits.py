@@ -1,0 +1,520 @@
+"""Stop-loss and take-profit exits kept in step with the position.
+
+:class:`ExitService` holds one *exit plan* per position (account, contract):
+a stop-loss level, a take-profit level, or both. It keeps native orders at
+the gateway that carry it out, so they work even when this process does not:
+
+* a STP order (stop loss) and a LMT order (take profit) on the closing side,
+  both ``tif=GTC`` and in one OCA group (``ocaType=2``: a fill of one reduces
+  the other by the same quantity, with overfill protection);
+* each sized to the position: when the position changes (a fill, a manual
+  trade, a reconciliation), the working exits are modified to the new size;
+  when it changes side they are replaced; when it goes flat they are cancelled
+  and the plan ends;
+* re-checked after every (re)connect, since positions and orders may have
+  changed while the link was down;
+* levels given as a price stay there; levels given as a percent follow the
+  position's average price (``avg_price``), and the orders are re-priced when
+  it moves (a position added to at another price).
+
+Exits are closing orders, so they pass the kill switch; but the kill switch
+cancels every working order, exits included, and while it is on the plans
+place nothing new. :meth:`~ibconn.risk.service.RiskService.reset_kill_switch`
+brings them back. A fill of an exit changes the position only when the
+position source reports it: until then the plan waits, so that an OCA
+sibling cancelled by TWS is never re-placed for a position that is already gone.
+Plans live in memory: after a restart of the process the exit orders keep
+working at TWS (adopted as ordinary orders) but are no longer resized.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ib_async import IB
+
+from ibconn.config.settings import ConnectorSettings
+from ibconn.connection.session import Service, Session
+from ibconn.contracts.resolver import ContractLike, ContractResolver, ResolvedContract
+from ibconn.core.alerts import AlertBus
+from ibconn.core.codes import Severity
+from ibconn.core.logs import get_logger
+from ibconn.core.streams import Subscription
+from ibconn.errors import IBConnError, InvalidInputError, StreamOverflowError
+from ibconn.orders.models import (
+    OrderAction,
+    OrderSpec,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    TimeInForce,
+    UpdateKind,
+)
+from ibconn.orders.service import OrderHandle, OrderService
+from ibconn.risk.service import Holding, KillSwitchState, RiskService
+
+if TYPE_CHECKING:
+    from ibconn.connection.supervisor import Supervisor
+
+__all__ = ["ExitLevel", "ExitPlan", "ExitService"]
+
+_log = get_logger("orders")
+_EPS = 1e-9
+_SETTLE = 2.0  # seconds a plan waits for the position to reflect an exit's fill
+_STOP, _TAKE = "stop_loss", "take_profit"
+
+
+@dataclass(frozen=True, slots=True)
+class ExitLevel:
+    """One exit level: a fixed ``price``, or ``percent`` away from the average price.
+
+    ``order_price`` is the price the working order carries now (``None``
+    before it was placed).
+    """
+
+    price: float | None
+    percent: float | None
+    order_price: float | None = None
+
+    def target(self, side: OrderAction, avg_price: float | None, kind: str) -> float | None:
+        """The exit price for a position on ``side`` (BUY = long) with ``avg_price``."""
+        if self.price is not None:
+            return self.price
+        if self.percent is None or avg_price is None or avg_price <= 0:
+            return None
+        sign = 1.0 if side is OrderAction.BUY else -1.0
+        away = -self.percent if kind == _STOP else self.percent
+        return avg_price * (1 + sign * away / 100)
+
+
+@dataclass(frozen=True, slots=True)
+class ExitPlan:
+    """The exits of one position as they stand (``connector.exit_plans()``)."""
+
+    account: str
+    con_id: int
+    symbol: str
+    position: float
+    stop_loss: ExitLevel | None
+    take_profit: ExitLevel | None
+    oca_group: str | None
+    stop_order: OrderHandle | None
+    take_profit_order: OrderHandle | None
+    failure: str | None = None
+    """Why the last attempt to place or resize an exit failed (``None`` when fine)."""
+
+
+class _Plan:
+    """One position's exits (mutable, internal)."""
+
+    def __init__(self, account: str, resolved: ResolvedContract) -> None:
+        self.account = account
+        self.resolved = resolved
+        self.levels: dict[str, ExitLevel] = {}
+        self.orders: dict[str, OrderHandle] = {}
+        self.group: str | None = None
+        self.position = 0.0
+        self.expected: float | None = None  # the position once the exits' fills show
+        self.expected_since = 0.0
+        self.failure: str | None = None
+        self.lock = asyncio.Lock()
+        self.dirty = False
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.account, self.resolved.con_id)
+
+    def refs(self) -> set[str]:
+        return {handle.order_ref for handle in self.orders.values()}
+
+    def snapshot(self) -> ExitPlan:
+        return ExitPlan(
+            account=self.account,
+            con_id=self.resolved.con_id,
+            symbol=self.resolved.display_name,
+            position=self.position,
+            stop_loss=self.levels.get(_STOP),
+            take_profit=self.levels.get(_TAKE),
+            oca_group=self.group,
+            stop_order=self.orders.get(_STOP),
+            take_profit_order=self.orders.get(_TAKE),
+            failure=self.failure,
+        )
+
+
+class ExitService(Service):
+    """Stop-loss and take-profit orders sized to each position (see the module docstring)."""
+
+    name = "exits"
+    order = 50
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        contracts: ContractResolver,
+        settings: ConnectorSettings,
+        alerts: AlertBus,
+        orders: OrderService,
+        *,
+        risk: RiskService,
+    ) -> None:
+        self._supervisor = supervisor
+        self._contracts = contracts
+        self._settings = settings
+        self._alerts = alerts
+        self._orders = orders
+        self._risk = risk
+        self._plans: dict[tuple[str, int], _Plan] = {}
+        self._groups = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._installed: IB | None = None
+        self._position_updates: Callable[[], Subscription[Any]] | None = None
+        self._started = False
+        self._closed = False
+        risk.on_kill_switch_change(self._on_kill_switch)
+
+    # -- public ------------------------------------------------------------------------
+
+    async def set_stop_loss(
+        self,
+        symbol: ContractLike,
+        *,
+        price: float | None = None,
+        percent: float | None = None,
+        account: str | None = None,
+    ) -> ExitPlan:
+        """Protect the position in ``symbol`` with a stop at ``price`` or ``percent`` below
+        (long) / above (short) its average price; returns once the order is working."""
+        return await self._set(symbol, _STOP, price, percent, account)
+
+    async def set_take_profit(
+        self,
+        symbol: ContractLike,
+        *,
+        price: float | None = None,
+        percent: float | None = None,
+        account: str | None = None,
+    ) -> ExitPlan:
+        """Take profit on the position in ``symbol`` with a limit at ``price`` or ``percent``
+        above (long) / below (short) its average price; returns once the order is working."""
+        return await self._set(symbol, _TAKE, price, percent, account)
+
+    async def remove_exits(self, symbol: ContractLike, *, account: str | None = None) -> None:
+        """Cancel the exits of the position in ``symbol`` and forget its plan."""
+        resolved = await self._contracts.resolve(symbol)
+        key = (account or self._risk_account(), resolved.con_id)
+        plan = self._plans.pop(key, None)
+        if plan is None:
+            return
+        async with plan.lock:
+            await self._cancel_all(plan)
+
+    def exit_plans(self) -> list[ExitPlan]:
+        """Every exit plan in force."""
+        return [plan.snapshot() for plan in self._plans.values()]
+
+    # -- setting a level -------------------------------------------------------------
+
+    async def _set(
+        self,
+        symbol: ContractLike,
+        kind: str,
+        price: float | None,
+        percent: float | None,
+        account: str | None,
+    ) -> ExitPlan:
+        name = "set_stop_loss" if kind == _STOP else "set_take_profit"
+        if (price is None) == (percent is None):
+            raise InvalidInputError(f"{name}() takes exactly one of price= and percent=")
+        if price is not None and not price > 0:
+            raise InvalidInputError(f"{name}(price={price!r}): a price must be > 0")
+        if percent is not None and not 0 < percent < 100:
+            raise InvalidInputError(f"{name}(percent={percent!r}): allowed is > 0 and < 100")
+        resolved = await self._contracts.resolve(symbol)
+        acct = account or self._risk_account()
+        position = self._position(acct, resolved.con_id)
+        if abs(position) <= _EPS:
+            raise InvalidInputError(
+                f"{name}(): there is no position in {resolved.display_name} ({acct}) to protect"
+            )
+        side = OrderAction.BUY if position > 0 else OrderAction.SELL
+        mark = self._risk.market_price(resolved.con_id)
+        target = ExitLevel(price, percent).target(
+            side, self._avg_price(acct, resolved.con_id), kind
+        )
+        if mark is not None and target is not None:
+            # A long's stop below the market and its take profit above (a short: the reverse);
+            # otherwise the order would trigger or fill at once.
+            below = (kind == _STOP) == (side is OrderAction.BUY)
+            if (target >= mark) if below else (target <= mark):
+                where = "below" if below else "above"
+                raise InvalidInputError(
+                    f"{name}(): {target:g} is not {where} the market price {mark:g} of "
+                    f"{resolved.display_name} for a {'long' if position > 0 else 'short'} "
+                    f"position of {position:g}; it would execute at once"
+                )
+        key = (acct, resolved.con_id)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = _Plan(acct, resolved)
+        plan.levels[kind] = ExitLevel(price=price, percent=percent)
+        plan.failure = None
+        self._start_tasks()
+        await self._reconcile(plan, raise_errors=True)
+        return plan.snapshot()
+
+    # -- keeping the orders in step ------------------------------------------------------
+
+    def _risk_account(self) -> str:
+        return self._risk.default_account()
+
+    def _holdings(self) -> Iterable[Holding]:
+        return self._risk.holdings()
+
+    def _position(self, account: str, con_id: int) -> float:
+        return sum(
+            h.quantity for h in self._holdings() if h.account == account and h.con_id == con_id
+        )
+
+    def _avg_price(self, account: str, con_id: int) -> float | None:
+        for h in self._holdings():
+            if h.account == account and h.con_id == con_id and h.quantity:
+                return h.avg_price
+        return None
+
+    def schedule(self, key: tuple[str, int] | None = None) -> None:
+        """Re-check one plan (or every plan) soon: positions or orders changed."""
+        if self._closed:
+            return
+        plans = [self._plans[key]] if key is not None and key in self._plans else []
+        if key is None:
+            plans = list(self._plans.values())
+        for plan in plans:
+            if plan.lock.locked():
+                plan.dirty = True
+            else:
+                self._spawn(self._reconcile(plan), f"ibconn-exits-{plan.resolved.con_id}")
+
+    async def _reconcile(self, plan: _Plan, *, raise_errors: bool = False) -> None:
+        async with plan.lock:
+            while True:
+                plan.dirty = False
+                try:
+                    await self._sync(plan)
+                except IBConnError as exc:
+                    if plan.dirty and not raise_errors:
+                        continue  # something changed meanwhile: look again
+                    plan.failure = str(exc)
+                    self._alerts.publish(
+                        Severity.ERROR,
+                        "orders",
+                        f"exits of {plan.resolved.display_name} ({plan.account}) could not be "
+                        f"kept in step with the position: {exc}",
+                        coalesce_key=("exits_failed", plan.key),
+                        symbol=plan.resolved.display_name,
+                    )
+                    if raise_errors:
+                        raise
+                    return
+                if not plan.dirty:
+                    return
+
+    async def _sync(self, plan: _Plan) -> None:
+        """Make the working exits match the position (the only place that sends them)."""
+        if self._plans.get(plan.key) is not plan:
+            return  # removed meanwhile
+        position = self._position(plan.account, plan.resolved.con_id)
+        loop = asyncio.get_running_loop()
+        if plan.expected is not None:
+            waited = loop.time() - plan.expected_since
+            if abs(position - plan.expected) > _EPS and waited < _SETTLE:
+                loop.call_later(_SETTLE - waited + 0.01, self.schedule, plan.key)
+                return  # an exit filled; the position source has not caught up yet
+            plan.expected = None
+        plan.position = position
+        if abs(position) <= _EPS:
+            await self._cancel_all(plan)
+            self._plans.pop(plan.key, None)
+            _log.info("exits of {} removed: the position is flat", plan.resolved.display_name)
+            return
+        if self._risk.kill_switch_state.engaged:
+            # The kill switch cancelled them; reset_kill_switch() brings them back.
+            plan.failure = "the kill switch is on: exits are placed again once it is reset"
+            return
+        side = OrderAction.BUY if position > 0 else OrderAction.SELL
+        closing = side.opposite
+        avg = self._avg_price(plan.account, plan.resolved.con_id)
+        wait = self._settings.resync_timeout
+        live = {
+            kind: handle
+            for kind, handle in plan.orders.items()
+            if not self._orders.get_order_status(handle).is_done
+        }
+        # A leg that works on the wrong side (the position flipped) goes, with its group.
+        if any(self._orders.get_order_status(h).action is not closing for h in live.values()):
+            await self._cancel_all(plan)
+            live = {}
+        if not live:
+            plan.group = self._new_group(plan)
+        for kind, level in plan.levels.items():
+            target = level.target(side, avg, kind)
+            if target is None:
+                raise InvalidInputError(
+                    f"no average price of {plan.resolved.display_name} to place the "
+                    f"{kind.replace('_', ' ')} {level.percent}% away from"
+                )
+            handle = live.get(kind)
+            if handle is not None and self._orders.get_order_status(handle).is_done:
+                handle = None  # it ended while the other leg was being changed
+                if not any(
+                    not self._orders.get_order_status(h).is_done for h in plan.orders.values()
+                ):
+                    plan.group = self._new_group(plan)
+            if handle is None:
+                handle = await self._orders.place_order(
+                    self._spec(plan, kind, closing, abs(position), target),
+                    wait_timeout=wait,
+                )
+                plan.orders[kind] = handle
+            else:
+                snap = self._orders.get_order_status(handle)
+                quantity = snap.filled + abs(position)
+                current = snap.stop_price if kind == _STOP else snap.limit_price
+                moved = current is None or abs(current - target) > _price_tolerance(plan)
+                if abs(snap.quantity - quantity) > _EPS or moved:
+                    changes: dict[str, Any] = {"quantity": quantity, "round_prices": True}
+                    if moved:
+                        changes["stop_price" if kind == _STOP else "limit_price"] = target
+                    await self._orders.modify_order(handle, wait_timeout=wait, **changes)
+            snap = self._orders.get_order_status(handle)
+            order_price = snap.stop_price if kind == _STOP else snap.limit_price
+            plan.levels[kind] = ExitLevel(level.price, level.percent, order_price)
+        plan.failure = None
+
+    def _new_group(self, plan: _Plan) -> str:
+        # A group some member of which has filled may refuse new members: a fresh name.
+        return f"ibc-exit-{plan.account}-{plan.resolved.con_id}-{next(self._groups)}"
+
+    def _spec(
+        self, plan: _Plan, kind: str, action: OrderAction, quantity: float, price: float
+    ) -> OrderSpec:
+        common: dict[str, Any] = {
+            "symbol": plan.resolved.contract,
+            "action": action,
+            "quantity": quantity,
+            "tif": TimeInForce.GTC,
+            "account": plan.account or None,
+            "oca_group": plan.group,
+            "oca_type": 2,
+            "round_prices": True,
+        }
+        if kind == _STOP:
+            return OrderSpec(order_type=OrderType.STOP, stop_price=price, tag="exit-sl", **common)
+        return OrderSpec(order_type=OrderType.LIMIT, limit_price=price, tag="exit-tp", **common)
+
+    async def _cancel_all(self, plan: _Plan) -> None:
+        for kind, handle in list(plan.orders.items()):
+            if not self._orders.get_order_status(handle).is_done:
+                with contextlib.suppress(IBConnError):
+                    await self._orders.cancel_order(
+                        handle, wait_timeout=self._settings.resync_timeout
+                    )
+            plan.orders.pop(kind, None)
+
+    # -- what triggers a re-check ----------------------------------------------------------
+
+    def _on_update(self, update: OrderUpdate) -> None:
+        for plan in self._plans.values():
+            if update.order_ref not in plan.refs():
+                continue
+            if update.kind is UpdateKind.FILL and update.fill is not None:
+                # The position moves by this fill once its source reports it.
+                base = plan.expected if plan.expected is not None else plan.position
+                plan.expected = base + update.fill.signed_quantity
+                plan.expected_since = asyncio.get_running_loop().time()
+            elif update.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.LOST):
+                self.schedule(plan.key)  # cancelled by someone else: put it back
+            return
+
+    def _on_position(self, *_: object) -> None:
+        self.schedule()
+
+    def _on_kill_switch(self, state: KillSwitchState) -> None:
+        if not state.engaged:
+            self.schedule()  # reset: the exits come back
+
+    # -- Service hooks ---------------------------------------------------------------------
+
+    async def on_session_ready(self, ib: IB, session: Session) -> None:
+        """Re-check every plan once connected (orders and positions are resynced by now)."""
+        if self._installed is not ib:
+            if self._installed is not None:
+                self._installed.positionEvent -= self._on_position
+            ib.positionEvent += self._on_position
+            self._installed = ib
+        self._start_tasks()
+        self.schedule()  # the orders wait (wait_timeout) for the state to say connected
+
+    def attach_positions(self, updates: Callable[[], Subscription[Any]]) -> None:
+        """Follow the position service's change stream (``updates()`` opens one)."""
+        self._position_updates = updates
+
+    def _on_position_update(self, position: Any) -> None:
+        if getattr(position, "source", None) != "mark":  # a mark moves no quantity
+            self.schedule((position.account, position.con_id))
+
+    def _start_tasks(self) -> None:
+        if self._started or self._closed:
+            return
+        self._started = True
+        self._spawn(
+            self._follow(self._orders.order_updates, self._on_update), "ibconn-exits-orders"
+        )
+        if self._position_updates is not None:
+            self._spawn(
+                self._follow(self._position_updates, self._on_position_update),
+                "ibconn-exits-positions",
+            )
+
+    async def _follow(
+        self, open_stream: Callable[[], Subscription[Any]], handler: Callable[[Any], None]
+    ) -> None:
+        while not self._closed:
+            try:
+                async with open_stream() as stream:
+                    async for item in stream:
+                        handler(item)
+                return
+            except StreamOverflowError:  # fell behind a burst: re-check everything
+                self.schedule()
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            _log.opt(exception=exc).error("exits task {} failed: {!r}", task.get_name(), exc)
+
+    def close(self) -> None:
+        """Stop following positions and orders (the connector is closed)."""
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+
+    def __repr__(self) -> str:
+        return f"<ExitService plans={len(self._plans)}>"
+
+
+def _price_tolerance(plan: _Plan) -> float:
+    """More than the rounding to the tick, less than one tick: a real move of the level."""
+    tick = plan.resolved.min_tick
+    return tick * 0.75 if tick > 0 else 1e-6

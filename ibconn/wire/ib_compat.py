@@ -1,0 +1,90 @@
+"""Every reach into ``ib_async``'s private internals, in one place, behind a version guard.
+
+ibconn relies on a few internals that ib_async does not publish: the pending
+request futures of its ``Wrapper`` (to fail or end a request TWS will not
+answer), its outgoing queue (to know whether an order left the process), and,
+in :mod:`ibconn.wire.receive`, the fields its ``Client`` frames the socket
+stream with. An ib_async upgrade that renames one of them must fail loudly,
+here, and not as an ``AttributeError`` in the middle of a session:
+:func:`check_ib_async` runs when a connector is built and refuses an
+``ib_async`` whose internals are not the ones below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any
+
+import ib_async
+from ib_async import IB
+from ib_async.client import Client
+from ib_async.wrapper import Wrapper
+
+from ibconn.errors import ConfigError
+
+__all__ = [
+    "TESTED_VERSIONS",
+    "check_ib_async",
+    "end_request",
+    "outgoing_queue",
+    "pending_requests",
+    "request_result",
+]
+
+TESTED_VERSIONS = ((2, 1), (2, 2))
+"""ib_async releases ibconn is tested with: at least the first, below the second."""
+
+_WRAPPER_INTERNALS = ("_futures", "_results")
+_WRAPPER_METHODS = ("_endReq",)
+_CLIENT_METHODS = ("_onSocketHasData", "_onSocketDisconnected")
+
+
+def _version() -> tuple[int, ...]:
+    parts = []
+    for part in str(getattr(ib_async, "__version__", "0")).split(".")[:3]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def check_ib_async() -> None:
+    """Refuse an ``ib_async`` whose internals ibconn cannot use.
+
+    Raises :class:`~ibconn.ConfigError` naming the missing internal and the
+    tested versions. A version outside the tested range whose internals are
+    all present is accepted (its behaviour is what the chaos suite checks).
+    """
+    missing = [name for name in _WRAPPER_METHODS if not hasattr(Wrapper, name)]
+    missing += [name for name in _CLIENT_METHODS if not hasattr(Client, name)]
+    fields = getattr(Wrapper, "__dataclass_fields__", {})
+    missing += [name for name in _WRAPPER_INTERNALS if name not in fields]
+    if missing:
+        low, high = (".".join(map(str, v)) for v in TESTED_VERSIONS)
+        raise ConfigError(
+            f"ib_async {ib_async.__version__} lacks {', '.join(missing)}, which ibconn "
+            f"relies on; install ib_async>={low},<{high}"
+        )
+
+
+def pending_requests(ib: IB) -> dict[Any, asyncio.Future[Any]]:
+    """ib_async's futures of requests still awaiting TWS's answer, keyed by request id."""
+    futures: dict[Any, asyncio.Future[Any]] = ib.wrapper._futures
+    return futures
+
+
+def request_result(ib: IB, req_id: int) -> object | None:
+    """What ib_async has collected so far for the pending request ``req_id``."""
+    results: dict[Any, Any] = ib.wrapper._results
+    return results.get(req_id)
+
+
+def end_request(ib: IB, req_id: int) -> None:
+    """End the pending request ``req_id`` now, with what it has collected."""
+    ib.wrapper._endReq(req_id)
+
+
+def outgoing_queue(ib: IB) -> deque[Any]:
+    """ib_async's own queue of messages its throttle holds back (unsent)."""
+    queue: deque[Any] = ib.client._msgQ
+    return queue

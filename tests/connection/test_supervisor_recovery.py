@@ -1,0 +1,350 @@
+"""The supervisor never dies, never accepts half a session, and never gives up a session.
+
+Each test here breaks the link at an awkward moment (right after ib_async's
+start-up sync, during the sync, on a port TWS announced with 1300, for longer
+than ``reconnect_attempts``) and checks that the supervisor recovers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import helpers as orders_helpers
+import pytest
+from ib_async import IB
+
+from ibconn import (
+    ConfigError,
+    ConnectError,
+    ConnectionState,
+    ConnectorSettings,
+    IBConnector,
+    Service,
+    Session,
+)
+from ibconn.connection.session import ConnectionEvent
+from ibconn.core.alerts import Alert
+from ibconn.core.codes import Severity
+from ibconn.core.streams import Subscription
+from ibconn.market_data.models import StatusKind, StreamStatus
+from ibconn.sim import SimulatedGateway
+from ibconn.sim.gateway import error_text
+
+pytestmark = pytest.mark.timeout(40)
+
+S = ConnectionState
+REQ_OPEN_ORDERS = 5
+REQ_POSITIONS = 61
+
+
+def fast(gw: SimulatedGateway, **overrides: Any) -> dict[str, Any]:
+    return orders_helpers.fast(
+        gw, **{"heartbeat_interval": 0.1, "heartbeat_timeout": 0.5, **overrides}
+    )
+
+
+@pytest.fixture
+async def gw() -> AsyncIterator[SimulatedGateway]:
+    async with SimulatedGateway(port=0, seed=1) as gateway:
+        yield gateway
+
+
+async def next_state(
+    events: Subscription[ConnectionEvent], state: ConnectionState, timeout: float = 10
+) -> ConnectionEvent:
+    return await orders_helpers.next_item(events, lambda e: e.state is state, timeout)
+
+
+def break_after_sync(monkeypatch: pytest.MonkeyPatch, times: int, how: str = "close") -> list[int]:
+    """Make the next ``times`` connects end right after ib_async's start-up sync.
+
+    ``close``: the socket closes (ib_async then says ``ConnectionError("Not
+    connected")``); ``raise``: something unexpected raises while the session is built.
+    """
+    real = IB.connectAsync
+    broken: list[int] = []
+
+    async def connect_then_break(self: IB, *args: Any, **kwargs: Any) -> IB:
+        result = await real(self, *args, **kwargs)
+        if len(broken) < times:
+            broken.append(1)
+            if how == "close":
+                self.client.disconnect()  # the socket closes in the iteration after the sync
+            else:
+                monkeypatch.setattr(self.client, "serverVersion", _explode_once(self.client))
+        return result
+
+    monkeypatch.setattr(IB, "connectAsync", connect_then_break)
+    return broken
+
+
+def _explode_once(client: Any) -> Any:
+    real = client.serverVersion
+
+    def server_version() -> int:
+        client.serverVersion = real
+        raise RuntimeError("something unexpected while building the session")
+
+    return server_version
+
+
+# -- 1: the supervisor never dies -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["close", "raise"])
+async def test_socket_closing_right_after_the_first_sync_is_a_failed_attempt(
+    gw: SimulatedGateway, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    broken = break_after_sync(monkeypatch, times=1, how=how)
+    connector = IBConnector(**fast(gw))
+    alerts = connector.alerts()
+    try:
+        await asyncio.wait_for(connector.connect(), 10)
+        assert broken == [1]
+        assert connector.state is S.CONNECTED
+        assert connector.supervisor.connect_attempts == 2
+        failed = orders_helpers.drain(alerts)
+        assert any(
+            a.category == "connection"
+            and a.severity in (Severity.WARNING, Severity.ERROR)
+            and "attempt" in a.message
+            for a in failed
+        ), failed
+    finally:
+        await connector.disconnect()
+
+
+@pytest.mark.parametrize("how", ["close", "raise"])
+async def test_socket_closing_right_after_a_reconnect_sync_is_retried(
+    gw: SimulatedGateway, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    connector = IBConnector(**fast(gw))
+    events = connector.connection_events()
+    async with connector:
+        broken = break_after_sync(monkeypatch, times=2, how=how)
+        await gw.drop_connections()
+        await next_state(events, S.RECONNECTING)
+        back = await next_state(events, S.CONNECTED)
+        assert broken == [1, 1]
+        assert back.generation == 2
+        assert connector.supervisor.connect_attempts == 4
+        task = connector.supervisor._task
+        assert task is not None and not task.done()
+
+
+async def test_an_exception_after_a_reconnect_attempt_succeeded_is_retried(
+    gw: SimulatedGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connector = IBConnector(**fast(gw))
+    events = connector.connection_events()
+    alerts = connector.alerts()
+    async with connector:
+        supervisor = connector.supervisor
+        real = supervisor._run_ready_hooks
+        calls: list[int] = []
+
+        async def explode_once(ib: IB, session: Session) -> None:
+            calls.append(session.generation)
+            if len(calls) == 1:
+                raise RuntimeError("a bug while starting the session")
+            await real(ib, session)
+
+        monkeypatch.setattr(supervisor, "_run_ready_hooks", explode_once)
+        await gw.drop_connections()
+        await next_state(events, S.RECONNECTING)
+        back = await next_state(events, S.CONNECTED)
+        assert calls == [2, back.generation] and back.generation == 3
+        assert supervisor._task is not None and not supervisor._task.done()
+        assert any(
+            a.severity is Severity.ERROR and "a bug while starting" in a.message
+            for a in orders_helpers.drain(alerts)
+        )
+
+
+async def test_the_heartbeat_survives_an_unexpected_exception(gw: SimulatedGateway) -> None:
+    connector = IBConnector(**fast(gw))
+    events = connector.connection_events()
+    async with connector:
+        ib = connector.ib
+        real = ib.reqCurrentTimeAsync
+        calls: list[int] = []
+
+        def explode_once() -> Any:
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("a bug in a heartbeat")
+            return real()
+
+        ib.reqCurrentTimeAsync = explode_once  # type: ignore[method-assign]
+        await orders_helpers.until(lambda: len(calls) >= 2)
+        gw.stall()  # a half-open link: only a living heartbeat finds it
+        lost = await next_state(events, S.RECONNECTING)
+        assert "heartbeat" in lost.reason
+        gw.unstall()
+
+
+# -- 4: a start-up sync that did not complete is no session ----------------------------------
+
+
+class Withhold:
+    """A gateway handler that ignores the next request (its End message never comes)."""
+
+    def __init__(self, gw: SimulatedGateway, msg_id: int) -> None:
+        self.gw = gw
+        self.msg_id = msg_id
+        self.real = gw.handler_for(msg_id)
+        self.withheld = 0
+        gw.register_handler(msg_id, self)
+
+    def __call__(self, gw: SimulatedGateway, session: Any, fields: list[str]) -> Any:
+        if not self.withheld:
+            self.withheld += 1
+            return None
+        assert self.real is not None
+        return self.real(gw, session, fields)
+
+
+@pytest.mark.parametrize("msg_id", [REQ_POSITIONS, REQ_OPEN_ORDERS], ids=["positions", "orders"])
+async def test_a_reconnect_whose_sync_timed_out_is_a_failed_attempt(
+    gw: SimulatedGateway, msg_id: int
+) -> None:
+    connector = IBConnector(**fast(gw, connection_timeout=0.5))
+    events = connector.connection_events()
+    readiness: list[int] = []
+
+    class Watcher(Service):
+        name = "watcher"
+        order = 5
+
+        async def on_session_ready(self, ib: IB, session: Session) -> None:
+            readiness.append(session.generation)
+
+    connector.add_service(Watcher())
+    async with connector:
+        withheld = Withhold(gw, msg_id)
+        await gw.drop_connections()
+        await next_state(events, S.RECONNECTING)
+        back = await next_state(events, S.CONNECTED)
+        assert withheld.withheld == 1
+        # the attempt whose sync timed out never became a session: no service resynced on it
+        assert connector.supervisor.connect_attempts == 3
+        assert readiness == [1, back.generation] and back.generation == 2
+        assert "timed out" in connector.supervisor.last_attempt_error[1]
+
+
+# -- 10: giving up --------------------------------------------------------------------------
+
+
+async def test_first_connect_to_a_closed_port_fails_fast_with_default_settings(
+    unused_tcp_port: int,
+) -> None:
+    connector = IBConnector(port=unused_tcp_port)
+    started = time.monotonic()
+    with pytest.raises(ConnectError) as info:
+        await asyncio.wait_for(connector.connect(), 15)
+    took = time.monotonic() - started
+    assert took < 8, took
+    message = str(info.value)
+    assert "refused" in message and f"127.0.0.1:{unused_tcp_port}" in message
+    assert "API" in message  # check that TWS runs with the API enabled on that port
+    assert connector.supervisor.connect_attempts == connector.settings.reconnect_attempts
+    assert connector.state is S.DISCONNECTED
+
+
+async def test_first_connect_with_a_client_id_in_use_fails_fast_and_says_pick_another(
+    gw: SimulatedGateway,
+) -> None:
+    holder = IB()
+    await holder.connectAsync("127.0.0.1", gw.port, clientId=7, timeout=5)
+    try:
+        connector = IBConnector(port=gw.port, client_id=7)
+        started = time.monotonic()
+        with pytest.raises(ConnectError) as info:
+            await asyncio.wait_for(connector.connect(), 15)
+        took = time.monotonic() - started
+        assert took < 8, took
+        message = str(info.value)
+        assert info.value.code == 326
+        assert "client_id" in message and "in use" in message
+        assert "reconnect_attempts" not in message
+    finally:
+        holder.disconnect()
+
+
+async def test_a_session_that_was_up_keeps_reconnecting_past_reconnect_attempts(
+    unused_tcp_port: int,
+) -> None:
+    async with SimulatedGateway(port=unused_tcp_port, seed=1) as gw:  # back on the same port
+        await _keeps_reconnecting(gw)
+
+
+async def _keeps_reconnecting(gw: SimulatedGateway) -> None:
+    connector = IBConnector(
+        **fast(gw, reconnect_attempts=2, reconnect_interval=0.01, reconnect_max_interval=0.02)
+    )
+    events = connector.connection_events()
+    alerts = connector.alerts()
+    await connector.connect()
+    try:
+        async with connector.quotes("AAPL").with_status() as quotes:
+            await orders_helpers.next_item(quotes, lambda i: not isinstance(i, StreamStatus))
+            await gw.stop()
+            await next_state(events, S.RECONNECTING)
+            lost = await orders_helpers.next_item(quotes, lambda i: isinstance(i, StreamStatus))
+            assert isinstance(lost, StreamStatus) and lost.kind is StatusKind.INTERRUPTED
+            await orders_helpers.until(lambda: connector.supervisor.connect_attempts >= 12)
+            assert connector.state is S.RECONNECTING  # it never gave up
+            critical: list[Alert] = [
+                a for a in orders_helpers.drain(alerts) if a.severity is Severity.CRITICAL
+            ]
+            assert critical, "no CRITICAL alert while the outage lasts"
+            assert "disconnect()" in critical[0].message
+            await gw.start()
+            await next_state(events, S.CONNECTED)
+            back = await orders_helpers.next_item(quotes, lambda i: isinstance(i, StreamStatus))
+            assert isinstance(back, StreamStatus) and back.kind is StatusKind.RESUMED
+            assert not isinstance(
+                await orders_helpers.next_item(quotes), StreamStatus
+            )  # data flows again
+    finally:
+        await connector.disconnect()
+    assert connector.state is S.CLOSED
+
+
+# -- 18.8: 1300 naming a dead port ------------------------------------------------------------
+
+
+async def test_1300_naming_a_dead_port_falls_back_to_the_configured_port(
+    gw: SimulatedGateway, unused_tcp_port: int
+) -> None:
+    connector = IBConnector(**fast(gw))
+    events = connector.connection_events()
+    async with connector:
+        gw.send_error(1300, error_text(1300, port=unused_tcp_port))
+        lost = await next_state(events, S.RECONNECTING)
+        assert lost.code == 1300
+        back = await next_state(events, S.CONNECTED, timeout=5)
+        assert back.generation == 2
+        assert connector.supervisor.port == gw.port
+        # one try of the announced port, then back to the configured one
+        assert connector.supervisor.connect_attempts <= 4
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("reconnect_alert_every", 0), ("connect_retry_interval", 0), ("connect_retry_interval", -1)],
+)
+def test_the_giving_up_settings_refuse_bad_values(key: str, value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        ConnectorSettings(**{key: value})
+    assert info.value.key == key
+
+
+def test_the_giving_up_settings_defaults() -> None:
+    settings = ConnectorSettings()
+    assert settings.reconnect_attempts == 5
+    assert settings.connect_retry_interval == 0.25
+    assert settings.reconnect_alert_every == 10

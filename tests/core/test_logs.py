@@ -1,0 +1,129 @@
+"""ibconn's logging: silent by default, filtered by category, ib_async routed in."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from ibconn.core.logs import CATEGORIES, disable_logging, enable_logging, get_logger
+from ibconn.errors import ConfigError
+
+FMT = "{level}|{extra[category]}|{message}"
+
+
+@pytest.fixture(autouse=True)
+def _clean_logging() -> Iterator[None]:
+    yield
+    disable_logging()
+
+
+@pytest.fixture
+def lines() -> list[str]:
+    return []
+
+
+def sink_for(lines: list[str]) -> object:
+    return lambda message: lines.append(str(message).rstrip("\n"))
+
+
+SILENT_SNIPPETS = [
+    # importing the package and its modules
+    "import ibconn, ibconn.core.codes, ibconn.config.settings, ibconn.connector, ibconn.sim",
+    # ibconn's own modules log (an unknown code is logged as a warning)
+    "import ibconn.core.codes; ibconn.core.codes.classify(98765, 'unknown code')",
+]
+
+
+@pytest.mark.parametrize("snippet", SILENT_SNIPPETS)
+def test_nothing_is_written_before_enable_logging(snippet: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", snippet], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert result.stderr == ""
+
+
+def test_categories_filter(lines: list[str]) -> None:
+    enable_logging(level="DEBUG", sink=sink_for(lines), categories=["orders"], fmt=FMT)
+    get_logger("orders").info("order placed")
+    get_logger("connection").info("connected")
+    get_logger("market_data").warning("stale")
+    assert lines == ["INFO|orders|order placed"]
+
+
+def test_all_categories_by_default(lines: list[str]) -> None:
+    enable_logging(level="DEBUG", sink=sink_for(lines), fmt=FMT)
+    for category in sorted(CATEGORIES):
+        get_logger(category).info("hello")  # type: ignore[arg-type]
+    assert sorted(line.split("|")[1] for line in lines) == sorted(CATEGORIES)
+
+
+def test_level_filters(lines: list[str]) -> None:
+    enable_logging(level="warning", sink=sink_for(lines), fmt=FMT)
+    get_logger("risk").info("quiet")
+    get_logger("risk").warning("loud")
+    assert lines == ["WARNING|risk|loud"]
+
+
+def test_level_defaults_from_env(lines: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IBCONN_LOG_LEVEL", "error")
+    enable_logging(sink=sink_for(lines), fmt=FMT)
+    get_logger("pacing").warning("dropped")
+    get_logger("pacing").error("kept")
+    assert lines == ["ERROR|pacing|kept"]
+
+
+def test_level_default_is_info(lines: list[str]) -> None:
+    enable_logging(sink=sink_for(lines), fmt=FMT)
+    get_logger("sim").debug("dropped")
+    get_logger("sim").info("kept")
+    assert lines == ["INFO|sim|kept"]
+
+
+def test_ib_async_stdlib_records_are_routed(lines: list[str]) -> None:
+    enable_logging(level="INFO", sink=sink_for(lines), fmt=FMT + "|{extra[origin]}")
+    logging.getLogger("ib_async.client").warning("socket %s closed", "A")
+    logging.getLogger("ib_async.wrapper").debug("below the level")
+    assert lines == ["WARNING|connection|socket A closed|ib_async.client"]
+
+
+def test_ib_async_not_routed_when_asked(lines: list[str]) -> None:
+    enable_logging(level="INFO", sink=sink_for(lines), fmt=FMT, route_ib_async=False)
+    logging.getLogger("ib_async.client").warning("not routed")
+    assert lines == []
+
+
+def test_unknown_category_raises_config_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        enable_logging(sink=sink_for([]), categories=["orders", "trades"])
+    assert info.value.key == "categories"
+    assert "trades" in str(info.value)
+    assert info.value.allowed is not None and "orders" in info.value.allowed
+
+
+def test_unknown_level_raises_config_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        enable_logging(level="chatty", sink=sink_for([]))
+    assert info.value.key == "level"
+    assert "CHATTY" in str(info.value)
+
+
+def test_disable_logging_cleans_up(lines: list[str]) -> None:
+    ib_logger = logging.getLogger("ib_async")
+    before = (ib_logger.level, ib_logger.propagate, list(ib_logger.handlers))
+    enable_logging(level="DEBUG", sink=sink_for(lines), fmt=FMT)
+    enable_logging(level="DEBUG", sink=sink_for(lines), fmt=FMT)
+    get_logger("orders").info("twice")
+    assert lines == ["INFO|orders|twice", "INFO|orders|twice"]
+    assert ib_logger.propagate is False
+    disable_logging()
+    get_logger("orders").info("after")
+    logging.getLogger("ib_async.client").warning("after")
+    assert len(lines) == 2
+    assert (ib_logger.level, ib_logger.propagate, list(ib_logger.handlers)) == before
+    disable_logging()  # a second call is harmless
