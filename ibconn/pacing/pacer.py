@@ -73,11 +73,6 @@ from ibconn.core.logs import get_logger
 from ibconn.core.streams import Broadcast, OverflowPolicy, Subscription
 from ibconn.pacing.historical import HistoricalRequest, HistoricalRules, parse_historical_request
 from ibconn.pacing.messages import (
-    CANCEL_HISTORICAL_DATA,
-    CANCEL_ORDER,
-    PLACE_ORDER,
-    REQ_GLOBAL_CANCEL,
-    REQ_HISTORICAL_DATA,
     DroppedMessage,
     Priority,
     order_ref_of,
@@ -85,6 +80,13 @@ from ibconn.pacing.messages import (
     request_id_of,
 )
 from ibconn.pacing.windows import Spacer, WindowLog
+from ibconn.wire.outgoing import (
+    CANCEL_HISTORICAL_DATA,
+    CANCEL_ORDER,
+    PLACE_ORDER,
+    REQ_GLOBAL_CANCEL,
+    REQ_HISTORICAL_DATA,
+)
 
 if TYPE_CHECKING:
     from ib_async import IB
