@@ -97,7 +97,7 @@ def test_an_unknown_code_is_logged_never_ignored() -> None:
     assert decision.log_level in ("WARNING", "ERROR")
 
 
-# -- codes during a connect attempt ------------------------------------------------------------
+# -- codes during a connect attempt -----------------------------------------------------------
 
 
 def test_client_id_in_use_fails_the_attempt_and_names_the_id() -> None:
@@ -118,7 +118,7 @@ def test_other_codes_leave_the_attempt_to_ib_async(code: int) -> None:
     assert attempt_verdict(code, "Market data farm connection is OK:usfarm", 1) is None
 
 
-# -- backoff ---------------------------------------------------------------------------------------
+# -- backoff ----------------------------------------------------------------------------------
 
 
 def test_backoff_doubles_from_the_base_up_to_the_cap_without_jitter_above_half() -> None:
@@ -142,7 +142,7 @@ def test_after_client_id_in_use_the_next_attempt_waits_a_minimum() -> None:
     assert retry_delay(0.01, 502) == 0.01
 
 
-# -- giving up and alerting -------------------------------------------------------------------------
+# -- giving up and alerting -------------------------------------------------------------------
 
 
 def test_only_the_first_connect_gives_up_after_its_attempts() -> None:
@@ -158,7 +158,7 @@ def test_a_long_reconnect_alerts_every_n_attempts_and_the_first_connect_never() 
     assert not any(still_reconnecting_alert_due(True, a, 5) for a in range(1, 13))
 
 
-# -- ports --------------------------------------------------------------------------------------------
+# -- ports ------------------------------------------------------------------------------------
 
 
 def test_failed_attempts_alternate_between_the_announced_and_the_configured_port() -> None:
@@ -168,7 +168,7 @@ def test_failed_attempts_alternate_between_the_announced_and_the_configured_port
     assert alternate_port(7498, 7497, 7498, 1300) == 7498  # a new 1300 named its own port
 
 
-# -- words for the user -----------------------------------------------------------------------------
+# -- words for the user -----------------------------------------------------------------------
 
 
 def test_failures_are_described_in_words_a_user_can_act_on() -> None:
