@@ -30,7 +30,7 @@ snooping of messages 9 and 15 before the API is ready (``apiStart``), the
 before), debug logging of every message, ``client.reset()`` in the middle of
 a read (the rest of that read is dropped, as before) and a nested call from
 inside a handler (the nested call continues where the outer one was).
-``tests/test_receive.py`` feeds one recorded stream, cut at every kind of
+``tests/wire/test_receive.py`` feeds one recorded stream, cut at every kind of
 boundary, through both paths and asserts identical results.
 
 How it is installed, and why it survives reconnects: ``Client.__init__``
