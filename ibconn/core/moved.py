@@ -50,7 +50,7 @@ OLD_MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
             "parse_duration",
         ),
     ),
-    "closing": ("connection", ("install_safe_close", "safe_disconnect")),
+    "closing": ("wire", ("install_safe_close", "safe_disconnect")),
     "codes": (
         "core",
         (
