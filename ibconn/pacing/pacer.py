@@ -101,8 +101,9 @@ _critical_depth: ContextVar[int] = ContextVar("ibconn_pacer_critical", default=0
 class Pacer:
     """The one door between ib_async and the socket (see the module docstring).
 
-    The supervisor creates it and calls :meth:`install` on its ``IB``; read it
-    as ``connector.pacer``. ``burst`` (default ``limit // 5``) is how many
+    The composition root (``ibconn.assembly``) creates it and hands it to the
+    supervisor, which installs it on its ``IB`` (``ibconn.wire.prepare``); read
+    it as ``connector.pacer``. ``burst`` (default ``limit // 5``) is how many
     messages may leave back to back before the smoother spaces them;
     ``order_headroom`` (default ``limit // 2``) is how many messages the window
     may hold for a placeOrder to skip the smoother (0: never).
