@@ -156,6 +156,29 @@ async def test_an_exception_after_a_reconnect_attempt_succeeded_is_retried(
         )
 
 
+async def test_the_supervisor_builds_its_ib_only_through_the_injected_factory(
+    gw: SimulatedGateway,
+) -> None:
+    class CountingIB(IB):
+        pass
+
+    built: list[CountingIB] = []
+
+    def factory() -> IB:
+        built.append(CountingIB())
+        return built[-1]
+
+    connector = IBConnector(**fast(gw), ib_factory=factory)
+    events = connector.connection_events()
+    async with connector:
+        assert connector.ib is built[0]
+        assert connector.pacer.installed  # prepared: the pacer is its send path
+        await gw.drop_connections()
+        await next_state(events, S.RECONNECTING)
+        await next_state(events, S.CONNECTED)
+        assert built == [connector.ib]  # one IB for the connector's lifetime
+
+
 async def test_the_heartbeat_survives_an_unexpected_exception(gw: SimulatedGateway) -> None:
     connector = IBConnector(**fast(gw))
     events = connector.connection_events()
