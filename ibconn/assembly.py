@@ -6,8 +6,8 @@ protocols that the consuming package declares), so a test can build one
 service over fakes, and an application can inject its own ``IB`` factory
 (a subclass, or an instrumented one) with ``IBConnector(ib_factory=...)``.
 
-The supervisor resyncs services in the order they are added here: market
-orders, market data, positions, risk, exits.
+The supervisor resyncs services by their ``order`` (market data 10, orders 20,
+positions 30, risk 40, exits 50), whatever the order they are added in.
 """
 
 from __future__ import annotations
