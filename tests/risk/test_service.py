@@ -24,7 +24,10 @@ from ibconn.config.settings import RiskSettings
 from ibconn.connection.session import ConnectionState
 from ibconn.core.codes import Severity
 from ibconn.orders.models import OrderAction, OrderSpec, OrderStatus
-from ibconn.risk.service import RiskLimit, _side_totals, _Working, trading_day
+from ibconn.risk.daily_loss import trading_day
+from ibconn.risk.limits import side_totals as _side_totals
+from ibconn.risk.models import RiskLimit
+from ibconn.risk.models import WorkingOrder as _Working
 from ibconn.sim import SimulatedGateway
 
 pytestmark = pytest.mark.timeout(30)
