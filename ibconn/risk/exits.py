@@ -57,13 +57,13 @@ from ibconn.orders.models import (
     UpdateKind,
 )
 from ibconn.orders.records import OrderHandle
+from ibconn.risk.limits import EPS
 from ibconn.risk.models import Holding, KillSwitchState
 from ibconn.risk.ports import Contracts, ExitOrders, PositionChange, PositionUpdates, RiskView
 
 __all__ = ["ExitLevel", "ExitPlan", "ExitService"]
 
 _log = get_logger("orders")
-_EPS = 1e-9
 _SETTLE = 2.0  # seconds a plan waits for the position to reflect an exit's fill
 _STOP, _TAKE = "stop_loss", "take_profit"
 
@@ -237,7 +237,7 @@ class ExitService(Service):
         resolved = await self._contracts.resolve(symbol)
         acct = account or self._risk_account()
         position = self._position(acct, resolved.con_id)
-        if abs(position) <= _EPS:
+        if abs(position) <= EPS:
             raise InvalidInputError(
                 f"{name}(): there is no position in {resolved.display_name} ({acct}) to protect"
             )
@@ -331,12 +331,12 @@ class ExitService(Service):
         loop = asyncio.get_running_loop()
         if plan.expected is not None:
             waited = loop.time() - plan.expected_since
-            if abs(position - plan.expected) > _EPS and waited < _SETTLE:
+            if abs(position - plan.expected) > EPS and waited < _SETTLE:
                 loop.call_later(_SETTLE - waited + 0.01, self.schedule, plan.key)
                 return  # an exit filled; the position source has not caught up yet
             plan.expected = None
         plan.position = position
-        if abs(position) <= _EPS:
+        if abs(position) <= EPS:
             await self._cancel_all(plan)
             self._plans.pop(plan.key, None)
             _log.info("exits of {} removed: the position is flat", plan.resolved.display_name)
@@ -385,7 +385,7 @@ class ExitService(Service):
                 quantity = snap.filled + abs(position)
                 current = snap.stop_price if kind == _STOP else snap.limit_price
                 moved = current is None or abs(current - target) > _price_tolerance(plan)
-                if abs(snap.quantity - quantity) > _EPS or moved:
+                if abs(snap.quantity - quantity) > EPS or moved:
                     await self._orders.modify_order(
                         handle,
                         quantity=quantity,
