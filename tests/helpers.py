@@ -93,3 +93,8 @@ async def connected(gw: SimulatedGateway, **overrides: Any) -> IBConnector:
     connector = IBConnector(**fast(gw, **overrides))
     await connector.connect()
     return connector
+
+
+def sim_order(gw: SimulatedGateway, order_ref: str) -> Any:
+    """The gateway's order with ``order_ref``."""
+    return next(o for o in gw.orders if o.order_ref == order_ref)

@@ -80,13 +80,13 @@ class OrderAmender:
         refused. Raises :class:`OrderRejectedError` when TWS refuses the change (the order
         keeps working as it was).
         """
-        record = self._reg.lookup(order)
         unknown = sorted(set(fields) - _CHANGEABLE)
         if unknown:
             raise InvalidInputError(
                 f"modify_order() cannot change {', '.join(unknown)}; allowed: "
                 + ", ".join(_CHANGEABLE_NAMES)
             )
+        record = self._reg.lookup(order)
         changes: dict[str, Any] = {key: value for key, value in fields.items() if value is not None}
         if not changes:
             raise InvalidInputError(
