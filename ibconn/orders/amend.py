@@ -24,7 +24,7 @@ from ibconn.errors import (
 from ibconn.orders.checks import OrderChecks
 from ibconn.orders.convert import apply_spec
 from ibconn.orders.enums import TimeInForce
-from ibconn.orders.models import OrderError, OrderSnapshot
+from ibconn.orders.models import EPS, OrderError, OrderSnapshot
 from ibconn.orders.placing import OrderPlacer
 from ibconn.orders.ports import OrderLink, OrderPacer, OrderSettings
 from ibconn.orders.records import OrderHandle, OrderLike, until_of
@@ -36,7 +36,6 @@ __all__ = ["OrderAmender"]
 
 _log = get_logger("orders")
 
-_EPS = 1e-9
 _CHANGEABLE_NAMES = (
     "quantity",
     *(key for key in OrderChanges.__annotations__ if key != "quantity"),
@@ -116,7 +115,7 @@ class OrderAmender:
         while True:
             base = record.spec
             spec = base.replace(**changes)
-            if spec.quantity < record.filled - _EPS:
+            if spec.quantity < record.filled - EPS:
                 raise InvalidInputError(
                     f"quantity={spec.quantity} is below the {record.filled:g} already filled "
                     f"of order {record.order_ref}; allowed: at least {record.filled:g}"

@@ -20,7 +20,7 @@ from ibconn.contracts.resolver import trading_symbol
 from ibconn.core.numbers import number_or_none
 from ibconn.errors import IBConnError
 from ibconn.orders.enums import OrderAction, OrderStatus, OrderType, TimeInForce
-from ibconn.orders.models import Fill
+from ibconn.orders.models import EPS, Fill
 from ibconn.orders.spec import OrderSpec
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
     "with_commission",
 ]
 
-_EPS = 1e-9
 
 price_or_none = number_or_none
 """The 0.1 name of :func:`ibconn.core.numbers.number_or_none` (a price field as a float)."""
@@ -59,7 +58,7 @@ def map_tws_status(
     warning about a live order) and ``ApiUpdate`` are not statuses: ``None``.
     """
     if raw in (IBOrderStatus.Submitted, IBOrderStatus.PreSubmitted):
-        if filled > _EPS and (remaining is None or remaining > _EPS):
+        if filled > EPS and (remaining is None or remaining > EPS):
             return OrderStatus.PARTIALLY_FILLED
         if raw == IBOrderStatus.Submitted:
             return OrderStatus.SUBMITTED

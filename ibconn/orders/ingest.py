@@ -40,7 +40,7 @@ from ibconn.errors import ConnectionLostError, OrderRejectedError
 from ibconn.orders.convert import map_tws_status, spec_from_order, to_fill, with_commission
 from ibconn.orders.enums import OrderStatus, UpdateKind
 from ibconn.orders.fills import LedgerOutcome
-from ibconn.orders.models import OrderError
+from ibconn.orders.models import EPS, OrderError
 from ibconn.orders.ports import AlertPublisher, ContractSource
 from ibconn.orders.records import OrderRecord
 from ibconn.orders.registry import OrderRegistry
@@ -52,7 +52,6 @@ __all__ = ["OrderIngest"]
 
 _log = get_logger("orders")
 
-_EPS = 1e-9
 _PLACE_ORDER = 3
 _CANCEL_NOT_FOUND = 10147
 
@@ -248,12 +247,15 @@ class OrderIngest:
         if pending:
             record.status = OrderStatus.REJECTED
             record.updated_at = datetime.now(UTC)
+            rejected = (
+                f"TWS rejected order {record.order_ref} ({record.ib_order.action} "
+                f"{record.quantity:g} {record.symbol} {record.ib_order.orderType}): "
+                f"{code} {message}"
+            )
             self._alerts.publish(  # one alert source of docs/alerts.md; bursts coalesce by code
                 Severity.ERROR,
                 "orders",
-                f"TWS rejected order {record.order_ref} ({record.ib_order.action} "
-                f"{record.quantity:g} {record.symbol} {record.ib_order.orderType}): "
-                f"{code} {message}",
+                rejected,
                 code=code,
                 coalesce_key=("order_rejected", code),
                 order_ref=record.order_ref,
@@ -261,9 +263,7 @@ class OrderIngest:
             if record.ack is not None and not record.ack.done():
                 record.ack.set_exception(
                     OrderRejectedError(
-                        f"TWS rejected order {record.order_ref} ({record.ib_order.action} "
-                        f"{record.quantity:g} {record.symbol} {record.ib_order.orderType}): "
-                        f"{code} {message}",
+                        rejected,
                         code=code,
                         text=message,
                         order_ref=record.order_ref,
@@ -312,8 +312,8 @@ class OrderIngest:
         )
         if (
             record.status in (OrderStatus.SUBMITTED, OrderStatus.PRE_SUBMITTED)
-            and record.filled > _EPS
-            and record.remaining > _EPS
+            and record.filled > EPS
+            and record.remaining > EPS
         ):
             record.status = OrderStatus.PARTIALLY_FILLED
         if publish:
@@ -330,8 +330,8 @@ class OrderIngest:
         still change its quantity: no modification waits for TWS's answer)."""
         return (
             record.status.is_working  # (an UNKNOWN order is the resync's to resolve)
-            and record.ledger.filled >= record.quantity - _EPS
-            and record.quantity > _EPS
+            and record.ledger.filled >= record.quantity - EPS
+            and record.quantity > EPS
             and (record.change is None or record.change.done())
         )
 

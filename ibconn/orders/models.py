@@ -18,6 +18,7 @@ from ibconn.orders.enums import OrderAction, OrderStatus, OrderType, TimeInForce
 from ibconn.orders.spec import MAX_PRICE, MAX_QUANTITY, TAG_PATTERN, OrderSpec
 
 __all__ = [  # the enums and the spec too: the import path the rest of ibconn uses
+    "EPS",
     "MAX_PRICE",
     "MAX_QUANTITY",
     "TAG_PATTERN",
@@ -33,6 +34,9 @@ __all__ = [  # the enums and the spec too: the import path the rest of ibconn us
     "UpdateKind",
     "exec_prefix",
 ]
+
+EPS = 1e-9
+"""The tolerance of ibconn's comparisons of quantities (filled, remaining)."""
 
 
 @dataclass(frozen=True, slots=True)

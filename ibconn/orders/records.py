@@ -26,7 +26,7 @@ from ibconn.errors import InvalidInputError
 from ibconn.orders.convert import CHANGE_FIELDS, absorb_order, spec_following, spec_key
 from ibconn.orders.enums import OrderAction, OrderStatus
 from ibconn.orders.fills import FillLedger
-from ibconn.orders.models import OrderError, OrderSnapshot
+from ibconn.orders.models import EPS, OrderError, OrderSnapshot
 from ibconn.orders.spec import OrderSpec
 
 __all__ = [
@@ -42,8 +42,6 @@ __all__ = [
     "record_of",
     "until_of",
 ]
-
-_EPS = 1e-9
 
 
 class WorkingIndex:
@@ -185,7 +183,7 @@ class OrderRecord:
 
     @property
     def avg_fill_price(self) -> float | None:
-        if self.ledger.filled > 0 and self.ledger.filled >= self.tws_filled - _EPS:
+        if self.ledger.filled > 0 and self.ledger.filled >= self.tws_filled - EPS:
             return self.ledger.avg_price
         return self.tws_avg if self.tws_filled > 0 else self.ledger.avg_price
 

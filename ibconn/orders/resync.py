@@ -32,15 +32,13 @@ from ibconn.errors import ConnectionLostError, OrderStateUnknownError
 from ibconn.orders.convert import aware_utc
 from ibconn.orders.enums import OrderStatus, UpdateKind
 from ibconn.orders.ingest import OrderIngest
-from ibconn.orders.models import OrderError
+from ibconn.orders.models import EPS, OrderError
 from ibconn.orders.ports import OrderPacer, OrderSettings
 from ibconn.orders.records import OrderRecord
 from ibconn.orders.registry import OrderRegistry
 from ibconn.orders.updates import OrderPublisher
 
 __all__ = ["OrderResync"]
-
-_EPS = 1e-9
 
 
 class OrderResync:
@@ -171,10 +169,10 @@ class OrderResync:
                     status = dataclasses.replace(status, filled=filled)
                 self._ingest.apply_status(record, status, kind)
             elif unresolved and record.sent:
-                if record.ledger.filled > _EPS:
+                if record.ledger.filled > EPS:
                     final = (
                         OrderStatus.FILLED
-                        if record.remaining <= _EPS
+                        if record.remaining <= EPS
                         else OrderStatus.PARTIALLY_FILLED
                     )
                     self._pub.set_status(record, final, kind)
@@ -199,7 +197,7 @@ class OrderResync:
     def _resolve_unreported(self, record: OrderRecord) -> None:
         """A working order TWS did not report again after a reconnect (no open order,
         no completed order): its executions may explain it, else TWS lost it."""
-        if record.quantity > _EPS and record.filled >= record.quantity - _EPS:
+        if record.quantity > EPS and record.filled >= record.quantity - EPS:
             self._pub.set_status(record, OrderStatus.FILLED, UpdateKind.RESOLVED)
             return
         self._ingest.lose(
