@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import enum
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Final, Generic, NamedTuple, TypeVar
 
@@ -279,6 +279,22 @@ class Subscription(Generic[T]):
             await self._waiter
         finally:
             self._waiter = None
+
+    def take_ready(self) -> Iterator[T]:
+        """Take the items buffered now, one per step, without waiting (a reader's fast path).
+
+        Each item leaves the buffer only when it is yielded, so a reader that
+        stops early leaves the rest buffered, under the overflow policy, as if it
+        had read them one by one with ``async for``. Stops when the buffer is
+        empty or at the end of the stream; the end stays buffered for
+        ``__anext__`` and :meth:`next_batch`, which report it. A stream that
+        ends while its buffer is full moves the buffer: the items still
+        buffered come from the next call.
+        """
+        buffer = self._buffer
+        popleft = buffer.popleft
+        while buffer and buffer[0] is not _END:
+            yield popleft()  # type: ignore[misc]  # not the end marker: checked above
 
     def get_nowait(self) -> T | None:
         """Return the next buffered item, or ``None`` when the buffer is empty."""
