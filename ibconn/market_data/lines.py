@@ -62,6 +62,9 @@ def quote_replaces(old: object, new: object) -> bool:
 class Hold(Protocol):
     """A held market data line (:class:`~ibconn.market_data.streams.MarketDataSubscription`)."""
 
+    def held(self) -> InstrumentState | None:
+        """The instrument held, ``None`` once let go."""
+
     def detach(self, failure: MarketDataError | None = None) -> None:
         """Let go of the instrument (released, disconnected, or ended by TWS with ``failure``)."""
 
