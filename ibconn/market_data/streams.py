@@ -115,15 +115,19 @@ class MarketStream(Generic[T]):
         try:
             while True:
                 # The fast path of __anext__, inlined: one generator step per buffered item
-                # (take_ready leaves the end of the stream for _next_slow).
+                # (take_ready leaves the end of the stream for _next_slow, and raises
+                # IndexError when the buffer was emptied meanwhile: _next_slow says why).
                 sub = self._sub
                 if sub is not None:
                     skip_status = not self._include_status
                     item: T
-                    for item in sub.take_ready():
-                        if skip_status and type(item) is status_type:
-                            continue
-                        yield item
+                    try:
+                        for item in sub.take_ready():
+                            if skip_status and type(item) is status_type:
+                                continue
+                            yield item
+                    except IndexError:
+                        pass
                 try:
                     item = await self._next_slow()
                 except StopAsyncIteration:

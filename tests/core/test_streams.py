@@ -259,9 +259,9 @@ async def test_take_ready_takes_buffered_items_one_by_one_and_leaves_the_end() -
     stream.publish(4)  # the buffer holds 2, 3, 4: nothing dropped
     stream.publish(5)  # 2 is dropped, as for an async-for reader that took only 1
     assert sub.statistics().dropped == 1
-    assert next(ready) == 3
+    assert list(ready) == [3, 4]  # at most the three items buffered at the call
     stream.close()
-    assert list(ready) == [4, 5]  # stops before the end marker
+    assert list(sub.take_ready()) == [5]  # stops before the end marker
     assert list(sub.take_ready()) == []
     assert not sub.closed  # the end is reported by the awaiting readers
     with pytest.raises(StopAsyncIteration):
@@ -270,7 +270,20 @@ async def test_take_ready_takes_buffered_items_one_by_one_and_leaves_the_end() -
     assert sub.statistics().delivered == 4
 
 
-async def test_take_ready_after_a_stream_ended_full_takes_the_rest_on_the_next_call() -> None:
+async def test_take_ready_raises_index_error_once_the_buffer_is_emptied_meanwhile() -> None:
+    stream: Broadcast[int] = Broadcast("bars", capacity=3, policy=OverflowPolicy.RAISE)
+    sub = stream.subscribe()
+    stream.publish_many([1, 2, 3])
+    ready = sub.take_ready()
+    assert next(ready) == 1
+    stream.publish_many([4, 5])  # overflow: the buffer is cleared
+    with pytest.raises(IndexError):
+        next(ready)
+    with pytest.raises(StreamOverflowError):  # what the reader reports next
+        await sub.__anext__()
+
+
+async def test_take_ready_after_a_stream_ended_full_leaves_the_rest_to_anext() -> None:
     stream: Broadcast[int] = Broadcast("ticks", capacity=3, policy=OverflowPolicy.DROP_OLDEST)
     sub = stream.subscribe()
     stream.publish_many([1, 2, 3])
@@ -278,19 +291,18 @@ async def test_take_ready_after_a_stream_ended_full_takes_the_rest_on_the_next_c
     assert next(ready) == 1
     stream.publish(4)
     stream.close()  # full: the end marker moves the buffer
-    assert list(ready) == []
-    assert list(sub.take_ready()) == [2, 3, 4]
+    with pytest.raises(IndexError):
+        next(ready)
+    assert [n async for n in sub] == [2, 3, 4]
     assert sub.statistics().dropped == 0
 
 
-async def test_take_ready_on_an_empty_or_overflowed_buffer_takes_nothing() -> None:
+async def test_take_ready_on_an_empty_buffer_takes_nothing() -> None:
     stream: Broadcast[int] = Broadcast("bars", capacity=1, policy=OverflowPolicy.RAISE)
     sub = stream.subscribe()
     assert list(sub.take_ready()) == []
-    stream.publish_many([1, 2])
+    stream.close()
     assert list(sub.take_ready()) == []
-    with pytest.raises(StreamOverflowError):
-        await sub.__anext__()
 
 
 async def test_next_batch_raises_overflow_like_anext() -> None:

@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import helpers
-from ib_async import Future
+from ib_async import Future, Stock
 
 from ibconn import (
     Bar,
@@ -24,11 +24,30 @@ from ibconn import (
     StatusKind,
     StreamStatus,
 )
+from ibconn.contracts.resolver import ResolvedContract
 from ibconn.core.alerts import Alert
 from ibconn.core.streams import Subscription
 from ibconn.sim import SimConfig, SimulatedGateway
 
 AAPL = 265598
+AAPL_RESOLVED = ResolvedContract(
+    Stock("AAPL", "SMART", "USD", conId=AAPL),
+    AAPL,
+    "AAPL",
+    "STK",
+    "SMART",
+    "NASDAQ",
+    "USD",
+    "AAPL",
+    0.01,
+    (26,),
+    1.0,
+    1.0,
+    1.0,
+    "Apple Inc",
+    "US/Eastern",
+)
+"""AAPL as the resolver returns it (for tests without a gateway)."""
 ES_FUTURE = Future("ES", exchange="CME", lastTradeDateOrContractMonth="202612")
 
 

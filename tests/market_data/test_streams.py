@@ -20,8 +20,13 @@ from ibconn import (
     Tick,
     TickKind,
 )
+from ibconn.core.streams import Subscription
+from ibconn.market_data.lines import Feed, InstrumentState
+from ibconn.market_data.models import StreamKind
+from ibconn.market_data.streams import MarketDataSubscription, MarketStream
 from ibconn.sim import SimulatedGateway
 from market_data.support import (
+    AAPL_RESOLVED,
     first,
     session,
     sim_subscriptions,
@@ -212,3 +217,61 @@ async def test_ticks_batches_with_status_and_release_outside_async_with() -> Non
         # a bare loop releases when asyncio finalizes its generator (next loop iterations)
         await until(lambda: not stream.is_open, what="stream released")
         await until(lambda: connector.market_data.lines() == (), what="line released")
+
+
+# -- the stream over a fake feed source (no gateway) ----------------------------------------
+
+
+class FakeFeeds:
+    """A :class:`~ibconn.market_data.streams.FeedSource` with one instrument's feeds."""
+
+    def __init__(self) -> None:
+        self.inst = InstrumentState(AAPL_RESOLVED, 0.0)
+        self.feed: Feed | None = None
+        self.released: list[Feed] = []
+
+    async def acquire(
+        self, instrument: Any, kind: StreamKind, seconds: int, capacity: int | None
+    ) -> tuple[Feed, Subscription[Any]]:
+        self.feed = Feed(self.inst, kind, seconds, capacity or 3)
+        self.feed.consumers += 1
+        return self.feed, self.feed.broadcast.subscribe(capacity=capacity)
+
+    def release_feed(self, feed: Feed) -> None:
+        self.released.append(feed)
+
+    def release_hold(self, hold: MarketDataSubscription) -> None:
+        raise AssertionError("no holds here")
+
+
+async def test_a_stream_that_ends_while_full_delivers_every_item_then_releases() -> None:
+    source = FakeFeeds()
+    seen: list[Any] = []
+    stream: MarketStream[Any] = MarketStream(source, "AAPL", StreamKind.TICKS, capacity=3)
+    async with stream:
+        assert source.feed is not None
+        broadcast = source.feed.broadcast
+        broadcast.publish_many([1, 2, 3])
+        async for item in stream:
+            seen.append(item)
+            if item == 1:
+                broadcast.publish(4)  # full again
+                broadcast.close()  # the end marker moves the buffer under the reader
+    assert seen == [1, 2, 3, 4]
+    assert source.released == [source.feed]
+
+
+async def test_a_bar_stream_that_overflows_while_read_raises_after_the_items_it_gave() -> None:
+    source = FakeFeeds()
+    seen: list[Any] = []
+    stream: MarketStream[Any] = MarketStream(source, "AAPL", StreamKind.BARS, seconds=5, capacity=3)
+    with pytest.raises(StreamOverflowError):
+        async with stream:
+            assert source.feed is not None
+            broadcast = source.feed.broadcast
+            broadcast.publish_many([1, 2, 3])
+            async for item in stream:
+                seen.append(item)
+                broadcast.publish_many([4, 5])  # two more than the room left: overflow
+    assert seen == [1]
+    assert source.released == [source.feed]
