@@ -10,7 +10,7 @@ import pytest
 from helpers import connected, drain, gateway, next_item, until
 from ib_async import Future
 
-import ibconn.positions.service as positions_module
+import ibconn.positions.reconcile as reconcile_module
 from ibconn import (
     Alert,
     ConnectionState,
@@ -324,7 +324,7 @@ async def test_a_change_during_a_disconnect_is_reconciled_on_reconnect(
 async def test_an_execution_ibconn_missed_explains_the_difference(
     gw: SimulatedGateway, connector: IBConnector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(positions_module, "PENDING_GRACE", 0.0)  # do not wait for it
+    monkeypatch.setattr(reconcile_module, "PENDING_GRACE", 0.0)  # do not wait for it
     handle = await connector.place_limit_order("AAPL", 100, "BUY", 185.0)
     service = connector.position_service
     service._fills.close()  # as if the fill stream had lost it
