@@ -11,8 +11,12 @@ from ib_async import PnL as IBPnL
 from ibconn.connection.session import Session
 from ibconn.core.logs import get_logger
 from ibconn.core.numbers import number_or_none
-from ibconn.errors import ConnectionLostError, InvalidInputError, NotConnectedError
-from ibconn.errors import RequestTimeoutError
+from ibconn.errors import (
+    ConnectionLostError,
+    InvalidInputError,
+    NotConnectedError,
+    RequestTimeoutError,
+)
 from ibconn.positions.models import AccountPnL, AccountSummary
 from ibconn.positions.ports import PositionSettings
 

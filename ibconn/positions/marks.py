@@ -79,9 +79,7 @@ class MarkBook:
                 if resolved is None:
                     continue
                 try:
-                    quote = await market_data.quote(
-                        resolved.contract, timeout=_MARK_QUOTE_TIMEOUT
-                    )
+                    quote = await market_data.quote(resolved.contract, timeout=_MARK_QUOTE_TIMEOUT)
                 except (IBConnError, ConnectionError):
                     continue
                 price = quote.mid
