@@ -5,10 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import until
 
-from ibconn import (
-    IBConnector,
-    InvalidInputError,
-)
+from ibconn import IBConnector, InvalidInputError
 from ibconn.sim import SimulatedGateway
 
 from .support import ACCOUNT, outage

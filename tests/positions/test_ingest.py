@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from helpers import connected, drain, next_item
 
-from ibconn import (
-    IBConnector,
-)
+from ibconn import IBConnector
 from ibconn.positions.models import PositionSource
 from ibconn.sim import SimulatedGateway
 
+from .fakes import AAPL, ES_Z6, FAKE_ACCOUNT, Parts, broker, ib_fill, make_fill
 from .support import ACCOUNT, ES, assert_matches_gateway, outage, positions_alerts
 
 pytestmark = pytest.mark.timeout(30)
@@ -142,3 +143,62 @@ async def test_fills_during_a_disconnect_move_the_position_exactly_once(
     assert await connector.reconcile_positions() == []
     assert positions_alerts(alerts) == []
     assert connector.position_service.statistics().fills_applied == 2
+
+
+# -- alone: the ingest over the books, no gateway ----------------------------------------------
+
+
+def test_a_fill_moves_its_position_once_per_revision() -> None:
+    parts = Parts()
+    updates = parts.books.subscribe(None, None)
+    parts.ingest.apply(make_fill("e1.01", 100, 10.0))
+    parts.ingest.apply(make_fill("e1.01", 100, 10.0))  # the same revision again
+    book = parts.books.get((FAKE_ACCOUNT, AAPL.conId))
+    assert book is not None and book.quantity == 100
+    assert parts.ingest.fills_applied == 1
+    assert [p.source for p in drain(updates)] == [PositionSource.FILL]
+
+
+def test_a_correction_reprices_its_fill_and_an_older_revision_is_ignored() -> None:
+    parts = Parts()
+    parts.ingest.apply(make_fill("e1.01", 100, 10.0))
+    parts.ingest.apply(make_fill("e2.01", -40, 11.0))
+    parts.ingest.apply(make_fill("e1.02", 100, 9.0))  # the first fill was at 9
+    book = parts.books.get((FAKE_ACCOUNT, AAPL.conId))
+    assert book is not None
+    assert book.ledger.state.avg_cost == Decimal("9.01")
+    assert book.ledger.state.realized == Decimal("40") * (Decimal(11) - Decimal("9.01")) - 1
+    assert (parts.ingest.fills_applied, parts.ingest.corrections) == (2, 1)
+    parts.ingest.apply(make_fill("e1.01", 100, 10.0))  # late original: already replaced
+    assert book.ledger.state.avg_cost == Decimal("9.01") and parts.ingest.corrections == 1
+
+
+def test_seeding_takes_the_brokers_figures_and_absorbs_todays_executions() -> None:
+    parts = Parts()
+    updates = parts.books.subscribe(None, None)
+    parts.ingest.seed(
+        [ib_fill("e1.01", 100, 10.0)],
+        [broker(100, 10.01), broker(0, 0.0, ES_Z6)],  # a flat one opens no book
+    )
+    seeded = drain(updates)
+    assert [(p.symbol, p.quantity, p.source) for p in seeded] == [
+        ("AAPL", 100, PositionSource.BROKER)
+    ]
+    parts.ingest.apply(make_fill("e1.01", 100, 10.0))  # in the broker's figures already
+    parts.ingest.apply(make_fill("e1.02", 100, 9.0))  # its correction: nothing to re-price
+    assert (parts.ingest.fills_applied, parts.ingest.corrections) == (0, 0)
+    assert drain(updates) == []
+    assert parts.log.seen("e1") == "e1.02"
+
+
+def test_a_fill_of_an_unknown_contract_keeps_multiplier_one() -> None:
+    parts = Parts()
+    parts.ingest.apply(make_fill("e1.01", 2, 6000.0, contract=ES_Z6))
+    book = parts.books.get((FAKE_ACCOUNT, ES_Z6.conId))
+    assert book is not None and book.multiplier == 1.0 and book.symbol == "ESZ6"
+
+
+def test_a_fill_without_an_account_goes_to_the_default_account() -> None:
+    parts = Parts()
+    parts.ingest.apply(make_fill("e1.01", 5, 10.0, account=""))
+    assert parts.books.get((FAKE_ACCOUNT, AAPL.conId)) is not None

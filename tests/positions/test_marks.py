@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import next_item, until
 
-from ibconn import (
-    IBConnector,
-)
+from ibconn import IBConnector
 from ibconn.positions.models import MarkSource, PositionSource
 from ibconn.sim import SimulatedGateway
 

@@ -6,9 +6,7 @@ import pytest
 from helpers import connected, gateway, next_item, until
 
 import ibconn.positions.reconcile as reconcile_module
-from ibconn import (
-    IBConnector,
-)
+from ibconn import IBConnector
 from ibconn.positions.models import MismatchKind
 from ibconn.sim import SimulatedGateway
 

@@ -5,12 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import connected, gateway, next_item, until
 
-from ibconn import (
-    IBConnector,
-    InvalidInputError,
-    NotConnectedError,
-    StreamOverflowError,
-)
+from ibconn import IBConnector, InvalidInputError, NotConnectedError, StreamOverflowError
 from ibconn.orders.models import OrderSpec
 from ibconn.sim import SimulatedGateway
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ibconn import (
-    IBConnector,
-    InvalidInputError,
-)
+from ibconn import IBConnector, InvalidInputError
 from ibconn.orders.models import OrderSpec
 from ibconn.sim import SimulatedGateway
 
