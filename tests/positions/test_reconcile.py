@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
-from helpers import connected, gateway, next_item, until
+from helpers import connected, drain, gateway, next_item, until
 
 import ibconn.positions.reconcile as reconcile_module
 from ibconn import IBConnector
 from ibconn.positions.models import MismatchKind
+from ibconn.positions.reconcile import judge, latest_revisions, signed_quantity
 from ibconn.sim import SimulatedGateway
 
+from .fakes import AAPL, FAKE_ACCOUNT, Parts, broker, ib_fill, make_fill
 from .support import ACCOUNT, assert_matches_gateway, outage, positions_alerts
 
 pytestmark = pytest.mark.timeout(30)
@@ -123,3 +127,117 @@ async def test_trading_while_the_timer_reconciles_raises_no_false_mismatch() -> 
             assert_matches_gateway(conn.position("AAPL"), gw2, "AAPL")
         finally:
             await conn.disconnect()
+
+
+# -- alone: the decision and the reconciler over the books, no gateway -------------------------
+
+D = Decimal
+TOLERANCE = D("0.0001")
+
+
+@pytest.mark.parametrize(
+    ("ours", "ours_avg", "broker_q", "broker_avg", "in_flight", "waiting", "expected"),
+    [
+        pytest.param(100, "10", 100, 10.0, 0, False, None, id="agree"),
+        pytest.param(100, "10", 150, 10.0, 0, False, MismatchKind.QUANTITY, id="quantity"),
+        pytest.param(100, "10", 150, 10.0, 50, True, None, id="in-flight-explains"),
+        pytest.param(100, "10", 100, 10.0009, 0, False, None, id="avg-within-tolerance"),
+        pytest.param(100, "10", 100, 10.5, 0, False, MismatchKind.AVG_COST, id="avg-beyond"),
+        pytest.param(50, "10", 100, 10.5, 50, True, None, id="waiting-no-avg-judged"),
+        pytest.param(0, None, 0, None, 0, False, None, id="both-flat"),
+        pytest.param(0, None, 10, 5.0, 0, False, MismatchKind.QUANTITY, id="no-book"),
+        pytest.param(-10, "5", -10, None, 0, False, None, id="broker-avg-unknown"),
+    ],
+)
+def test_judge_decides_what_is_wrong(
+    ours: int,
+    ours_avg: str | None,
+    broker_q: int,
+    broker_avg: float | None,
+    in_flight: int,
+    waiting: bool,
+    expected: MismatchKind | None,
+) -> None:
+    kind = judge(
+        D(ours),
+        D(ours_avg) if ours_avg is not None else None,
+        D(broker_q),
+        broker_avg,
+        in_flight=D(in_flight),
+        waiting=waiting,
+        tolerance=TOLERANCE,
+    )
+    assert kind is expected
+
+
+def test_the_latest_revision_of_each_execution_counts() -> None:
+    fills = [ib_fill("e2.01", 5, 1.0), ib_fill("e1.02", 10, 2.0), ib_fill("e1.01", 10, 3.0)]
+    assert [f.execution.execId for f in latest_revisions(fills)] == ["e1.02", "e2.01"]
+    assert [signed_quantity(f) for f in fills[:1]] == [D(5)]
+    assert signed_quantity(ib_fill("e3", -7, 1.0)) == D(-7)
+
+
+def test_agreeing_positions_are_left_alone() -> None:
+    parts = Parts()
+    parts.ingest.apply(make_fill("e1.01", 100, 10.0))
+    updates = parts.books.subscribe(None, None)
+    executions = {"e1.01": ib_fill("e1.01", 100, 10.0)}
+    found = parts.reconciler.compare(executions, [broker(100, 10.01)], "manual", settled=None)
+    assert found == [] and drain(updates) == []
+    assert (parts.reconciler.runs, parts.reconciler.mismatches) == (1, 0)
+
+
+async def test_an_execution_not_applied_in_time_explains_the_difference() -> None:
+    parts = Parts()
+    alerts = parts.alerts.subscribe()
+    executions = {"e1.01": ib_fill("e1.01", 100, 10.0)}
+    positions = [broker(100, 10.01)]
+    # first seen: the order service may still hold it (for its commission): in flight
+    assert parts.reconciler.compare(executions, positions, "timer", settled=None, now=0.0) == []
+    assert parts.reconciler.compare(executions, positions, "timer", settled=None, now=4.9) == []
+    (found,) = parts.reconciler.compare(executions, positions, "timer", settled=None, now=5.0)
+    assert found.kind is MismatchKind.QUANTITY
+    assert (found.ibconn_quantity, found.broker_quantity) == (0, 100)
+    assert [f.exec_id for f in found.fills] == ["e1.01"]
+    assert (found.explained_quantity, found.unexplained_quantity) == (100, 0)
+    alert = await next_item(alerts)
+    assert alert.severity.value == "error" and alert.context["mismatch"] is found
+    # the broker's figures hold it now: the fill arriving late is not applied again
+    parts.ingest.apply(make_fill("e1.01", 100, 10.0))
+    book = parts.books.get((FAKE_ACCOUNT, AAPL.conId))
+    assert book is not None and book.quantity == 100 and parts.ingest.fills_applied == 0
+
+
+def test_a_position_with_a_later_execution_waits_for_the_next_run() -> None:
+    parts = Parts()
+    executions = {"e1.01": ib_fill("e1.01", 100, 10.0)}
+    # e1.01 arrived after reqPositions left: the broker's answer may predate it
+    found = parts.reconciler.compare(executions, [broker(0, 0.0)], "timer", settled=set())
+    assert found == []
+    assert parts.books.get((FAKE_ACCOUNT, AAPL.conId)) is None
+
+
+async def test_an_average_cost_mismatch_keeps_the_fill_price() -> None:
+    parts = Parts()
+    alerts = parts.alerts.subscribe()
+    updates = parts.books.subscribe(None, None)
+    parts.ingest.apply(make_fill("e1.01", 100, 10.0))
+    executions = {"e1.01": ib_fill("e1.01", 100, 10.0)}
+    (found,) = parts.reconciler.compare(executions, [broker(100, 10.5)], "manual", settled=None)
+    assert found.kind is MismatchKind.AVG_COST and found.explained_quantity == 0
+    assert (found.ibconn_avg_cost, found.broker_avg_cost) == (pytest.approx(10.01), 10.5)
+    book = parts.books.get((FAKE_ACCOUNT, AAPL.conId))
+    assert book is not None
+    assert (book.ledger.state.avg_cost, book.ledger.state.avg_price) == (D("10.5"), D("10"))
+    reconciled = [p for p in drain(updates) if p.reconciled]
+    assert len(reconciled) == 1 and reconciled[0].mismatch is found
+    assert (await next_item(alerts)).severity.value == "warning"
+
+
+def test_a_position_closed_at_the_broker_goes_flat() -> None:
+    parts = Parts()
+    parts.ingest.apply(make_fill("e1.01", 100, 10.0))
+    executions = {"e1.01": ib_fill("e1.01", 100, 10.0)}
+    (found,) = parts.reconciler.compare(executions, [], "reconnect", settled=None)
+    assert (found.broker_quantity, found.broker_avg_cost, found.trigger) == (0, None, "reconnect")
+    assert parts.books.open_keys() == set()

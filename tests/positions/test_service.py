@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from helpers import connected, gateway, next_item, until
+from ib_async import IB
 
-from ibconn import IBConnector, InvalidInputError, NotConnectedError, StreamOverflowError
+from ibconn import (
+    ConnectionState,
+    IBConnector,
+    InvalidInputError,
+    NotConnectedError,
+    StreamOverflowError,
+)
+from ibconn.contracts.resolver import ContractLike, ResolvedContract
+from ibconn.core.alerts import AlertBus
 from ibconn.orders.models import OrderSpec
+from ibconn.positions.service import PositionService, PositionStatistics
 from ibconn.sim import SimulatedGateway
+
+from .fakes import NoContracts, Settings
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -69,3 +83,44 @@ async def test_disconnect_ends_the_update_streams(
     await conn.disconnect()
     with pytest.raises(StopAsyncIteration):
         await updates.__anext__()
+
+
+# -- alone: the service over fakes -------------------------------------------------------------
+
+
+class FakeOrders:
+    """An order service that counts the fill streams opened."""
+
+    def __init__(self) -> None:
+        self.streams = 0
+
+    def fills(self, symbol: str | None = None, capacity: int | None = None) -> Any:
+        self.streams += 1
+        raise AssertionError("no fill stream before the first session")
+
+    async def resolve(self, symbol: ContractLike) -> ResolvedContract:
+        raise AssertionError("not used")
+
+    async def check(self, spec: OrderSpec, resolved: ResolvedContract) -> OrderSpec:
+        raise AssertionError("not used")
+
+
+class FakeSupervisor:
+    state = ConnectionState.DISCONNECTED
+
+    @property
+    def ib(self) -> IB:
+        raise AssertionError("not connected")
+
+
+async def test_the_service_opens_nothing_before_its_first_session() -> None:
+    orders = FakeOrders()
+    service = PositionService(FakeSupervisor(), NoContracts(), Settings(), AlertBus(), orders)
+    assert orders.streams == 0
+    assert service.holdings() == [] and service.positions() == []
+    assert service.account_pnl() is None
+    with pytest.raises(NotConnectedError, match="disconnected"):
+        await service.reconcile()
+    service.close()
+    assert orders.streams == 0
+    assert service.statistics() == PositionStatistics(0, 0, 0, 0, 0, 0)
