@@ -59,7 +59,12 @@ def assemble(settings: ConnectorSettings, *, ib_factory: Callable[[], IB] = IB) 
     market_data = MarketDataService(supervisor, contracts, settings, alerts)
     orders.set_quote_source(market_data.quote)  # stops are checked on a quote
     positions = PositionService(
-        supervisor, contracts, settings, alerts, orders, market_data=market_data
+        supervisor,
+        contracts,
+        settings,
+        alerts,
+        orders,  # type: ignore[arg-type]  # until OrderService.resolve/check land (orders19)
+        market_data=market_data,
     )
     # Risk installs itself as the order service's pre-trade check.
     risk = RiskService(supervisor, contracts, settings, alerts, orders, market_data=market_data)
