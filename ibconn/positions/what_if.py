@@ -52,10 +52,8 @@ class WhatIfPreview:
             raise InvalidInputError(f"what_if() takes an OrderSpec, got {type(spec).__name__}")
         self._require_ib("preview an order")
         orders = self._orders
-        # interim until OrderService.resolve/check land (orders19): these two lines become
-        # ``await orders.resolve(spec.symbol)`` and ``await orders.check(spec, resolved)``
-        resolved = await orders._resolve(spec.symbol)  # type: ignore[attr-defined]
-        checked = await orders._validate(spec, resolved)  # type: ignore[attr-defined]
+        resolved = await orders.resolve(spec.symbol)
+        checked = await orders.check(spec, resolved)
         ib = self._require_ib("preview an order")
         order = Order()
         apply_spec(order, checked)
