@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, Generic
+from typing import Generic, TypeVar
 
 from ib_async import IB
-from typing_extensions import TypeVar
 
 from ibconn.config.settings import ConnectorSettings
 from ibconn.connection.attempts import AttemptFailed, Endpoint, establish
@@ -58,10 +57,10 @@ __all__ = ["Supervisor"]
 _log = get_logger("connection")
 _err_log = get_logger("errors")
 
-# The pacer's own type, handed back by ``Supervisor.pacer``. A bare ``Supervisor``
-# annotation (code written before the supervisor took its pacer as an argument)
-# leaves it open (``Any``); the composition root builds a ``Supervisor[Pacer]``.
-PacerT = TypeVar("PacerT", bound=LinkPacer, default=Any)
+# The pacer's own type, handed back by ``Supervisor.pacer``: the composition root
+# builds a ``Supervisor[Pacer]``, so consumers see a ``Pacer`` without this package
+# importing ``ibconn.pacing``.
+PacerT = TypeVar("PacerT", bound=LinkPacer)
 
 
 class Supervisor(Generic[PacerT]):
