@@ -31,7 +31,6 @@ __all__ = [
     "disable_logging",
     "enable_logging",
     "get_logger",
-    "level_from_env",
 ]
 
 Category = Literal[
@@ -98,7 +97,7 @@ def enable_logging(
     ib_async's standard-library loggers go to the same sink, as category ``connection``.
     """
     if level is None:
-        level = level_from_env()
+        level = _level_from_env()
     elif isinstance(level, str):
         level = level.strip().upper()
         try:
@@ -137,7 +136,7 @@ def enable_logging(
     return sink_id
 
 
-def level_from_env() -> LogLevel:
+def _level_from_env() -> LogLevel:
     """The level named by ``IBCONN_LOG_LEVEL`` (any case, name and value), else ``INFO``.
 
     Raises :class:`~ibconn.errors.ConfigError` when the variable names no level.
