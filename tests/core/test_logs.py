@@ -70,8 +70,11 @@ def test_level_filters(lines: list[str]) -> None:
     assert lines == ["WARNING|risk|loud"]
 
 
-def test_level_defaults_from_env(lines: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("IBCONN_LOG_LEVEL", "error")
+@pytest.mark.parametrize("name", ["IBCONN_LOG_LEVEL", "ibconn_log_level"])
+def test_level_defaults_from_env(
+    lines: list[str], monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv(name, "error")
     enable_logging(sink=sink_for(lines), fmt=FMT)
     get_logger("pacing").warning("dropped")
     get_logger("pacing").error("kept")
@@ -140,14 +143,6 @@ def test_enable_logging_ignores_unrelated_bad_settings(
     get_logger("orders").info("dropped")
     get_logger("orders").warning("kept")
     assert lines == ["WARNING|orders|kept"]
-
-
-def test_level_env_var_name_is_any_case(lines: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ibconn_log_level", "error")
-    enable_logging(sink=sink_for(lines), fmt=FMT)
-    get_logger("risk").warning("dropped")
-    get_logger("risk").error("kept")
-    assert lines == ["ERROR|risk|kept"]
 
 
 def test_bad_level_env_var_raises_config_error_naming_it(
