@@ -169,3 +169,18 @@ async def test_follow_does_not_start_after_close() -> None:
 @pytest.mark.parametrize("owner", ["positions", "risk"])
 def test_owner_names_the_service(owner: str) -> None:
     assert ServiceTasks(owner).owner == owner  # type: ignore[arg-type]
+
+
+async def test_a_task_spawned_after_close_never_runs() -> None:
+    tasks = ServiceTasks("positions")
+    tasks.close()
+    ran: list[str] = []
+
+    async def late() -> None:
+        ran.append("late")
+
+    task = tasks.spawn(late(), name="late")
+    await until(task.done)
+    assert task.cancelled()
+    assert ran == []
+    assert tasks.running == 0 and tasks.errors == 0
