@@ -7,20 +7,20 @@ fixture. See ``docs/simulator.md``.
 
 from __future__ import annotations
 
-from ibconn.sim.accounts import PositionSnapshot
-from ibconn.sim.broker import Broker, BrokerConfig, OrderRequest, SimExecution, SimOrder
-from ibconn.sim.clock import SimClock
+from ibconn.sim.broker.accounts import PositionSnapshot
+from ibconn.sim.broker.broker import Broker, BrokerConfig, OrderRequest, SimExecution, SimOrder
+from ibconn.sim.market.clock import SimClock
 from ibconn.sim.config import SimConfig
-from ibconn.sim.gateway import (
+from ibconn.sim.server.gateway import (
     ClientInfo,
     ClientSession,
     Handler,
     ReceivedMessage,
     SimulatedGateway,
 )
-from ibconn.sim.instruments import DEFAULT_INSTRUMENTS, Instrument, InstrumentBook
-from ibconn.sim.prices import BlastResult, Market, Quote
-from ibconn.sim.protocol import MIN_SERVER_VERSION, SERVER_VERSION
+from ibconn.sim.market.instruments import DEFAULT_INSTRUMENTS, Instrument, InstrumentBook
+from ibconn.sim.market.market import BlastResult, Market, Quote
+from ibconn.sim.protocol.framing import MIN_SERVER_VERSION, SERVER_VERSION
 
 __all__ = [
     "DEFAULT_INSTRUMENTS",

@@ -13,7 +13,7 @@ import pytest
 from ib_async import IB
 
 from ibconn.sim import SimConfig, SimulatedGateway
-from ibconn.sim.broker import Broker, OrderRequest, SimOrder
+from ibconn.sim.broker.broker import Broker, OrderRequest, SimOrder
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from ibconn.sim.accounts import CommissionRate
-from ibconn.sim.broker import (
+from ibconn.sim.broker.accounts import CommissionRate
+from ibconn.sim.broker.broker import (
     AccountEvent,
     Broker,
     BrokerConfig,

@@ -10,8 +10,8 @@ from ib_async import IB, Forex, Future, MarketOrder, Stock, TagValue
 
 from ibconn import ConfigError, IBConnector
 from ibconn.sim import SimConfig, SimulatedGateway
-from ibconn.sim.broker_handlers import MISSING_EXCHANGE_TEXT
-from ibconn.sim.instruments import DEFAULT_INSTRUMENTS, session_hours
+from ibconn.sim.broker.handlers import MISSING_EXCHANGE_TEXT
+from ibconn.sim.market.instruments import DEFAULT_INSTRUMENTS, session_hours
 
 from .conftest import connect, wait_until
 

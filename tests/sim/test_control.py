@@ -12,8 +12,8 @@ import pytest
 from ib_async import IB, LimitOrder, Stock
 
 from ibconn.sim import SimConfig, SimulatedGateway
-from ibconn.sim.cli import add_sim_parser
-from ibconn.sim.control import COMMANDS, ControlCommandError, ControlServer, send_command
+from ibconn.sim.server.cli import add_sim_parser
+from ibconn.sim.server.control import COMMANDS, ControlCommandError, ControlServer, send_command
 
 from .conftest import wait_until
 

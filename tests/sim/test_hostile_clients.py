@@ -12,14 +12,14 @@ from ib_async import IB, LimitOrder, MarketOrder, Order
 
 from ibconn.core.logs import disable_logging, enable_logging
 from ibconn.sim import SimConfig, SimulatedGateway
-from ibconn.sim.broker import (
+from ibconn.sim.broker.broker import (
     Broker,
     BrokerEvent,
     OrderErrorEvent,
     OrderRequest,
     OrderStatusEvent,
 )
-from ibconn.sim.instruments import DEFAULT_INSTRUMENTS
+from ibconn.sim.market.instruments import DEFAULT_INSTRUMENTS
 
 from .conftest import RawClient, wait_until
 from .hostile import aapl_contract, encode, place_order_fields

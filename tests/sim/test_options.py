@@ -10,7 +10,7 @@ import pytest
 from ib_async import IB, MarketOrder, Option, Stock
 
 from ibconn.sim import SimConfig, SimulatedGateway
-from ibconn.sim.options import RATE, black_scholes, years_to_expiry
+from ibconn.sim.market.options import RATE, black_scholes, years_to_expiry
 
 from .conftest import connect, wait_until
 

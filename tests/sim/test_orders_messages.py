@@ -17,9 +17,9 @@ from ibapi.decoder import Decoder as ApiDecoder
 from ibapi.order import Order as ApiOrder
 from ibapi.wrapper import EWrapper
 
-from ibconn.sim import order_messages as om
-from ibconn.sim.accounts import AccountValue, PnLFigures
-from ibconn.sim.broker import Broker, BrokerConfig, OrderRequest
+from ibconn.sim.broker import order_wire as om
+from ibconn.sim.broker.accounts import AccountValue, PnLFigures
+from ibconn.sim.broker.broker import Broker, BrokerConfig, OrderRequest
 
 from .conftest import limit_order
 

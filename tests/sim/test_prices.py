@@ -9,7 +9,7 @@ import pytest
 
 from ibconn.errors import ConfigError
 from ibconn.sim import Instrument, Market, Quote, SimClock, SimConfig
-from ibconn.sim.prices import load_replay_csv
+from ibconn.sim.market.market import load_replay_csv
 
 
 def _path(market: Market, symbol: str, steps: int) -> list[tuple[float, float, float]]:

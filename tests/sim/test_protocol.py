@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ibconn.sim.protocol import (
+from ibconn.sim.protocol.framing import (
     FieldReader,
     FrameError,
     FrameReader,

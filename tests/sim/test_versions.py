@@ -24,14 +24,15 @@ from ibapi.decoder import Decoder as ApiDecoder
 from ibapi.order import Order as ApiOrder
 from ibapi.wrapper import EWrapper
 
-from ibconn.sim import SimConfig, SimulatedGateway, versions
-from ibconn.sim import order_messages as om
-from ibconn.sim.broker import Broker, BrokerConfig, OrderRequest, SimOrder
-from ibconn.sim.gateway import contract_details_fields
-from ibconn.sim.instruments import DEFAULT_INSTRUMENTS
-from ibconn.sim.market_data import tick_option_computation
-from ibconn.sim.options import black_scholes
-from ibconn.sim.protocol import error_message_fields, format_field
+from ibconn.sim import SimConfig, SimulatedGateway
+from ibconn.sim.protocol import versions
+from ibconn.sim.broker import order_wire as om
+from ibconn.sim.broker.broker import Broker, BrokerConfig, OrderRequest, SimOrder
+from ibconn.sim.server.gateway import contract_details_fields
+from ibconn.sim.market.instruments import DEFAULT_INSTRUMENTS
+from ibconn.sim.market.feeds import tick_option_computation
+from ibconn.sim.market.options import black_scholes
+from ibconn.sim.protocol.framing import error_message_fields, format_field
 
 from .conftest import RawClient, limit_order
 

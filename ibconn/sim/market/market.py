@@ -2,7 +2,7 @@
 
 :class:`Market` holds the current :class:`Quote` of every instrument and tells
 its listeners about every change (``market.add_listener(callback)``; the
-callback receives the :class:`~ibconn.sim.instruments.Instrument` and the
+callback receives the :class:`~ibconn.sim.market.instruments.Instrument` and the
 live, mutable :class:`Quote`: copy it with :meth:`Quote.copy` to keep it).
 
 The random walk moves the bid one tick down, leaves it, or moves it one tick
@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import Protocol
 
 from ibconn.core.logs import get_logger
-from ibconn.sim.clock import SimClock
+from ibconn.sim.market.clock import SimClock
 from ibconn.sim.config import SimConfig
-from ibconn.sim.instruments import Instrument, InstrumentBook
-from ibconn.sim.options import Greeks, price_option
+from ibconn.sim.market.instruments import Instrument, InstrumentBook
+from ibconn.sim.market.options import Greeks, price_option
 
 __all__ = [
     "BlastResult",

@@ -2,14 +2,14 @@
 
 The gateway fills its dispatch table from :func:`broker_handlers` for every
 order, execution, position, account and P&L request. Each handler reads the
-request, asks the gateway's :class:`~ibconn.sim.broker_service.GatewayBroker`
+request, asks the gateway's :class:`~ibconn.sim.broker.service.GatewayBroker`
 (``gw.broker``) and answers with the messages TWS sends; asynchronous
 results (order updates, fills, position and account pushes) reach the clients
 through the broker's events.
 
-Every handler has the :data:`~ibconn.sim.protocol.Handler` signature
+Every handler has the :data:`~ibconn.sim.protocol.framing.Handler` signature
 ``(gateway, session, fields)``; ``fields[0]`` is the message id. Unreadable
-requests raise :class:`~ibconn.sim.protocol.RequestParseError`: the gateway
+requests raise :class:`~ibconn.sim.protocol.framing.RequestParseError`: the gateway
 answers error 320 and drops the client, as TWS does.
 
 Visibility rules:
@@ -28,12 +28,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ibconn.sim import order_messages as om
-from ibconn.sim.broker_service import GatewayBroker
-from ibconn.sim.protocol import FieldReader, Handler, In, RequestParseError
+from ibconn.sim.broker import order_wire as om
+from ibconn.sim.broker.service import GatewayBroker
+from ibconn.sim.protocol.framing import FieldReader, Handler, In, RequestParseError
 
 if TYPE_CHECKING:
-    from ibconn.sim.gateway import ClientSession, SimulatedGateway
+    from ibconn.sim.server.gateway import ClientSession, SimulatedGateway
 
 __all__ = ["MISSING_EXCHANGE_TEXT", "broker_handlers", "create_broker"]
 

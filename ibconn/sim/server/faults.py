@@ -34,19 +34,19 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ibconn.core.logs import get_logger
-from ibconn.sim.broker import (
+from ibconn.sim.broker.broker import (
     BrokerEvent,
     CommissionEvent,
     ExecutionEvent,
     OrderStatusEvent,
     SimOrder,
 )
-from ibconn.sim.instruments import Instrument
-from ibconn.sim.protocol import FieldReader, In
+from ibconn.sim.market.instruments import Instrument
+from ibconn.sim.protocol.framing import FieldReader, In
 
 if TYPE_CHECKING:
-    from ibconn.sim.broker_service import GatewayBroker
-    from ibconn.sim.gateway import ClientSession, SimulatedGateway
+    from ibconn.sim.broker.service import GatewayBroker
+    from ibconn.sim.server.gateway import ClientSession, SimulatedGateway
 
 __all__ = ["FARMS", "FaultControls", "OutputShape", "farm_of"]
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ibconn.sim.instruments import Instrument
+from ibconn.sim.market.instruments import Instrument
 
 __all__ = [
     "DEFAULT_COMMISSIONS",

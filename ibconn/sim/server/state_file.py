@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from ibconn.core.logs import get_logger
 from ibconn.errors import ConfigError
-from ibconn.sim.broker import BrokerEvent, BrokerState, JournalEntry, SimExecution, SimOrder
-from ibconn.sim.instruments import Instrument
+from ibconn.sim.broker.broker import BrokerEvent, BrokerState, JournalEntry, SimExecution, SimOrder
+from ibconn.sim.market.instruments import Instrument
 
 if TYPE_CHECKING:
-    from ibconn.sim.broker import Broker
-    from ibconn.sim.gateway import SimulatedGateway
+    from ibconn.sim.broker.broker import Broker
+    from ibconn.sim.server.gateway import SimulatedGateway
 
 __all__ = ["FORMAT", "StateFile", "dump_state", "load_state"]
 

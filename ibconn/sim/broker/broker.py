@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from ibconn.core.logs import get_logger
-from ibconn.sim.accounts import (
+from ibconn.sim.broker.accounts import (
     DEFAULT_COMMISSIONS,
     DEFAULT_MARGINS,
     AccountFigures,
@@ -59,8 +59,8 @@ from ibconn.sim.accounts import (
     order_commission,
     summary_values,
 )
-from ibconn.sim.instruments import DEFAULT_INSTRUMENTS, Instrument
-from ibconn.sim.matching import (
+from ibconn.sim.market.instruments import DEFAULT_INSTRUMENTS, Instrument
+from ibconn.sim.broker.matching import (
     Quote,
     conforms_to_tick,
     is_size_multiple,

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 from ibconn.core.logs import get_logger
 from ibconn.errors import IBConnError
-from ibconn.sim.broker import SimExecution, SimOrder
-from ibconn.sim.instruments import Instrument
+from ibconn.sim.broker.broker import SimExecution, SimOrder
+from ibconn.sim.market.instruments import Instrument
 
 if TYPE_CHECKING:
-    from ibconn.sim.gateway import SimulatedGateway
+    from ibconn.sim.server.gateway import SimulatedGateway
 
 __all__ = [
     "COMMANDS",

@@ -1,6 +1,6 @@
 """Price logic of the simulated matching engine: quotes, ticks, triggers, trails.
 
-Pure functions with no state, used by :class:`ibconn.sim.broker.Broker`.
+Pure functions with no state, used by :class:`ibconn.sim.broker.broker.Broker`.
 The rules (see ``docs/simulator.md``, "Orders, positions and account"):
 
 * a buy takes the ask and a sell takes the bid (the *touch*); with no

@@ -23,11 +23,11 @@ from decimal import Decimal
 from enum import IntEnum
 from typing import TYPE_CHECKING, TypeAlias
 
-from ibconn.sim import versions
-from ibconn.sim.versions import MIN_SERVER_VERSION, SERVER_VERSION
+from ibconn.sim.protocol import versions
+from ibconn.sim.protocol.versions import MIN_SERVER_VERSION, SERVER_VERSION
 
 if TYPE_CHECKING:
-    from ibconn.sim.gateway import ClientSession, SimulatedGateway
+    from ibconn.sim.server.gateway import ClientSession, SimulatedGateway
 
 __all__ = [
     "API_PREFIX",

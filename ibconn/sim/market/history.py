@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ibconn.sim.instruments import Instrument
-from ibconn.sim.prices import tick_decimals
+from ibconn.sim.market.instruments import Instrument
+from ibconn.sim.market.market import tick_decimals
 
 __all__ = [
     "BAR_SIZES",

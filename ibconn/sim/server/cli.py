@@ -8,7 +8,7 @@ to stderr. SIGINT and SIGTERM stop it cleanly (exit 0), writing the state
 file last. Bad flags or settings: a one-line error and exit status 2.
 
 ``ibconn sim COMMAND --control-port N [args]`` sends one fault control to a
-running gateway (the commands of :data:`ibconn.sim.control.COMMANDS`) and
+running gateway (the commands of :data:`ibconn.sim.server.control.COMMANDS`) and
 prints its JSON result; exit 1 when it fails.
 """
 
@@ -103,7 +103,7 @@ def _param_type(kind: type) -> Callable[[str], Any]:
 def add_sim_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``sim`` subcommand (and its control subcommands) to ``subparsers``."""
     from ibconn.sim.config import SimConfig  # noqa: PLC0415 - keeps import light
-    from ibconn.sim.control import COMMANDS  # noqa: PLC0415
+    from ibconn.sim.server.control import COMMANDS  # noqa: PLC0415
 
     defaults = {name: f.default for name, f in SimConfig.model_fields.items()}
     parser: argparse.ArgumentParser = subparsers.add_parser(
@@ -226,7 +226,7 @@ def add_sim_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_control(args: argparse.Namespace) -> int:
     """Send the chosen control command to a running gateway; print its JSON result."""
-    from ibconn.sim.control import ControlCommandError, send_command  # noqa: PLC0415
+    from ibconn.sim.server.control import ControlCommandError, send_command  # noqa: PLC0415
 
     command = args.command
     values = {p.name: getattr(args, p.name) for p in command.params}
@@ -289,8 +289,8 @@ def run_sim(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: Any, host: str, port: int, control_port: int | None) -> int:
-    from ibconn.sim.control import ControlServer  # noqa: PLC0415 - keeps --help fast
-    from ibconn.sim.gateway import SimulatedGateway  # noqa: PLC0415
+    from ibconn.sim.server.control import ControlServer  # noqa: PLC0415 - keeps --help fast
+    from ibconn.sim.server.gateway import SimulatedGateway  # noqa: PLC0415
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

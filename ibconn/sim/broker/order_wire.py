@@ -2,7 +2,7 @@
 
 Encoders turn broker objects into the exact field lists TWS sends (the message
 id first, every field already text), ready for ``ClientSession.send(*fields)``.
-Those whose layout changes between :data:`~ibconn.sim.versions.MIN_SERVER_VERSION`
+Those whose layout changes between :data:`~ibconn.sim.protocol.versions.MIN_SERVER_VERSION`
 and 178 take the session's negotiated ``version`` (default 178) and decide
 each version-dependent field here, in one place per message. Parsers read the
 order-related requests (placeOrder 3, reqExecutions 7) into broker objects,
@@ -18,17 +18,17 @@ import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from ibconn.sim.accounts import AccountValue, PnLFigures, PositionSnapshot
-from ibconn.sim.broker import (
+from ibconn.sim.broker.accounts import AccountValue, PnLFigures, PositionSnapshot
+from ibconn.sim.broker.broker import (
     ExecutionFilter,
     OrderPreview,
     OrderRequest,
     SimExecution,
     SimOrder,
 )
-from ibconn.sim.instruments import Instrument
-from ibconn.sim.protocol import INT32_MAX, INT32_MIN, error_message_fields
-from ibconn.sim.versions import (
+from ibconn.sim.market.instruments import Instrument
+from ibconn.sim.protocol.framing import INT32_MAX, INT32_MIN, error_message_fields
+from ibconn.sim.protocol.versions import (
     AUTO_CANCEL_PARENT,
     DURATION,
     FA_PROFILE_DESUPPORT,

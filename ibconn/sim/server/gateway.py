@@ -35,15 +35,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from ibconn.core.logs import get_logger
-from ibconn.sim import versions
-from ibconn.sim.clock import SimClock
+from ibconn.sim.protocol import versions
+from ibconn.sim.market.clock import SimClock
 from ibconn.sim.config import SimConfig
-from ibconn.sim.faults import FaultControls
-from ibconn.sim.instruments import Instrument, InstrumentBook, market_rules
-from ibconn.sim.market_data import MarketDataService
-from ibconn.sim.message_log import MessageLog, ReceivedMessage
-from ibconn.sim.prices import BlastResult, Market, Quote
-from ibconn.sim.protocol import (
+from ibconn.sim.server.faults import FaultControls
+from ibconn.sim.market.instruments import Instrument, InstrumentBook, market_rules
+from ibconn.sim.market.feeds import MarketDataService
+from ibconn.sim.server.message_log import MessageLog, ReceivedMessage
+from ibconn.sim.market.market import BlastResult, Market, Quote
+from ibconn.sim.protocol.framing import (
     API_PREFIX,
     INT32_MAX,
     KNOWN_REQUEST_IDS,
@@ -67,7 +67,7 @@ from ibconn.sim.protocol import (
 )
 
 if TYPE_CHECKING:
-    from ibconn.sim.state_file import StateFile
+    from ibconn.sim.server.state_file import StateFile
 
 __all__ = [
     "ClientInfo",
@@ -349,7 +349,7 @@ class SimulatedGateway:
 
     def _create_broker(self) -> Any:
         """Create the broker state object (part 2 returns its ``Broker`` here)."""
-        from ibconn.sim.broker_handlers import create_broker  # noqa: PLC0415
+        from ibconn.sim.broker.handlers import create_broker  # noqa: PLC0415
 
         return create_broker(self)
 
@@ -363,7 +363,7 @@ class SimulatedGateway:
 
     def _build_dispatch(self) -> dict[int, Handler]:
         # Imported here: the broker's modules may import this one.
-        from ibconn.sim.broker_handlers import broker_handlers  # noqa: PLC0415
+        from ibconn.sim.broker.handlers import broker_handlers  # noqa: PLC0415
 
         table: dict[int, Handler] = {
             In.REQ_IDS: _req_ids,
@@ -415,7 +415,7 @@ class SimulatedGateway:
         if self._running:
             return
         if self.config.state_file is not None and self.state_file is None:
-            from ibconn.sim.state_file import StateFile  # noqa: PLC0415
+            from ibconn.sim.server.state_file import StateFile  # noqa: PLC0415
 
             state = StateFile(self, self.config.state_file, self.config.state_save_delay)
             state.load()
@@ -660,13 +660,13 @@ class SimulatedGateway:
         return [session] if session is not None else []
 
     # ----------------------------------------------------------------- order fault controls
-    # (part 2: each delegates to the broker, ``ibconn.sim.broker_service.GatewayBroker``)
+    # (part 2: each delegates to the broker, ``ibconn.sim.broker.service.GatewayBroker``)
 
     async def fill(
         self, order_ref: str, quantity: float | None = None, price: float | None = None
     ) -> Any:
         """Fill the working order with ``order_ref`` now (also while its client is away);
-        returns the :class:`~ibconn.sim.broker.SimExecution` once the messages are written."""
+        returns the :class:`~ibconn.sim.broker.broker.SimExecution` once the messages are written."""
         execution = self.broker.fill(order_ref, quantity, price)
         await self._drain_all()
         return execution

@@ -4,7 +4,7 @@ Served requests: reqMktData (1) / cancelMktData (2), reqMarketDataType (59),
 reqTickByTickData (97) / cancel (98), reqRealTimeBars (50) / cancel (51),
 reqHistoricalData (20, incl. keepUpToDate) / cancelHistoricalData (25).
 
-Streaming follows the :class:`~ibconn.sim.prices.Market`: every quote update
+Streaming follows the :class:`~ibconn.sim.market.market.Market`: every quote update
 becomes the tick messages TWS would send for it. Two encodings:
 
 * **paced** (normal): per update, the changed fields: tickPrice bid/ask/last,
@@ -36,7 +36,7 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from ibconn.core.logs import get_logger
-from ibconn.sim.history import (
+from ibconn.sim.market.history import (
     WHAT_TO_SHOW,
     HistoryRequestError,
     bar_start,
@@ -46,13 +46,13 @@ from ibconn.sim.history import (
     parse_bar_size,
     parse_end_time,
 )
-from ibconn.sim.instruments import Instrument
-from ibconn.sim.options import Greeks
-from ibconn.sim.prices import Change, Quote
-from ibconn.sim.protocol import FieldReader, Handler, In, Out, format_float
+from ibconn.sim.market.instruments import Instrument
+from ibconn.sim.market.options import Greeks
+from ibconn.sim.market.market import Change, Quote
+from ibconn.sim.protocol.framing import FieldReader, Handler, In, Out, format_float
 
 if TYPE_CHECKING:
-    from ibconn.sim.gateway import ClientSession, SimulatedGateway
+    from ibconn.sim.server.gateway import ClientSession, SimulatedGateway
 
 __all__ = ["DELAYED_TICK_TYPES", "MarketDataService", "TickType"]
 

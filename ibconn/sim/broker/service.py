@@ -1,7 +1,7 @@
 """The broker inside the simulated gateway: routing, subscriptions, periodic pushes.
 
-:class:`GatewayBroker` is the :class:`~ibconn.sim.broker.Broker` a
-:class:`~ibconn.sim.gateway.SimulatedGateway` owns (``gw.broker``). On top of
+:class:`GatewayBroker` is the :class:`~ibconn.sim.broker.broker.Broker` a
+:class:`~ibconn.sim.server.gateway.SimulatedGateway` owns (``gw.broker``). On top of
 the pure engine it
 
 * listens to the gateway's market and feeds every quote to the matching engine;
@@ -30,9 +30,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from ibconn.core.logs import get_logger
-from ibconn.sim import order_messages as om
-from ibconn.sim.accounts import DEFAULT_COMMISSIONS, AccountValue, CommissionRate
-from ibconn.sim.broker import (
+from ibconn.sim.broker import order_wire as om
+from ibconn.sim.broker.accounts import DEFAULT_COMMISSIONS, AccountValue, CommissionRate
+from ibconn.sim.broker.broker import (
     AccountEvent,
     Broker,
     BrokerConfig,
@@ -44,12 +44,12 @@ from ibconn.sim.broker import (
     OrderStatusEvent,
     PositionEvent,
 )
-from ibconn.sim.instruments import Instrument
-from ibconn.sim.matching import Quote
+from ibconn.sim.market.instruments import Instrument
+from ibconn.sim.broker.matching import Quote
 
 if TYPE_CHECKING:
-    from ibconn.sim.gateway import ClientSession, SimulatedGateway
-    from ibconn.sim.prices import Quote as MarketQuote
+    from ibconn.sim.server.gateway import ClientSession, SimulatedGateway
+    from ibconn.sim.market.market import Quote as MarketQuote
 
 __all__ = ["GatewayBroker", "broker_config_from"]
 
@@ -116,7 +116,7 @@ def broker_config_from(gateway: SimulatedGateway) -> BrokerConfig:
 
 
 class GatewayBroker(Broker):
-    """The broker of a :class:`~ibconn.sim.gateway.SimulatedGateway` (see the module doc)."""
+    """The broker of a :class:`~ibconn.sim.server.gateway.SimulatedGateway` (see the module doc)."""
 
     def __init__(self, gateway: SimulatedGateway) -> None:
         super().__init__(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
-    from ibconn.sim.instruments import Instrument
+    from ibconn.sim.market.instruments import Instrument
 
 __all__ = ["RATE", "Greeks", "black_scholes", "price_option", "years_to_expiry"]
 
