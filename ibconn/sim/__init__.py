@@ -9,18 +9,15 @@ from __future__ import annotations
 
 from ibconn.sim.broker.accounts import PositionSnapshot
 from ibconn.sim.broker.broker import Broker, BrokerConfig, OrderRequest, SimExecution, SimOrder
-from ibconn.sim.market.clock import SimClock
 from ibconn.sim.config import SimConfig
-from ibconn.sim.server.gateway import (
-    ClientInfo,
-    ClientSession,
-    Handler,
-    ReceivedMessage,
-    SimulatedGateway,
-)
+from ibconn.sim.market.clock import SimClock
 from ibconn.sim.market.instruments import DEFAULT_INSTRUMENTS, Instrument, InstrumentBook
 from ibconn.sim.market.market import BlastResult, Market, Quote
-from ibconn.sim.protocol.framing import MIN_SERVER_VERSION, SERVER_VERSION
+from ibconn.sim.protocol.versions import MIN_SERVER_VERSION, SERVER_VERSION
+from ibconn.sim.server.core import Handler
+from ibconn.sim.server.gateway import SimulatedGateway
+from ibconn.sim.server.message_log import ReceivedMessage
+from ibconn.sim.server.session import ClientInfo, ClientSession
 
 __all__ = [
     "DEFAULT_INSTRUMENTS",

@@ -32,7 +32,7 @@ from ibconn.orders.models import Fill, OrderSnapshot, OrderStatus, OrderUpdate, 
 from ibconn.positions.models import Position
 from ibconn.sim import SimConfig, SimulatedGateway
 from ibconn.sim.broker.order_wire import parse_place_order
-from ibconn.sim.protocol.framing import In
+from ibconn.sim.protocol.ids import In
 
 CLIENT_ID = 1
 SYMBOLS = ("AAPL", "MSFT")

@@ -32,7 +32,7 @@ from ibconn import (
 )
 from ibconn.orders.models import OrderStatus
 from ibconn.sim import SimulatedGateway
-from ibconn.sim.protocol.framing import In
+from ibconn.sim.protocol.ids import In
 
 pytestmark = pytest.mark.timeout(30)
 

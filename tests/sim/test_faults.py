@@ -10,7 +10,7 @@ import pytest
 from ib_async import IB, Stock, Ticker
 
 from ibconn.sim import SimConfig, SimulatedGateway
-from ibconn.sim.protocol.framing import In
+from ibconn.sim.protocol.ids import In
 
 from .conftest import RawClient, connect, errors_of, wait_until
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from ib_async import IB, Stock
 
 from ibconn.sim import ClientSession, SimConfig, SimulatedGateway
-from ibconn.sim.protocol.framing import In
+from ibconn.sim.protocol.ids import In
 
 from .conftest import RawClient, wait_until
 

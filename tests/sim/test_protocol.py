@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ibconn.sim.protocol.fields import FieldReader
 from ibconn.sim.protocol.framing import (
-    FieldReader,
     FrameError,
     FrameReader,
     RequestParseError,
@@ -21,8 +21,8 @@ from ibconn.sim.protocol.framing import (
     encode_message,
     format_field,
     parse_version_range,
-    req_id_of,
 )
+from ibconn.sim.protocol.ids import req_id_of
 
 
 def test_encode_message_is_length_prefixed_nul_terminated_fields() -> None:

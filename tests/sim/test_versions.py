@@ -25,14 +25,14 @@ from ibapi.order import Order as ApiOrder
 from ibapi.wrapper import EWrapper
 
 from ibconn.sim import SimConfig, SimulatedGateway
-from ibconn.sim.protocol import versions
 from ibconn.sim.broker import order_wire as om
 from ibconn.sim.broker.broker import Broker, BrokerConfig, OrderRequest, SimOrder
-from ibconn.sim.server.gateway import contract_details_fields
 from ibconn.sim.market.instruments import DEFAULT_INSTRUMENTS
-from ibconn.sim.market.feeds import tick_option_computation
 from ibconn.sim.market.options import black_scholes
+from ibconn.sim.market.ticks import tick_option_computation
+from ibconn.sim.protocol import versions
 from ibconn.sim.protocol.framing import error_message_fields, format_field
+from ibconn.sim.server.requests import contract_details_fields
 
 from .conftest import RawClient, limit_order
 

@@ -59,7 +59,6 @@ from ibconn.sim.broker.accounts import (
     order_commission,
     summary_values,
 )
-from ibconn.sim.market.instruments import DEFAULT_INSTRUMENTS, Instrument
 from ibconn.sim.broker.matching import (
     Quote,
     conforms_to_tick,
@@ -69,6 +68,7 @@ from ibconn.sim.broker.matching import (
     touch,
     trail_stop_after,
 )
+from ibconn.sim.market.instruments import DEFAULT_INSTRUMENTS, Instrument
 
 __all__ = [
     "DONE_STATES",

@@ -26,27 +26,59 @@ Visibility rules:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeAlias
 
 from ibconn.sim.broker import order_wire as om
+from ibconn.sim.broker.ports import BrokerHost
 from ibconn.sim.broker.service import GatewayBroker
-from ibconn.sim.protocol.framing import FieldReader, Handler, In, RequestParseError
+from ibconn.sim.market.instruments import Instrument
+from ibconn.sim.protocol.fields import ContractSpec, FieldReader
+from ibconn.sim.protocol.framing import RequestParseError
+from ibconn.sim.protocol.ids import In
+from ibconn.sim.protocol.ports import ClientLink
 
-if TYPE_CHECKING:
-    from ibconn.sim.server.gateway import ClientSession, SimulatedGateway
 
-__all__ = ["MISSING_EXCHANGE_TEXT", "broker_handlers", "create_broker"]
+class BrokerGateway(BrokerHost, Protocol):
+    """The gateway as the order and account handlers see it."""
+
+    broker: GatewayBroker
+    """The gateway's broker (created on first use when unset)."""
+
+    def resolve_contract(
+        self, session: ClientLink, req_id: int, spec: ContractSpec
+    ) -> Instrument | None:
+        """The instrument ``spec`` names, or None after sending TWS's error 200."""
+        ...
+
+    def observe_order_id(self, order_id: int, client_id: int | None = None) -> None:
+        """Note an order id a client used (the next valid id moves past it)."""
+        ...
+
+
+BrokerHandler: TypeAlias = Callable[
+    [BrokerGateway, ClientLink, list[str]], Awaitable[None] | None
+]
+"""An order or account request handler: ``(gateway, session, fields)``."""
+
+__all__ = [
+    "MISSING_EXCHANGE_TEXT",
+    "BrokerGateway",
+    "BrokerHandler",
+    "broker_handlers",
+    "create_broker",
+]
 
 MISSING_EXCHANGE_TEXT = "Error validating request.-'bF' : cause - Missing order exchange."
 """TWS's error 321 text for a placeOrder whose contract has no exchange."""
 
 
-def create_broker(gateway: SimulatedGateway) -> GatewayBroker:
-    """The broker a gateway owns (``SimulatedGateway._create_broker`` calls this)."""
+def create_broker(gateway: BrokerHost) -> GatewayBroker:
+    """The broker a gateway owns (the gateway calls this once, at construction)."""
     return GatewayBroker(gateway)
 
 
-def broker_handlers() -> dict[int, Handler]:
+def broker_handlers() -> dict[int, BrokerHandler]:
     """The broker's request handlers by incoming message id."""
     return {
         In.PLACE_ORDER: _place_order,
@@ -73,7 +105,7 @@ def broker_handlers() -> dict[int, Handler]:
     }
 
 
-def _broker(gw: SimulatedGateway) -> GatewayBroker:
+def _broker(gw: BrokerGateway) -> GatewayBroker:
     broker = gw.broker
     if not isinstance(broker, GatewayBroker):
         broker = gw.broker = GatewayBroker(gw)
@@ -81,18 +113,18 @@ def _broker(gw: SimulatedGateway) -> GatewayBroker:
     return broker
 
 
-def _client_id(session: ClientSession) -> int:
+def _client_id(session: ClientLink) -> int:
     return session.client_id if session.client_id is not None else -1
 
 
-def _no_answer(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+def _no_answer(gw: BrokerGateway, session: ClientLink, fields: list[str]) -> None:
     """Cancels TWS does not answer."""
 
 
 # ---------------------------------------------------------------------------- orders
 
 
-def _place_order(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+def _place_order(gw: BrokerGateway, session: ClientLink, fields: list[str]) -> None:
     try:
         request = om.parse_place_order(fields, version=session.server_version)
     except ValueError as exc:
@@ -120,30 +152,30 @@ def _place_order(gw: SimulatedGateway, session: ClientSession, fields: list[str]
     broker.place_order(cid, request)
 
 
-def _cancel_order(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+def _cancel_order(gw: BrokerGateway, session: ClientLink, fields: list[str]) -> None:
     reader = FieldReader(fields)
     reader.read_int("version")
     order_id = reader.read_int("orderId")
     _broker(gw).cancel_order(_client_id(session), order_id)
 
 
-def _send_open_orders(session: ClientSession, broker: GatewayBroker, client_id: int | None) -> None:
+def _send_open_orders(session: ClientLink, broker: GatewayBroker, client_id: int | None) -> None:
     for order in broker.open_orders(client_id):
         session.send(*om.open_order_fields(order, version=session.server_version))
         session.send(*om.order_status_fields(order))
     session.send(*om.open_order_end_fields())
 
 
-def _req_open_orders(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+def _req_open_orders(gw: BrokerGateway, session: ClientLink, fields: list[str]) -> None:
     cid = _client_id(session)
     _send_open_orders(session, _broker(gw), None if cid == 0 else cid)
 
 
-def _req_all_open_orders(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+def _req_all_open_orders(gw: BrokerGateway, session: ClientLink, fields: list[str]) -> None:
     _send_open_orders(session, _broker(gw), None)
 
 
-def _req_auto_open_orders(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+def _req_auto_open_orders(gw: BrokerGateway, session: ClientLink, fields: list[str]) -> None:
     reader = FieldReader(fields)
     reader.read_int("version")
     auto_bind = reader.read_bool("bAutoBind")
@@ -158,17 +190,17 @@ def _req_auto_open_orders(gw: SimulatedGateway, session: ClientSession, fields: 
     _broker(gw).set_auto_bind(session, auto_bind)
 
 
-def _req_global_cancel(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+def _req_global_cancel(gw: BrokerGateway, session: ClientLink, fields: list[str]) -> None:
     _broker(gw).global_cancel(_client_id(session))
 
 
-def _req_completed_orders(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+def _req_completed_orders(gw: BrokerGateway, session: ClientLink, fields: list[str]) -> None:
     for order in _broker(gw).completed_orders():
         session.send(*om.completed_order_fields(order, version=session.server_version))
     session.send(*om.completed_orders_end_fields())
 
 
-def _req_executions(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+def _req_executions(gw: BrokerGateway, session: ClientLink, fields: list[str]) -> None:
     try:
         req_id, filt = om.parse_execution_filter(fields)
     except ValueError as exc:
@@ -184,15 +216,15 @@ def _req_executions(gw: SimulatedGateway, session: ClientSession, fields: list[s
 # ---------------------------------------------------------------------------- positions
 
 
-def _req_positions(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+def _req_positions(gw: BrokerGateway, session: ClientLink, fields: list[str]) -> None:
     _broker(gw).subscribe_positions(session)
 
 
-def _cancel_positions(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+def _cancel_positions(gw: BrokerGateway, session: ClientLink, fields: list[str]) -> None:
     _broker(gw).unsubscribe_positions(session)
 
 
-def _req_positions_multi(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+def _req_positions_multi(gw: BrokerGateway, session: ClientLink, fields: list[str]) -> None:
     reader = FieldReader(fields)
     reader.read_int("version")
     req_id = reader.read_int("reqId")
@@ -208,7 +240,7 @@ def _req_positions_multi(gw: SimulatedGateway, session: ClientSession, fields: l
 # ---------------------------------------------------------------------------- account
 
 
-def _req_account_updates(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+def _req_account_updates(gw: BrokerGateway, session: ClientLink, fields: list[str]) -> None:
     reader = FieldReader(fields)
     reader.read_int("version")
     subscribe = reader.read_bool("subscribe")
@@ -221,7 +253,7 @@ def _req_account_updates(gw: SimulatedGateway, session: ClientSession, fields: l
 
 
 def _req_account_updates_multi(
-    gw: SimulatedGateway, session: ClientSession, fields: list[str]
+    gw: BrokerGateway, session: ClientLink, fields: list[str]
 ) -> None:
     reader = FieldReader(fields)
     reader.read_int("version")
@@ -233,14 +265,14 @@ def _req_account_updates_multi(
 
 
 def _cancel_account_updates_multi(
-    gw: SimulatedGateway, session: ClientSession, fields: list[str]
+    gw: BrokerGateway, session: ClientLink, fields: list[str]
 ) -> None:
     reader = FieldReader(fields)
     reader.read_int("version")
     _broker(gw).cancel_value_sub(session, "multi", reader.read_int("reqId"))
 
 
-def _req_account_summary(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+def _req_account_summary(gw: BrokerGateway, session: ClientLink, fields: list[str]) -> None:
     reader = FieldReader(fields)
     reader.read_int("version")
     req_id = reader.read_int("reqId")
@@ -250,7 +282,7 @@ def _req_account_summary(gw: SimulatedGateway, session: ClientSession, fields: l
 
 
 def _cancel_account_summary(
-    gw: SimulatedGateway, session: ClientSession, fields: list[str]
+    gw: BrokerGateway, session: ClientLink, fields: list[str]
 ) -> None:
     reader = FieldReader(fields)
     reader.read_int("version")
@@ -260,14 +292,14 @@ def _cancel_account_summary(
 # ---------------------------------------------------------------------------- PnL
 
 
-def _req_pnl(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+def _req_pnl(gw: BrokerGateway, session: ClientLink, fields: list[str]) -> None:
     reader = FieldReader(fields)
     req_id = reader.read_int("reqId")
     account = reader.read_str("account").strip()
     _broker(gw).subscribe_pnl(session, req_id, account)
 
 
-def _req_pnl_single(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+def _req_pnl_single(gw: BrokerGateway, session: ClientLink, fields: list[str]) -> None:
     reader = FieldReader(fields)
     req_id = reader.read_int("reqId")
     account = reader.read_str("account").strip()
@@ -276,6 +308,6 @@ def _req_pnl_single(gw: SimulatedGateway, session: ClientSession, fields: list[s
     _broker(gw).subscribe_pnl(session, req_id, account, con_id)
 
 
-def _cancel_pnl(gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> None:
+def _cancel_pnl(gw: BrokerGateway, session: ClientLink, fields: list[str]) -> None:
     reader = FieldReader(fields)
     _broker(gw).cancel_pnl(session, reader.read_int("reqId"))

@@ -44,11 +44,12 @@ from ibconn.sim.broker.broker import (
     OrderStatusEvent,
     PositionEvent,
 )
-from ibconn.sim.market.instruments import Instrument
 from ibconn.sim.broker.matching import Quote
+from ibconn.sim.broker.ports import BrokerHost
+from ibconn.sim.market.instruments import Instrument
+from ibconn.sim.protocol.ports import ClientLink
 
 if TYPE_CHECKING:
-    from ibconn.sim.server.gateway import ClientSession, SimulatedGateway
     from ibconn.sim.market.market import Quote as MarketQuote
 
 __all__ = ["GatewayBroker", "broker_config_from"]
@@ -61,7 +62,7 @@ class _ValueSub:
     """A subscription to account values (updates, multi or summary)."""
 
     kind: str  # "updates", "multi", "summary"
-    session: ClientSession
+    session: ClientLink
     req_id: int
     accounts: tuple[str, ...]
     tags: tuple[str, ...] = ()
@@ -75,7 +76,7 @@ class _ValueSub:
 
 @dataclass(slots=True)
 class _PnLSub:
-    session: ClientSession
+    session: ClientLink
     req_id: int
     account: str
     con_id: int | None = None
@@ -97,7 +98,7 @@ _LEDGER_AND_NLV_KEYS = frozenset(
 )
 
 
-def broker_config_from(gateway: SimulatedGateway) -> BrokerConfig:
+def broker_config_from(gateway: BrokerHost) -> BrokerConfig:
     """The broker settings a gateway's :class:`~ibconn.sim.config.SimConfig` implies."""
     cfg = gateway.config
     commissions = dict(DEFAULT_COMMISSIONS)
@@ -118,7 +119,7 @@ def broker_config_from(gateway: SimulatedGateway) -> BrokerConfig:
 class GatewayBroker(Broker):
     """The broker of a :class:`~ibconn.sim.server.gateway.SimulatedGateway` (see the module doc)."""
 
-    def __init__(self, gateway: SimulatedGateway) -> None:
+    def __init__(self, gateway: BrokerHost) -> None:
         super().__init__(
             list(gateway.book),
             broker_config_from(gateway),
@@ -132,14 +133,14 @@ class GatewayBroker(Broker):
         self.pnl_interval: float = getattr(cfg, "pnl_interval", 1.0)
         self.account_update_interval: float = getattr(cfg, "account_update_interval", 1.0)
         self.defer = self._defer
-        self._auto_bind: set[ClientSession] = set()
-        self._position_subs: set[ClientSession] = set()
+        self._auto_bind: set[ClientLink] = set()
+        self._position_subs: set[ClientLink] = set()
         self._value_subs: list[_ValueSub] = []
         self._pnl_subs: list[_PnLSub] = []
         self._drop_next: list[tuple[int, int | None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         gateway.market.add_listener(self._on_market)
-        gateway.received_hooks.append(self._on_received)
+        gateway.add_received_hook(self._on_received)
         self.add_listener(self._deliver)
         self.route_filter: Callable[[BrokerEvent], None] | None = None
         """When set (by a fault control), receives every event instead of :meth:`route`
@@ -168,10 +169,10 @@ class GatewayBroker(Broker):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def on_session_started(self, session: ClientSession) -> None:
+    def on_session_started(self, session: ClientLink) -> None:
         """A client finished startApi (nothing to do: its orders wait in the broker)."""
 
-    def on_session_closed(self, session: ClientSession) -> None:
+    def on_session_closed(self, session: ClientLink) -> None:
         """Forget the subscriptions of a closed connection."""
         self._auto_bind.discard(session)
         self._position_subs.discard(session)
@@ -217,7 +218,7 @@ class GatewayBroker(Broker):
 
     # ------------------------------------------------------------------ drop fault
 
-    def _on_received(self, session: ClientSession, fields: list[str]) -> None:
+    def _on_received(self, session: ClientLink, fields: list[str]) -> None:
         if not self._drop_next:
             return
         try:
@@ -243,15 +244,15 @@ class GatewayBroker(Broker):
 
     # ------------------------------------------------------------------ routing
 
-    def set_auto_bind(self, session: ClientSession, enabled: bool) -> None:
+    def set_auto_bind(self, session: ClientLink, enabled: bool) -> None:
         """Client 0's reqAutoOpenOrders: receive every client's order updates."""
         if enabled:
             self._auto_bind.add(session)
         else:
             self._auto_bind.discard(session)
 
-    def _order_targets(self, client_id: int) -> list[ClientSession]:
-        targets: list[ClientSession] = []
+    def _order_targets(self, client_id: int) -> list[ClientLink]:
+        targets: list[ClientLink] = []
         own = self.gateway.session(client_id)
         if own is not None:
             targets.append(own)
@@ -313,14 +314,14 @@ class GatewayBroker(Broker):
 
     # ------------------------------------------------------------------ positions
 
-    def subscribe_positions(self, session: ClientSession) -> None:
+    def subscribe_positions(self, session: ClientLink) -> None:
         """reqPositions: every position (closed ones today too), positionEnd, then pushes."""
         self._position_subs.add(session)
         for pos in self.positions(include_closed=True):
             session.send(*om.position_fields(pos))
         session.send(*om.position_end_fields())
 
-    def unsubscribe_positions(self, session: ClientSession) -> None:
+    def unsubscribe_positions(self, session: ClientLink) -> None:
         """cancelPositions."""
         self._position_subs.discard(session)
 
@@ -372,7 +373,7 @@ class GatewayBroker(Broker):
                 sub.portfolio[key] = state
                 sub.session.send(*om.portfolio_fields(pos))
 
-    def subscribe_account_updates(self, session: ClientSession, account: str) -> None:
+    def subscribe_account_updates(self, session: ClientLink, account: str) -> None:
         """reqAccountUpdates(True): values, portfolio, time, accountDownloadEnd, then pushes."""
         account = account or self.default_account
         self.unsubscribe_account_updates(session)
@@ -386,7 +387,7 @@ class GatewayBroker(Broker):
         session.send(*om.account_time_fields(now))
         session.send(*om.account_download_end_fields(account))
 
-    def unsubscribe_account_updates(self, session: ClientSession) -> None:
+    def unsubscribe_account_updates(self, session: ClientLink) -> None:
         """reqAccountUpdates(False)."""
         self._value_subs = [
             s for s in self._value_subs if not (s.session is session and s.kind == "updates")
@@ -394,7 +395,7 @@ class GatewayBroker(Broker):
 
     def subscribe_account_multi(
         self,
-        session: ClientSession,
+        session: ClientLink,
         req_id: int,
         account: str,
         model_code: str,
@@ -411,7 +412,7 @@ class GatewayBroker(Broker):
         session.send(*om.account_update_multi_end_fields(req_id))
 
     def subscribe_account_summary(
-        self, session: ClientSession, req_id: int, group: str, tags: list[str]
+        self, session: ClientLink, req_id: int, group: str, tags: list[str]
     ) -> None:
         """reqAccountSummary: values (63) of every account, accountSummaryEnd, then pushes."""
         sub = _ValueSub("summary", session, req_id, self.accounts, tags=tuple(tags))
@@ -419,7 +420,7 @@ class GatewayBroker(Broker):
         self._flush_values(sub)
         session.send(*om.account_summary_end_fields(req_id))
 
-    def cancel_value_sub(self, session: ClientSession, kind: str, req_id: int) -> None:
+    def cancel_value_sub(self, session: ClientLink, kind: str, req_id: int) -> None:
         """cancelAccountUpdatesMulti / cancelAccountSummary."""
         self._value_subs = [
             s
@@ -444,14 +445,14 @@ class GatewayBroker(Broker):
     # ------------------------------------------------------------------ PnL
 
     def subscribe_pnl(
-        self, session: ClientSession, req_id: int, account: str, con_id: int | None = None
+        self, session: ClientLink, req_id: int, account: str, con_id: int | None = None
     ) -> None:
         """reqPnL / reqPnLSingle: one answer now, then one every ``pnl_interval``."""
         sub = _PnLSub(session, req_id, account or self.default_account, con_id)
         self._pnl_subs.append(sub)
         self._send_pnl(sub)
 
-    def cancel_pnl(self, session: ClientSession, req_id: int) -> None:
+    def cancel_pnl(self, session: ClientLink, req_id: int) -> None:
         """cancelPnL / cancelPnLSingle."""
         self._pnl_subs = [
             s for s in self._pnl_subs if not (s.session is session and s.req_id == req_id)

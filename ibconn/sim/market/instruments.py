@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
-    from ibconn.sim.protocol.framing import ContractSpec
+    from ibconn.sim.protocol.fields import ContractSpec
 
 __all__ = [
     "DEFAULT_INSTRUMENTS",

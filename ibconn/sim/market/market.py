@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Protocol
 
 from ibconn.core.logs import get_logger
-from ibconn.sim.market.clock import SimClock
 from ibconn.sim.config import SimConfig
+from ibconn.sim.market.clock import SimClock
 from ibconn.sim.market.instruments import Instrument, InstrumentBook
 from ibconn.sim.market.options import Greeks, price_option
 

@@ -42,11 +42,15 @@ from ibconn.sim.broker.broker import (
     SimOrder,
 )
 from ibconn.sim.market.instruments import Instrument
-from ibconn.sim.protocol.framing import FieldReader, In
+from ibconn.sim.protocol.fields import FieldReader
+from ibconn.sim.protocol.ids import In
+from ibconn.sim.protocol.ports import ClientLink
 
 if TYPE_CHECKING:
     from ibconn.sim.broker.service import GatewayBroker
-    from ibconn.sim.server.gateway import ClientSession, SimulatedGateway
+    from ibconn.sim.server.connections import GatewayConnections
+    from ibconn.sim.server.core import GatewayCore
+    from ibconn.sim.server.session import ClientSession
 
 __all__ = ["FARMS", "FaultControls", "OutputShape", "farm_of"]
 
@@ -168,7 +172,7 @@ class _Outlet:
 class FaultControls:
     """The fault controls of one gateway (``gw.faults``); see the module doc."""
 
-    def __init__(self, gateway: SimulatedGateway) -> None:
+    def __init__(self, gateway: GatewayConnections) -> None:
         self.gw = gateway
         self._shape = OutputShape()
         self._outlets: dict[ClientSession, _Outlet] = {}
@@ -231,7 +235,7 @@ class FaultControls:
         shape = OutputShape(latency, bandwidth, split, split_pause)
         if client_id is None:
             self._shape = shape
-        for session in self.gw._select(client_id):
+        for session in self.gw.select_sessions(client_id):
             self._outlet(session).shape = shape
         return shape
 
@@ -240,13 +244,13 @@ class FaultControls:
         order updates, fills, ticks are withheld and lost) until
         :meth:`connectivity_restored`. Requests are still read and processed."""
         self.gw.send_error(1100, client_id=client_id)
-        for session in self.gw._select(client_id):
+        for session in self.gw.select_sessions(client_id):
             self._outlet(session).blackout = True
 
     def connectivity_restored(self, data_lost: bool = False, client_id: int | None = None) -> None:
         """End :meth:`connectivity_lost`: 1102 (data maintained) or, with ``data_lost``,
         1101 (market data subscriptions forgotten)."""
-        for session in self.gw._select(client_id):
+        for session in self.gw.select_sessions(client_id):
             outlet = self._outlets.get(session)
             if outlet is not None:
                 outlet.blackout = False
@@ -297,7 +301,7 @@ class FaultControls:
 
     # ------------------------------------------------------------------ market data
 
-    def _halted(self, session: ClientSession, inst: Instrument) -> bool:
+    def _halted(self, session: ClientLink, inst: Instrument) -> bool:
         return session in self._competing or farm_of(inst) in self._down_farms
 
     def competing_session(self, client_id: int | None = None) -> None:
@@ -305,7 +309,7 @@ class FaultControls:
         during competing live session* for each of the client's market data lines (and
         for each new one), and no market data at all until
         :meth:`release_competing_session`."""
-        for session in self.gw._select(client_id):
+        for session in self.gw.select_sessions(client_id):
             self._competing.add(session)
             for kind, req_id, _ in self.gw.market_data.subscriptions(session):
                 if kind in {"mkt", "tbt"}:
@@ -313,7 +317,7 @@ class FaultControls:
 
     def release_competing_session(self, client_id: int | None = None) -> None:
         """The competing session logged out: market data flows again."""
-        for session in self.gw._select(client_id):
+        for session in self.gw.select_sessions(client_id):
             self._competing.discard(session)
 
     def farm_down(self, farm: str = "usfarm") -> None:
@@ -336,7 +340,7 @@ class FaultControls:
 
     def _notify(self, code: int, farm: str) -> None:
         # Not gw.send_error: its 2103 would halt every farm's data for the client.
-        for session in self.gw._select(None):
+        for session in self.gw.select_sessions(None):
             session.send_error(-1, code, _FARM_TEXT[code].format(farm=farm))
 
     @property
@@ -344,7 +348,7 @@ class FaultControls:
         """The farms broken now."""
         return frozenset(self._down_farms)
 
-    def _on_mkt_data(self, gw: SimulatedGateway, session: ClientSession, fields: list[str]) -> Any:
+    def _on_mkt_data(self, gw: GatewayCore, session: ClientSession, fields: list[str]) -> Any:
         assert self._mkt_data_handler is not None
         result = self._mkt_data_handler(gw, session, fields)
         if session in self._competing:
@@ -353,7 +357,7 @@ class FaultControls:
         return result
 
     def _on_historical_data(
-        self, gw: SimulatedGateway, session: ClientSession, fields: list[str]
+        self, gw: GatewayCore, session: ClientSession, fields: list[str]
     ) -> Any:
         assert self._history_handler is not None
         if HMDS_FARM in self._down_farms:
@@ -384,9 +388,7 @@ class FaultControls:
         orderStatus pushed to the client."""
         return self.broker.modify_by_hand(order_ref, quantity, price)
 
-    def _on_cancel_order(
-        self, gw: SimulatedGateway, session: ClientSession, fields: list[str]
-    ) -> Any:
+    def _on_cancel_order(self, gw: GatewayCore, session: ClientSession, fields: list[str]) -> Any:
         assert self._cancel_handler is not None
         if self._race:
             reader = FieldReader(fields)
@@ -467,7 +469,7 @@ def _route_late(broker: GatewayBroker, event: CommissionEvent) -> None:
 
 
 async def _run_handler(
-    gw: SimulatedGateway, session: ClientSession, fields: list[str], handler: Any
+    gw: GatewayCore, session: ClientSession, fields: list[str], handler: Any
 ) -> None:
     try:
         result = handler(gw, session, fields)

@@ -19,7 +19,7 @@ import os
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ibconn.core.logs import get_logger
 from ibconn.errors import ConfigError
@@ -28,14 +28,24 @@ from ibconn.sim.market.instruments import Instrument
 
 if TYPE_CHECKING:
     from ibconn.sim.broker.broker import Broker
-    from ibconn.sim.server.gateway import SimulatedGateway
 
-__all__ = ["FORMAT", "StateFile", "dump_state", "load_state"]
+__all__ = ["FORMAT", "StateFile", "StateHost", "dump_state", "load_state"]
 
 _log = get_logger("sim")
 FORMAT = 1
 """The file format version written; others are refused on load."""
 _DATETIMES = frozenset({"created", "completed_time", "time"})
+
+
+class StateHost(Protocol):
+    """What the state file reads and restores: the broker and the next order id."""
+
+    @property
+    def broker(self) -> Broker:
+        """The gateway's broker."""
+        ...
+
+    next_order_id: int
 
 
 def _encode(obj: Any) -> dict[str, Any]:
@@ -76,7 +86,7 @@ def _decode(cls: type[Any], data: dict[str, Any], broker: Broker) -> Any:
     return cls(**values)
 
 
-def dump_state(gw: SimulatedGateway) -> dict[str, Any]:
+def dump_state(gw: StateHost) -> dict[str, Any]:
     """The gateway's broker state and next order id as a JSON-ready mapping."""
     state: BrokerState = gw.broker.state()
     return {
@@ -94,7 +104,7 @@ def dump_state(gw: SimulatedGateway) -> dict[str, Any]:
     }
 
 
-def load_state(gw: SimulatedGateway, data: dict[str, Any]) -> None:
+def load_state(gw: StateHost, data: dict[str, Any]) -> None:
     """Replace the gateway's broker state with ``data`` (from :func:`dump_state`);
     raises :class:`ConfigError` for a file of another format or a damaged one."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -124,7 +134,7 @@ def load_state(gw: SimulatedGateway, data: dict[str, Any]) -> None:
 class StateFile:
     """Keeps one gateway's broker state in ``path`` (see the module doc)."""
 
-    def __init__(self, gw: SimulatedGateway, path: str | Path, debounce: float = 0.2) -> None:
+    def __init__(self, gw: StateHost, path: str | Path, debounce: float = 0.2) -> None:
         self.gw = gw
         self.path = Path(path)
         self.debounce = debounce
