@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from ibconn.sim.broker.accounts import CommissionRate
-from ibconn.sim.broker.broker import (
+from ibconn.sim.broker.broker import Broker
+from ibconn.sim.broker.records import (
     AccountEvent,
-    Broker,
     BrokerConfig,
     BrokerEvent,
     CommissionEvent,

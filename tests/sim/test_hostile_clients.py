@@ -12,13 +12,8 @@ from ib_async import IB, LimitOrder, MarketOrder, Order
 
 from ibconn.core.logs import disable_logging, enable_logging
 from ibconn.sim import SimConfig, SimulatedGateway
-from ibconn.sim.broker.broker import (
-    Broker,
-    BrokerEvent,
-    OrderErrorEvent,
-    OrderRequest,
-    OrderStatusEvent,
-)
+from ibconn.sim.broker.broker import Broker
+from ibconn.sim.broker.records import BrokerEvent, OrderErrorEvent, OrderRequest, OrderStatusEvent
 from ibconn.sim.market.instruments import DEFAULT_INSTRUMENTS
 
 from .conftest import RawClient, wait_until

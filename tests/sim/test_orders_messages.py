@@ -17,9 +17,12 @@ from ibapi.decoder import Decoder as ApiDecoder
 from ibapi.order import Order as ApiOrder
 from ibapi.wrapper import EWrapper
 
+from ibconn.sim.broker import account_wire as aw
+from ibconn.sim.broker import order_parsing as op
 from ibconn.sim.broker import order_wire as om
 from ibconn.sim.broker.accounts import AccountValue, PnLFigures
-from ibconn.sim.broker.broker import Broker, BrokerConfig, OrderRequest
+from ibconn.sim.broker.broker import Broker
+from ibconn.sim.broker.records import BrokerConfig, OrderRequest
 
 from .conftest import limit_order
 
@@ -197,11 +200,11 @@ def test_completed_order_decodes(broker: Broker) -> None:
 def test_end_markers_decode() -> None:
     for fields, name in (
         (om.open_order_end_fields(), "openOrderEnd"),
-        (om.position_end_fields(), "positionEnd"),
+        (aw.position_end_fields(), "positionEnd"),
         (om.exec_details_end_fields(12), "execDetailsEnd"),
-        (om.account_download_end_fields(ACCOUNT), "accountDownloadEnd"),
-        (om.account_summary_end_fields(5), "accountSummaryEnd"),
-        (om.account_update_multi_end_fields(6), "accountUpdateMultiEnd"),
+        (aw.account_download_end_fields(ACCOUNT), "accountDownloadEnd"),
+        (aw.account_summary_end_fields(5), "accountSummaryEnd"),
+        (aw.account_update_multi_end_fields(6), "accountUpdateMultiEnd"),
     ):
         assert via_ib_async(fields)[0] == name
         assert via_ibapi(fields)[0] == name
@@ -259,7 +262,7 @@ def test_position_and_portfolio_decode(broker: Broker) -> None:
     limit_order(broker, symbol="ES", sec_type="FUT", exchange="CME", total_quantity=2,
                 lmt_price=6001.0)  # fmt: skip
     (pos,) = broker.positions()
-    fields = om.position_fields(pos)
+    fields = aw.position_fields(pos)
     name, (account, contract, qty, avg) = via_ib_async(fields)
     assert name == "position" and account == ACCOUNT
     assert contract.conId == 637533641 and contract.multiplier == "50"
@@ -267,7 +270,7 @@ def test_position_and_portfolio_decode(broker: Broker) -> None:
     name, (account, contract, qty, avg) = via_ibapi(fields)
     assert qty == Decimal(2) and avg == pytest.approx(pos.avg_cost)
     assert contract.tradingClass == "ES"
-    fields = om.portfolio_fields(pos)
+    fields = aw.portfolio_fields(pos)
     assert len(fields) == 20
     name, args = via_ib_async(fields)
     assert name == "updatePortfolio"
@@ -285,42 +288,42 @@ def test_position_and_portfolio_decode(broker: Broker) -> None:
 
 def test_account_messages_decode() -> None:
     value = AccountValue("NetLiquidation", "1000000.00", "USD", ACCOUNT)
-    assert via_ib_async(om.account_value_fields(value)) == (
+    assert via_ib_async(aw.account_value_fields(value)) == (
         "updateAccountValue",
         ("NetLiquidation", "1000000.00", "USD", ACCOUNT),
     )
-    assert via_ibapi(om.account_value_fields(value))[1] == (
+    assert via_ibapi(aw.account_value_fields(value))[1] == (
         "NetLiquidation",
         "1000000.00",
         "USD",
         ACCOUNT,
     )
-    assert via_ib_async(om.account_time_fields(NOW)) == ("updateAccountTime", ("15:30",))
-    assert via_ibapi(om.account_time_fields(NOW))[1] == ("15:30",)
-    assert via_ib_async(om.account_summary_fields(4, value)) == (
+    assert via_ib_async(aw.account_time_fields(NOW)) == ("updateAccountTime", ("15:30",))
+    assert via_ibapi(aw.account_time_fields(NOW))[1] == ("15:30",)
+    assert via_ib_async(aw.account_summary_fields(4, value)) == (
         "accountSummary",
         (4, ACCOUNT, "NetLiquidation", "1000000.00", "USD"),
     )
-    assert via_ibapi(om.account_summary_fields(4, value))[1][0] == 4
-    assert via_ib_async(om.account_update_multi_fields(5, value)) == (
+    assert via_ibapi(aw.account_summary_fields(4, value))[1][0] == 4
+    assert via_ib_async(aw.account_update_multi_fields(5, value)) == (
         "accountUpdateMulti",
         (5, ACCOUNT, "", "NetLiquidation", "1000000.00", "USD"),
     )
-    assert via_ibapi(om.account_update_multi_fields(5, value))[1][0] == 5
+    assert via_ibapi(aw.account_update_multi_fields(5, value))[1][0] == 5
 
 
 def test_pnl_messages_decode(broker: Broker) -> None:
-    fields = om.pnl_fields(3, PnLFigures(12.5, -3.25, 15.75))
+    fields = aw.pnl_fields(3, PnLFigures(12.5, -3.25, 15.75))
     assert via_ib_async(fields) == ("pnl", (3, 12.5, -3.25, 15.75))
     assert via_ibapi(fields)[1] == (3, 12.5, -3.25, 15.75)
     limit_order(broker, lmt_price=191.0)
     (pos,) = broker.positions()
-    fields = om.pnl_single_fields(4, pos)
+    fields = aw.pnl_single_fields(4, pos)
     name, args = via_ib_async(fields)
     assert name == "pnlSingle" and args[0] == 4 and args[1] == 100
     assert args[5] == pytest.approx(pos.market_value, abs=0.01)
     assert via_ibapi(fields)[1][1] == Decimal(100)
-    _, args = via_ib_async(om.pnl_single_fields(4, None))
+    _, args = via_ib_async(aw.pnl_single_fields(4, None))
     assert args[1] == 0
 
 
@@ -347,7 +350,7 @@ def test_parse_place_order_from_ib_async_fields() -> None:
                        transmit=False, parentId=4, outsideRth=True)  # fmt: skip
     fields = ib_async_place_fields(11, contract, order)
     assert len(fields) == 114
-    req = om.parse_place_order(fields)
+    req = op.parse_place_order(fields)
     assert req.order_id == 11 and req.con_id == 265598 and req.symbol == "AAPL"
     assert req.action == "BUY" and req.total_quantity == 150 and req.order_type == "LMT"
     assert req.lmt_price == 185.25 and req.aux_price is None
@@ -362,12 +365,12 @@ def test_parse_trailing_and_what_if_from_ib_async_fields() -> None:
                         lastTradeDateOrContractMonth="202612")  # fmt: skip
     order = Order(action="SELL", totalQuantity=1, orderType="TRAIL", trailingPercent=1.5,
                   trailStopPrice=5900.0, whatIf=True)  # fmt: skip
-    req = om.parse_place_order(ib_async_place_fields(12, contract, order))
+    req = op.parse_place_order(ib_async_place_fields(12, contract, order))
     assert req.order_type == "TRAIL" and req.trailing_percent == 1.5
     assert req.trail_stop_price == 5900.0 and req.what_if is True
     assert req.last_trade_date == "202612" and req.con_id == 0
     stop = StopOrder("BUY", 5, 191.0)
-    req = om.parse_place_order(ib_async_place_fields(13, contract, stop))
+    req = op.parse_place_order(ib_async_place_fields(13, contract, stop))
     assert req.aux_price == 191.0 and req.lmt_price is None and req.transmit is True
 
 
@@ -392,7 +395,7 @@ def test_parse_place_order_from_ibapi_fields() -> None:
     assert captured, "ibapi sent nothing"
     text = captured[0].decode()
     fields = ["3", *text.split("\0")[:-1]]
-    req = om.parse_place_order(fields)
+    req = op.parse_place_order(fields)
     assert req.order_id == 21 and req.symbol == "AAPL" and req.action == "SELL"
     assert req.total_quantity == 10 and req.order_type == "TRAIL"
     assert req.aux_price == 1.5 and req.trail_stop_price == 188.0 and req.order_ref == "api"
@@ -400,13 +403,13 @@ def test_parse_place_order_from_ibapi_fields() -> None:
 
 
 def test_parse_execution_filter() -> None:
-    req_id, filt = om.parse_execution_filter(
+    req_id, filt = op.parse_execution_filter(
         ["7", "3", "12", "5", ACCOUNT, "20261125 09:00:00", "AAPL", "STK", "SMART", "BUY"]
     )
     assert req_id == 12
     assert filt.client_id == 5 and filt.account == ACCOUNT and filt.symbol == "AAPL"
     assert filt.side == "BUY" and filt.time == "20261125 09:00:00"
-    req_id, filt = om.parse_execution_filter(["7", "3", "13", "0", "", "", "", "", "", ""])
+    req_id, filt = op.parse_execution_filter(["7", "3", "13", "0", "", "", "", "", "", ""])
     assert req_id == 13 and filt.client_id == 0 and not filt.symbol
 
 
@@ -421,11 +424,11 @@ def test_num_formatting() -> None:
 def test_position_multi_decodes(broker: Broker) -> None:
     limit_order(broker, lmt_price=191.0)
     (pos,) = broker.positions()
-    fields = om.position_multi_fields(9, pos, "")
+    fields = aw.position_multi_fields(9, pos, "")
     name, args = via_ib_async(fields)
     assert name == "positionMulti" and args[0] == 9 and args[1] == ACCOUNT and args[4] == 100
     name, args = via_ibapi(fields)
     assert args[0] == 9 and args[1] == ACCOUNT and args[3].conId == 265598
     assert args[4] == Decimal(100) and args[5] == pytest.approx(pos.avg_cost)
-    assert via_ib_async(om.position_multi_end_fields(9))[0] == "positionMultiEnd"
-    assert via_ibapi(om.position_multi_end_fields(9))[0] == "positionMultiEnd"
+    assert via_ib_async(aw.position_multi_end_fields(9))[0] == "positionMultiEnd"
+    assert via_ibapi(aw.position_multi_end_fields(9))[0] == "positionMultiEnd"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ibconn.errors import ConfigError
-from ibconn.sim import Instrument, Market, Quote, SimClock, SimConfig
-from ibconn.sim.market.market import load_replay_csv
+from ibconn.sim import Instrument, Market, MarketQuote, SimClock, SimConfig
+from ibconn.sim.market.walk import load_replay_csv
 
 
 def _path(market: Market, symbol: str, steps: int) -> list[tuple[float, float, float]]:
@@ -58,7 +58,7 @@ def test_listeners_set_price_and_start_prices() -> None:
     market = Market(SimConfig(start_prices={"AAPL": 100.0, "EURUSD": 1.2}))
     assert abs(market.quote("AAPL").mid - 100.0) < 0.05
     assert abs(market.quote("EUR.USD").mid - 1.2) < 0.001
-    seen: list[tuple[str, Quote]] = []
+    seen: list[tuple[str, MarketQuote]] = []
     # Options (priced from their underlying) are notified after it: watch the rest.
     market.add_listener(
         lambda inst, q: inst.sec_type != "OPT" and seen.append((inst.symbol, q.copy()))

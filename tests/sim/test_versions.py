@@ -25,8 +25,10 @@ from ibapi.order import Order as ApiOrder
 from ibapi.wrapper import EWrapper
 
 from ibconn.sim import SimConfig, SimulatedGateway
+from ibconn.sim.broker import order_parsing as op
 from ibconn.sim.broker import order_wire as om
-from ibconn.sim.broker.broker import Broker, BrokerConfig, OrderRequest, SimOrder
+from ibconn.sim.broker.broker import Broker
+from ibconn.sim.broker.records import BrokerConfig, OrderRequest, SimOrder
 from ibconn.sim.market.instruments import DEFAULT_INSTRUMENTS
 from ibconn.sim.market.options import black_scholes
 from ibconn.sim.market.ticks import tick_option_computation
@@ -246,7 +248,7 @@ def test_place_order_parses_at_every_version(version: int) -> None:
     order.ocaGroup, order.ocaType = "g", 3
     order.goodTillDate, order.tif = "20261225 16:00:00 UTC", "GTD"
     order.whatIf = True
-    req = om.parse_place_order(ibapi_place_fields(version, 21, order), version=version)
+    req = op.parse_place_order(ibapi_place_fields(version, 21, order), version=version)
     assert req.order_id == 21 and req.order_type == "TRAIL"
     assert req.trailing_percent == 1.5 and req.aux_price is None
     assert req.oca_group == "g" and req.oca_type == 3

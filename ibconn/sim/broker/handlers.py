@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeAlias
 
+from ibconn.sim.broker import account_wire as aw
+from ibconn.sim.broker import order_parsing as op
 from ibconn.sim.broker import order_wire as om
 from ibconn.sim.broker.ports import BrokerHost
 from ibconn.sim.broker.service import GatewayBroker
@@ -56,9 +58,7 @@ class BrokerGateway(BrokerHost, Protocol):
         ...
 
 
-BrokerHandler: TypeAlias = Callable[
-    [BrokerGateway, ClientLink, list[str]], Awaitable[None] | None
-]
+BrokerHandler: TypeAlias = Callable[[BrokerGateway, ClientLink, list[str]], Awaitable[None] | None]
 """An order or account request handler: ``(gateway, session, fields)``."""
 
 __all__ = [
@@ -126,7 +126,7 @@ def _no_answer(gw: BrokerGateway, session: ClientLink, fields: list[str]) -> Non
 
 def _place_order(gw: BrokerGateway, session: ClientLink, fields: list[str]) -> None:
     try:
-        request = om.parse_place_order(fields, version=session.server_version)
+        request = op.parse_place_order(fields, version=session.server_version)
     except ValueError as exc:
         raise RequestParseError(f"placeOrder: {exc}") from None
     broker = _broker(gw)
@@ -202,7 +202,7 @@ def _req_completed_orders(gw: BrokerGateway, session: ClientLink, fields: list[s
 
 def _req_executions(gw: BrokerGateway, session: ClientLink, fields: list[str]) -> None:
     try:
-        req_id, filt = om.parse_execution_filter(fields)
+        req_id, filt = op.parse_execution_filter(fields)
     except ValueError as exc:
         raise RequestParseError(f"reqExecutions: {exc}") from None
     cid = _client_id(session)
@@ -233,8 +233,8 @@ def _req_positions_multi(gw: BrokerGateway, session: ClientLink, fields: list[st
     broker = _broker(gw)
     wanted = None if not account or account.upper() == "ALL" else account
     for pos in broker.positions(wanted):
-        session.send(*om.position_multi_fields(req_id, pos, model_code))
-    session.send(*om.position_multi_end_fields(req_id))
+        session.send(*aw.position_multi_fields(req_id, pos, model_code))
+    session.send(*aw.position_multi_end_fields(req_id))
 
 
 # ---------------------------------------------------------------------------- account
@@ -252,9 +252,7 @@ def _req_account_updates(gw: BrokerGateway, session: ClientLink, fields: list[st
         broker.unsubscribe_account_updates(session)
 
 
-def _req_account_updates_multi(
-    gw: BrokerGateway, session: ClientLink, fields: list[str]
-) -> None:
+def _req_account_updates_multi(gw: BrokerGateway, session: ClientLink, fields: list[str]) -> None:
     reader = FieldReader(fields)
     reader.read_int("version")
     req_id = reader.read_int("reqId")
@@ -281,9 +279,7 @@ def _req_account_summary(gw: BrokerGateway, session: ClientLink, fields: list[st
     _broker(gw).subscribe_account_summary(session, req_id, group, tags)
 
 
-def _cancel_account_summary(
-    gw: BrokerGateway, session: ClientLink, fields: list[str]
-) -> None:
+def _cancel_account_summary(gw: BrokerGateway, session: ClientLink, fields: list[str]) -> None:
     reader = FieldReader(fields)
     reader.read_int("version")
     _broker(gw).cancel_value_sub(session, "summary", reader.read_int("reqId"))

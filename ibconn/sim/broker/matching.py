@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 
 __all__ = [
-    "Quote",
+    "BookQuote",
     "conforms_to_tick",
     "is_size_multiple",
     "limit_marketable",
@@ -40,7 +40,7 @@ def _clean(value: float | None) -> float | None:
 
 
 @dataclass(frozen=True, slots=True)
-class Quote:
+class BookQuote:
     """The current market of one instrument: bid, ask and last (``None`` if absent)."""
 
     bid: float | None = None
@@ -48,7 +48,7 @@ class Quote:
     last: float | None = None
 
     @classmethod
-    def of(cls, bid: float | None, ask: float | None, last: float | None) -> Quote:
+    def of(cls, bid: float | None, ask: float | None, last: float | None) -> BookQuote:
         """Build a quote, turning NaN, infinite and non-positive prices into ``None``."""
         return cls(_clean(bid), _clean(ask), _clean(last))
 
@@ -70,13 +70,13 @@ class Quote:
         return self.bid if self.bid is not None else self.ask
 
 
-def touch(action: str, quote: Quote) -> float | None:
+def touch(action: str, quote: BookQuote) -> float | None:
     """The price a marketable order of ``action`` trades at: ask for BUY, bid for SELL."""
     side = quote.ask if action == "BUY" else quote.bid
     return side if side is not None else quote.last
 
 
-def limit_marketable(action: str, limit: float, quote: Quote) -> bool:
+def limit_marketable(action: str, limit: float, quote: BookQuote) -> bool:
     """True when a limit order can trade now: ask <= limit (BUY) or bid >= limit (SELL)."""
     price = touch(action, quote)
     if price is None:
@@ -86,7 +86,7 @@ def limit_marketable(action: str, limit: float, quote: Quote) -> bool:
     return price >= limit - _EPS
 
 
-def stop_triggered(action: str, stop: float, quote: Quote) -> bool:
+def stop_triggered(action: str, stop: float, quote: BookQuote) -> bool:
     """True when a stop at ``stop`` fires.
 
     BUY: ask or last at or above the stop. SELL: bid or last at or below it.

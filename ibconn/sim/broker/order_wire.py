@@ -15,19 +15,15 @@ Layouts follow ``tws-protocol.md`` §5 and the two clients' decoders
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from ibconn.sim.broker.accounts import AccountValue, PnLFigures, PositionSnapshot
-from ibconn.sim.broker.broker import (
-    ExecutionFilter,
+from ibconn.sim.broker.records import (
     OrderPreview,
-    OrderRequest,
     SimExecution,
     SimOrder,
 )
 from ibconn.sim.market.instruments import Instrument
-from ibconn.sim.protocol.framing import INT32_MAX, INT32_MIN, error_message_fields
+from ibconn.sim.protocol.framing import error_message_fields
 from ibconn.sim.protocol.versions import (
     AUTO_CANCEL_PARENT,
     DURATION,
@@ -40,16 +36,10 @@ from ibconn.sim.protocol.versions import (
 
 __all__ = [
     "UNSET_DOUBLE_TEXT",
-    "account_download_end_fields",
-    "account_summary_end_fields",
-    "account_summary_fields",
-    "account_time_fields",
-    "account_update_multi_end_fields",
-    "account_update_multi_fields",
-    "account_value_fields",
     "commission_report_fields",
     "completed_order_fields",
     "completed_orders_end_fields",
+    "contract11_fields",
     "error_fields",
     "exec_details_end_fields",
     "exec_details_fields",
@@ -58,31 +48,10 @@ __all__ = [
     "open_order_end_fields",
     "open_order_fields",
     "order_status_fields",
-    "parse_execution_filter",
-    "parse_place_order",
-    "pnl_fields",
-    "pnl_single_fields",
-    "portfolio_fields",
-    "position_end_fields",
-    "position_fields",
-    "position_multi_end_fields",
-    "position_multi_fields",
 ]
 
 UNSET_DOUBLE_TEXT = "1.7976931348623157E308"
 """TWS's text for an unset double (e.g. realizedPNL of an opening fill)."""
-
-_UNSET_TEXTS = frozenset(
-    {
-        "",
-        "1.7976931348623157E308",
-        "1.7976931348623157e+308",
-        "1.7976931348623157e308",
-        "1.7976931348623157E+308",
-        "2147483647",
-        "9223372036854775807",
-    }
-)
 
 
 def num(value: float | None) -> str:
@@ -108,7 +77,7 @@ def format_exec_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%d %H:%M:%S") + " UTC"
 
 
-def _contract11(inst: Instrument, exchange: str) -> list[str]:
+def contract11_fields(inst: Instrument, exchange: str) -> list[str]:
     """conId|symbol|secType|lastTradeDate|strike|right|multiplier|exchange|currency|
     localSymbol|tradingClass (the openOrder / completedOrder / execDetails block)."""
     return [
@@ -124,13 +93,6 @@ def _contract11(inst: Instrument, exchange: str) -> list[str]:
         inst.local_symbol,
         inst.trading_class,
     ]
-
-
-def _position_exchange(inst: Instrument) -> str:
-    """The exchange TWS reports in position messages: a stock's primary exchange."""
-    if inst.sec_type == "STK":
-        return inst.primary_exchange or inst.exchange
-    return inst.exchange
 
 
 # ---------------------------------------------------------------------------- orders
@@ -170,7 +132,7 @@ def open_order_fields(
     """openOrder (5) at ``version`` (§5.3); with ``preview`` a what-if answer (whatIf=1)."""
     inst = order.instrument
     f: list[str] = ["5", str(order.order_id)]
-    f += _contract11(inst, order.exchange or inst.exchange)
+    f += contract11_fields(inst, order.exchange or inst.exchange)
     f += [
         order.action,
         num(order.total_quantity),
@@ -304,7 +266,7 @@ def completed_order_fields(order: SimOrder, *, version: int = SERVER_VERSION) ->
     """completedOrder (101) at ``version`` (no order id; status and completed time/status)."""
     inst = order.instrument
     f: list[str] = ["101"]
-    f += _contract11(inst, order.exchange or inst.exchange)
+    f += contract11_fields(inst, order.exchange or inst.exchange)
     f += [
         order.action,
         num(order.total_quantity),
@@ -411,7 +373,7 @@ def exec_details_fields(
     ``pendingPriceRevision`` ends the message from 178 only."""
     inst = ex.instrument
     f: list[str] = ["11", str(req_id), str(ex.order_id)]
-    f += _contract11(inst, ex.exchange)
+    f += contract11_fields(inst, ex.exchange)
     f += [
         ex.exec_id,
         format_exec_time(ex.time),
@@ -454,306 +416,3 @@ def commission_report_fields(ex: SimExecution) -> list[str]:
         UNSET_DOUBLE_TEXT,  # yield
         "",  # yieldRedemptionDate
     ]
-
-
-# ---------------------------------------------------------------------------- positions
-
-
-def position_fields(pos: PositionSnapshot) -> list[str]:
-    """position (61) v=3 (v>=3 so that ibapi reads avgCost)."""
-    inst = pos.instrument
-    return [
-        "61",
-        "3",
-        pos.account,
-        *_contract11(inst, _position_exchange(inst)),
-        num(pos.quantity),
-        num(round(pos.avg_cost, 8)),
-    ]
-
-
-def position_multi_fields(req_id: int, pos: PositionSnapshot, model_code: str = "") -> list[str]:
-    """positionMulti (71) v=1."""
-    inst = pos.instrument
-    return [
-        "71",
-        "1",
-        str(req_id),
-        pos.account,
-        *_contract11(inst, _position_exchange(inst)),
-        num(pos.quantity),
-        num(round(pos.avg_cost, 8)),
-        model_code,
-    ]
-
-
-def position_multi_end_fields(req_id: int) -> list[str]:
-    """positionMultiEnd (72)."""
-    return ["72", "1", str(req_id)]
-
-
-def position_end_fields() -> list[str]:
-    """positionEnd (62)."""
-    return ["62", "1"]
-
-
-def portfolio_fields(pos: PositionSnapshot) -> list[str]:
-    """updatePortfolio (7) v=8 (ib_async needs exactly these 20 fields)."""
-    inst = pos.instrument
-    return [
-        "7",
-        "8",
-        str(inst.con_id),
-        inst.symbol,
-        inst.sec_type,
-        inst.last_trade_date,
-        num(inst.strike),
-        inst.right,
-        inst.multiplier_text,
-        inst.primary_exchange,
-        inst.currency,
-        inst.local_symbol,
-        inst.trading_class,
-        num(pos.quantity),
-        num(round(pos.market_price, 8)),
-        num(round(pos.market_value, 2)),
-        num(round(pos.avg_cost, 8)),
-        num(round(pos.unrealized_pnl, 2)),
-        num(round(pos.realized_pnl, 2)),
-        pos.account,
-    ]
-
-
-# ---------------------------------------------------------------------------- account
-
-
-def account_value_fields(value: AccountValue) -> list[str]:
-    """updateAccountValue (6) v=2."""
-    return ["6", "2", value.key, value.value, value.currency, value.account]
-
-
-def account_time_fields(moment: datetime) -> list[str]:
-    """updateAccountTime (8) v=1 ``HH:MM``."""
-    return ["8", "1", moment.strftime("%H:%M")]
-
-
-def account_download_end_fields(account: str) -> list[str]:
-    """accountDownloadEnd (54)."""
-    return ["54", "1", account]
-
-
-def account_summary_fields(req_id: int, value: AccountValue) -> list[str]:
-    """accountSummary (63) v=1."""
-    return ["63", "1", str(req_id), value.account, value.key, value.value, value.currency]
-
-
-def account_summary_end_fields(req_id: int) -> list[str]:
-    """accountSummaryEnd (64)."""
-    return ["64", "1", str(req_id)]
-
-
-def account_update_multi_fields(
-    req_id: int, value: AccountValue, model_code: str = ""
-) -> list[str]:
-    """accountUpdateMulti (73) v=1."""
-    return [
-        "73",
-        "1",
-        str(req_id),
-        value.account,
-        model_code,
-        value.key,
-        value.value,
-        value.currency,
-    ]
-
-
-def account_update_multi_end_fields(req_id: int) -> list[str]:
-    """accountUpdateMultiEnd (74)."""
-    return ["74", "1", str(req_id)]
-
-
-def pnl_fields(req_id: int, pnl: PnLFigures) -> list[str]:
-    """pnl (94), no version: daily, unrealized, realized."""
-    return [
-        "94",
-        str(req_id),
-        num(round(pnl.daily_pnl, 2)),
-        num(round(pnl.unrealized_pnl, 2)),
-        num(round(pnl.realized_pnl, 2)),
-    ]
-
-
-def pnl_single_fields(req_id: int, pos: PositionSnapshot | None) -> list[str]:
-    """pnlSingle (95), no version: pos, daily, unrealized, realized, value.
-
-    ``None`` (no such position) sends zero quantity and unset P&L values.
-    """
-    if pos is None:
-        return ["95", str(req_id), "0", UNSET_DOUBLE_TEXT, UNSET_DOUBLE_TEXT,
-                UNSET_DOUBLE_TEXT, UNSET_DOUBLE_TEXT]  # fmt: skip
-    return [
-        "95",
-        str(req_id),
-        num(pos.quantity),
-        num(round(pos.daily_pnl, 2)),
-        num(round(pos.unrealized_pnl, 2)),
-        num(round(pos.realized_pnl, 2)),
-        num(round(pos.market_value, 2)),
-    ]
-
-
-# ---------------------------------------------------------------------------- parsing
-
-
-def _text(fields: Sequence[str], i: int) -> str:
-    return fields[i].strip() if i < len(fields) else ""
-
-
-def _opt_float(text: str) -> float | None:
-    text = text.strip()
-    if text in _UNSET_TEXTS:
-        return None
-    if text in {"Infinite", "-Infinite"}:  # how the clients write infinities
-        return math.inf if text[0] == "I" else -math.inf
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"not a number: {text!r}") from None
-    if math.isnan(value) or value == 1.7976931348623157e308:
-        return None
-    return value  # infinities stay: the broker refuses them as out of range
-
-
-def _opt_int(text: str, default: int = 0, name: str = "field") -> int:
-    """An int field as TWS reads it (32-bit); ``ValueError`` names ``name`` when unreadable."""
-    text = text.strip()
-    if text in _UNSET_TEXTS:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        try:
-            as_float = float(text)
-        except ValueError:
-            raise ValueError(f"{name} is not an integer: {text[:40]!r}") from None
-        if not as_float.is_integer():
-            raise ValueError(f"{name} is not an integer: {text[:40]!r}") from None
-        value = int(as_float)
-    if not INT32_MIN <= value <= INT32_MAX:
-        raise ValueError(f"{name} is not a 32-bit integer: {text[:40]!r}")
-    return value
-
-
-def _flag(text: str, default: bool = False) -> bool:
-    text = text.strip().lower()
-    if text == "":
-        return default
-    return text in {"1", "true"}
-
-
-def parse_place_order(fields: Sequence[str], *, version: int = SERVER_VERSION) -> OrderRequest:
-    """Read placeOrder (3), as a client at ``version`` sends it, into an :class:`OrderRequest`.
-
-    Fields 1-34 are read by position; the rest is walked (BAG legs,
-    delta-neutral, scale, hedge, delta-neutral contract and algo blocks are
-    skipped) to find goodAfterTime/goodTillDate, ocaType, trailStopPrice,
-    trailingPercent and whatIf. Below 177 the deprecated ``faProfile`` follows
-    ``faPercentage``. The fields after whatIf (duration, postToAts, ... from
-    158-170) are not read. Raises ``ValueError`` for a malformed request.
-    """
-    if len(fields) < 35 or _text(fields, 0) != "3":
-        raise ValueError(f"placeOrder needs at least 35 fields, got {len(fields)}")
-    quantity = _opt_float(fields[17])
-    req = OrderRequest(
-        order_id=_opt_int(fields[1], name="orderId"),
-        con_id=_opt_int(fields[2], name="conId"),
-        symbol=_text(fields, 3),
-        sec_type=_text(fields, 4).upper(),
-        last_trade_date=_text(fields, 5),
-        exchange=_text(fields, 9).upper(),
-        primary_exchange=_text(fields, 10).upper(),
-        currency=_text(fields, 11).upper(),
-        local_symbol=_text(fields, 12),
-        trading_class=_text(fields, 13),
-        action=_text(fields, 16).upper(),
-        total_quantity=quantity if quantity is not None else 0.0,
-        order_type=_text(fields, 18).upper(),
-        lmt_price=_opt_float(fields[19]),
-        aux_price=_opt_float(fields[20]),
-        tif=_text(fields, 21).upper() or "DAY",
-        oca_group=_text(fields, 22),
-        account=_text(fields, 23),
-        open_close=_text(fields, 24),
-        origin=_opt_int(fields[25], name="origin"),
-        order_ref=fields[26],
-        transmit=_flag(fields[27], True),
-        parent_id=_opt_int(fields[28], name="parentId"),
-        outside_rth=_flag(fields[33]),
-        hidden=_flag(fields[34]),
-    )
-    i = 35
-    if req.sec_type == "BAG":
-        legs = _opt_int(_text(fields, i))
-        i += 1 + 8 * legs
-        order_legs = _opt_int(_text(fields, i))
-        i += 1 + order_legs
-        params = _opt_int(_text(fields, i))
-        i += 1 + 2 * params
-    # i: sharesAllocation, discretionaryAmt, goodAfterTime, goodTillDate, FA x3 (x4 with
-    # faProfile below 177), modelCode, shortSaleSlot, designatedLocation, exemptCode, ocaType
-    fa_profile = 1 if version < FA_PROFILE_DESUPPORT else 0
-    req.good_after_time = _text(fields, i + 2)
-    req.good_till_date = _text(fields, i + 3)
-    req.oca_type = _opt_int(_text(fields, i + 11 + fa_profile))
-    # ocaType +1: rule80A settlingFirm allOrNone minQty percentOffset eTradeOnly firmQuoteOnly
-    # nbboPriceCap auctionStrategy startingPrice stockRefPrice delta stockRangeLower/Upper
-    # overridePercentageConstraints volatility volatilityType deltaNeutralOrderType
-    i += 12 + fa_profile + 17
-    dn_type = _text(fields, i)
-    i += 2  # deltaNeutralOrderType, deltaNeutralAuxPrice
-    if dn_type:
-        i += 8
-    i += 2  # continuousUpdate, referencePriceType
-    req.trail_stop_price = _opt_float(_text(fields, i))
-    req.trailing_percent = _opt_float(_text(fields, i + 1))
-    i += 2
-    i += 2  # scaleInitLevelSize, scaleSubsLevelSize
-    increment = _opt_float(_text(fields, i))
-    i += 1
-    if increment is not None and increment > 0:
-        i += 7
-    i += 3  # scaleTable, activeStartTime, activeStopTime
-    hedge_type = _text(fields, i)
-    i += 1
-    if hedge_type:
-        i += 1
-    i += 4  # optOutSmartRouting, clearingAccount, clearingIntent, notHeld
-    if _flag(_text(fields, i)):
-        i += 3
-    i += 1
-    algo = _text(fields, i)
-    i += 1
-    if algo:
-        count = _opt_int(_text(fields, i))
-        i += 1 + 2 * count
-    i += 1  # algoId
-    req.what_if = _flag(_text(fields, i))
-    return req
-
-
-def parse_execution_filter(fields: Sequence[str]) -> tuple[int, ExecutionFilter]:
-    """Read reqExecutions (7): ``7|3|reqId|clientId|acctCode|time|symbol|secType|exchange|side``.
-
-    Returns ``(req_id, filter)``; raises ``ValueError`` for a non-numeric id.
-    """
-    req_id = _opt_int(_text(fields, 2), -1, "reqId")
-    return req_id, ExecutionFilter(
-        client_id=_opt_int(_text(fields, 3), name="clientId"),
-        account=_text(fields, 4),
-        time=_text(fields, 5),
-        symbol=_text(fields, 6),
-        sec_type=_text(fields, 7),
-        exchange=_text(fields, 8),
-        side=_text(fields, 9),
-    )

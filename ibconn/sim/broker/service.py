@@ -30,11 +30,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from ibconn.core.logs import get_logger
+from ibconn.sim.broker import account_wire as aw
 from ibconn.sim.broker import order_wire as om
 from ibconn.sim.broker.accounts import DEFAULT_COMMISSIONS, AccountValue, CommissionRate
-from ibconn.sim.broker.broker import (
+from ibconn.sim.broker.broker import Broker
+from ibconn.sim.broker.matching import BookQuote
+from ibconn.sim.broker.ports import BrokerHost
+from ibconn.sim.broker.records import (
     AccountEvent,
-    Broker,
     BrokerConfig,
     BrokerEvent,
     CommissionEvent,
@@ -44,13 +47,11 @@ from ibconn.sim.broker.broker import (
     OrderStatusEvent,
     PositionEvent,
 )
-from ibconn.sim.broker.matching import Quote
-from ibconn.sim.broker.ports import BrokerHost
 from ibconn.sim.market.instruments import Instrument
 from ibconn.sim.protocol.ports import ClientLink
 
 if TYPE_CHECKING:
-    from ibconn.sim.market.market import Quote as MarketQuote
+    from ibconn.sim.market.quotes import MarketQuote
 
 __all__ = ["GatewayBroker", "broker_config_from"]
 
@@ -189,14 +190,14 @@ class GatewayBroker(Broker):
 
     # ------------------------------------------------------------------ market
 
-    def _market_quote(self, inst: Instrument) -> Quote | None:
+    def _market_quote(self, inst: Instrument) -> BookQuote | None:
         try:
             q = self.gateway.market.quote(inst.con_id)
         except KeyError:
             return None
-        return Quote.of(q.bid, q.ask, q.last)
+        return BookQuote.of(q.bid, q.ask, q.last)
 
-    def quote(self, instrument: Instrument) -> Quote:
+    def quote(self, instrument: Instrument) -> BookQuote:
         """The market's live quote of ``instrument`` (the gateway's prices are the truth)."""
         return self._market_quote(instrument) or super().quote(instrument)
 
@@ -287,7 +288,7 @@ class GatewayBroker(Broker):
             self._send_order(event.execution.client_id, lambda _version: report)
         elif isinstance(event, PositionEvent):
             pos = event.position
-            fields = om.position_fields(pos)
+            fields = aw.position_fields(pos)
             for session in list(self._position_subs):
                 session.send(*fields)
             for sub in self._value_subs:
@@ -318,8 +319,8 @@ class GatewayBroker(Broker):
         """reqPositions: every position (closed ones today too), positionEnd, then pushes."""
         self._position_subs.add(session)
         for pos in self.positions(include_closed=True):
-            session.send(*om.position_fields(pos))
-        session.send(*om.position_end_fields())
+            session.send(*aw.position_fields(pos))
+        session.send(*aw.position_end_fields())
 
     def unsubscribe_positions(self, session: ClientLink) -> None:
         """cancelPositions."""
@@ -341,11 +342,11 @@ class GatewayBroker(Broker):
 
     def _send_value(self, sub: _ValueSub, value: AccountValue) -> None:
         if sub.kind == "updates":
-            sub.session.send(*om.account_value_fields(value))
+            sub.session.send(*aw.account_value_fields(value))
         elif sub.kind == "multi":
-            sub.session.send(*om.account_update_multi_fields(sub.req_id, value, sub.model_code))
+            sub.session.send(*aw.account_update_multi_fields(sub.req_id, value, sub.model_code))
         else:
-            sub.session.send(*om.account_summary_fields(sub.req_id, value))
+            sub.session.send(*aw.account_summary_fields(sub.req_id, value))
 
     def _flush_values(self, sub: _ValueSub) -> int:
         sent = 0
@@ -357,7 +358,7 @@ class GatewayBroker(Broker):
                 sent += 1
         if sent and sub.kind == "updates":
             now = datetime.fromtimestamp(self.gateway.clock.time(), self.gateway.timezone)
-            sub.session.send(*om.account_time_fields(now))
+            sub.session.send(*aw.account_time_fields(now))
         return sent
 
     def _send_portfolio(self, sub: _ValueSub, *, force: bool = False) -> None:
@@ -371,7 +372,7 @@ class GatewayBroker(Broker):
                 if previous is None and pos.quantity == 0 and not force:
                     continue
                 sub.portfolio[key] = state
-                sub.session.send(*om.portfolio_fields(pos))
+                sub.session.send(*aw.portfolio_fields(pos))
 
     def subscribe_account_updates(self, session: ClientLink, account: str) -> None:
         """reqAccountUpdates(True): values, portfolio, time, accountDownloadEnd, then pushes."""
@@ -384,8 +385,8 @@ class GatewayBroker(Broker):
             self._send_value(sub, value)
         self._send_portfolio(sub)
         now = datetime.fromtimestamp(self.gateway.clock.time(), self.gateway.timezone)
-        session.send(*om.account_time_fields(now))
-        session.send(*om.account_download_end_fields(account))
+        session.send(*aw.account_time_fields(now))
+        session.send(*aw.account_download_end_fields(account))
 
     def unsubscribe_account_updates(self, session: ClientLink) -> None:
         """reqAccountUpdates(False)."""
@@ -409,7 +410,7 @@ class GatewayBroker(Broker):
         )  # fmt: skip
         self._value_subs.append(sub)
         self._flush_values(sub)
-        session.send(*om.account_update_multi_end_fields(req_id))
+        session.send(*aw.account_update_multi_end_fields(req_id))
 
     def subscribe_account_summary(
         self, session: ClientLink, req_id: int, group: str, tags: list[str]
@@ -418,7 +419,7 @@ class GatewayBroker(Broker):
         sub = _ValueSub("summary", session, req_id, self.accounts, tags=tuple(tags))
         self._value_subs.append(sub)
         self._flush_values(sub)
-        session.send(*om.account_summary_end_fields(req_id))
+        session.send(*aw.account_summary_end_fields(req_id))
 
     def cancel_value_sub(self, session: ClientLink, kind: str, req_id: int) -> None:
         """cancelAccountUpdatesMulti / cancelAccountSummary."""
@@ -460,10 +461,10 @@ class GatewayBroker(Broker):
 
     def _send_pnl(self, sub: _PnLSub) -> None:
         if sub.con_id is None:
-            sub.session.send(*om.pnl_fields(sub.req_id, self.pnl(sub.account)))
+            sub.session.send(*aw.pnl_fields(sub.req_id, self.pnl(sub.account)))
         else:
             pos = self.position(sub.account, sub.con_id)
-            sub.session.send(*om.pnl_single_fields(sub.req_id, pos))
+            sub.session.send(*aw.pnl_single_fields(sub.req_id, pos))
 
     def push_pnl(self) -> None:
         """Send every PnL / PnL single subscriber its current figures."""

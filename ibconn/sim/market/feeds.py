@@ -44,7 +44,8 @@ from ibconn.sim.market.history import (
     format_bar_time,
 )
 from ibconn.sim.market.instruments import Instrument
-from ibconn.sim.market.market import Change, Market, Quote
+from ibconn.sim.market.market import Market
+from ibconn.sim.market.quotes import Change, MarketQuote
 from ibconn.sim.market.ticks import (
     BID_ASK_MASK,
     DELAYED_TICK_TYPES,
@@ -120,7 +121,7 @@ class Subscription:
         self.inst = inst
         self.task: asyncio.Task[None] | None = None
 
-    def on_quote(self, quote: Quote) -> None:
+    def on_quote(self, quote: MarketQuote) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -162,7 +163,7 @@ class MktDataSub(Subscription):
         self.trades = inst.sec_type != "CASH"
         self.option = inst.sec_type == "OPT"
 
-    def snapshot_frames(self, quote: Quote) -> list[bytes]:
+    def snapshot_frames(self, quote: MarketQuote) -> list[bytes]:
         r, t = self.req_id, self.t
         frames = [
             tick_price(r, t[TickType.BID], quote.bid, quote.bid_size, BID_ASK_MASK),
@@ -186,7 +187,7 @@ class MktDataSub(Subscription):
             frames.append(tick_string(r, t[TickType.LAST_TIMESTAMP], str(int(quote.last_time))))
         return frames + self._option_frames(quote)
 
-    def _option_frames(self, quote: Quote) -> list[bytes]:
+    def _option_frames(self, quote: MarketQuote) -> list[bytes]:
         """An option's computations at the bid, ask and model price (model volatility)."""
         greeks = self.service.gw.market.greeks(self.inst.con_id) if self.option else None
         if greeks is None:
@@ -200,7 +201,7 @@ class MktDataSub(Subscription):
             ),
         ]
 
-    def on_quote(self, quote: Quote) -> None:
+    def on_quote(self, quote: MarketQuote) -> None:
         if quote.fast:
             if not self.halted:
                 self.service.queue_fast(self.session, self._fast_frame(quote))
@@ -227,7 +228,7 @@ class MktDataSub(Subscription):
             frames += self._option_frames(quote)
         self.emit(frames)
 
-    def _fast_frame(self, quote: Quote) -> bytes:
+    def _fast_frame(self, quote: MarketQuote) -> bytes:
         seq, t = quote.seq, self.t
         if self.trades:
             phase = seq % 3
@@ -257,7 +258,7 @@ class TickByTickSub(Subscription):
         self.exchange = inst.primary_exchange or inst.exchange
         self._last_mid = math.nan
 
-    def frame(self, quote: Quote, size_override: int | None = None) -> bytes | None:
+    def frame(self, quote: MarketQuote, size_override: int | None = None) -> bytes | None:
         r, kind, now = self.req_id, self.tbt_type, int(quote.time)
         if kind in (1, 2):
             if math.isnan(quote.last):
@@ -278,7 +279,7 @@ class TickByTickSub(Subscription):
         mid = round(quote.mid, 10)
         return frame_text(f"99\x00{r}\x004\x00{now}\x00{format_float(mid)}\x00")
 
-    def on_quote(self, quote: Quote) -> None:
+    def on_quote(self, quote: MarketQuote) -> None:
         if quote.fast:
             fast = self.frame(quote, size_override=quote.seq)
             if fast is not None and not self.halted:
@@ -334,7 +335,7 @@ class BarBuilder:
         return self.pv / self.volume if self.volume else self.close
 
 
-def price_for(what: str, quote: Quote) -> float:
+def price_for(what: str, quote: MarketQuote) -> float:
     if what == "BID":
         return quote.bid
     if what == "ASK":
@@ -344,7 +345,7 @@ def price_for(what: str, quote: Quote) -> float:
     return round(quote.mid, 10)
 
 
-def _feed(builder: BarBuilder, what: str, quote: Quote) -> None:
+def _feed(builder: BarBuilder, what: str, quote: MarketQuote) -> None:
     changes = quote.changes
     if what in {"TRADES", "ADJUSTED_LAST"}:
         if changes & Change.TRADE or quote.fast:
@@ -364,13 +365,13 @@ class RealTimeBarsSub(Subscription):
         inst: Instrument,
         *,
         what: str,
-        quote: Quote,
+        quote: MarketQuote,
     ) -> None:
         super().__init__(service, session, req_id, inst)
         self.what = what
         self.builder = BarBuilder(price_for(what, quote))
 
-    def on_quote(self, quote: Quote) -> None:
+    def on_quote(self, quote: MarketQuote) -> None:
         _feed(self.builder, self.what, quote)
 
     async def run(self) -> None:
@@ -428,7 +429,7 @@ class HistoryUpdateSub(Subscription):
             self.current_start = start
             self.builder.reset(self.builder.close)
 
-    def on_quote(self, quote: Quote) -> None:
+    def on_quote(self, quote: MarketQuote) -> None:
         self._roll()
         _feed(self.builder, self.what, quote)
 
@@ -547,7 +548,7 @@ class MarketDataFeeds:
 
     # ----------------------------------------------------------------- streaming
 
-    def _on_quote(self, inst: Instrument, quote: Quote) -> None:
+    def _on_quote(self, inst: Instrument, quote: MarketQuote) -> None:
         subs = self._by_con_id.get(inst.con_id)
         if subs:
             for sub in tuple(subs):

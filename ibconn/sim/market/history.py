@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ibconn.sim.market.instruments import Instrument
-from ibconn.sim.market.market import tick_decimals
+from ibconn.sim.market.quotes import tick_decimals
 
 __all__ = [
     "BAR_SIZES",

@@ -1,9 +1,9 @@
 """Prices of the simulated gateway: a seeded random walk or a recorded replay, per instrument.
 
-:class:`Market` holds the current :class:`Quote` of every instrument and tells
+:class:`Market` holds the current :class:`MarketQuote` of every instrument and tells
 its listeners about every change (``market.add_listener(callback)``; the
 callback receives the :class:`~ibconn.sim.market.instruments.Instrument` and the
-live, mutable :class:`Quote`: copy it with :meth:`Quote.copy` to keep it).
+live, mutable :class:`MarketQuote`: copy it with :meth:`MarketQuote.copy` to keep it).
 
 The random walk moves the bid one tick down, leaves it, or moves it one tick
 up (30/40/30 %), keeps the instrument's spread in whole ticks, redraws the
@@ -26,35 +26,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import math
-import random
 import time
-from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, field, replace
-from decimal import Decimal
-from enum import IntFlag
-from pathlib import Path
-from typing import Protocol
+from collections.abc import Iterable
 
 from ibconn.core.logs import get_logger
 from ibconn.sim.config import SimConfig
 from ibconn.sim.market.clock import SimClock
 from ibconn.sim.market.instruments import Instrument, InstrumentBook
 from ibconn.sim.market.options import Greeks, price_option
+from ibconn.sim.market.quotes import BlastResult, Change, FlowControl, MarketQuote, QuoteListener
+from ibconn.sim.market.walk import RandomWalk, ReplayRow, load_replay_csv
 
-__all__ = [
-    "BlastResult",
-    "Change",
-    "FlowControl",
-    "Market",
-    "Quote",
-    "QuoteListener",
-    "RandomWalk",
-    "ReplayRow",
-    "load_replay_csv",
-    "tick_decimals",
-]
+__all__ = ["Market"]
 
 _log = get_logger("sim")
 
@@ -63,268 +47,6 @@ OPTION_REPRICE_INTERVAL = 0.1
 """Real seconds between two automatic re-pricings of one underlying's options (manual
 ``step``/``set_price`` re-price at once)."""
 _COLD_INTERVAL = 0.25
-
-
-class Change(IntFlag):
-    """What one quote update changed."""
-
-    NONE = 0
-    BID = 1
-    ASK = 2
-    TRADE = 4
-    HIGH = 8
-    LOW = 16
-
-
-@dataclass(slots=True)
-class Quote:
-    """The current market of one instrument (prices on its tick grid)."""
-
-    con_id: int
-    bid: float
-    ask: float
-    last: float
-    bid_size: float
-    ask_size: float
-    last_size: float
-    volume: float
-    open: float
-    high: float
-    low: float
-    close: float
-    time: float
-    """Simulated epoch time of the last update."""
-    last_time: float
-    """Simulated epoch time of the last trade."""
-    seq: int = 0
-    """Update counter (in max mode and blasts: the sequence number the stream carries)."""
-    fast: bool = False
-    """True for max-mode and blast updates: streamed in the compact, sequence-numbered form."""
-    changes: Change = Change.NONE
-    """What the latest update changed."""
-
-    @property
-    def mid(self) -> float:
-        """Mid price ``(bid + ask) / 2``."""
-        return (self.bid + self.ask) / 2.0
-
-    def copy(self) -> Quote:
-        """A detached copy (listeners receive the live object)."""
-        return replace(self)
-
-
-QuoteListener = Callable[[Instrument, Quote], None]
-
-
-class FlowControl(Protocol):
-    """What the market needs from the streams in max mode and blasts."""
-
-    def is_hot(self, con_id: int) -> bool:
-        """Whether a writable subscriber streams this instrument."""
-        ...
-
-    async def wait_writable(self, con_ids: Collection[int]) -> None:
-        """Return when every subscriber of these instruments has drained its socket."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class BlastResult:
-    """What :meth:`Market.blast` sent: ``count`` updates numbered 1..count."""
-
-    con_id: int
-    count: int
-    started: float
-    """``time.monotonic()`` before the first update."""
-    finished: float
-    """``time.monotonic()`` after the last batch was written and drained."""
-    marks: tuple[tuple[int, float], ...] = field(default=())
-    """``(last sequence number of a batch, time.monotonic() after it was drained)``."""
-
-    @property
-    def rate(self) -> float:
-        """Updates per second over the whole blast."""
-        elapsed = self.finished - self.started
-        return self.count / elapsed if elapsed > 0 else float("inf")
-
-
-def tick_decimals(tick: float) -> int:
-    """Decimal places of a tick size (0.01 → 2, 0.00005 → 5, 0.25 → 2)."""
-    exponent = Decimal(repr(tick)).normalize().as_tuple().exponent
-    return max(0, -exponent) if isinstance(exponent, int) else 8
-
-
-def _lot(inst: Instrument) -> int:
-    if inst.sec_type == "STK":
-        return 100
-    if inst.sec_type == "CASH":
-        return 100_000
-    return 1
-
-
-class RandomWalk:
-    """The seeded price process of one instrument, on its tick grid (prices kept in ticks)."""
-
-    def __init__(
-        self, inst: Instrument, start_price: float, seed: int, trade_probability: float
-    ) -> None:
-        self.inst = inst
-        self.tick = inst.min_tick
-        self.decimals = tick_decimals(inst.min_tick)
-        self.rng = random.Random(f"ibconn-sim:{seed}:{inst.con_id}")
-        self.spread_ticks = max(1, round(inst.spread / inst.min_tick))
-        self.lot = _lot(inst)
-        self.trades = inst.sec_type != "CASH" and trade_probability > 0
-        self.trade_probability = trade_probability
-        self.bid_ticks = max(1, round(start_price / self.tick) - self.spread_ticks // 2)
-
-    def price(self, ticks: int) -> float:
-        """``ticks`` as a price, rounded to the tick grid's decimals."""
-        return round(ticks * self.tick, self.decimals)
-
-    def to_ticks(self, price: float) -> int:
-        """The nearest whole number of ticks for ``price`` (at least 1)."""
-        return max(1, round(price / self.tick))
-
-    def initial_quote(self, now: float) -> Quote:
-        """The quote before the first step (day open = start price)."""
-        bid = self.price(self.bid_ticks)
-        ask = self.price(self.bid_ticks + self.spread_ticks)
-        mid = round((bid + ask) / 2, self.decimals + 1)
-        last = self.price(self.bid_ticks) if self.trades else float("nan")
-        close = self.price(max(1, self.bid_ticks - 3 * self.spread_ticks))
-        return Quote(
-            con_id=self.inst.con_id,
-            bid=bid,
-            ask=ask,
-            last=last,
-            bid_size=float(self.lot * 5),
-            ask_size=float(self.lot * 5),
-            last_size=float(self.lot) if self.trades else 0.0,
-            volume=float(self.lot * 1000) if self.trades else 0.0,
-            open=mid if not self.trades else last,
-            high=ask if not self.trades else last,
-            low=bid if not self.trades else last,
-            close=close,
-            time=now,
-            last_time=now,
-        )
-
-    def step(self, quote: Quote, now: float) -> Change:
-        """Advance ``quote`` by one random step; return what changed."""
-        rng = self.rng
-        r = rng.random()
-        move = -1 if r < 0.3 else (1 if r >= 0.7 else 0)
-        if move and self.bid_ticks + move >= 1:
-            self.bid_ticks += move
-        changes = Change.NONE
-        bid = self.price(self.bid_ticks)
-        ask = self.price(self.bid_ticks + self.spread_ticks)
-        bid_size = float(self.lot * rng.randint(1, 10))
-        ask_size = float(self.lot * rng.randint(1, 10))
-        if bid != quote.bid or bid_size != quote.bid_size:
-            changes |= Change.BID
-        if ask != quote.ask or ask_size != quote.ask_size:
-            changes |= Change.ASK
-        quote.bid, quote.ask, quote.bid_size, quote.ask_size = bid, ask, bid_size, ask_size
-        if self.trades and rng.random() < self.trade_probability:
-            quote.last = bid if rng.random() < 0.5 else ask
-            quote.last_size = float(self.lot * rng.randint(1, 5))
-            quote.volume += quote.last_size
-            quote.last_time = now
-            changes |= Change.TRADE
-        reference = quote.last if self.trades else quote.mid
-        if reference > quote.high:
-            quote.high = reference
-            changes |= Change.HIGH
-        if reference < quote.low:
-            quote.low = reference
-            changes |= Change.LOW
-        quote.time = now
-        quote.changes = changes
-        return changes
-
-    def set_price(self, quote: Quote, price: float, now: float) -> Change:
-        """Move the market to ``price``: a trade there (if the instrument trades) and
-        the bid/ask around it. Does not consume random numbers."""
-        ticks = self.to_ticks(price)
-        self.bid_ticks = max(1, ticks - self.spread_ticks // 2)
-        quote.bid = self.price(self.bid_ticks)
-        quote.ask = self.price(self.bid_ticks + self.spread_ticks)
-        changes = Change.BID | Change.ASK
-        reference = quote.mid
-        if self.trades:
-            quote.last = self.price(ticks)
-            quote.last_size = float(self.lot)
-            quote.volume += quote.last_size
-            quote.last_time = now
-            changes |= Change.TRADE
-            reference = quote.last
-        if reference > quote.high:
-            quote.high = reference
-            changes |= Change.HIGH
-        if reference < quote.low:
-            quote.low = reference
-            changes |= Change.LOW
-        quote.time = now
-        quote.changes = changes
-        return changes
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayRow:
-    """One recorded quote update (``None`` = unchanged)."""
-
-    offset: float
-    symbol: str
-    bid: float | None = None
-    ask: float | None = None
-    last: float | None = None
-    bid_size: float | None = None
-    ask_size: float | None = None
-    last_size: float | None = None
-    volume: float | None = None
-
-
-def _cell(row: dict[str, str | None], name: str) -> float | None:
-    text = (row.get(name) or "").strip()
-    return float(text) if text else None
-
-
-def load_replay_csv(path: str | Path) -> list[ReplayRow]:
-    """Read a replay CSV (see the module docstring); rows must be in time order."""
-    rows: list[ReplayRow] = []
-    with Path(path).open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"time", "symbol"} - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
-        first: float | None = None
-        previous = -float("inf")
-        for number, row in enumerate(reader, start=2):
-            try:
-                t = float((row.get("time") or "").strip())
-            except ValueError:
-                raise ValueError(f"{path}:{number}: bad time {row.get('time')!r}") from None
-            if t < previous:
-                raise ValueError(f"{path}:{number}: rows must be in time order")
-            previous = t
-            if first is None:
-                first = t
-            rows.append(
-                ReplayRow(
-                    offset=t - first,
-                    symbol=(row.get("symbol") or "").strip(),
-                    bid=_cell(row, "bid"),
-                    ask=_cell(row, "ask"),
-                    last=_cell(row, "last"),
-                    bid_size=_cell(row, "bid_size"),
-                    ask_size=_cell(row, "ask_size"),
-                    last_size=_cell(row, "last_size"),
-                    volume=_cell(row, "volume"),
-                )
-            )
-    return rows
 
 
 class Market:
@@ -344,7 +66,7 @@ class Market:
         self.seed = config.seed if seed is None else seed
         now = self.clock.time()
         self._walks: dict[int, RandomWalk] = {}
-        self._quotes: dict[int, Quote] = {}
+        self._quotes: dict[int, MarketQuote] = {}
         self._options: dict[int, list[Instrument]] = {}
         """Options priced from each underlying's quotes, by the underlying's conId."""
         self._greeks: dict[int, Greeks] = {}
@@ -383,7 +105,7 @@ class Market:
         """The instrument for a symbol, display name, local symbol or conId."""
         return self.book.resolve(symbol_or_con_id)
 
-    def quote(self, symbol_or_con_id: str | int) -> Quote:
+    def quote(self, symbol_or_con_id: str | int) -> MarketQuote:
         """The live quote of an instrument (mutable: copy it to keep it)."""
         return self._quotes[self.book.resolve(symbol_or_con_id).con_id]
 
@@ -395,17 +117,17 @@ class Market:
         """The model figures of an option priced from its underlying (``None`` otherwise)."""
         return self._greeks.get(con_id)
 
-    def _option_quote(self, option: Instrument, und_price: float, now: float) -> Quote:
+    def _option_quote(self, option: Instrument, und_price: float, now: float) -> MarketQuote:
         bid, ask, greeks = price_option(option, und_price, now)
         self._greeks[option.con_id] = greeks
         mid = round((bid + ask) / 2, 4)
-        return Quote(
+        return MarketQuote(
             con_id=option.con_id, bid=bid, ask=ask, last=float("nan"), bid_size=10.0,
             ask_size=10.0, last_size=0.0, volume=0.0, open=mid, high=mid, low=mid, close=mid,
             time=now, last_time=now,
         )  # fmt: skip
 
-    def _reprice_options(self, under: Instrument, quote: Quote) -> None:
+    def _reprice_options(self, under: Instrument, quote: MarketQuote) -> None:
         now = self.clock.time()
         reference = quote.mid if quote.bid > 0 and quote.ask > 0 else quote.last
         for option in self._options[under.con_id]:
@@ -449,7 +171,7 @@ class Market:
         with contextlib.suppress(ValueError):
             self._listeners.remove(callback)
 
-    def _notify(self, inst: Instrument, quote: Quote) -> None:
+    def _notify(self, inst: Instrument, quote: MarketQuote) -> None:
         for listener in tuple(self._listeners):
             try:
                 listener(inst, quote)
@@ -487,7 +209,7 @@ class Market:
         quote.fast = fast
         self._notify(inst, quote)
 
-    def set_price(self, symbol_or_con_id: str | int, price: float) -> Quote:
+    def set_price(self, symbol_or_con_id: str | int, price: float) -> MarketQuote:
         """Move an instrument to ``price`` now (a trade there, bid/ask around it)."""
         if not price > 0:
             raise ValueError(f"price must be positive, got {price}")

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ibconn.core.logs import get_logger
 from ibconn.errors import IBConnError
-from ibconn.sim.broker.broker import SimExecution, SimOrder
+from ibconn.sim.broker.records import SimExecution, SimOrder
 from ibconn.sim.market.instruments import Instrument
 
 if TYPE_CHECKING:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ibconn.core.logs import get_logger
-from ibconn.sim.broker.broker import (
+from ibconn.sim.broker.records import (
     BrokerEvent,
     CommissionEvent,
     ExecutionEvent,

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from ibconn.core.logs import get_logger
 from ibconn.sim.config import SimConfig
-from ibconn.sim.market.market import BlastResult, Quote
+from ibconn.sim.market.quotes import BlastResult, MarketQuote
 from ibconn.sim.server.connections import GatewayConnections
 from ibconn.sim.server.faults import FaultControls
 
@@ -70,7 +70,7 @@ class SimulatedGateway(GatewayConnections):
         """Restart automatic price updates."""
         self.market.resume()
 
-    def set_price(self, symbol: str | int, price: float) -> Quote:
+    def set_price(self, symbol: str | int, price: float) -> MarketQuote:
         """Move an instrument to ``price`` now; subscribers see the update."""
         return self.market.set_price(symbol, price)
 

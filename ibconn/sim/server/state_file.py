@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ibconn.core.logs import get_logger
 from ibconn.errors import ConfigError
-from ibconn.sim.broker.broker import BrokerEvent, BrokerState, JournalEntry, SimExecution, SimOrder
+from ibconn.sim.broker.records import BrokerEvent, BrokerState, JournalEntry, SimExecution, SimOrder
 from ibconn.sim.market.instruments import Instrument
 
 if TYPE_CHECKING:
