@@ -28,11 +28,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ibconn.sim.market.instruments import Instrument
+from ibconn.sim.protocol.framing import UNSET_DOUBLE
 
 __all__ = [
     "DEFAULT_COMMISSIONS",
     "DEFAULT_MARGINS",
-    "UNSET_DOUBLE",
     "AccountFigures",
     "AccountValue",
     "CommissionRate",
@@ -45,8 +45,6 @@ __all__ = [
     "summary_values",
 ]
 
-UNSET_DOUBLE = 1.7976931348623157e308
-"""TWS's "unset" double (``Double.MAX_VALUE``), e.g. realizedPNL of an opening fill."""
 
 _QTY_EPS = 1e-9
 

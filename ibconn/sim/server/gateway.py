@@ -30,7 +30,7 @@ from ibconn.sim.market.quotes import BlastResult, MarketQuote
 from ibconn.sim.server.connections import GatewayConnections
 from ibconn.sim.server.faults import FaultControls
 
-__all__ = ["GatewayConnections", "SimulatedGateway"]
+__all__ = ["SimulatedGateway"]
 
 
 _log = get_logger("sim")

@@ -16,8 +16,8 @@ from ibconn.sim.broker.broker import Broker
 from ibconn.sim.broker.records import BrokerEvent, OrderErrorEvent, OrderRequest, OrderStatusEvent
 from ibconn.sim.market.instruments import DEFAULT_INSTRUMENTS
 
-from .conftest import RawClient, wait_until
-from .hostile import aapl_contract, encode, place_order_fields
+from ..conftest import RawClient, wait_until
+from ..hostile import aapl_contract, encode, place_order_fields
 
 ACCOUNT = "DU0000001"
 

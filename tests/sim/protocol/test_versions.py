@@ -36,7 +36,7 @@ from ibconn.sim.protocol import versions
 from ibconn.sim.protocol.framing import error_message_fields, format_field
 from ibconn.sim.server.requests import contract_details_fields
 
-from .conftest import RawClient, limit_order
+from ..conftest import RawClient, limit_order
 
 ACCOUNT = "DU1234567"
 NOW = datetime(2026, 11, 25, 15, 30, 5, tzinfo=UTC)

@@ -12,7 +12,7 @@ from ib_async import IB, Stock
 from ibconn.sim import ClientSession, SimConfig, SimulatedGateway
 from ibconn.sim.protocol.ids import In
 
-from .conftest import RawClient, wait_until
+from ..conftest import RawClient, wait_until
 
 
 def frame(payload: bytes) -> bytes:

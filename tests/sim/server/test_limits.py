@@ -10,7 +10,7 @@ from ib_async import IB, Stock
 
 from ibconn.sim import SimConfig, SimulatedGateway
 
-from .conftest import RawClient, wait_until
+from ..conftest import RawClient, wait_until
 
 
 def max_in_one_second(times: list[float]) -> int:

@@ -13,7 +13,7 @@ from ib_async import IB
 from ibconn.__main__ import main
 from ibconn.sim import SimConfig, SimulatedGateway
 
-from .conftest import wait_until
+from ..conftest import wait_until
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -15,7 +15,7 @@ from ibconn.sim import SimConfig, SimulatedGateway
 from ibconn.sim.server.cli import add_sim_parser
 from ibconn.sim.server.control import COMMANDS, ControlCommandError, ControlServer, send_command
 
-from .conftest import wait_until
+from ..conftest import wait_until
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from ib_async import IB, MarketOrder, Option, Stock
 from ibconn.sim import SimConfig, SimulatedGateway
 from ibconn.sim.market.options import RATE, black_scholes, years_to_expiry
 
-from .conftest import connect, wait_until
+from ..conftest import connect, wait_until
 
 START = dt.datetime(2026, 12, 2, 15, 0, tzinfo=dt.UTC)
 

@@ -13,7 +13,7 @@ from ibconn.sim import SimConfig, SimulatedGateway
 from ibconn.sim.broker.handlers import MISSING_EXCHANGE_TEXT
 from ibconn.sim.market.instruments import DEFAULT_INSTRUMENTS, session_hours
 
-from .conftest import connect, wait_until
+from ..conftest import connect, wait_until
 
 START = dt.datetime(2027, 3, 10, 15, 0, tzinfo=dt.UTC)  # a Wednesday
 

@@ -12,7 +12,7 @@ from ib_async import IB, LimitOrder, Stock
 from ibconn.errors import ConfigError
 from ibconn.sim import SimConfig, SimulatedGateway
 
-from .conftest import wait_until
+from ..conftest import wait_until
 
 
 async def test_changes_are_written_once_per_debounce_window_and_on_stop(

@@ -12,7 +12,7 @@ from ib_async import IB, Stock, Ticker
 from ibconn.sim import SimConfig, SimulatedGateway
 from ibconn.sim.protocol.ids import In
 
-from .conftest import RawClient, connect, errors_of, wait_until
+from ..conftest import RawClient, connect, errors_of, wait_until
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from ibconn.sim.broker.accounts import AccountValue, PnLFigures
 from ibconn.sim.broker.broker import Broker
 from ibconn.sim.broker.records import BrokerConfig, OrderRequest
 
-from .conftest import limit_order
+from ..conftest import limit_order
 
 ACCOUNT = "DU1234567"
 NOW = datetime(2026, 11, 25, 15, 30, 5, tzinfo=UTC)

@@ -11,7 +11,7 @@ from ib_async import IB, Forex, LimitOrder, MarketOrder, Stock, Ticker, Trade
 
 from ibconn.sim import SimConfig, SimulatedGateway
 
-from .conftest import RawClient, connect, errors_of, wait_until
+from ..conftest import RawClient, connect, errors_of, wait_until
 
 
 @pytest.fixture

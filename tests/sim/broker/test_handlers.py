@@ -29,7 +29,7 @@ from ibapi.wrapper import EWrapper
 
 from ibconn.sim import SimConfig, SimulatedGateway
 
-from .conftest import wait_until
+from ..conftest import wait_until
 
 ACCOUNT = "DU0000001"
 

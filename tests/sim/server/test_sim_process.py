@@ -15,7 +15,7 @@ from ib_async import IB, LimitOrder, MarketOrder, Stock
 
 from ibconn.__main__ import main
 
-from .conftest import connect, wait_until
+from ..conftest import connect, wait_until
 
 
 @asynccontextmanager

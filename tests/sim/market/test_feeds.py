@@ -6,7 +6,7 @@ import asyncio
 
 from ibconn.sim import SimConfig, SimulatedGateway
 
-from .conftest import RawClient
+from ..conftest import RawClient
 
 AAPL = [265598, "AAPL", "STK", "", 0.0, "", "", "SMART", "", "USD", "", ""]
 
