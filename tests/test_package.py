@@ -9,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import ibconn
+from ibconn.core.moved import OLD_MODULES
 
 PACKAGE_DIR = Path(ibconn.__file__).parent
 # Entry points that own their process may start an event loop; the library may not.
@@ -73,3 +76,41 @@ def test_the_library_uses_asyncio_timeout_not_wait_for() -> None:
         if "asyncio.wait_for(" in path.read_text() and path.name not in APPLICATION_MODULES
     ]
     assert offenders == []
+
+
+def test_every_old_import_path_still_works_with_a_deprecation_warning() -> None:
+    # ibconn 0.1's 40 flat modules moved into packages; their names stay reachable for one release.
+    for old, (_package, names) in OLD_MODULES.items():
+        _forget_old_path(old, names)
+        with pytest.warns(DeprecationWarning, match=rf"ibconn\.{old}"):
+            module = importlib.import_module(f"ibconn.{old}")
+            found = {name: getattr(module, name) for name in names}
+        for name, value in found.items():
+            if name in ibconn.__all__:
+                assert value is getattr(ibconn, name), f"ibconn.{old}.{name}"
+
+
+def _forget_old_path(old: str, names: tuple[str, ...]) -> None:
+    """Undo what an earlier import cached, so that the warning shows again."""
+    module = sys.modules.get(f"ibconn.{old}")
+    if module is None:
+        return
+    if not hasattr(module, "__path__"):  # a shim module: import it afresh
+        del sys.modules[f"ibconn.{old}"]
+        return
+    for name in names:  # a package now: the shim caches each name it resolved
+        module.__dict__.pop(name, None)
+
+
+def test_an_old_path_names_the_public_import_in_its_warning() -> None:
+    module = importlib.import_module("ibconn.orders")  # a package now; OrderHandle was its name
+    module.__dict__.pop("OrderHandle", None)  # the shim caches a resolved name: ask afresh
+    with pytest.warns(DeprecationWarning, match="use 'from ibconn import OrderHandle'"):
+        handle = module.OrderHandle
+    assert handle is ibconn.OrderHandle
+
+
+def test_an_unknown_name_under_an_old_path_is_an_attribute_error() -> None:
+    module = importlib.import_module("ibconn.orders")
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchThing'"):
+        _ = module.NoSuchThing
