@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ibconn.sim.market.instruments import Instrument
-from ibconn.sim.protocol.framing import UNSET_DOUBLE
 
 __all__ = [
     "DEFAULT_COMMISSIONS",

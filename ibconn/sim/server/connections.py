@@ -328,7 +328,7 @@ class GatewayConnections(GatewayCore):
         except RequestParseError as exc:
             self._reject_unreadable(session, None, exc)
             return
-        session._record(now, fields)
+        session.record(now, fields)
         try:
             msg_id = int(fields[0])
         except ValueError:
@@ -394,7 +394,7 @@ class GatewayConnections(GatewayCore):
 
     def _over_rate(self, session: ClientSession, now: float) -> bool:
         cfg = self.config
-        window = session._rate_window
+        window = session.rate_window
         window.append(now)
         cutoff = now - 1.0
         while window and window[0] <= cutoff:
@@ -416,8 +416,8 @@ class GatewayConnections(GatewayCore):
             session.close()
             return True
         if count > cfg.rate_limit:
-            if not session._rate_violating:
-                session._rate_violating = True
+            if not session.rate_violating:
+                session.rate_violating = True
                 session.rate_violations += 1
                 session.send_error(
                     -1,
@@ -437,7 +437,7 @@ class GatewayConnections(GatewayCore):
                     session.close()
                     return True
         else:
-            session._rate_violating = False
+            session.rate_violating = False
         return False
 
     def _start_api(self, session: ClientSession, fields: list[str]) -> None:
@@ -503,7 +503,7 @@ class GatewayConnections(GatewayCore):
                 await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
-                    await session._writer.wait_closed()
+                    await session.wait_closed()
         finally:
             session.done.set()
         if session.api_started:

@@ -103,8 +103,10 @@ class ClientSession:
         self.dropped_while_stalled = 0
         self.market_data_dropped = 0
         self.rate_violations = 0
-        self._rate_violating = False
-        self._rate_window: deque[float] = deque()
+        self.rate_violating = False
+        """True while the client is over the message rate (one error 100 per episode)."""
+        self.rate_window: deque[float] = deque()
+        """Arrival times of the messages inside the current rate window."""
         size = gateway.config.message_log_size
         self.received = MessageLog(size, gateway.config.message_log_bytes)
         """The last decoded messages (after the handshake), at most ``message_log_size`` of
@@ -223,7 +225,8 @@ class ClientSession:
             market_data_dropped=self.market_data_dropped,
         )
 
-    def _record(self, now: float, fields: list[str]) -> None:
+    def record(self, now: float, fields: list[str]) -> None:
+        """Log one decoded message and call the received hooks (a failing hook is logged)."""
         message = ReceivedMessage(now, tuple(fields), self.client_id)
         self.received.append(message)
         self.gateway.received.append(message)
@@ -232,6 +235,10 @@ class ClientSession:
                 hook(self, fields)
             except Exception:
                 _log.exception("received hook {} failed", hook)
+
+    async def wait_closed(self) -> None:
+        """Wait until the socket is closed."""
+        await self._writer.wait_closed()
 
     def spawn(self, coro: Coroutine[Any, Any, _T], name: str | None = None) -> asyncio.Task[_T]:
         """Run ``coro`` as a task that is cancelled when this session ends."""
