@@ -32,7 +32,7 @@ def _fresh(old: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     full = f"ibconn.{old}"
     if old in NEW_PACKAGES:
         module = importlib.import_module(full)
-        for name in OLD_MODULES[old][1]:
+        for name in OLD_MODULES[old][1].split():
             monkeypatch.delitem(module.__dict__, name, raising=False)
         return module
     monkeypatch.delitem(sys.modules, full, raising=False)
@@ -56,7 +56,7 @@ def test_old_sim_path_yields_the_same_objects_with_a_warning(
     old: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     module = _fresh(old, monkeypatch)
-    for name in OLD_MODULES[old][1]:
+    for name in OLD_MODULES[old][1].split():
         with pytest.warns(DeprecationWarning, match=rf"ibconn\.{old}\.{name} is an import path"):
             value = getattr(module, name)
         expected = _new_home(name)

@@ -147,6 +147,11 @@ class GatewayConnections(GatewayCore):
 
     async def _drop(self, client_id: int | None, *, graceful: bool) -> None:
         targets = [s for s in list(self._sessions) if client_id is None or s.client_id == client_id]
+        if graceful:  # what was sent before (a 1300's new port) reaches the client first
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    for session in targets:
+                        await self.faults.flush_output(session)
         for session in targets:
             if graceful:
                 session.close()
@@ -156,6 +161,11 @@ class GatewayConnections(GatewayCore):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2.0):
                     await session.done.wait()
+            if not session.done.is_set():  # a client that never closed its side
+                session.abort()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await session.done.wait()
 
     async def restart(
         self,

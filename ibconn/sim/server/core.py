@@ -52,7 +52,8 @@ DEPARTED_LOGS = 16
 
 
 class SessionWatcher(Protocol):
-    """Told when a session starts and ends (the fault controls are one)."""
+    """Told when a session starts and ends, and asked to flush what it holds back for one
+    (the fault controls are one)."""
 
     def session_started(self, session: ClientSession) -> None:
         """``session`` finished its handshake."""
@@ -60,6 +61,10 @@ class SessionWatcher(Protocol):
 
     def session_closed(self, session: ClientSession) -> None:
         """``session`` is gone."""
+        ...
+
+    async def flush_output(self, session: ClientSession) -> None:
+        """Return once output held back for ``session`` (shaped, delayed) has been written."""
         ...
 
 
