@@ -350,8 +350,8 @@ class PositionService(Service):
             raise InvalidInputError(f"what_if() takes an OrderSpec, got {type(spec).__name__}")
         self._require_ib("preview an order")
         orders = self._orders
-        resolved = await orders._resolve(spec.symbol)
-        checked = await orders._validate(spec, resolved)
+        resolved = await orders.resolve(spec.symbol)
+        checked = await orders.check(spec, resolved)
         ib = self._require_ib("preview an order")
         order = Order()
         apply_spec(order, checked)
