@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["OLD_MODULES", "install_old_module_finder", "old_names_getattr"]
+__all__ = ["OLD_MODULES", "RENAMED", "install_old_module_finder", "old_names_getattr"]
 
 OLD_MODULES: dict[str, tuple[str, str]] = {
     "alerts": ("core", "Alert AlertBus AlertSink AlertStatistics Severity"),
@@ -160,7 +160,7 @@ OLD_MODULES: dict[str, tuple[str, str]] = {
     ),
     "sim.history": (
         "sim",
-        "BAR_SIZES WHAT_TO_SHOW HistoryRequestError bar_start duration_bar_count "
+        "BAR_SIZES Bar WHAT_TO_SHOW HistoryRequestError bar_start duration_bar_count "
         "format_bar_time generate_bars parse_bar_size parse_end_time",
     ),
     "sim.instruments": (
@@ -168,11 +168,11 @@ OLD_MODULES: dict[str, tuple[str, str]] = {
         "DEFAULT_INSTRUMENTS SCHEDULES Instrument InstrumentBook MarketRule market_rules "
         "session_hours",
     ),
-    "sim.market_data": ("sim", "DELAYED_TICK_TYPES TickType"),
+    "sim.market_data": ("sim", "DELAYED_TICK_TYPES MarketDataService TickType"),
     "sim.matching": (
         "sim",
-        "conforms_to_tick is_size_multiple limit_marketable round_to_tick stop_triggered touch "
-        "trail_offset trail_stop_after",
+        "Quote conforms_to_tick is_size_multiple limit_marketable round_to_tick stop_triggered "
+        "touch trail_offset trail_stop_after",
     ),
     "sim.message_log": ("sim", "MessageLog ReceivedMessage message_bytes"),
     "sim.options": ("sim", "RATE Greeks black_scholes price_option years_to_expiry"),
@@ -189,7 +189,7 @@ OLD_MODULES: dict[str, tuple[str, str]] = {
     ),
     "sim.prices": (
         "sim",
-        "BlastResult Change FlowControl Market QuoteListener RandomWalk ReplayRow "
+        "BlastResult Change FlowControl Market Quote QuoteListener RandomWalk ReplayRow "
         "load_replay_csv tick_decimals",
     ),
     "sim.protocol": (
@@ -211,12 +211,26 @@ OLD_MODULES: dict[str, tuple[str, str]] = {
 """Old module (under ``ibconn.``) -> (the package holding its names now, its ``__all__`` then)."""
 
 
+RENAMED: dict[str, dict[str, str]] = {
+    "sim.prices": {"Quote": "MarketQuote"},
+    "sim.matching": {"Quote": "BookQuote"},
+    "sim.market_data": {"MarketDataService": "MarketDataFeeds"},
+}
+"""Names an old module had that live on under another name (old module -> old -> new)."""
+
+
+def _public_root(package: str) -> str:
+    """The public namespace for names of ``package``: ``ibconn.sim`` for the gateway's."""
+    return "ibconn.sim" if package == "sim" or package.startswith("sim.") else "ibconn"
+
+
 def _find(name: str, package: str) -> Any:
-    """The object called ``name``: in ``ibconn``, else in ``ibconn.<package>``, else anywhere."""
-    top = sys.modules["ibconn"]
-    if name in getattr(top, "__all__", ()):
-        return getattr(top, name)
-    for root in (f"ibconn.{package}", "ibconn"):
+    """The object called ``name``: public first, else in ``ibconn.<package>``, else anywhere
+    below the public namespace (``ibconn`` or ``ibconn.sim``)."""
+    public = importlib.import_module(_public_root(package))
+    if name in getattr(public, "__all__", ()):
+        return getattr(public, name)
+    for root in (f"ibconn.{package}", public.__name__):
         found = _search(importlib.import_module(root), name)
         if found is not _MISSING:
             return found
@@ -237,9 +251,14 @@ def _search(root: types.ModuleType, name: str) -> Any:
     return _MISSING
 
 
-def _warn(old: str, name: str | None) -> None:
+def _warn(old: str, name: str | None, new_name: str | None = None) -> None:
     what = f"ibconn.{old}.{name}" if name else f"ibconn.{old}"
-    hint = f"'from ibconn import {name}'" if name and _is_public(name) else "the ibconn package"
+    public = _public_root(OLD_MODULES[old][0])
+    target = new_name or name
+    if target and target in getattr(importlib.import_module(public), "__all__", ()):
+        hint = f"'from {public} import {target}'"
+    else:
+        hint = f"the {public} package"
     warnings.warn(
         f"{what} is an import path of ibconn 0.1 and goes in 0.3; use {hint}",
         DeprecationWarning,
@@ -247,19 +266,17 @@ def _warn(old: str, name: str | None) -> None:
     )
 
 
-def _is_public(name: str) -> bool:
-    return name in getattr(sys.modules["ibconn"], "__all__", ())
-
-
 def old_names_getattr(old: str) -> Callable[[str], Any]:
     """A module ``__getattr__`` resolving the old names of ``ibconn.<old>`` with a warning."""
     package, names = OLD_MODULES[old][0], OLD_MODULES[old][1].split()
+    renamed = RENAMED.get(old, {})
 
     def __getattr__(name: str) -> Any:
         if name not in names:
             raise AttributeError(f"module 'ibconn.{old}' has no attribute {name!r}")
-        _warn(old, name)
-        value = _find(name, package)
+        new_name = renamed.get(name, name)
+        _warn(old, name, new_name)
+        value = _find(new_name, package)
         sys.modules[f"ibconn.{old}"].__dict__[name] = value  # warn once per name
         return value
 

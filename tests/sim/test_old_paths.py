@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import ibconn.sim
-from ibconn.core.moved import OLD_MODULES
+from ibconn.core.moved import OLD_MODULES, RENAMED
 
 SIM_PATHS = sorted(old for old in OLD_MODULES if old.startswith("sim."))
 NEW_PACKAGES = ("sim.broker", "sim.protocol")  # old module paths that are packages now
@@ -59,7 +59,7 @@ def test_old_sim_path_yields_the_same_objects_with_a_warning(
     for name in OLD_MODULES[old][1].split():
         with pytest.warns(DeprecationWarning, match=rf"ibconn\.{old}\.{name} is an import path"):
             value = getattr(module, name)
-        expected = _new_home(name)
+        expected = _new_home(RENAMED.get(old, {}).get(name, name))
         if isinstance(value, (type, type(_new_home))):
             assert value is expected, f"ibconn.{old}.{name}"
         else:
@@ -75,6 +75,25 @@ def test_old_sim_names_are_the_simulators_not_the_clients(
     broker = _fresh("sim.broker", monkeypatch)
     with pytest.warns(DeprecationWarning):
         assert broker.Broker is ibconn.sim.Broker
+
+
+@pytest.mark.parametrize(
+    ("old", "name", "new"),
+    [
+        ("sim.prices", "Quote", "MarketQuote"),
+        ("sim.matching", "Quote", "BookQuote"),
+        ("sim.market_data", "MarketDataService", "MarketDataFeeds"),
+        ("sim.history", "Bar", "Bar"),
+    ],
+)
+def test_a_name_the_client_also_has_resolves_to_the_simulators(
+    old: str, name: str, new: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = _fresh(old, monkeypatch)
+    with pytest.warns(DeprecationWarning, match=rf"ibconn\.{old}\.{name} is an import path"):
+        value = getattr(module, name)
+    assert value is _new_home(new)
+    assert value is not getattr(ibconn, name, None)  # never the client's Quote, Bar, ...
 
 
 def test_sim_quote_is_renamed_market_quote_with_a_warning() -> None:
