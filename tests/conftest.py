@@ -6,12 +6,13 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import helpers
 import pytest
-from helpers import connected, gateway
+from helpers import connected
 
 from ibconn import IBConnector
 from ibconn.core.logs import disable_logging, enable_logging
-from ibconn.sim import SimulatedGateway
+from ibconn.sim import SimConfig, SimulatedGateway
 
 
 @pytest.fixture(autouse=True)
@@ -43,9 +44,26 @@ def gateway_options() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def gw(gateway_options: dict[str, Any]) -> AsyncIterator[SimulatedGateway]:
-    """A simulated gateway with the order tests' defaults, changed by ``gateway_options``."""
-    async with gateway(**gateway_options) as gateway_:
+def sim_config(gateway_options: dict[str, Any]) -> SimConfig:
+    """The settings of ``gw``: prices that move only when a test says so, fills at once,
+    changed by ``gateway_options`` (``tests/sim`` overrides it with the gateway's defaults)."""
+    return helpers.sim_config(**gateway_options)
+
+
+@pytest.fixture
+def gateway_prices() -> dict[str, float]:
+    """Prices ``gw`` starts with (a package or module overrides this fixture)."""
+    return {"AAPL": 190.0}
+
+
+@pytest.fixture
+async def gw(
+    sim_config: SimConfig, gateway_prices: dict[str, float]
+) -> AsyncIterator[SimulatedGateway]:
+    """The one simulated gateway fixture of the suite, on a free port of 127.0.0.1."""
+    async with SimulatedGateway(port=0, config=sim_config) as gateway_:
+        for symbol, price in gateway_prices.items():
+            gateway_.set_price(symbol, price)
         yield gateway_
 
 

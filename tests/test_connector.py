@@ -27,7 +27,7 @@ from ibconn.connection.session import ConnectionEvent
 from ibconn.core.alerts import Alert
 from ibconn.core.codes import Severity
 from ibconn.core.streams import Subscription
-from ibconn.sim import SimulatedGateway
+from ibconn.sim import SimConfig, SimulatedGateway
 from ibconn.sim.protocol.ids import In
 
 pytestmark = pytest.mark.timeout(30)
@@ -44,9 +44,14 @@ def fast(gw: SimulatedGateway, **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def gw() -> AsyncIterator[SimulatedGateway]:
-    async with SimulatedGateway(port=0, seed=1) as gateway:
-        yield gateway
+def sim_config() -> SimConfig:
+    """The gateway's defaults (prices move on their own), seeded."""
+    return SimConfig(seed=1)
+
+
+@pytest.fixture
+def gateway_prices() -> dict[str, float]:
+    return {}
 
 
 class Recorder(Service):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time
+from typing import Any
 
 import pytest
-from helpers import gateway, next_item, refused, risky, until
+from helpers import next_item, refused, risky, until
 
 from ibconn.config.settings import RiskSettings
 from ibconn.core.codes import Severity
@@ -19,10 +19,9 @@ pytestmark = pytest.mark.timeout(30)
 
 
 @pytest.fixture
-async def gw() -> AsyncIterator[SimulatedGateway]:
-    """The shared gateway with P&L and portfolio updates every 50 ms (the figures move fast)."""
-    async with gateway(account_update_interval=0.05, pnl_interval=0.05) as gateway_:
-        yield gateway_
+def gateway_options() -> dict[str, Any]:
+    """P&L and portfolio updates every 50 ms (the figures move fast)."""
+    return {"account_update_interval": 0.05, "pnl_interval": 0.05}
 
 
 async def test_daily_loss_trips_the_kill_switch(gw: SimulatedGateway) -> None:

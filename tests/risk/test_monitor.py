@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
-from helpers import gateway, next_item, risky
+from helpers import next_item, risky
 
 from ibconn.core.codes import Severity
 from ibconn.sim import SimulatedGateway
@@ -14,10 +14,9 @@ pytestmark = pytest.mark.timeout(30)
 
 
 @pytest.fixture
-async def gw() -> AsyncIterator[SimulatedGateway]:
-    """The shared gateway with P&L and portfolio updates every 50 ms (the figures move fast)."""
-    async with gateway(account_update_interval=0.05, pnl_interval=0.05) as gateway_:
-        yield gateway_
+def gateway_options() -> dict[str, Any]:
+    """P&L and portfolio updates every 50 ms (the figures move fast)."""
+    return {"account_update_interval": 0.05, "pnl_interval": 0.05}
 
 
 async def test_exposure_stream_and_threshold_alerts_as_prices_move(gw: SimulatedGateway) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from ib_async import IB
 
-from ibconn.sim import SimConfig, SimulatedGateway
+from ibconn.sim import SimConfig
 from ibconn.sim.broker.broker import Broker
 from ibconn.sim.broker.records import OrderRequest, SimOrder
 
@@ -170,14 +170,14 @@ class RawClient:
 
 @pytest.fixture
 def sim_config() -> SimConfig:
-    """Settings for the ``gw`` fixture (override per module)."""
+    """The gateway's own defaults for the shared ``gw`` fixture (override per module)."""
     return SimConfig()
 
 
 @pytest.fixture
-async def gw(sim_config: SimConfig) -> AsyncIterator[SimulatedGateway]:
-    async with SimulatedGateway(port=0, config=sim_config) as gateway:
-        yield gateway
+def gateway_prices() -> dict[str, float]:
+    """The gateway's tests start from its configured prices."""
+    return {}
 
 
 @pytest.fixture
