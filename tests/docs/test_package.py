@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tarfile
@@ -58,3 +59,21 @@ def test_twine_check_passes(dist: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("PASSED") == 2, result.stdout
+
+
+def test_the_readme_links_are_absolute_so_they_work_on_a_package_index() -> None:
+    readme = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)]+)\)", readme)
+    assert targets
+    relative = [t for t in targets if not t.startswith("https://")]
+    assert not relative, relative
+
+
+def test_the_readme_sets_up_a_venv_and_keeps_the_command_ci_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    test_command = "python -m pip install -e '.[dev]' && python -m pytest"
+    assert test_command in ci and test_command in readme
+    assert "python -m pip install . && python -m ibconn demo" in readme
+    setup = readme[readme.index("```bash") : readme.index("python -m ibconn demo")]
+    assert "python3 -m venv .venv" in setup and ". .venv/bin/activate" in setup
