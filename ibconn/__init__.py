@@ -76,13 +76,8 @@ from ibconn.positions.models import (
 from ibconn.positions.pnl import PositionLedger, PositionState, apply_fill
 from ibconn.positions.service import PositionService, PositionStatistics
 from ibconn.risk.exits import ExitLevel, ExitPlan
-from ibconn.risk.service import (
-    Exposure,
-    InstrumentExposure,
-    KillSwitchState,
-    RiskLimit,
-    RiskService,
-)
+from ibconn.risk.models import Exposure, InstrumentExposure, KillSwitchState, RiskLimit
+from ibconn.risk.service import RiskService
 from ibconn.wire.gc_tuning import GcState, gc_state, restore_gc, tune_gc_for_streaming
 
 __version__ = "0.1.0"

@@ -6,8 +6,8 @@ protocols that the consuming package declares), so a test can build one
 service over fakes, and an application can inject its own ``IB`` factory
 (a subclass, or an instrumented one) with ``IBConnector(ib_factory=...)``.
 
-The supervisor resyncs services in the order they are added here: market
-orders, market data, positions, risk, exits.
+The supervisor resyncs services by their ``order`` (market data 10, orders 20,
+positions 30, risk 40, exits 50), whatever the order they are added in.
 """
 
 from __future__ import annotations
@@ -61,12 +61,13 @@ def assemble(settings: ConnectorSettings, *, ib_factory: Callable[[], IB] = IB) 
     positions = PositionService(
         supervisor, contracts, settings, alerts, orders, market_data=market_data
     )
-    # Risk installs itself as the order service's pre-trade check.
     risk = RiskService(supervisor, contracts, settings, alerts, orders, market_data=market_data)
+    orders.set_pre_trade_check(risk)  # every order and change passes the limits
     # limits see ibconn's positions; their changes wake the exposure monitor
     risk.attach_positions(positions.holdings, positions.position_updates)
-    exits = ExitService(supervisor, contracts, settings, alerts, orders, risk=risk)
+    exits = ExitService(contracts, settings, alerts, orders, risk=risk)
     exits.attach_positions(positions.position_updates)  # resize on changes
+    risk.on_kill_switch_change(exits.on_kill_switch)  # a reset brings the exits back
     for service in (orders, market_data, positions, risk, exits):
         supervisor.add_service(service)
     return ConnectorParts(

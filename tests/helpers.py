@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from ibconn import IBConnector
+import pytest
+
+from ibconn import IBConnector, RiskRejectedError
 from ibconn.core.streams import Subscription
 from ibconn.sim import SimulatedGateway
 from ibconn.sim.config import SimConfig
@@ -93,3 +95,16 @@ async def connected(gw: SimulatedGateway, **overrides: Any) -> IBConnector:
     connector = IBConnector(**fast(gw, **overrides))
     await connector.connect()
     return connector
+
+
+async def risky(gw: SimulatedGateway, **risk: Any) -> IBConnector:
+    """A connector with these risk limits and a fast exposure monitor."""
+    risk.setdefault("exposure_interval", 0.05)
+    return await connected(gw, risk=risk)
+
+
+async def refused(call: Awaitable[object]) -> RiskRejectedError:
+    """The :class:`RiskRejectedError` that awaiting ``call`` raises."""
+    with pytest.raises(RiskRejectedError) as info:
+        await call
+    return info.value

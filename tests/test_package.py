@@ -80,7 +80,8 @@ def test_the_library_uses_asyncio_timeout_not_wait_for() -> None:
 
 def test_every_old_import_path_still_works_with_a_deprecation_warning() -> None:
     # ibconn 0.1's 40 flat modules moved into packages; their names stay reachable for one release.
-    for old, (_package, names) in OLD_MODULES.items():
+    for old, (_package, listed) in OLD_MODULES.items():
+        names = tuple(listed.split())
         _forget_old_path(old, names)
         with pytest.warns(DeprecationWarning, match=rf"ibconn\.{old}"):
             module = importlib.import_module(f"ibconn.{old}")

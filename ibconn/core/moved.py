@@ -23,308 +23,145 @@ from typing import Any
 
 __all__ = ["OLD_MODULES", "install_old_module_finder", "old_names_getattr"]
 
-OLD_MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "alerts": ("core", ("Alert", "AlertBus", "AlertSink", "AlertStatistics", "Severity")),
+OLD_MODULES: dict[str, tuple[str, str]] = {
+    "alerts": ("core", "Alert AlertBus AlertSink AlertStatistics Severity"),
     "arguments": (
         "core",
-        (
-            "MAX_CAPACITY",
-            "MAX_TIMEOUT",
-            "capacity_arg",
-            "check_contract",
-            "flag_arg",
-            "number_arg",
-            "text_arg",
-            "text_problem",
-            "timeout_arg",
-        ),
+        "MAX_CAPACITY MAX_TIMEOUT capacity_arg check_contract flag_arg number_arg text_arg "
+        "text_problem timeout_arg",
     ),
     "bars": (
         "market_data",
-        (
-            "BarAggregator",
-            "HISTORICAL_BAR_SIZES",
-            "STREAM_BAR_SIZES",
-            "max_request_span",
-            "parse_bar_size",
-            "parse_duration",
-        ),
+        "BarAggregator HISTORICAL_BAR_SIZES STREAM_BAR_SIZES max_request_span parse_bar_size "
+        "parse_duration",
     ),
-    "closing": ("connection", ("install_safe_close", "safe_disconnect")),
+    "closing": ("connection", "install_safe_close safe_disconnect"),
     "codes": (
         "core",
-        (
-            "CANCEL_FAILED_CODES",
-            "CODE_TABLE",
-            "CONNECTIVITY_LOST_CODES",
-            "CONNECTIVITY_RESTORED_CODES",
-            "CodeCategory",
-            "CodeInfo",
-            "FARM_BROKEN_CODES",
-            "FARM_INACTIVE_CODES",
-            "FARM_OK_CODES",
-            "NOT_CONNECTED_CODES",
-            "ORDER_REJECT_CODES",
-            "ORDER_REJECT_JSON_RANGE",
-            "PACING_CODES",
-            "RecoveryAction",
-            "Severity",
-            "classify",
-            "codes_in",
-            "farm_name",
-            "is_warning",
-            "port_from_1300",
-        ),
+        "CANCEL_FAILED_CODES CODE_TABLE CONNECTIVITY_LOST_CODES CONNECTIVITY_RESTORED_CODES "
+        "CodeCategory CodeInfo FARM_BROKEN_CODES FARM_INACTIVE_CODES FARM_OK_CODES "
+        "NOT_CONNECTED_CODES ORDER_REJECT_CODES ORDER_REJECT_JSON_RANGE PACING_CODES "
+        "RecoveryAction Severity classify codes_in farm_name is_warning port_from_1300",
     ),
     "config": (
         "config",
-        (
-            "ConnectorSettings",
-            "ENV_PREFIX",
-            "LogLevel",
-            "MarketDataType",
-            "YAML_SECTION",
-            "config_error_from_validation",
-            "read_yaml_section",
-        ),
+        "ConnectorSettings ENV_PREFIX LogLevel MarketDataType YAML_SECTION "
+        "config_error_from_validation read_yaml_section",
     ),
     "contracts": (
         "contracts",
-        (
-            "ContractLike",
-            "ContractResolver",
-            "ResolvedContract",
-            "symbol_key",
-            "to_contract",
-            "trading_symbol",
-        ),
+        "ContractLike ContractResolver ResolvedContract symbol_key to_contract trading_symbol",
     ),
-    "demo": ("cli", ("add_demo_parser", "run_demo")),
-    "exits": ("risk", ("ExitLevel", "ExitPlan", "ExitService")),
-    "fills": (
-        "orders",
-        ("FillLedger", "LedgerOutcome", "LedgerResult", "exec_revision", "to_decimal"),
-    ),
-    "frames": ("market_data", ("to_frame",)),
-    "gc_tuning": ("wire", ("GcState", "gc_state", "restore_gc", "tune_gc_for_streaming")),
-    "history": ("market_data", ("HistoryFetcher", "WHAT_TO_SHOW", "check_request")),
+    "demo": ("cli", "add_demo_parser run_demo"),
+    "exits": ("risk", "ExitLevel ExitPlan ExitService"),
+    "fills": ("orders", "FillLedger LedgerOutcome LedgerResult exec_revision to_decimal"),
+    "frames": ("market_data", "to_frame"),
+    "gc_tuning": ("wire", "GcState gc_state restore_gc tune_gc_for_streaming"),
+    "history": ("market_data", "HistoryFetcher WHAT_TO_SHOW check_request"),
     "inbound": (
         "wire",
-        ("InboundReport", "MAX_FRAME_BYTES", "install_inbound_guard", "order_message_problem"),
+        "InboundReport MAX_FRAME_BYTES install_inbound_guard order_message_problem",
     ),
-    "logs": ("core", ("CATEGORIES", "Category", "disable_logging", "enable_logging", "get_logger")),
+    "logs": ("core", "CATEGORIES Category disable_logging enable_logging get_logger"),
     "market_data": (
         "market_data",
-        (
-            "LineInfo",
-            "MarketDataService",
-            "MarketDataStatistics",
-            "MarketDataSubscription",
-            "MarketStream",
-            "StreamKind",
-        ),
+        "LineInfo MarketDataService MarketDataStatistics MarketDataSubscription MarketStream "
+        "StreamKind",
     ),
-    "market_data_api": ("market_data", ("MarketDataMethods",)),
+    "market_data_api": ("market_data", "MarketDataMethods"),
     "market_lines": (
         "market_data",
-        (
-            "Backfill",
-            "Feed",
-            "InstrumentState",
-            "Line",
-            "LineInfo",
-            "MKT",
-            "MarketDataStatistics",
-            "RTB",
-            "STREAM_POLICIES",
-            "TBT",
-            "quote_replaces",
-        ),
+        "Backfill Feed InstrumentState Line LineInfo MKT MarketDataStatistics RTB STREAM_POLICIES "
+        "TBT quote_replaces",
     ),
-    "market_streams": ("market_data", ("MarketDataSubscription", "MarketStream")),
+    "market_streams": ("market_data", "MarketDataSubscription MarketStream"),
     "models": (
         "market_data",
-        (
-            "Bar",
-            "BarSource",
-            "MarketDataItem",
-            "Quote",
-            "StatusKind",
-            "StreamKind",
-            "StreamStatus",
-            "Tick",
-            "TickKind",
-            "Trade",
-            "TradeSource",
-        ),
+        "Bar BarSource MarketDataItem Quote StatusKind StreamKind StreamStatus Tick TickKind "
+        "Trade TradeSource",
     ),
-    "order_api": ("orders", ("OrderMethods",)),
+    "order_api": ("orders", "OrderMethods"),
     "order_convert": (
         "orders",
-        (
-            "absorb_order",
-            "apply_spec",
-            "aware_utc",
-            "map_tws_status",
-            "pnl_or_none",
-            "price_or_none",
-            "spec_following",
-            "spec_from_order",
-            "spec_key",
-            "to_fill",
-            "with_commission",
-        ),
+        "absorb_order apply_spec aware_utc map_tws_status pnl_or_none price_or_none "
+        "spec_following spec_from_order spec_key to_fill with_commission",
     ),
     "order_models": (
         "orders",
-        (
-            "Fill",
-            "MAX_PRICE",
-            "MAX_QUANTITY",
-            "OrderAction",
-            "OrderError",
-            "OrderSnapshot",
-            "OrderSpec",
-            "OrderStatus",
-            "OrderType",
-            "OrderUpdate",
-            "TAG_PATTERN",
-            "TimeInForce",
-            "UpdateKind",
-            "exec_prefix",
-        ),
+        "Fill MAX_PRICE MAX_QUANTITY OrderAction OrderError OrderSnapshot OrderSpec OrderStatus "
+        "OrderType OrderUpdate TAG_PATTERN TimeInForce UpdateKind exec_prefix",
     ),
     "order_records": (
         "orders",
-        (
-            "AckTimeout",
-            "OrderHandle",
-            "OrderLike",
-            "OrderRecord",
-            "Until",
-            "Waiter",
-            "WorkingIndex",
-            "expire_future",
-            "new_run_prefix",
-            "until_of",
-        ),
+        "AckTimeout OrderHandle OrderLike OrderRecord Until Waiter WorkingIndex expire_future "
+        "new_run_prefix until_of",
     ),
     "order_validation": (
         "orders",
-        (
-            "MarketRules",
-            "PriceIncrement",
-            "Quote",
-            "check_bracket_prices",
-            "increment_at",
-            "needs_quote",
-            "quote_reference",
-            "validate_order",
-        ),
+        "MarketRules PriceIncrement Quote check_bracket_prices increment_at needs_quote "
+        "quote_reference validate_order",
     ),
     "orders": (
         "orders",
-        (
-            "BracketOrder",
-            "OrderHandle",
-            "OrderLike",
-            "OrderService",
-            "PreTradeCheck",
-            "map_tws_status",
-        ),
+        "BracketOrder OrderHandle OrderLike OrderService PreTradeCheck map_tws_status",
     ),
     "pnl": (
         "positions",
-        (
-            "FillEffect",
-            "JournalEntry",
-            "Number",
-            "PositionLedger",
-            "PositionState",
-            "apply_fill",
-            "as_decimal",
-        ),
+        "FillEffect JournalEntry Number PositionLedger PositionState apply_fill as_decimal",
     ),
-    "position_api": ("positions", ("PositionMethods",)),
+    "position_api": ("positions", "PositionMethods"),
     "position_models": (
         "positions",
-        (
-            "AccountPnL",
-            "AccountSummary",
-            "MarkSource",
-            "MismatchKind",
-            "Position",
-            "PositionMismatch",
-            "PositionSource",
-            "WhatIfResult",
-            "clean_number",
-        ),
+        "AccountPnL AccountSummary MarkSource MismatchKind Position PositionMismatch "
+        "PositionSource WhatIfResult clean_number",
     ),
-    "positions": ("positions", ("PositionService", "PositionStatistics")),
+    "positions": ("positions", "PositionService PositionStatistics"),
     "receive": (
         "wire",
-        (
-            "FastReceiver",
-            "SUPPORTED_IB_ASYNC",
-            "fast_receive_installed",
-            "fast_receive_supported",
-            "install_fast_receive",
-            "receiver_of",
-            "uninstall_fast_receive",
-            "yield_to_waiters",
-        ),
+        "FastReceiver SUPPORTED_IB_ASYNC fast_receive_installed fast_receive_supported "
+        "install_fast_receive receiver_of uninstall_fast_receive yield_to_waiters",
     ),
     "risk": (
         "risk",
-        (
-            "Exposure",
-            "Holding",
-            "InstrumentExposure",
-            "KillSwitchState",
-            "RiskLimit",
-            "RiskService",
-            "trading_day",
-        ),
+        "Exposure Holding InstrumentExposure KillSwitchState RiskLimit RiskService trading_day",
     ),
-    "risk_api": ("risk", ("RiskMethods",)),
-    "session": (
-        "connection",
-        ("ConnectionEvent", "ConnectionState", "Service", "Session", "move_handlers"),
-    ),
-    "streams": (
-        "core",
-        ("Broadcast", "FilteredFanout", "OverflowPolicy", "StreamStatistics", "Subscription"),
-    ),
-    "supervisor": ("connection", ("Supervisor",)),
+    "risk_api": ("risk", "RiskMethods"),
+    "session": ("connection", "ConnectionEvent ConnectionState Service Session move_handlers"),
+    "streams": ("core", "Broadcast FilteredFanout OverflowPolicy StreamStatistics Subscription"),
+    "supervisor": ("connection", "Supervisor"),
     "tick_decoding": (
         "wire",
-        (
-            "MKT",
-            "MKT_WIDTH",
-            "SAFE_MESSAGE_IDS",
-            "TBT",
-            "TBT_WIDTH",
-            "TapLine",
-            "TickTap",
-            "set_last_trade",
-        ),
+        "MKT MKT_WIDTH SAFE_MESSAGE_IDS TBT TBT_WIDTH TapLine TickTap set_last_trade",
     ),
-    "validation": ("market_data", ("CAN_TRADE_BELOW_ZERO", "TickValidator", "ValidationStats")),
+    "validation": ("market_data", "CAN_TRADE_BELOW_ZERO TickValidator ValidationStats"),
 }
-"""Old module (under ``ibconn.``) -> (the package that holds its names now, its old ``__all__``)."""
+"""Old module (under ``ibconn.``) -> (the package holding its names now, its ``__all__`` then)."""
 
 
 def _find(name: str, package: str) -> Any:
-    """The object called ``name`` in ``ibconn`` or in any module of ``ibconn.<package>``."""
+    """The object called ``name``: in ``ibconn``, else in ``ibconn.<package>``, else anywhere."""
     top = sys.modules["ibconn"]
     if name in getattr(top, "__all__", ()):
         return getattr(top, name)
-    root = importlib.import_module(f"ibconn.{package}")
-    for info in pkgutil.walk_packages(root.__path__, f"ibconn.{package}."):
+    for root in (f"ibconn.{package}", "ibconn"):
+        found = _search(importlib.import_module(root), name)
+        if found is not _MISSING:
+            return found
+    raise AttributeError(name)  # pragma: no cover - every listed name exists (tested)
+
+
+_MISSING = object()
+
+
+def _search(root: types.ModuleType, name: str) -> Any:
+    """``name`` from the first module below ``root`` whose ``__all__`` lists it."""
+    for info in pkgutil.walk_packages(root.__path__, f"{root.__name__}."):
+        if info.name.rsplit(".", 1)[-1].startswith("_"):
+            continue  # __main__ and private modules: never a home of a public name
         module = importlib.import_module(info.name)
         if name in getattr(module, "__all__", ()):
             return getattr(module, name)
-    raise AttributeError(name)  # pragma: no cover - every listed name exists (tested)
+    return _MISSING
 
 
 def _warn(old: str, name: str | None) -> None:
@@ -343,7 +180,7 @@ def _is_public(name: str) -> bool:
 
 def old_names_getattr(old: str) -> Callable[[str], Any]:
     """A module ``__getattr__`` resolving the old names of ``ibconn.<old>`` with a warning."""
-    package, names = OLD_MODULES[old]
+    package, names = OLD_MODULES[old][0], OLD_MODULES[old][1].split()
 
     def __getattr__(name: str) -> Any:
         if name not in names:
@@ -364,7 +201,7 @@ class _OldModuleLoader(importlib.abc.Loader):
         old = module.__name__.removeprefix("ibconn.")
         _warn(old, None)
         setattr(module, "__getattr__", old_names_getattr(old))  # noqa: B010 - a module attribute
-        setattr(module, "__all__", list(OLD_MODULES[old][1]))  # noqa: B010
+        setattr(module, "__all__", OLD_MODULES[old][1].split())  # noqa: B010
 
 
 class _OldModuleFinder(importlib.abc.MetaPathFinder):

@@ -14,7 +14,8 @@ from ibconn.core.arguments import capacity_arg, number_arg, text_arg, timeout_ar
 from ibconn.core.streams import Subscription
 from ibconn.orders.models import MAX_PRICE
 from ibconn.risk.exits import ExitPlan, ExitService
-from ibconn.risk.service import Exposure, KillSwitchState, RiskService
+from ibconn.risk.models import Exposure, KillSwitchState
+from ibconn.risk.service import RiskService
 
 __all__ = ["RiskMethods"]
 
@@ -65,7 +66,7 @@ class RiskMethods:
         return self._risk.exposure()
 
     def exposure_updates(self, capacity: int | None = None) -> Subscription[Exposure]:
-        """A stream of :class:`~ibconn.risk.service.Exposure` snapshots as prices, orders and
+        """A stream of :class:`~ibconn.risk.models.Exposure` snapshots as prices, orders and
         positions change (a slow reader gets the latest)."""
         return self._risk.exposure_updates(capacity_arg("capacity", capacity))
 

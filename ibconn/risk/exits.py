@@ -20,9 +20,11 @@ the gateway that carry it out, so they work even when this process does not:
 Exits are closing orders, so they pass the kill switch; but the kill switch
 cancels every working order, exits included, and while it is on the plans
 place nothing new. :meth:`~ibconn.risk.service.RiskService.reset_kill_switch`
-brings them back. A fill of an exit changes the position only when the
-position source reports it: until then the plan waits, so that an OCA
-sibling cancelled by TWS is never re-placed for a position that is already gone.
+brings them back (:func:`ibconn.assembly.assemble` subscribes
+:meth:`ExitService.on_kill_switch` to the switch's changes). A fill of an
+exit changes the position only when the position source reports it: until
+then the plan waits, so that an OCA sibling cancelled by TWS is never
+re-placed for a position that is already gone.
 Plans live in memory: after a restart of the process the exit orders keep
 working at TWS (adopted as ordinary orders) but are no longer resized.
 """
@@ -32,20 +34,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from ib_async import IB
 
 from ibconn.config.settings import ConnectorSettings
 from ibconn.connection.session import Service, Session
-from ibconn.contracts.resolver import ContractLike, ContractResolver, ResolvedContract
+from ibconn.contracts.resolver import ContractLike, ResolvedContract
 from ibconn.core.alerts import AlertBus
 from ibconn.core.codes import Severity
 from ibconn.core.logs import get_logger
-from ibconn.core.streams import Subscription
-from ibconn.errors import IBConnError, InvalidInputError, StreamOverflowError
+from ibconn.core.tasks import ServiceTasks
+from ibconn.errors import IBConnError, InvalidInputError
 from ibconn.orders.models import (
     OrderAction,
     OrderSpec,
@@ -55,16 +56,14 @@ from ibconn.orders.models import (
     TimeInForce,
     UpdateKind,
 )
-from ibconn.orders.service import OrderHandle, OrderService
-from ibconn.risk.service import Holding, KillSwitchState, RiskService
-
-if TYPE_CHECKING:
-    from ibconn.connection.supervisor import Supervisor
+from ibconn.orders.records import OrderHandle
+from ibconn.risk.limits import EPS
+from ibconn.risk.models import Holding, KillSwitchState
+from ibconn.risk.ports import Contracts, ExitOrders, PositionChange, PositionUpdates, RiskView
 
 __all__ = ["ExitLevel", "ExitPlan", "ExitService"]
 
 _log = get_logger("orders")
-_EPS = 1e-9
 _SETTLE = 2.0  # seconds a plan waits for the position to reflect an exit's fill
 _STOP, _TAKE = "stop_loss", "take_profit"
 
@@ -148,22 +147,24 @@ class _Plan:
 
 
 class ExitService(Service):
-    """Stop-loss and take-profit orders sized to each position (see the module docstring)."""
+    """Stop-loss and take-profit orders sized to each position (see the module docstring).
+
+    Built by :func:`ibconn.assembly.assemble`, which also attaches the position
+    service (:meth:`attach_positions`) and subscribes :meth:`on_kill_switch`.
+    """
 
     name = "exits"
     order = 50
 
     def __init__(
         self,
-        supervisor: Supervisor,
-        contracts: ContractResolver,
+        contracts: Contracts,
         settings: ConnectorSettings,
         alerts: AlertBus,
-        orders: OrderService,
+        orders: ExitOrders,
         *,
-        risk: RiskService,
+        risk: RiskView,
     ) -> None:
-        self._supervisor = supervisor
         self._contracts = contracts
         self._settings = settings
         self._alerts = alerts
@@ -171,12 +172,10 @@ class ExitService(Service):
         self._risk = risk
         self._plans: dict[tuple[str, int], _Plan] = {}
         self._groups = itertools.count(1)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = ServiceTasks("orders")  # exits log with the orders
         self._installed: IB | None = None
-        self._position_updates: Callable[[], Subscription[Any]] | None = None
+        self._position_updates: PositionUpdates | None = None
         self._started = False
-        self._closed = False
-        risk.on_kill_switch_change(self._on_kill_switch)
 
     # -- public ------------------------------------------------------------------------
 
@@ -238,7 +237,7 @@ class ExitService(Service):
         resolved = await self._contracts.resolve(symbol)
         acct = account or self._risk_account()
         position = self._position(acct, resolved.con_id)
-        if abs(position) <= _EPS:
+        if abs(position) <= EPS:
             raise InvalidInputError(
                 f"{name}(): there is no position in {resolved.display_name} ({acct}) to protect"
             )
@@ -289,7 +288,7 @@ class ExitService(Service):
 
     def schedule(self, key: tuple[str, int] | None = None) -> None:
         """Re-check one plan (or every plan) soon: positions or orders changed."""
-        if self._closed:
+        if self._tasks.closed:
             return
         plans = [self._plans[key]] if key is not None and key in self._plans else []
         if key is None:
@@ -298,7 +297,7 @@ class ExitService(Service):
             if plan.lock.locked():
                 plan.dirty = True
             else:
-                self._spawn(self._reconcile(plan), f"ibconn-exits-{plan.resolved.con_id}")
+                self._tasks.spawn(self._reconcile(plan), f"ibconn-exits-{plan.resolved.con_id}")
 
     async def _reconcile(self, plan: _Plan, *, raise_errors: bool = False) -> None:
         async with plan.lock:
@@ -332,12 +331,12 @@ class ExitService(Service):
         loop = asyncio.get_running_loop()
         if plan.expected is not None:
             waited = loop.time() - plan.expected_since
-            if abs(position - plan.expected) > _EPS and waited < _SETTLE:
+            if abs(position - plan.expected) > EPS and waited < _SETTLE:
                 loop.call_later(_SETTLE - waited + 0.01, self.schedule, plan.key)
                 return  # an exit filled; the position source has not caught up yet
             plan.expected = None
         plan.position = position
-        if abs(position) <= _EPS:
+        if abs(position) <= EPS:
             await self._cancel_all(plan)
             self._plans.pop(plan.key, None)
             _log.info("exits of {} removed: the position is flat", plan.resolved.display_name)
@@ -386,11 +385,15 @@ class ExitService(Service):
                 quantity = snap.filled + abs(position)
                 current = snap.stop_price if kind == _STOP else snap.limit_price
                 moved = current is None or abs(current - target) > _price_tolerance(plan)
-                if abs(snap.quantity - quantity) > _EPS or moved:
-                    changes: dict[str, Any] = {"quantity": quantity, "round_prices": True}
-                    if moved:
-                        changes["stop_price" if kind == _STOP else "limit_price"] = target
-                    await self._orders.modify_order(handle, wait_timeout=wait, **changes)
+                if abs(snap.quantity - quantity) > EPS or moved:
+                    await self._orders.modify_order(
+                        handle,
+                        quantity=quantity,
+                        stop_price=target if moved and kind == _STOP else None,
+                        limit_price=target if moved and kind != _STOP else None,
+                        round_prices=True,
+                        wait_timeout=wait,
+                    )
             snap = self._orders.get_order_status(handle)
             order_price = snap.stop_price if kind == _STOP else snap.limit_price
             plan.levels[kind] = ExitLevel(level.price, level.percent, order_price)
@@ -403,7 +406,7 @@ class ExitService(Service):
     def _spec(
         self, plan: _Plan, kind: str, action: OrderAction, quantity: float, price: float
     ) -> OrderSpec:
-        common: dict[str, Any] = {
+        common: dict[str, object] = {
             "symbol": plan.resolved.contract,
             "action": action,
             "quantity": quantity,
@@ -442,11 +445,12 @@ class ExitService(Service):
             return
 
     def _on_position(self, *_: object) -> None:
-        self.schedule()
+        self._tasks.guard("position", self.schedule)
 
-    def _on_kill_switch(self, state: KillSwitchState) -> None:
+    def on_kill_switch(self, state: KillSwitchState) -> None:
+        """The kill switch was engaged or reset (on a reset the exits come back)."""
         if not state.engaged:
-            self.schedule()  # reset: the exits come back
+            self.schedule()
 
     # -- Service hooks ---------------------------------------------------------------------
 
@@ -460,55 +464,36 @@ class ExitService(Service):
         self._start_tasks()
         self.schedule()  # the orders wait (wait_timeout) for the state to say connected
 
-    def attach_positions(self, updates: Callable[[], Subscription[Any]]) -> None:
-        """Follow the position service's change stream (``updates()`` opens one)."""
+    def attach_positions(self, updates: PositionUpdates) -> None:
+        """Follow the position service's change stream (``updates()`` opens one).
+
+        Called by :func:`ibconn.assembly.assemble` before the first connect.
+        """
         self._position_updates = updates
 
-    def _on_position_update(self, position: Any) -> None:
-        if getattr(position, "source", None) != "mark":  # a mark moves no quantity
+    def _on_position_update(self, position: PositionChange) -> None:
+        if position.source != "mark":  # a mark moves no quantity
             self.schedule((position.account, position.con_id))
 
     def _start_tasks(self) -> None:
-        if self._started or self._closed:
+        tasks = self._tasks
+        if self._started or tasks.closed:
             return
         self._started = True
-        self._spawn(
-            self._follow(self._orders.order_updates, self._on_update), "ibconn-exits-orders"
+        # a reader that fell behind a burst re-checks every plan
+        tasks.spawn(
+            tasks.follow(self._orders.order_updates, self._on_update, self.schedule),
+            "ibconn-exits-orders",
         )
         if self._position_updates is not None:
-            self._spawn(
-                self._follow(self._position_updates, self._on_position_update),
+            tasks.spawn(
+                tasks.follow(self._position_updates, self._on_position_update, self.schedule),
                 "ibconn-exits-positions",
             )
 
-    async def _follow(
-        self, open_stream: Callable[[], Subscription[Any]], handler: Callable[[Any], None]
-    ) -> None:
-        while not self._closed:
-            try:
-                async with open_stream() as stream:
-                    async for item in stream:
-                        handler(item)
-                return
-            except StreamOverflowError:  # fell behind a burst: re-check everything
-                self.schedule()
-
-    def _spawn(self, coro: Any, name: str) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            _log.opt(exception=exc).error("exits task {} failed: {!r}", task.get_name(), exc)
-
     def close(self) -> None:
         """Stop following positions and orders (the connector is closed)."""
-        self._closed = True
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.close()
 
     def __repr__(self) -> str:
         return f"<ExitService plans={len(self._plans)}>"

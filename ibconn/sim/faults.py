@@ -109,6 +109,8 @@ class _Outlet:
         """Messages discarded during a blackout (1100)."""
         self._queue: deque[tuple[float, bytes, int]] = deque()
         self._wake = asyncio.Event()
+        self._empty = asyncio.Event()
+        self._empty.set()
         self._task: asyncio.Task[None] | None = None
 
     def __call__(self, data: bytes, count: int) -> bool:
@@ -120,6 +122,7 @@ class _Outlet:
             return True
         loop = asyncio.get_running_loop()
         self._queue.append((loop.time() + self.shape.latency, data, count))
+        self._empty.clear()
         self._wake.set()
         if self._task is None or self._task.done():
             self._task = self.session.spawn(self._run(), name="sim-outlet")
@@ -141,6 +144,12 @@ class _Outlet:
                 await asyncio.sleep(delay)
             self._queue.popleft()
             await self._write(data, count)
+            if not self._queue:
+                self._empty.set()
+
+    async def flush(self) -> None:
+        """Return once every queued message has been written."""
+        await self._empty.wait()
 
     async def _write(self, data: bytes, count: int) -> None:
         shape = self.shape
@@ -206,6 +215,12 @@ class FaultControls:
         self._competing.discard(session)
 
     # ------------------------------------------------------------------ the link
+
+    async def flush_output(self, session: ClientSession) -> None:
+        """Return once what a shaped output still holds for ``session`` has been written."""
+        outlet = self._outlets.get(session)
+        if outlet is not None:
+            await outlet.flush()
 
     def _outlet(self, session: ClientSession) -> _Outlet:
         outlet = self._outlets.get(session)

@@ -202,7 +202,7 @@ class ClientSession:
 
     def send_raw(self, data: bytes, count: int = 1) -> bool:
         """Write already framed bytes holding ``count`` messages."""
-        if not self.connected or self.transport.is_closing():
+        if not self.connected or self.closing or self.transport.is_closing():
             return False
         if self.stalled:
             self.dropped_while_stalled += count
@@ -214,7 +214,7 @@ class ClientSession:
 
     def write_now(self, data: bytes, count: int = 1) -> None:
         """Write framed bytes to the socket at once, bypassing :attr:`outlet`."""
-        if not self.connected or self.transport.is_closing():
+        if not self.connected or self.closing or self.transport.is_closing():
             return
         self.transport.write(data)
         self.messages_sent += count
@@ -253,9 +253,22 @@ class ClientSession:
         await self._unstalled.wait()
 
     def close(self) -> None:
-        """Close gracefully: what was written is flushed first."""
+        """Close gracefully: what was written reaches the client before the socket closes.
+
+        Only the write side is shut here (a FIN after the data); the socket closes when the
+        client closes its side (or :meth:`abort` after a bound). Closing it at once while
+        the client's last request is still unread would send a reset, and the client's
+        kernel would discard whatever it had not read yet, a 1300's new port included.
+        """
         self.closing = True
-        self.transport.close()
+        transport = self.transport
+        if transport.is_closing() or not transport.can_write_eof():
+            transport.close()
+            return
+        try:
+            transport.write_eof()
+        except (OSError, RuntimeError):
+            transport.close()
 
     def abort(self) -> None:
         """Close abruptly, discarding unsent data."""
@@ -489,6 +502,11 @@ class SimulatedGateway:
 
     async def _drop(self, client_id: int | None, *, graceful: bool) -> None:
         targets = [s for s in list(self._sessions) if client_id is None or s.client_id == client_id]
+        if graceful:  # what was sent before (a 1300's new port) reaches the client first
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    for session in targets:
+                        await self.faults.flush_output(session)
         for session in targets:
             if graceful:
                 session.close()
@@ -498,6 +516,11 @@ class SimulatedGateway:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2.0):
                     await session.done.wait()
+            if not session.done.is_set():  # a client that never closed its side
+                session.abort()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await session.done.wait()
 
     async def restart(
         self,
