@@ -61,7 +61,8 @@ from ibconn.orders.models import (
     TimeInForce,
     UpdateKind,
 )
-from ibconn.orders.service import BracketOrder, OrderHandle
+from ibconn.orders.placing import BracketOrder
+from ibconn.orders.records import OrderHandle
 from ibconn.pacing import DroppedMessage, Pacer, PacerStatistics
 from ibconn.positions.models import (
     AccountPnL,

@@ -55,7 +55,9 @@ def assemble(settings: ConnectorSettings, *, ib_factory: Callable[[], IB] = IB) 
     pacer = Pacer(settings, alerts)
     supervisor = Supervisor(settings, alerts, pacer=pacer, ib_factory=ib_factory)
     contracts = ContractResolver(lambda: supervisor.ib, timeout=settings.market_data_timeout)
-    orders = OrderService(supervisor, contracts, settings, alerts)
+    orders = OrderService(supervisor, contracts, settings, alerts, pacer)
+    pacer.on_sent(orders.message_sent)  # which placeOrder messages left ibconn
+    pacer.on_dropped(orders.message_dropped)  # and which were dropped unsent
     market_data = MarketDataService(supervisor, contracts, settings, alerts)
     orders.set_quote_source(market_data.quote)  # stops are checked on a quote
     positions = PositionService(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from helpers import connected, gateway
@@ -36,9 +37,15 @@ def log_lines() -> Iterator[list[str]]:
 
 
 @pytest.fixture
-async def gw() -> AsyncIterator[SimulatedGateway]:
-    """A simulated gateway with the order tests' defaults (modules override it)."""
-    async with gateway() as gateway_:
+def gateway_options() -> dict[str, Any]:
+    """``SimConfig`` overrides for ``gw`` (a package or module overrides this fixture)."""
+    return {}
+
+
+@pytest.fixture
+async def gw(gateway_options: dict[str, Any]) -> AsyncIterator[SimulatedGateway]:
+    """A simulated gateway with the order tests' defaults, changed by ``gateway_options``."""
+    async with gateway(**gateway_options) as gateway_:
         yield gateway_
 
 

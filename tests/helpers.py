@@ -108,3 +108,8 @@ async def refused(call: Awaitable[object]) -> RiskRejectedError:
     with pytest.raises(RiskRejectedError) as info:
         await call
     return info.value
+
+
+def sim_order(gw: SimulatedGateway, order_ref: str) -> Any:
+    """The gateway's order with ``order_ref``."""
+    return next(o for o in gw.orders if o.order_ref == order_ref)

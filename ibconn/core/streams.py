@@ -28,7 +28,8 @@ import asyncio
 import contextlib
 import enum
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from itertools import repeat, starmap
 from types import TracebackType
 from typing import Final, Generic, NamedTuple, TypeVar
 
@@ -279,6 +280,26 @@ class Subscription(Generic[T]):
             await self._waiter
         finally:
             self._waiter = None
+
+    def take_ready(self) -> Iterator[T]:
+        """Take the items buffered now, one per step, without waiting (a reader's fast path).
+
+        The iterator takes at most the items buffered at the call, each only
+        when it is reached (a C-level iterator: no Python frame per item), so a
+        reader that stops early leaves the rest buffered, under the overflow
+        policy, as if it had read them one by one with ``async for``. The end
+        of the stream stays buffered for ``__anext__`` and :meth:`next_batch`,
+        which report it. If the buffer is emptied while the iterator is in use
+        (the subscription was closed or overflowed, or the stream ended while
+        the buffer was full, which moves the buffer), the next step raises
+        ``IndexError``: the reader then continues with ``__anext__``, which
+        delivers what is left and reports the end or the overflow.
+        """
+        buffer = self._buffer
+        count = len(buffer)
+        if count and buffer[-1] is _END:  # the end marker is always the last item
+            count -= 1
+        return starmap(buffer.popleft, repeat((), count))  # type: ignore[arg-type]
 
     def get_nowait(self) -> T | None:
         """Return the next buffered item, or ``None`` when the buffer is empty."""

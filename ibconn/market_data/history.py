@@ -28,6 +28,7 @@ from ibconn.contracts.resolver import ResolvedContract
 from ibconn.core.arguments import flag_arg, timeout_arg
 from ibconn.core.codes import CodeCategory, RecoveryAction, classify
 from ibconn.core.logs import get_logger
+from ibconn.core.numbers import number_or_none
 from ibconn.errors import (
     ConnectionLostError,
     InvalidInputError,
@@ -38,6 +39,7 @@ from ibconn.errors import (
 )
 from ibconn.market_data.bars import DURATION_UNITS, max_request_span, parse_bar_size, parse_duration
 from ibconn.market_data.models import Bar, BarSource
+from ibconn.market_data.validation import non_negative, positive
 from ibconn.wire.ib_compat import end_request, pending_requests, request_result
 
 __all__ = ["WHAT_TO_SHOW", "HistoryFetcher", "check_request"]
@@ -293,10 +295,10 @@ def _to_bar(item: BarData, resolved: ResolvedContract, seconds: int, zone: tzinf
     else:  # pragma: no cover - ib_async always parses the date
         return None
     values = (item.open, item.high, item.low, item.close)
-    if not all(math.isfinite(v) for v in values):
+    if any(number_or_none(v) is None for v in values):
         return None
-    volume = item.volume if item.volume >= 0 else None
-    wap = item.average if item.average > 0 and volume else None
+    volume = non_negative(item.volume)
+    wap = positive(item.average) if volume else None
     count = item.barCount if item.barCount >= 0 else None
     return Bar(
         symbol=resolved.display_name,
@@ -307,7 +309,7 @@ def _to_bar(item: BarData, resolved: ResolvedContract, seconds: int, zone: tzinf
         high=item.high,
         low=item.low,
         close=item.close,
-        volume=float(volume) if volume is not None else None,
+        volume=volume,
         wap=wap,
         count=count,
         source=BarSource.HISTORICAL,

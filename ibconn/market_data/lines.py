@@ -6,7 +6,9 @@ backfill); a :class:`Line` is one TWS subscription (``reqMktData``, tick-by-tick
 AllLast, 5-second bars) shared by every consumer of that kind; a :class:`Feed` is
 one stream kind's broadcast with its consumers, gap flag and pending batch.
 :class:`LineInfo` and :class:`MarketDataStatistics` are what the service reports.
-Plain state: the service (``ibconn/market_data/service.py``) owns every change.
+:class:`Hold` is what the registry needs of a held subscription. Plain state:
+the registry (``ibconn/market_data/registry.py``) and the service's collaborators
+own every change.
 """
 
 from __future__ import annotations
@@ -15,17 +17,15 @@ import asyncio
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from ibconn.contracts.resolver import ResolvedContract
 from ibconn.core.streams import Broadcast, OverflowPolicy
+from ibconn.errors import MarketDataError
 from ibconn.market_data.bars import BarAggregator
 from ibconn.market_data.models import BarSource, Quote, StreamKind, StreamStatus, Trade
 from ibconn.market_data.validation import TickValidator, ValidationStats
 from ibconn.wire.tick_decoding import MKT, TBT, TapLine
-
-if TYPE_CHECKING:
-    from ibconn.market_data.streams import MarketDataSubscription
 
 __all__ = [
     "MKT",
@@ -34,6 +34,7 @@ __all__ = [
     "TBT",
     "Backfill",
     "Feed",
+    "Hold",
     "InstrumentState",
     "Line",
     "LineInfo",
@@ -56,6 +57,16 @@ def quote_replaces(old: object, new: object) -> bool:
     """Conflation rule of quote streams: a newer quote replaces an unread one, except the
     first quote after a gap (its ``after_gap`` flag must reach the consumer)."""
     return type(old) is Quote and type(new) is Quote and not old.after_gap
+
+
+class Hold(Protocol):
+    """A held market data line (:class:`~ibconn.market_data.streams.MarketDataSubscription`)."""
+
+    def held(self) -> InstrumentState | None:
+        """The instrument held, ``None`` once let go."""
+
+    def detach(self, failure: MarketDataError | None = None) -> None:
+        """Let go of the instrument (released, disconnected, or ended by TWS with ``failure``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +178,7 @@ class Feed:
         self.status: StreamStatus | None = None
         self.aggregator: BarAggregator | None = None
         # Tick-by-tick trades of the current TCP read, published as one batch
-        # (MarketDataService._flush) before anything else reaches the feed.
+        # (Publisher.flush) before anything else reaches the feed.
         self.pending: list[Trade] | None = None
 
     def lines_needed(self) -> tuple[str, ...]:
@@ -243,7 +254,7 @@ class InstrumentState:
         self.validator = TickValidator(resolved.sec_type, tolerance)
         self.lines: dict[str, Line] = {}
         self.feeds: dict[tuple[StreamKind, int], Feed] = {}
-        self.holds: set[MarketDataSubscription] = set()
+        self.holds: set[Hold] = set()
         self.quote_waiters: list[asyncio.Future[None]] = []
         self.tbt_refused = False
         self.rtb_refused = False
@@ -304,6 +315,3 @@ class InstrumentState:
             crossed=crossed,
             after_gap=after_gap,
         )
-
-
-# --------------------------------------------------------------------------- the service

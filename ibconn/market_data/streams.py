@@ -3,30 +3,43 @@
 Both are handed out by :class:`~ibconn.market_data.service.MarketDataService` (through
 the connector's ``quotes()``, ``trades()``, ``ticks()``, ``bars()`` and
 ``subscribe_market_data()``); they hold a reference on a shared feed or line
-of the service and give it back when they end.
+of the service and give it back when they end. What they need of the service is
+:class:`FeedSource`, declared here.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from ibconn.contracts.resolver import ContractLike, ResolvedContract
-from ibconn.core.streams import _END, StreamStatistics, Subscription
+from ibconn.core.streams import StreamStatistics, Subscription
 from ibconn.errors import MarketDataError, StreamOverflowError
+from ibconn.market_data.lines import Feed, InstrumentState
 from ibconn.market_data.models import Quote, StreamKind, StreamStatus
 
-if TYPE_CHECKING:
-    from ibconn.market_data.lines import Feed, InstrumentState
-    from ibconn.market_data.service import MarketDataService
-
-__all__ = ["MarketDataSubscription", "MarketStream"]
+__all__ = ["FeedSource", "MarketDataSubscription", "MarketStream"]
 
 T = TypeVar("T")
 _UNSEEN = object()
+
+
+class FeedSource(Protocol):
+    """What streams and subscriptions need of the market data service."""
+
+    async def acquire(
+        self, instrument: ContractLike, kind: StreamKind, seconds: int, capacity: int | None
+    ) -> tuple[Feed, Subscription[Any]]:
+        """Take a consumer's reference on the instrument's feed; returns it and a subscription."""
+        ...
+
+    def release_feed(self, feed: Feed) -> None:
+        """Give back a reference taken by :meth:`acquire`."""
+
+    def release_hold(self, hold: MarketDataSubscription) -> None:
+        """Give back a held market data line."""
 
 
 class MarketStream(Generic[T]):
@@ -49,7 +62,7 @@ class MarketStream(Generic[T]):
 
     def __init__(
         self,
-        service: MarketDataService,
+        service: FeedSource,
         instrument: ContractLike,
         kind: StreamKind,
         *,
@@ -98,24 +111,23 @@ class MarketStream(Generic[T]):
 
     async def _iterate(self) -> AsyncIterator[T]:
         """``async for``; releases when the loop ends unless inside ``async with``."""
-        end = _END
         status_type = StreamStatus
         try:
             while True:
-                # The fast path of __anext__, inlined: one generator step per buffered item.
+                # The fast path of __anext__, inlined: one generator step per buffered item
+                # (take_ready leaves the end of the stream for _next_slow, and raises
+                # IndexError when the buffer was emptied meanwhile: _next_slow says why).
                 sub = self._sub
                 if sub is not None:
-                    buffer: deque[Any] = sub._buffer
-                    popleft = buffer.popleft
                     skip_status = not self._include_status
-                    while buffer:
-                        item: T = popleft()
-                        if item is end:
-                            buffer.appendleft(item)  # the end is for _next_slow
-                            break
-                        if skip_status and type(item) is status_type:
-                            continue
-                        yield item
+                    item: T
+                    try:
+                        for item in sub.take_ready():
+                            if skip_status and type(item) is status_type:
+                                continue
+                            yield item
+                    except IndexError:
+                        pass
                 try:
                     item = await self._next_slow()
                 except StopAsyncIteration:
@@ -131,10 +143,9 @@ class MarketStream(Generic[T]):
         # Subscription.__anext__ does when it need not wait), without awaiting it.
         sub = self._sub
         if sub is not None:
-            buffer: deque[Any] = sub._buffer
             include_status = self._include_status
-            while buffer and buffer[0] is not _END:
-                item: T = buffer.popleft()
+            item: T
+            for item in sub.take_ready():
                 if include_status or type(item) is not StreamStatus:
                     return item
         return await self._next_slow()
@@ -232,7 +243,7 @@ class MarketStream(Generic[T]):
         async with self._opening:
             if self._sub is not None or self._ended:
                 return
-            self._feed, self._sub = await self._service._acquire(
+            self._feed, self._sub = await self._service.acquire(
                 self._instrument, self._kind, self._seconds, self._capacity
             )
 
@@ -242,7 +253,7 @@ class MarketStream(Generic[T]):
         if sub is not None:
             sub.close()
         if feed is not None:
-            self._service._release_feed(feed)
+            self._service.release_feed(feed)
 
     def with_status(self) -> MarketStream[T | StreamStatus]:
         """A new, unopened stream like this one that also yields :class:`StreamStatus`
@@ -309,7 +320,7 @@ class MarketDataSubscription:
     ``async with``.
     """
 
-    def __init__(self, service: MarketDataService, inst: InstrumentState) -> None:
+    def __init__(self, service: FeedSource, inst: InstrumentState) -> None:
         self._service = service
         self._inst: InstrumentState | None = inst
         self._resolved = inst.resolved
@@ -333,9 +344,20 @@ class MarketDataSubscription:
             return None
         return inst.current_quote()
 
+    def detach(self, failure: MarketDataError | None = None) -> None:
+        """Let go of the instrument without telling the service (the service calls this:
+        on release, on disconnect, or with the ``failure`` with which TWS ended the line)."""
+        self._inst = None
+        if failure is not None:
+            self.failure = failure
+
+    def held(self) -> InstrumentState | None:
+        """The instrument's state while the line is held (for the service)."""
+        return self._inst
+
     async def aclose(self) -> None:
         """Release the line (idempotent)."""
-        self._service._release_hold(self)
+        self._service.release_hold(self)
 
     async def __aenter__(self) -> MarketDataSubscription:
         return self

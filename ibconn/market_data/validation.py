@@ -21,12 +21,27 @@ import math
 from collections.abc import Iterable
 from typing import NamedTuple
 
-__all__ = ["CAN_TRADE_BELOW_ZERO", "TickValidator", "ValidationStats"]
+from ibconn.core.numbers import number_or_none
+
+__all__ = ["CAN_TRADE_BELOW_ZERO", "TickValidator", "ValidationStats", "non_negative", "positive"]
 
 CAN_TRADE_BELOW_ZERO: frozenset[str] = frozenset({"FUT", "CONTFUT", "BAG", "IND"})
 """Security types whose prices may be negative (oil futures in 2020, spreads, breadth indices)."""
 
 _isfinite = math.isfinite
+
+
+def non_negative(value: object) -> float | None:
+    """A volume or size from TWS: ``None`` when unset (see
+    :func:`~ibconn.core.numbers.number_or_none`) or negative (TWS's ``-1``)."""
+    number = number_or_none(value)
+    return number if number is not None and number >= 0.0 else None
+
+
+def positive(value: object) -> float | None:
+    """A price that TWS sends as ``0`` or ``-1`` when it has none (a bar's WAP)."""
+    number = number_or_none(value)
+    return number if number is not None and number > 0.0 else None
 
 
 class ValidationStats(NamedTuple):

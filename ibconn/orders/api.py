@@ -10,23 +10,17 @@ order id of the current session.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from datetime import datetime
-from typing import Any
+from typing import Unpack
 
 from ibconn.contracts.resolver import ContractLike
 from ibconn.core.arguments import capacity_arg, timeout_arg
 from ibconn.core.streams import Subscription
-from ibconn.orders.models import (
-    Fill,
-    OrderAction,
-    OrderSnapshot,
-    OrderSpec,
-    OrderStatus,
-    OrderType,
-    OrderUpdate,
-    TimeInForce,
-)
-from ibconn.orders.service import BracketOrder, OrderHandle, OrderLike, OrderService
+from ibconn.orders.enums import OrderAction, OrderStatus, OrderType
+from ibconn.orders.models import Fill, OrderSnapshot, OrderUpdate
+from ibconn.orders.placing import BracketOrder
+from ibconn.orders.records import OrderHandle, OrderLike
+from ibconn.orders.service import OrderService
+from ibconn.orders.spec import OrderChanges, OrderOptions, OrderSpec
 
 __all__ = ["OrderMethods"]
 
@@ -34,12 +28,14 @@ __all__ = ["OrderMethods"]
 class OrderMethods:
     """Placing, changing, cancelling and following orders (mixed into IBConnector).
 
-    Common keywords of the ``place_*`` helpers: ``tif`` (DAY, GTC, IOC, FOK,
-    GTD with ``good_till``, OPG), ``account``, ``outside_rth``, ``tag`` (a
-    short label kept with the order and in its order_ref), ``round_prices``
-    (round to the valid increment instead of refusing), ``wait_timeout``
-    (wait that long for a connection instead of raising NotConnectedError at
-    once) and ``ack_timeout`` (default ``settings.order_ack_timeout``).
+    Common keywords of the ``place_*`` helpers: the order options of
+    :class:`~ibconn.orders.spec.OrderOptions` (``tif``: DAY, GTC, IOC, FOK, GTD
+    with ``good_till``, OPG; ``account``; ``outside_rth``; ``tag``, a short label
+    kept with the order and in its order_ref; ``oca_group`` / ``oca_type``;
+    ``round_prices``, round to the valid increment instead of refusing), plus
+    ``wait_timeout`` (wait that long for a connection instead of raising
+    NotConnectedError at once) and ``ack_timeout`` (default
+    ``settings.order_ack_timeout``).
     """
 
     _orders: OrderService
@@ -63,21 +59,26 @@ class OrderMethods:
             ack_timeout=timeout_arg("ack_timeout", ack_timeout),
         )
 
-    async def _place(
+    async def _place(  # noqa: PLR0917
         self,
         symbol: ContractLike,
         quantity: float,
         action: str | OrderAction,
         order_type: OrderType,
-        *,
         wait_timeout: float | None,
         ack_timeout: float | None,
-        **fields: Any,
+        options: OrderOptions,
+        **prices: float | None,
     ) -> OrderHandle:
         wait_timeout = timeout_arg("wait_timeout", wait_timeout)
         ack_timeout = timeout_arg("ack_timeout", ack_timeout)
         spec = OrderSpec(
-            symbol=symbol, quantity=quantity, action=action, order_type=order_type, **fields
+            symbol=symbol,
+            quantity=quantity,
+            action=action,
+            order_type=order_type,
+            **prices,
+            **options,
         )
         return await self._orders.place_order(
             spec, wait_timeout=wait_timeout, ack_timeout=ack_timeout
@@ -89,20 +90,14 @@ class OrderMethods:
         quantity: float,
         action: str | OrderAction,
         *,
-        tif: str | TimeInForce = TimeInForce.DAY,
-        good_till: datetime | None = None,
-        account: str | None = None,
-        outside_rth: bool = False,
-        tag: str | None = None,
         wait_timeout: float | None = None,
         ack_timeout: float | None = None,
+        **options: Unpack[OrderOptions],
     ) -> OrderHandle:
         """Buy or sell at the market."""
         return await self._place(
-            symbol, quantity, action, OrderType.MARKET,
-            wait_timeout=wait_timeout, ack_timeout=ack_timeout,
-            tif=tif, good_till=good_till, account=account, outside_rth=outside_rth, tag=tag,
-        )  # fmt: skip
+            symbol, quantity, action, OrderType.MARKET, wait_timeout, ack_timeout, options
+        )
 
     async def place_limit_order(
         self,
@@ -111,21 +106,14 @@ class OrderMethods:
         action: str | OrderAction,
         limit_price: float,
         *,
-        tif: str | TimeInForce = TimeInForce.DAY,
-        good_till: datetime | None = None,
-        account: str | None = None,
-        outside_rth: bool = False,
-        tag: str | None = None,
-        round_prices: bool = False,
         wait_timeout: float | None = None,
         ack_timeout: float | None = None,
+        **options: Unpack[OrderOptions],
     ) -> OrderHandle:
         """Buy at ``limit_price`` or lower / sell at ``limit_price`` or higher."""
         return await self._place(
-            symbol, quantity, action, OrderType.LIMIT,
-            wait_timeout=wait_timeout, ack_timeout=ack_timeout,
-            limit_price=limit_price, tif=tif, good_till=good_till, account=account,
-            outside_rth=outside_rth, tag=tag, round_prices=round_prices,
+            symbol, quantity, action, OrderType.LIMIT, wait_timeout, ack_timeout, options,
+            limit_price=limit_price,
         )  # fmt: skip
 
     async def place_stop_order(
@@ -135,21 +123,14 @@ class OrderMethods:
         action: str | OrderAction,
         stop_price: float,
         *,
-        tif: str | TimeInForce = TimeInForce.DAY,
-        good_till: datetime | None = None,
-        account: str | None = None,
-        outside_rth: bool = False,
-        tag: str | None = None,
-        round_prices: bool = False,
         wait_timeout: float | None = None,
         ack_timeout: float | None = None,
+        **options: Unpack[OrderOptions],
     ) -> OrderHandle:
         """A market order triggered when the price reaches ``stop_price``."""
         return await self._place(
-            symbol, quantity, action, OrderType.STOP,
-            wait_timeout=wait_timeout, ack_timeout=ack_timeout,
-            stop_price=stop_price, tif=tif, good_till=good_till, account=account,
-            outside_rth=outside_rth, tag=tag, round_prices=round_prices,
+            symbol, quantity, action, OrderType.STOP, wait_timeout, ack_timeout, options,
+            stop_price=stop_price,
         )  # fmt: skip
 
     async def place_stop_limit_order(
@@ -160,21 +141,14 @@ class OrderMethods:
         stop_price: float,
         limit_price: float,
         *,
-        tif: str | TimeInForce = TimeInForce.DAY,
-        good_till: datetime | None = None,
-        account: str | None = None,
-        outside_rth: bool = False,
-        tag: str | None = None,
-        round_prices: bool = False,
         wait_timeout: float | None = None,
         ack_timeout: float | None = None,
+        **options: Unpack[OrderOptions],
     ) -> OrderHandle:
         """A limit order at ``limit_price`` triggered when the price reaches ``stop_price``."""
         return await self._place(
-            symbol, quantity, action, OrderType.STOP_LIMIT,
-            wait_timeout=wait_timeout, ack_timeout=ack_timeout,
-            stop_price=stop_price, limit_price=limit_price, tif=tif, good_till=good_till,
-            account=account, outside_rth=outside_rth, tag=tag, round_prices=round_prices,
+            symbol, quantity, action, OrderType.STOP_LIMIT, wait_timeout, ack_timeout, options,
+            stop_price=stop_price, limit_price=limit_price,
         )  # fmt: skip
 
     async def place_trailing_stop_order(
@@ -186,14 +160,9 @@ class OrderMethods:
         trailing_amount: float | None = None,
         trailing_percent: float | None = None,
         trail_stop_price: float | None = None,
-        tif: str | TimeInForce = TimeInForce.DAY,
-        good_till: datetime | None = None,
-        account: str | None = None,
-        outside_rth: bool = False,
-        tag: str | None = None,
-        round_prices: bool = False,
         wait_timeout: float | None = None,
         ack_timeout: float | None = None,
+        **options: Unpack[OrderOptions],
     ) -> OrderHandle:
         """A stop that follows the market by ``trailing_amount`` or ``trailing_percent``.
 
@@ -201,11 +170,9 @@ class OrderMethods:
         the current price.
         """
         return await self._place(
-            symbol, quantity, action, OrderType.TRAILING_STOP,
-            wait_timeout=wait_timeout, ack_timeout=ack_timeout,
+            symbol, quantity, action, OrderType.TRAILING_STOP, wait_timeout, ack_timeout, options,
             trailing_amount=trailing_amount, trailing_percent=trailing_percent,
-            trail_stop_price=trail_stop_price, tif=tif, good_till=good_till, account=account,
-            outside_rth=outside_rth, tag=tag, round_prices=round_prices,
+            trail_stop_price=trail_stop_price,
         )  # fmt: skip
 
     async def place_bracket_order(  # noqa: PLR0917
@@ -217,53 +184,40 @@ class OrderMethods:
         take_profit_price: float,
         stop_loss_price: float,
         *,
-        tif: str | TimeInForce = TimeInForce.DAY,
-        good_till: datetime | None = None,
-        account: str | None = None,
-        outside_rth: bool = False,
-        tag: str | None = None,
-        round_prices: bool = False,
         wait_timeout: float | None = None,
         ack_timeout: float | None = None,
+        **options: Unpack[OrderOptions],
     ) -> BracketOrder:
         """A limit entry with a take-profit limit and a stop-loss stop as an OCA pair.
 
         Returns ``BracketOrder(parent, take_profit, stop_loss)`` once all three
-        are acknowledged. The exits work once the entry has filled.
+        are acknowledged. The exits work once the entry has filled. ``options``
+        apply to all three (``oca_group`` is refused: the exits already form one).
         """
         return await self._orders.place_bracket_order(
             symbol, quantity, action, limit_price, take_profit_price, stop_loss_price,
-            tif=tif, good_till=good_till, account=account, outside_rth=outside_rth, tag=tag,
-            round_prices=round_prices, wait_timeout=timeout_arg("wait_timeout", wait_timeout),
+            wait_timeout=timeout_arg("wait_timeout", wait_timeout),
             ack_timeout=timeout_arg("ack_timeout", ack_timeout),
+            **options,
         )  # fmt: skip
 
     async def modify_order(
         self,
         order: OrderLike,
         *,
-        quantity: float | None = None,
-        limit_price: float | None = None,
-        stop_price: float | None = None,
-        trailing_amount: float | None = None,
-        trailing_percent: float | None = None,
-        trail_stop_price: float | None = None,
-        tif: str | TimeInForce | None = None,
-        good_till: datetime | None = None,
-        outside_rth: bool | None = None,
-        round_prices: bool | None = None,
         wait_timeout: float | None = None,
         ack_timeout: float | None = None,
+        **changes: Unpack[OrderChanges],
     ) -> OrderHandle:
-        """Change a working order; only the given fields change (see OrderService)."""
+        """Change a working order; only the given fields change (see
+        :class:`~ibconn.orders.spec.OrderChanges`: quantity, prices, tif, good_till,
+        outside_rth, round_prices)."""
         return await self._orders.modify_order(
-            order, quantity=quantity, limit_price=limit_price, stop_price=stop_price,
-            trailing_amount=trailing_amount, trailing_percent=trailing_percent,
-            trail_stop_price=trail_stop_price, tif=tif, good_till=good_till,
-            outside_rth=outside_rth, round_prices=round_prices,
+            order,
             wait_timeout=timeout_arg("wait_timeout", wait_timeout),
             ack_timeout=timeout_arg("ack_timeout", ack_timeout),
-        )  # fmt: skip
+            **changes,
+        )
 
     async def cancel_order(
         self,

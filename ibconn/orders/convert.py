@@ -9,29 +9,24 @@ Pure functions: no state, no I/O.
 from __future__ import annotations
 
 import dataclasses
-import math
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ib_async import Contract, Order
 from ib_async import Fill as IBFill
 from ib_async import OrderStatus as IBOrderStatus
 
 from ibconn.contracts.resolver import trading_symbol
+from ibconn.core.numbers import number_or_none
 from ibconn.errors import IBConnError
-from ibconn.orders.models import (
-    Fill,
-    OrderAction,
-    OrderSpec,
-    OrderStatus,
-    OrderType,
-    TimeInForce,
-)
-
-if TYPE_CHECKING:
-    from ibconn.orders.records import OrderRecord
+from ibconn.orders.enums import OrderAction, OrderStatus, OrderType, TimeInForce
+from ibconn.orders.models import EPS, Fill
+from ibconn.orders.spec import OrderSpec
 
 __all__ = [
+    "NOT_SENT_OPTIONS",
+    "OPTION_ATTRIBUTES",
+    "FillOwner",
     "absorb_order",
     "apply_spec",
     "aware_utc",
@@ -45,7 +40,12 @@ __all__ = [
     "with_commission",
 ]
 
-_EPS = 1e-9
+
+price_or_none = number_or_none
+"""The 0.1 name of :func:`ibconn.core.numbers.number_or_none` (a price field as a float)."""
+
+pnl_or_none = number_or_none
+"""The 0.1 name of :func:`ibconn.core.numbers.number_or_none` (a P&L figure as a float)."""
 
 
 def map_tws_status(
@@ -58,7 +58,7 @@ def map_tws_status(
     warning about a live order) and ``ApiUpdate`` are not statuses: ``None``.
     """
     if raw in (IBOrderStatus.Submitted, IBOrderStatus.PreSubmitted):
-        if filled > _EPS and (remaining is None or remaining > _EPS):
+        if filled > EPS and (remaining is None or remaining > EPS):
             return OrderStatus.PARTIALLY_FILLED
         if raw == IBOrderStatus.Submitted:
             return OrderStatus.SUBMITTED
@@ -80,21 +80,26 @@ _STATUS_MAP: dict[str, OrderStatus] = {
 }
 
 
-def price_or_none(value: object) -> float | None:
-    """A price field of an ib_async Order as a float, ``None`` when unset."""
-    if value is None or value == "":
-        return None
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    if math.isnan(number) or math.isinf(number) or abs(number) > 1e300:
-        return None
-    return number
+OPTION_ATTRIBUTES: dict[str, str] = {
+    "tif": "tif",
+    "good_till": "goodTillDate",
+    "account": "account",
+    "outside_rth": "outsideRth",
+    "oca_group": "ocaGroup",
+    "oca_type": "ocaType",
+}
+"""Each :class:`~ibconn.orders.spec.OrderOptions` key that :func:`apply_spec` sends, and the
+attribute of ib_async's ``Order`` it sets."""
+
+NOT_SENT_OPTIONS: dict[str, str] = {
+    "tag": "sent inside the order_ref that placing builds",
+    "round_prices": "used by validation (ibconn/orders/validation.py), never sent",
+}
+"""The options :func:`apply_spec` does not copy, and why."""
 
 
 def apply_spec(order: Order, spec: OrderSpec) -> None:
-    """Copy an order spec's fields into an ib_async Order."""
+    """Copy an order spec's fields into an ib_async Order (see :data:`OPTION_ATTRIBUTES`)."""
     order.action = spec.action.value
     order.totalQuantity = spec.quantity
     order.orderType = spec.order_type.value
@@ -140,7 +145,7 @@ def absorb_order(mine: Order, reported: Order, *, full: bool) -> None:
     every openOrder; with ``full`` (a trade ib_async built from TWS's openOrder) the
     time in force, outside-RTH flag, expiry and trailing fields are TWS's too.
     """
-    quantity = price_or_none(reported.totalQuantity)
+    quantity = number_or_none(reported.totalQuantity)
     if quantity is not None and quantity > 0:
         mine.totalQuantity = quantity
     if reported.orderType:
@@ -150,17 +155,17 @@ def absorb_order(mine: Order, reported: Order, *, full: bool) -> None:
     except ValueError:
         kind = None
     if kind is None or kind.needs_limit:
-        mine.lmtPrice = price_or_none(reported.lmtPrice)
+        mine.lmtPrice = number_or_none(reported.lmtPrice)
     if kind is None or kind.needs_stop or kind is OrderType.TRAILING_STOP:
-        mine.auxPrice = price_or_none(reported.auxPrice)
+        mine.auxPrice = number_or_none(reported.auxPrice)
     if not full:
         return
     if reported.tif:
         mine.tif = reported.tif
     mine.outsideRth = bool(reported.outsideRth)
     mine.goodTillDate = reported.goodTillDate or ""
-    mine.trailingPercent = price_or_none(reported.trailingPercent)  # type: ignore[assignment]
-    mine.trailStopPrice = price_or_none(reported.trailStopPrice)  # type: ignore[assignment]
+    mine.trailingPercent = number_or_none(reported.trailingPercent)  # type: ignore[assignment]
+    mine.trailStopPrice = number_or_none(reported.trailStopPrice)  # type: ignore[assignment]
 
 
 def spec_key(order: Order) -> tuple[object, ...]:
@@ -187,16 +192,16 @@ def spec_following(spec: OrderSpec, order: Order) -> OrderSpec:
     values: dict[str, Any] = {
         "order_type": kind,
         "outside_rth": bool(order.outsideRth),
-        "limit_price": price_or_none(order.lmtPrice) if kind.needs_limit else None,
-        "stop_price": price_or_none(order.auxPrice) if kind.needs_stop else None,
+        "limit_price": number_or_none(order.lmtPrice) if kind.needs_limit else None,
+        "stop_price": number_or_none(order.auxPrice) if kind.needs_stop else None,
     }
-    quantity = price_or_none(order.totalQuantity)
+    quantity = number_or_none(order.totalQuantity)
     if quantity is not None and quantity > 0:
         values["quantity"] = quantity
     if kind is OrderType.TRAILING_STOP:
-        percent = price_or_none(order.trailingPercent)
+        percent = number_or_none(order.trailingPercent)
         values["trailing_percent"] = percent or None
-        values["trailing_amount"] = None if percent else price_or_none(order.auxPrice)
+        values["trailing_amount"] = None if percent else number_or_none(order.auxPrice)
     else:
         values["trailing_percent"] = values["trailing_amount"] = None
         values["trail_stop_price"] = None
@@ -231,16 +236,16 @@ def spec_from_order(order: Order, contract: Contract, tag: str | None) -> OrderS
         "account": order.account or None,
     }
     if kind.needs_limit:
-        values["limit_price"] = price_or_none(order.lmtPrice)
+        values["limit_price"] = number_or_none(order.lmtPrice)
     if kind is OrderType.TRAILING_STOP:
-        percent = price_or_none(order.trailingPercent)
+        percent = number_or_none(order.trailingPercent)
         if percent:
             values["trailing_percent"] = percent
         else:
-            values["trailing_amount"] = price_or_none(order.auxPrice)
-        values["trail_stop_price"] = price_or_none(order.trailStopPrice)
+            values["trailing_amount"] = number_or_none(order.auxPrice)
+        values["trail_stop_price"] = number_or_none(order.trailStopPrice)
     elif kind.needs_stop:
-        values["stop_price"] = price_or_none(order.auxPrice)
+        values["stop_price"] = number_or_none(order.auxPrice)
     if tif is TimeInForce.GTD:
         values["tif"] = TimeInForce.GTC  # the expiry stays as TWS holds it
     if tag and len(tag) <= 32:
@@ -252,16 +257,24 @@ def spec_from_order(order: Order, contract: Contract, tag: str | None) -> OrderS
 
 
 def aware_utc(value: datetime) -> datetime:
+    """``value`` with UTC as its zone when it has none."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def pnl_or_none(value: float | None) -> float | None:
-    if value is None or math.isnan(value) or abs(value) > 1e300:
-        return None
-    return float(value)
+class FillOwner(Protocol):
+    """The order a fill belongs to, as far as the fill is concerned."""
+
+    @property
+    def order_ref(self) -> str:
+        """ibconn's order reference."""
+
+    @property
+    def symbol(self) -> str:
+        """The symbol the order trades."""
 
 
-def to_fill(ib_fill: IBFill, record: OrderRecord | None) -> Fill:
+def to_fill(ib_fill: IBFill, record: FillOwner | None) -> Fill:
+    """An ib_async fill as ibconn's :class:`Fill` (of ``record`` when known)."""
     execution = ib_fill.execution
     contract = ib_fill.contract
     report = ib_fill.commissionReport
@@ -283,14 +296,15 @@ def to_fill(ib_fill: IBFill, record: OrderRecord | None) -> Fill:
         exchange=execution.exchange,
         commission=float(report.commission) if has_report else None,
         commission_currency=(report.currency or None) if has_report else None,
-        realized_pnl=pnl_or_none(report.realizedPNL) if has_report else None,
+        realized_pnl=number_or_none(report.realizedPNL) if has_report else None,
     )
 
 
 def with_commission(fill: Fill, report: Any) -> Fill:
+    """``fill`` with the commission and realized P&L of TWS's commission report."""
     return dataclasses.replace(
         fill,
         commission=float(report.commission),
         commission_currency=report.currency or None,
-        realized_pnl=pnl_or_none(report.realizedPNL),
+        realized_pnl=number_or_none(report.realizedPNL),
     )

@@ -21,22 +21,13 @@ from typing import Any, NamedTuple
 from ib_async import Contract, Order
 
 from ibconn.contracts.resolver import ResolvedContract
+from ibconn.core.numbers import number_or_none
 from ibconn.errors import InvalidInputError
-from ibconn.orders.convert import (
-    CHANGE_FIELDS,
-    absorb_order,
-    price_or_none,
-    spec_following,
-    spec_key,
-)
+from ibconn.orders.convert import CHANGE_FIELDS, absorb_order, spec_following, spec_key
+from ibconn.orders.enums import OrderAction, OrderStatus
 from ibconn.orders.fills import FillLedger
-from ibconn.orders.models import (
-    OrderAction,
-    OrderError,
-    OrderSnapshot,
-    OrderSpec,
-    OrderStatus,
-)
+from ibconn.orders.models import EPS, OrderError, OrderSnapshot
+from ibconn.orders.spec import OrderSpec
 
 __all__ = [
     "AckTimeout",
@@ -48,10 +39,9 @@ __all__ = [
     "WorkingIndex",
     "expire_future",
     "new_run_prefix",
+    "record_of",
     "until_of",
 ]
-
-_EPS = 1e-9
 
 
 class WorkingIndex:
@@ -193,7 +183,7 @@ class OrderRecord:
 
     @property
     def avg_fill_price(self) -> float | None:
-        if self.ledger.filled > 0 and self.ledger.filled >= self.tws_filled - _EPS:
+        if self.ledger.filled > 0 and self.ledger.filled >= self.tws_filled - EPS:
             return self.ledger.avg_price
         return self.tws_avg if self.tws_filled > 0 else self.ledger.avg_price
 
@@ -232,8 +222,8 @@ class OrderRecord:
             commission=self.ledger.commission,
             fills=self.ledger.fills,
             last_error=self.last_error,
-            limit_price=price_or_none(order.lmtPrice),
-            stop_price=price_or_none(order.auxPrice) if order.orderType != "TRAIL" else None,
+            limit_price=number_or_none(order.lmtPrice),
+            stop_price=number_or_none(order.auxPrice) if order.orderType != "TRAIL" else None,
             tag=self.tag,
             parent_ref=self.parent_ref,
             adopted=self.adopted,
@@ -308,6 +298,11 @@ class OrderHandle:
             f"{record.quantity:g} {record.symbol} {record.ib_order.orderType} "
             f"{record.status.value} filled={record.filled:g}>"
         )
+
+
+def record_of(handle: OrderHandle) -> OrderRecord:
+    """The record behind ``handle`` (for the order service; applications use the handle)."""
+    return handle._record
 
 
 OrderLike = OrderHandle | str | int

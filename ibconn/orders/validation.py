@@ -25,7 +25,6 @@ wrong and what is allowed.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
@@ -33,14 +32,16 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from ib_async import IB
 
 from ibconn.contracts.resolver import ResolvedContract
+from ibconn.core.numbers import number_or_none
 from ibconn.errors import (
     ConnectionLostError,
     InvalidInputError,
     NotConnectedError,
     RequestTimeoutError,
 )
+from ibconn.orders.enums import OrderAction, OrderType
 from ibconn.orders.fills import to_decimal
-from ibconn.orders.models import OrderAction, OrderSpec, OrderType
+from ibconn.orders.spec import OrderSpec
 
 __all__ = [
     "MarketRules",
@@ -70,10 +71,10 @@ class Quote:
 
     @staticmethod
     def clean(value: float | None) -> float | None:
-        """``None`` for NaN, infinities, IB's sentinels and non-positive prices."""
-        if value is None or math.isnan(value) or math.isinf(value) or value <= 0 or value > 1e300:
-            return None
-        return float(value)
+        """A positive price, else ``None`` (built on :func:`~ibconn.core.numbers.number_or_none`:
+        NaN, infinities and IB's sentinels are ``None`` too)."""
+        number = number_or_none(value)
+        return number if number is not None and number > 0 else None
 
     @property
     def buy_reference(self) -> float | None:

@@ -10,7 +10,6 @@ the account's base currency (``currency`` of the summary or P&L).
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from types import MappingProxyType
 
 from ib_async import Contract
 
+from ibconn.core.numbers import number_or_none
 from ibconn.orders.models import Fill, OrderAction
 
 __all__ = [
@@ -33,32 +33,10 @@ __all__ = [
 ]
 
 
-def clean_number(value: object) -> float | None:
-    """A number from TWS or ib_async as a float; ``None`` for unset, NaN, inf or text.
-
-    TWS's unset double (``1.7976931348623157E308``) and ib_async's ``nan``
-    both mean "no value". Text such as ``"1234.5"`` is parsed.
-    """
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return None
-        try:
-            number = float(text)
-        except ValueError:
-            return None
-    elif isinstance(value, int | float):
-        number = float(value)
-    else:
-        try:
-            number = float(value)  # type: ignore[arg-type]  # Decimal and friends
-        except (TypeError, ValueError):
-            return None
-    if math.isnan(number) or math.isinf(number) or abs(number) >= 1e300:
-        return None
-    return number
+clean_number = number_or_none
+"""The same function as :func:`ibconn.core.numbers.number_or_none` (an alias kept for
+code that imports it from here): a number from TWS or ib_async as a float, ``None``
+for unset, NaN, inf or text."""
 
 
 class PositionSource(enum.StrEnum):

@@ -248,6 +248,63 @@ async def test_next_batch_waits_for_an_item_and_batches_iterates() -> None:
     assert [batch async for batch in sub.batches()] == [[7, 8, 9]]
 
 
+async def test_take_ready_takes_buffered_items_one_by_one_and_leaves_the_end() -> None:
+    stream: Broadcast[int] = Broadcast("ticks", capacity=3, policy=OverflowPolicy.DROP_OLDEST)
+    sub = stream.subscribe()
+    stream.publish_many([1, 2, 3])
+    ready = sub.take_ready()
+    assert next(ready) == 1
+    # what is not taken yet stays buffered, under the overflow policy
+    assert sub.statistics().buffered == 2
+    stream.publish(4)  # the buffer holds 2, 3, 4: nothing dropped
+    stream.publish(5)  # 2 is dropped, as for an async-for reader that took only 1
+    assert sub.statistics().dropped == 1
+    assert list(ready) == [3, 4]  # at most the three items buffered at the call
+    stream.close()
+    assert list(sub.take_ready()) == [5]  # stops before the end marker
+    assert list(sub.take_ready()) == []
+    assert not sub.closed  # the end is reported by the awaiting readers
+    with pytest.raises(StopAsyncIteration):
+        await sub.__anext__()
+    assert sub.closed
+    assert sub.statistics().delivered == 4
+
+
+async def test_take_ready_raises_index_error_once_the_buffer_is_emptied_meanwhile() -> None:
+    stream: Broadcast[int] = Broadcast("bars", capacity=3, policy=OverflowPolicy.RAISE)
+    sub = stream.subscribe()
+    stream.publish_many([1, 2, 3])
+    ready = sub.take_ready()
+    assert next(ready) == 1
+    stream.publish_many([4, 5])  # overflow: the buffer is cleared
+    with pytest.raises(IndexError):
+        next(ready)
+    with pytest.raises(StreamOverflowError):  # what the reader reports next
+        await sub.__anext__()
+
+
+async def test_take_ready_after_a_stream_ended_full_leaves_the_rest_to_anext() -> None:
+    stream: Broadcast[int] = Broadcast("ticks", capacity=3, policy=OverflowPolicy.DROP_OLDEST)
+    sub = stream.subscribe()
+    stream.publish_many([1, 2, 3])
+    ready = sub.take_ready()
+    assert next(ready) == 1
+    stream.publish(4)
+    stream.close()  # full: the end marker moves the buffer
+    with pytest.raises(IndexError):
+        next(ready)
+    assert [n async for n in sub] == [2, 3, 4]
+    assert sub.statistics().dropped == 0
+
+
+async def test_take_ready_on_an_empty_buffer_takes_nothing() -> None:
+    stream: Broadcast[int] = Broadcast("bars", capacity=1, policy=OverflowPolicy.RAISE)
+    sub = stream.subscribe()
+    assert list(sub.take_ready()) == []
+    stream.close()
+    assert list(sub.take_ready()) == []
+
+
 async def test_next_batch_raises_overflow_like_anext() -> None:
     stream: Broadcast[int] = Broadcast("bars", capacity=2, policy=OverflowPolicy.RAISE)
     sub = stream.subscribe()

@@ -1,435 +1,113 @@
-"""Orders against the simulated gateway: every type, fills, changes, cancels, rejects."""
+"""The order service built over fakes: no gateway, no socket (ibconn/orders/service.py)."""
 
 from __future__ import annotations
 
-import asyncio
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
-from helpers import (
-    CANCEL_ORDER,
-    PLACE_ORDER,
-    connected,
-    drain,
-    gateway,
-    messages,
-    next_item,
-    until,
-)
+from ib_async import Contract
 
-from ibconn import (
-    IBConnector,
-    InvalidInputError,
-    NotConnectedError,
-    OrderRejectedError,
-)
-from ibconn.orders.models import OrderSpec, OrderStatus, OrderType, UpdateKind
-from ibconn.orders.service import OrderHandle, map_tws_status
-from ibconn.sim import SimulatedGateway
-
-pytestmark = pytest.mark.timeout(30)
-
-S = OrderStatus
+from ibconn import InvalidInputError, NotConnectedError
+from ibconn.connection.session import ConnectionState
+from ibconn.contracts.resolver import ContractLike, ResolvedContract
+from ibconn.orders.service import OrderService
+from ibconn.orders.spec import OrderSpec
 
 
-def sim_order(gw: SimulatedGateway, handle: OrderHandle) -> object:
-    return next(o for o in gw.orders if o.order_ref == handle.order_ref)
+class Untouchable:
+    """A collaborator the constructor must not call: any attribute access fails."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the constructor used .{name}")
 
 
-# -- status mapping ----------------------------------------------------------------
+@dataclass
+class Settings:
+    order_ack_timeout: float = 1.0
+    market_data_timeout: float = 1.0
+    resync_timeout: float = 1.0
+    account: str | None = None
 
 
-@pytest.mark.parametrize(
-    ("raw", "filled", "remaining", "expected"),
-    [
-        ("PendingSubmit", 0, 100, S.PENDING_SUBMIT),
-        ("ApiPending", 0, 100, S.PENDING_SUBMIT),
-        ("PreSubmitted", 0, 100, S.PRE_SUBMITTED),
-        ("Submitted", 0, 100, S.SUBMITTED),
-        ("Submitted", 40, 60, S.PARTIALLY_FILLED),
-        ("PreSubmitted", 40, 60, S.PARTIALLY_FILLED),
-        ("PendingCancel", 40, 60, S.PENDING_CANCEL),
-        ("Cancelled", 40, 60, S.CANCELLED),
-        ("ApiCancelled", 0, 100, S.CANCELLED),
-        ("Filled", 100, 0, S.FILLED),
-        ("Inactive", 0, 100, S.INACTIVE),
-        ("ValidationError", 0, 100, None),  # ib_async's invention: not a status
-        ("ApiUpdate", 0, 100, None),
-    ],
-)
-def test_status_mapping(
-    raw: str, filled: float, remaining: float, expected: OrderStatus | None
-) -> None:
-    assert map_tws_status(raw, filled, remaining) is expected
+class Link:
+    state = ConnectionState.DISCONNECTED
+
+    @property
+    def ib(self) -> Any:
+        raise NotConnectedError("no IB in this test")
+
+    async def wait_connected(self, timeout: float | None) -> None:
+        raise AssertionError("not awaited in this test")
 
 
-# -- market and limit orders ---------------------------------------------------------
+class Contracts:
+    def __init__(self, known: ResolvedContract) -> None:
+        self.known = known
+
+    def cached(self, instrument: ContractLike) -> ResolvedContract | None:
+        return self.known if instrument == self.known.symbol else None
+
+    def by_con_id(self, con_id: int) -> ResolvedContract | None:
+        return self.known if con_id == self.known.con_id else None
+
+    async def resolve(self, instrument: ContractLike) -> ResolvedContract:
+        if instrument != self.known.symbol:
+            raise InvalidInputError(f"{instrument!r} is not a known symbol")
+        return self.known
 
 
-async def test_market_order_fills_with_commission(
-    gw: SimulatedGateway, connector: IBConnector
-) -> None:
-    updates = connector.order_updates()
-    fills = connector.fills()
-    handle = await connector.place_market_order("AAPL", 100, "buy", tag="first")
-    assert handle.order_ref.startswith(connector.order_service.run_prefix)
-    assert handle.order_ref.endswith("/first")
-    assert handle.order_id is not None and handle.perm_id is not None
-    done = await connector.wait_for_order(handle, timeout=5)
-    assert done.status is S.FILLED
-    assert (done.filled, done.remaining) == (100, 0)
-    fill = await next_item(fills)
-    assert fill.order_ref == handle.order_ref
-    assert (fill.quantity, fill.symbol, fill.action.value) == (100, "AAPL", "BUY")
-    assert fill.commission == 1.0  # fills() waits for the commission report
-    assert fill.time.tzinfo is not None
-    snapshot = connector.get_order_status(handle)
-    assert snapshot.avg_fill_price == fill.price
-    assert snapshot.commission == 1.0
-    assert snapshot.fills[0].commission == 1.0
-    assert snapshot.tag == "first"
-    kinds = [u.kind for u in drain(updates)]
-    assert kinds[0] is UpdateKind.SUBMITTED
-    assert UpdateKind.FILL in kinds and UpdateKind.COMMISSION in kinds
-    # the order id of this session works like the handle
-    assert connector.get_order_status(handle.order_id or 0).order_ref == handle.order_ref
-    assert connector.get_order_status(handle.order_ref).status is S.FILLED
-
-
-async def test_an_order_is_filled_as_soon_as_its_executions_add_up(
-    connector: IBConnector,
-) -> None:
-    updates = connector.order_updates()
-    handle = await connector.place_market_order("AAPL", 100, "BUY")
-    done = await connector.wait_for_order(handle, S.FILLED, timeout=5)
-    assert (done.status, done.filled, done.remaining) == (S.FILLED, 100, 0)
-    [trade] = [t for t in connector.ib.trades() if t.order.orderRef == handle.order_ref]
-    # the waiter resumed right after the execution, before TWS's own Filled status
-    assert trade.orderStatus.status != "Filled"
-    await until(lambda: trade.orderStatus.status == "Filled")
-    await until(lambda: connector.get_order_status(handle).commission is not None)
-    mine = [u for u in drain(updates) if u.order_ref == handle.order_ref]
-    kinds = [(u.kind, u.status) for u in mine]
-    fill_at = next(i for i, (kind, _) in enumerate(kinds) if kind is UpdateKind.FILL)
-    assert kinds[fill_at + 1] == (UpdateKind.STATUS, S.FILLED)
-    # TWS's Filled status, when it comes, changes nothing: one final status, not two
-    assert kinds.count((UpdateKind.STATUS, S.FILLED)) == 1
-    assert all(u.status is S.FILLED for u in mine[fill_at + 1 :])
-
-
-async def test_limit_order_rests_then_partial_fills_then_fills(
-    gw: SimulatedGateway, connector: IBConnector
-) -> None:
-    handle = await connector.place_limit_order("AAPL", 300, "BUY", 185.0)
-    assert handle.status is S.SUBMITTED
-    updates = connector.order_updates(handle)
-    await gw.fill(handle.order_ref, quantity=100, price=185.0)
-    partial = await next_item(updates, lambda u: u.kind is UpdateKind.STATUS)
-    assert partial.status is S.PARTIALLY_FILLED
-    assert (partial.filled, partial.remaining) == (100, 200)
-    await gw.fill(handle.order_ref, quantity=50, price=184.5)
-    await gw.fill(handle.order_ref, quantity=150, price=184.0)
-    done = await connector.wait_for_order(handle, timeout=5)
-    assert done.status is S.FILLED
-    assert done.filled == 300
-    # (100 * 185 + 50 * 184.5 + 150 * 184) / 300
-    assert done.avg_fill_price == pytest.approx(55325 / 300, abs=1e-9)
-    assert done.last_fill_price == 184.0
-    assert len(done.fills) == 3
-
-
-async def test_partial_fills_from_the_market() -> None:
-    async with gateway(max_fill_size=40) as gw2:
-        conn = await connected(gw2, client_id=2)
-        try:
-            handle = await conn.place_limit_order("AAPL", 100, "BUY", 191.0)
-            updates = conn.order_updates(handle)
-            # the simulated market fills at most 40 per quote
-            await until(lambda: conn.get_order_status(handle).filled == 40)
-            assert conn.get_order_status(handle).status is S.PARTIALLY_FILLED
-            for _ in range(2):
-                gw2.set_price("AAPL", 190.0)
-            done = await conn.wait_for_order(handle, timeout=5)
-            statuses = [u.status for u in drain(updates) if u.kind is UpdateKind.STATUS]
-            assert done.status is S.FILLED and done.filled == 100
-            assert [f.quantity for f in done.fills] == [40, 40, 20]
-            # place_limit_order returned on the acknowledgement, before the first
-            # fill of the same read was decoded: the stream sees all three fills
-            assert statuses == [S.PARTIALLY_FILLED, S.PARTIALLY_FILLED, S.FILLED]
-        finally:
-            await conn.disconnect()
-
-
-# -- stops and trails ----------------------------------------------------------------
-
-
-async def test_stop_order_triggers_and_fills(gw: SimulatedGateway, connector: IBConnector) -> None:
-    handle = await connector.place_stop_order("AAPL", 100, "SELL", 185.0)
-    assert handle.status is S.PRE_SUBMITTED  # not triggered yet
-    gw.set_price("AAPL", 186.0)
-    assert connector.get_order_status(handle).filled == 0
-    gw.set_price("AAPL", 184.9)
-    done = await connector.wait_for_order(handle, timeout=5)
-    assert done.status is S.FILLED
-    assert done.avg_fill_price is not None and done.avg_fill_price <= 185.0
-
-
-async def test_stop_limit_order_triggers(gw: SimulatedGateway, connector: IBConnector) -> None:
-    handle = await connector.place_stop_limit_order("AAPL", 100, "BUY", 195.0, 195.5)
-    assert handle.status is S.PRE_SUBMITTED
-    gw.set_price("AAPL", 195.2)
-    done = await connector.wait_for_order(handle, timeout=5)
-    assert done.status is S.FILLED
-    assert done.avg_fill_price is not None and done.avg_fill_price <= 195.5
-
-
-@pytest.mark.parametrize(
-    "trail", [{"trailing_amount": 2.0}, {"trailing_percent": 1.0}], ids=["amount", "percent"]
-)
-async def test_trailing_stop_follows_the_market(
-    gw: SimulatedGateway, connector: IBConnector, trail: dict[str, float]
-) -> None:
-    handle = await connector.place_trailing_stop_order("AAPL", 100, "SELL", **trail)
-    for price in (192.0, 195.0, 198.0):  # the stop trails up to 196.0 (or 196.02)
-        gw.set_price("AAPL", price)
-    gw.set_price("AAPL", 196.5)
-    assert connector.get_order_status(handle).filled == 0
-    gw.set_price("AAPL", 195.5)
-    done = await connector.wait_for_order(handle, timeout=5)
-    assert done.status is S.FILLED
-    assert done.avg_fill_price is not None and done.avg_fill_price > 190.0
-
-
-# -- modify, cancel -------------------------------------------------------------------
-
-
-async def test_modify_price_and_quantity(gw: SimulatedGateway, connector: IBConnector) -> None:
-    handle = await connector.place_limit_order("AAPL", 100, "BUY", 180.0)
-    placed = messages(gw, PLACE_ORDER)
-    same = await connector.modify_order(handle, limit_price=181.5, quantity=150)
-    assert same == handle
-    assert messages(gw, PLACE_ORDER) == placed + 1
-    sim = sim_order(gw, handle)
-    assert (sim.lmt_price, sim.total_quantity) == (181.5, 150)  # type: ignore[attr-defined]
-    status = connector.get_order_status(handle)
-    assert (status.limit_price, status.quantity, status.status) == (181.5, 150, S.SUBMITTED)
-    # a change that makes it marketable fills it
-    await connector.modify_order(handle.order_ref, limit_price=191.0)
-    done = await connector.wait_for_order(handle, timeout=5)
-    assert done.status is S.FILLED and done.filled == 150
-    with pytest.raises(InvalidInputError, match="only a working order"):
-        await connector.modify_order(handle, limit_price=182.0)
-
-
-async def test_modify_below_filled_quantity_is_refused(
-    gw: SimulatedGateway, connector: IBConnector
-) -> None:
-    handle = await connector.place_limit_order("AAPL", 100, "BUY", 180.0)
-    await gw.fill(handle.order_ref, quantity=60)
-    await until(lambda: connector.get_order_status(handle).filled == 60)
-    before = messages(gw, PLACE_ORDER)
-    with pytest.raises(InvalidInputError, match="below the 60 already filled"):
-        await connector.modify_order(handle, quantity=50)
-    assert messages(gw, PLACE_ORDER) == before
-
-
-async def test_cancel_order_by_id_and_partial_cancel(
-    gw: SimulatedGateway, connector: IBConnector
-) -> None:
-    handle = await connector.place_limit_order("AAPL", 100, "BUY", 180.0)
-    await gw.fill(handle.order_ref, quantity=30)
-    await until(lambda: connector.get_order_status(handle).filled == 30)
-    final = await connector.cancel_order(handle.order_id or 0)
-    assert final.status is S.CANCELLED
-    assert (final.filled, final.remaining) == (30, 70)
-    assert final.last_error is None  # 202 is a confirmation, not an error
-
-
-async def test_cancel_of_a_filled_order_sends_nothing(
-    gw: SimulatedGateway, connector: IBConnector
-) -> None:
-    handle = await connector.place_market_order("AAPL", 10, "BUY")
-    await connector.wait_for_order(handle, S.FILLED, timeout=5)
-    final = await connector.cancel_order(handle)
-    assert final.status is S.FILLED
-    assert messages(gw, CANCEL_ORDER) == 0
-
-
-async def test_cancel_refused_by_tws_for_an_order_filled_meanwhile(
-    gw: SimulatedGateway, connector: IBConnector
-) -> None:
-    handle = await connector.place_limit_order("AAPL", 10, "BUY", 180.0)
-    # the gateway fills it, but its messages to us are lost: TWS answers the cancel with 10148
-    gw.stall(1)
-    await gw.fill(handle.order_ref)
-    gw.unstall(1)
-    assert connector.get_order_status(handle).status is S.SUBMITTED
-    with pytest.raises(OrderRejectedError) as info:
-        await connector.cancel_order(handle)
-    assert info.value.code == 10148
-    assert connector.get_order_status(handle).last_error.code == 10148  # type: ignore[union-attr]
-
-
-async def test_cancel_all_orders(gw: SimulatedGateway, connector: IBConnector) -> None:
-    handles = [await connector.place_limit_order("AAPL", 10, "BUY", 180.0 + i) for i in range(3)]
-    filled = await connector.place_market_order("AAPL", 5, "BUY")
-    await connector.wait_for_order(filled, timeout=5)
-    finals = await connector.cancel_all_orders()
-    assert sorted(f.order_ref for f in finals) == sorted(h.order_ref for h in handles)
-    assert all(f.status is S.CANCELLED for f in finals)
-    assert connector.orders(working_only=True) == []
-
-
-# -- reject, warnings ---------------------------------------------------------------------
-
-
-async def test_reject_raises_with_tws_code_and_text() -> None:
-    async with gateway(read_only=True) as gw:
-        conn = await connected(gw)
-        try:
-            updates = conn.order_updates()
-            with pytest.raises(OrderRejectedError) as info:
-                await conn.place_limit_order("AAPL", 100, "BUY", 180.0)
-            assert info.value.code == 321
-            assert "Read-Only" in info.value.text
-            ref = info.value.order_ref
-            assert ref is not None
-            status = conn.get_order_status(ref)
-            assert status.status is S.REJECTED
-            assert status.last_error is not None and status.last_error.code == 321
-            assert [u.kind for u in drain(updates)][-1] is UpdateKind.ERROR
-        finally:
-            await conn.disconnect()
-
-
-async def test_warning_about_a_live_order_keeps_its_status(
-    gw: SimulatedGateway, connector: IBConnector
-) -> None:
-    handle = await connector.place_limit_order("AAPL", 100, "BUY", 180.0)
-    updates = connector.order_updates(handle)
-    # ib_async turns these into its invented "ValidationError" status
-    for code in (399, 321, 110):
-        gw.send_error(code, f"warning {code}", req_id=handle.order_id or 0, client_id=1)
-        warning = await next_item(updates)
-        assert warning.kind is UpdateKind.WARNING
-        assert warning.error is not None and warning.error.code == code
-        assert warning.status is S.SUBMITTED
-    assert connector.get_order_status(handle).status is S.SUBMITTED
-    assert connector.ib.trades()[-1].orderStatus.status == "ValidationError"
-    final = await connector.cancel_order(handle)
-    assert final.status is S.CANCELLED
-
-
-# -- brackets and OCA ----------------------------------------------------------------------
-
-
-async def test_bracket_children_work_after_the_parent_fills_then_oca(
-    gw: SimulatedGateway, connector: IBConnector
-) -> None:
-    bracket = await connector.place_bracket_order("AAPL", 100, "BUY", 189.0, 195.0, 185.0)
-    parent, take_profit, stop_loss = bracket
-    assert parent.status is S.SUBMITTED
-    assert take_profit.status is S.PRE_SUBMITTED and stop_loss.status is S.PRE_SUBMITTED
-    assert connector.get_order_status(stop_loss).parent_ref == parent.order_ref
-    gw.set_price("AAPL", 188.5)  # the entry fills
-    await connector.wait_for_order(parent, S.FILLED, timeout=5)
-    await connector.wait_for_order(take_profit, S.SUBMITTED, timeout=5)
-    gw.set_price("AAPL", 195.5)  # the take profit fills, the stop loss is cancelled
-    tp = await connector.wait_for_order(take_profit, timeout=5)
-    sl = await connector.wait_for_order(stop_loss, timeout=5)
-    assert tp.status is S.FILLED and tp.filled == 100
-    assert sl.status is S.CANCELLED and sl.filled == 0
-
-
-async def test_bracket_prices_must_straddle_the_entry(
-    gw: SimulatedGateway, connector: IBConnector
-) -> None:
-    before = messages(gw, PLACE_ORDER)
-    with pytest.raises(InvalidInputError, match="stop_loss_price < limit_price < take_profit"):
-        await connector.place_bracket_order("AAPL", 100, "BUY", 189.0, 185.0, 195.0)
-    assert messages(gw, PLACE_ORDER) == before
-
-
-async def test_user_oca_group_through_place_order(
-    gw: SimulatedGateway, connector: IBConnector
-) -> None:
-    common = {"symbol": "AAPL", "quantity": 50, "action": "SELL", "oca_group": "exit-1"}
-    high = await connector.place_order(
-        OrderSpec(order_type=OrderType.LIMIT, limit_price=195.0, **common)
+def xyz() -> ResolvedContract:
+    return ResolvedContract(
+        contract=Contract(conId=1, symbol="XYZ", secType="STK"),
+        con_id=1,
+        symbol="XYZ",
+        sec_type="STK",
+        exchange="SMART",
+        primary_exchange="NYSE",
+        currency="USD",
+        local_symbol="XYZ",
+        min_tick=0.01,
+        market_rule_ids=(),
+        size_increment=1.0,
+        min_size=1.0,
+        multiplier=1.0,
+        long_name="XYZ CORP",
+        time_zone="US/Eastern",
     )
-    low = await connector.place_order(
-        OrderSpec(order_type=OrderType.STOP, stop_price=185.0, **common)
+
+
+def service(contracts: Any = None) -> OrderService:
+    return OrderService(
+        Link(), contracts or Untouchable(), Settings(), Untouchable(), Untouchable()
     )
-    gw.set_price("AAPL", 184.0)
-    assert (await connector.wait_for_order(low, timeout=5)).status is S.FILLED
-    assert (await connector.wait_for_order(high, timeout=5)).status is S.CANCELLED
 
 
-# -- the awaiting coroutine, connection state ----------------------------------------------------
+def test_the_constructor_installs_itself_into_nothing() -> None:
+    orders = OrderService(Link(), Untouchable(), Settings(), Untouchable(), Untouchable())
+    assert orders.orders() == []
+    assert orders.handler_errors == 0
 
 
-async def test_cancelling_the_awaiting_coroutine_never_cancels_the_order(
-    gw: SimulatedGateway, connector: IBConnector
-) -> None:
-    updates = connector.order_updates()
-    task = asyncio.ensure_future(connector.place_limit_order("AAPL", 100, "BUY", 180.0))
-
-    def cancel_task_when_sent(msg_id: int, request_id: int | None) -> None:
-        if msg_id == PLACE_ORDER:
-            task.cancel()  # before any answer can arrive: the call awaits the ack
-
-    remove = connector.pacer.on_sent(cancel_task_when_sent)
-    try:
-        with pytest.raises(asyncio.CancelledError):
-            await task
-    finally:
-        remove()
-    submitted = await next_item(updates, lambda u: u.kind is UpdateKind.SUBMITTED)
-    acked = await next_item(updates, lambda u: u.status is S.SUBMITTED)
-    assert acked.order_ref == submitted.order_ref
-    assert connector.get_order_status(submitted.order_ref).status is S.SUBMITTED
-    assert messages(gw, CANCEL_ORDER) == 0
-    sim = next(o for o in gw.orders if o.order_ref == submitted.order_ref)
-    assert sim.status == "Submitted"
+async def test_check_validates_a_spec_against_its_contract_without_sending() -> None:
+    orders = service(Contracts(xyz()))
+    resolved = await orders.resolve("XYZ")
+    spec = OrderSpec(symbol="XYZ", action="BUY", quantity=10, order_type="LMT", limit_price=9.5)
+    assert await orders.check(spec, resolved) == spec
+    rounded = spec.replace(limit_price=9.519, round_prices=True)
+    assert (await orders.check(rounded, resolved)).limit_price == 9.51
+    with pytest.raises(InvalidInputError, match="increment"):
+        await orders.check(spec.replace(limit_price=9.519), resolved)
 
 
-async def test_placing_while_not_connected_raises_at_once(gw: SimulatedGateway) -> None:
-    connector = IBConnector(port=gw.port)
+async def test_resolve_names_an_unknown_symbol() -> None:
+    orders = service(Contracts(xyz()))
+    with pytest.raises(InvalidInputError, match="unknown or invalid symbol"):
+        await orders.resolve("NOPE")
+
+
+async def test_placing_while_disconnected_is_refused_before_any_check() -> None:
+    orders = service()
+    spec = OrderSpec(symbol="XYZ", action="BUY", quantity=10)
     with pytest.raises(NotConnectedError, match="never queues orders"):
-        await connector.place_market_order("AAPL", 1, "BUY")
-    assert messages(gw, PLACE_ORDER) == 0
-
-
-async def test_disconnect_leaves_orders_working_by_default(gw: SimulatedGateway) -> None:
-    connector = await connected(gw)
-    handle = await connector.place_limit_order("AAPL", 10, "BUY", 180.0)
-    await connector.disconnect()
-    assert sim_order(gw, handle).status == "Submitted"  # type: ignore[attr-defined]
-
-
-async def test_disconnect_can_cancel_working_orders(gw: SimulatedGateway) -> None:
-    connector = await connected(gw, cancel_orders_on_disconnect=True)
-    handle = await connector.place_limit_order("AAPL", 10, "BUY", 180.0)
-    await connector.disconnect()
-    assert sim_order(gw, handle).status == "Cancelled"  # type: ignore[attr-defined]
-    assert connector.get_order_status(handle).status is S.CANCELLED
-
-
-# -- corrections ------------------------------------------------------------------------------
-
-
-async def test_execution_correction_replaces_the_fill(
-    gw: SimulatedGateway, connector: IBConnector
-) -> None:
-    fills = connector.fills()
-    handle = await connector.place_market_order("AAPL", 100, "BUY")
-    await connector.wait_for_order(handle, timeout=5)
-    original = await next_item(fills)
-    gw.correct_execution(original.exec_id, 189.0)
-    corrected = await next_item(fills)
-    assert corrected.exec_prefix == original.exec_prefix
-    assert corrected.corrects == original.exec_id
-    assert corrected.price == 189.0
-    status = connector.get_order_status(handle)
-    assert status.filled == 100  # not 200
-    assert status.avg_fill_price == 189.0
-    assert [f.exec_id for f in status.fills] == [corrected.exec_id]
+        await orders.place_order(spec)

@@ -7,7 +7,6 @@ order streams, each against the simulated gateway over TCP.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from helpers import (
@@ -17,6 +16,7 @@ from helpers import (
     drain,
     messages,
     next_item,
+    sim_order,
     until,
 )
 from ib_async import Forex
@@ -25,14 +25,11 @@ from ibconn import (
     ConnectionLostError,
     ConnectionState,
     IBConnector,
-    InvalidInputError,
-    MarketDataError,
     OrderRejectedError,
     OrderStateUnknownError,
 )
 from ibconn.orders.models import OrderStatus
 from ibconn.sim import SimulatedGateway
-from ibconn.sim.protocol import In
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -137,48 +134,7 @@ async def test_a_correction_of_an_execution_seen_at_startup_replaces_it(
         await second.disconnect()
 
 
-# -- 6: the market-rule cache -------------------------------------------------------------------
-
-
-async def test_concurrent_first_orders_share_one_market_rule_request(
-    gw: SimulatedGateway, connector: IBConnector
-) -> None:
-    resolved = await connector.resolve("AAPL")
-    rule = resolved.market_rule_ids[0]
-    before = received(gw, In.REQ_MARKET_RULE)
-    handles = await asyncio.gather(
-        *(connector.place_limit_order("AAPL", 1, "BUY", 180.0 + i / 100) for i in range(10))
-    )
-    assert len(handles) == 10
-    assert received(gw, In.REQ_MARKET_RULE) - before == 1
-    cached = connector.order_service._rules.cached(rule)
-    assert cached  # the rule, not an empty answer, is cached
-    # cached: a later order asks nothing
-    await connector.place_limit_order("AAPL", 1, "BUY", 179.5)
-    assert received(gw, In.REQ_MARKET_RULE) - before == 1
-
-
-async def test_an_empty_market_rule_answer_is_not_cached(
-    gw: SimulatedGateway, connector: IBConnector
-) -> None:
-    resolved = await connector.resolve("AAPL")
-    rule = resolved.market_rule_ids[0]
-    saved = gw.market_rules.pop(rule)
-    try:
-        await connector.place_limit_order("AAPL", 1, "BUY", 180.0)
-        assert connector.order_service._rules.cached(rule) is None
-    finally:
-        gw.market_rules[rule] = saved
-    await connector.place_limit_order("AAPL", 1, "BUY", 180.01)
-    assert connector.order_service._rules.cached(rule)
-    assert received(gw, In.REQ_MARKET_RULE) == 2
-
-
 # -- 2: what TWS last reported is the order's state ---------------------------------------------
-
-
-def sim_order(gw: SimulatedGateway, order_ref: str) -> Any:
-    return next(o for o in gw.orders if o.order_ref == order_ref)
 
 
 async def test_a_modification_applied_while_the_link_dropped_is_the_order_quantity(
@@ -284,35 +240,3 @@ async def test_a_cancel_answered_with_10147_resolves_the_order_as_lost(
     gw.lose_order(again.order_ref)
     results = {s.order_ref: s.status for s in await connector.cancel_all_orders()}
     assert results == {again.order_ref: S.LOST, working.order_ref: S.CANCELLED}
-
-
-# -- 7: a stop is never sent unchecked ----------------------------------------------------------
-
-
-async def test_a_stop_on_the_wrong_side_is_refused_without_a_market_data_line(
-    gw: SimulatedGateway, connector: IBConnector
-) -> None:
-    before = messages(gw, PLACE_ORDER)
-    # nothing subscribes to AAPL: ibconn takes a snapshot quote to check the stop
-    with pytest.raises(InvalidInputError, match=r"BUY STP.*below the market"):
-        await connector.place_stop_order("AAPL", 10, "BUY", 185.0)
-    with pytest.raises(InvalidInputError, match=r"SELL STP.*above the market"):
-        await connector.place_stop_order("AAPL", 10, "SELL", 195.0)
-    assert messages(gw, PLACE_ORDER) == before
-    handle = await connector.place_stop_order("AAPL", 10, "BUY", 195.0)
-    assert handle.status is S.PRE_SUBMITTED
-    # a change of the stop price is checked the same way
-    with pytest.raises(InvalidInputError, match="below the market"):
-        await connector.modify_order(handle, stop_price=185.0)
-    assert sim_order(gw, handle.order_ref).aux_price == 195.0
-
-
-async def test_a_stop_is_refused_when_no_quote_can_be_had(
-    gw: SimulatedGateway, connector: IBConnector
-) -> None:
-    before = messages(gw, PLACE_ORDER)
-    gw.fail_next(In.REQ_MKT_DATA, 354)  # not subscribed to market data
-    with pytest.raises(MarketDataError, match="was not sent"):
-        await connector.place_stop_order("AAPL", 10, "BUY", 185.0)
-    assert messages(gw, PLACE_ORDER) == before
-    assert not [o for o in gw.orders if o.order_type == "STP"]
