@@ -40,8 +40,8 @@ def docs(session: nox.Session) -> None:
     """Build the documentation site (docs/, Sphinx + MyST + furo) with warnings as errors."""
     session.install("-e", ".[docs]")
     session.run(
-        "sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html",
-        *session.posargs,
+        "sphinx-build", "-j", "auto", "-W", "--keep-going", "-b", "html",
+        "docs", "docs/_build/html", *session.posargs,
     )  # fmt: skip
 
 

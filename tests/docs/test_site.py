@@ -47,7 +47,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Built:
     """The site built once for this module, exactly as ``nox -s docs`` builds it."""
     out = tmp_path_factory.mktemp("html")
     result = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
+        [sys.executable, "-m", "sphinx", "-j", "auto", "-W", "--keep-going", "-q", "-b", "html",
          "-d", str(out / ".doctrees"), str(DOCS), str(out)],
         capture_output=True, text=True, timeout=280, check=False, cwd=ROOT,
     )  # fmt: skip
