@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ibconn.config.settings import ConnectorSettings, MarketDataType, RiskSettings
+from ibconn.config.risk import RiskSettings
+from ibconn.config.settings import ConnectorSettings
+from ibconn.config.values import MarketDataType
 from ibconn.connection.session import ConnectionEvent, ConnectionState, Service, Session
 from ibconn.connector import IBConnector
 from ibconn.contracts.resolver import ContractLike, ResolvedContract

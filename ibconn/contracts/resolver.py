@@ -10,7 +10,6 @@ the cache survives reconnects.
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from ib_async import IB, Contract, ContractDetails, Stock
 
 from ibconn.core.arguments import check_contract, text_problem
 from ibconn.core.logs import get_logger
+from ibconn.core.numbers import number_or_none
 from ibconn.errors import InvalidInputError, NotConnectedError, RequestTimeoutError
 
 __all__ = [
@@ -100,27 +100,26 @@ class ResolvedContract:
             primary_exchange=contract.primaryExchange,
             currency=contract.currency,
             local_symbol=contract.localSymbol,
-            min_tick=float(details.minTick or 0.0),
+            min_tick=_zero_when_unset(details.minTick),
             market_rule_ids=rule_ids,
-            size_increment=_positive(details.sizeIncrement, 1.0),
-            min_size=_positive(details.minSize, 1.0),
-            multiplier=_positive(_to_float(contract.multiplier), 1.0),
+            size_increment=_positive_or(details.sizeIncrement, 1.0),
+            min_size=_positive_or(details.minSize, 1.0),
+            multiplier=_positive_or(contract.multiplier, 1.0),
             long_name=details.longName,
             time_zone=details.timeZoneId,
         )
 
 
-def _to_float(text: str | float | None) -> float:
-    try:
-        return float(text) if text not in (None, "") else 0.0
-    except (TypeError, ValueError):
-        return 0.0
+def _zero_when_unset(value: object) -> float:
+    """A detail that TWS may leave unset (min tick): its number, else 0.0 ("not known")."""
+    number = number_or_none(value)
+    return 0.0 if number is None else number
 
 
-def _positive(value: float | None, default: float) -> float:
-    if value is None or math.isnan(value) or value <= 0 or value > 1e300:  # unset
-        return default
-    return float(value)
+def _positive_or(value: object, default: float) -> float:
+    """A size or multiplier: its number when > 0, else ``default`` (unset, 0 or nonsense)."""
+    number = _zero_when_unset(value)
+    return number if number > 0 else default
 
 
 def to_contract(instrument: ContractLike) -> Contract:

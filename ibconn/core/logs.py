@@ -11,19 +11,27 @@ can filter on it.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO, get_args
 
 from loguru import logger
 
-from ibconn.config.settings import ConnectorSettings
 from ibconn.errors import ConfigError
 
 if TYPE_CHECKING:
     from loguru import Logger, Record
 
-__all__ = ["CATEGORIES", "Category", "disable_logging", "enable_logging", "get_logger"]
+__all__ = [
+    "CATEGORIES",
+    "LEVEL_ENV_VAR",
+    "Category",
+    "LogLevel",
+    "disable_logging",
+    "enable_logging",
+    "get_logger",
+]
 
 Category = Literal[
     "connection", "pacing", "market_data", "orders", "positions", "risk", "sim", "errors"
@@ -31,6 +39,16 @@ Category = Literal[
 CATEGORIES: frozenset[str] = frozenset(
     {"connection", "pacing", "market_data", "orders", "positions", "risk", "sim", "errors"}
 )
+
+LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
+"""Loguru level names accepted by ``log_level`` (given in any case)."""
+
+_LEVEL_NAMES: tuple[LogLevel, ...] = get_args(LogLevel)
+
+LEVEL_ENV_VAR = "IBCONN_LOG_LEVEL"
+"""The one environment variable :func:`enable_logging` reads (its name in any case)."""
+
+_DEFAULT_LEVEL: LogLevel = "INFO"
 
 _DEFAULT_FORMAT = (
     "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {extra[category]: <11} | {message}"
@@ -71,14 +89,15 @@ def enable_logging(
 ) -> int:
     """Turn on ibconn's log output and return the loguru sink id.
 
-    ``level`` (a level name in any case, or a number) defaults to the
-    settings' ``log_level`` (``INFO`` unless set through ``IBCONN_LOG_LEVEL``);
-    an unknown name raises :class:`~ibconn.errors.ConfigError`. ``categories``
-    keeps only records whose category is listed. With ``route_ib_async`` the records of ib_async's
-    standard-library loggers go to the same sink, as category ``connection``.
+    ``level`` (a level name in any case, or a number; pass ``settings.log_level``
+    to follow a connector's settings) defaults to the ``IBCONN_LOG_LEVEL``
+    environment variable, else ``INFO``; no other setting is read. An unknown
+    name raises :class:`~ibconn.errors.ConfigError`. ``categories`` keeps only
+    records whose category is listed. With ``route_ib_async`` the records of
+    ib_async's standard-library loggers go to the same sink, as category ``connection``.
     """
     if level is None:
-        level = ConnectorSettings().log_level
+        level = _level_from_env()
     elif isinstance(level, str):
         level = level.strip().upper()
         try:
@@ -115,6 +134,28 @@ def enable_logging(
     if route_ib_async:
         _route_stdlib(level)
     return sink_id
+
+
+def _level_from_env() -> LogLevel:
+    """The level named by ``IBCONN_LOG_LEVEL`` (any case, name and value), else ``INFO``.
+
+    Raises :class:`~ibconn.errors.ConfigError` when the variable names no level.
+    """
+    for name, value in os.environ.items():
+        if name.upper() != LEVEL_ENV_VAR:
+            continue
+        for level in _LEVEL_NAMES:
+            if value.strip().upper() == level:
+                return level
+        allowed = "one of " + ", ".join(_LEVEL_NAMES) + " (any case)"
+        raise ConfigError(
+            f"invalid setting: log_level = {value!r} (environment variable {name}) "
+            f"is not allowed; allowed: {allowed}",
+            key="log_level",
+            value=value,
+            allowed=allowed,
+        )
+    return _DEFAULT_LEVEL
 
 
 def _route_stdlib(level: str | int) -> None:

@@ -20,16 +20,10 @@ def number_or_none(value: object) -> float | None:
     """
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, float | int):
-        number = float(value)
-    else:
-        text = value.strip() if isinstance(value, str) else value
-        if text == "":
-            return None
-        try:
-            number = float(text)  # type: ignore[arg-type]  # str, Decimal and friends
-        except (TypeError, ValueError, OverflowError):
-            return None
+    try:
+        number = float(value)  # type: ignore[arg-type]  # str, Decimal and friends
+    except (TypeError, ValueError, OverflowError):  # text, 10**400, Decimal("sNaN"), objects
+        return None
     if math.isnan(number) or math.isinf(number) or abs(number) >= UNSET_LIMIT:
         return None
     return number

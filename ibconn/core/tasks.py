@@ -24,7 +24,7 @@ class ServiceTasks:
       counted instead of breaking ib_async's event dispatch.
     - :meth:`follow` reads a stream until the service closes, reopening it after
       a :class:`~ibconn.StreamOverflowError`.
-    - :meth:`close` cancels every task; it is idempotent.
+    - :meth:`close` cancels every task (and any spawned later); it is idempotent.
     """
 
     def __init__(self, owner: Category) -> None:
@@ -37,10 +37,16 @@ class ServiceTasks:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(self, coro: Coroutine[Any, Any, _T], name: str) -> asyncio.Task[_T]:
-        """Run ``coro`` as a task owned by the service (cancelled on :meth:`close`)."""
+        """Run ``coro`` as a task owned by the service (cancelled on :meth:`close`).
+
+        After :meth:`close` the task is cancelled before it starts: a late event
+        cannot start work in a closed service.
+        """
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._reap)
+        if self.closed:
+            task.cancel()
         return task
 
     def guard(self, what: str, handler: Callable[[], None]) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -12,8 +11,6 @@ import yaml
 from ibconn.config.settings import (
     ConnectorSettings,
     MarketDataType,
-    RiskSettings,
-    read_yaml_section,
 )
 from ibconn.errors import ConfigError
 
@@ -36,18 +33,6 @@ POSITIVE_FLOATS = [
     "order_ack_timeout",
     "reconcile_interval",
 ]
-
-
-def write_yaml(tmp_path: Path, text: str, name: str = "ibconn.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def config_error(**kwargs: Any) -> ConfigError:
-    with pytest.raises(ConfigError) as info:
-        ConnectorSettings(**kwargs)
-    return info.value
 
 
 # -- defaults and types ---------------------------------------------------------------
@@ -107,7 +92,9 @@ def test_reconnect_attempts_zero_means_forever_is_allowed() -> None:
     assert ConnectorSettings(reconnect_attempts=0).reconnect_attempts == 0
 
 
-def test_receive_path_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_receive_path_settings(
+    monkeypatch: pytest.MonkeyPatch, config_error: Callable[..., ConfigError]
+) -> None:
     s = ConnectorSettings()
     assert s.fast_receive is True  # on by default
     assert s.tune_gc is False  # process-wide: opt-in
@@ -126,10 +113,9 @@ def test_receive_path_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_precedence_kwargs_over_env_over_yaml_over_defaults(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch, write_yaml: Callable[..., Path]
 ) -> None:
     path = write_yaml(
-        tmp_path,
         "ib_connector:\n  port: 4001\n  client_id: 11\n  host: yaml.host\n  account: DU1\n",
     )
     monkeypatch.setenv("IBCONN_PORT", "4002")
@@ -159,8 +145,10 @@ def test_kwargs_beat_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ConnectorSettings(port=4001).port == 4001
 
 
-def test_plain_construction_reads_no_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    write_yaml(tmp_path, "ib_connector:\n  port: 4001\n")
+def test_plain_construction_reads_no_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_yaml: Callable[..., Path]
+) -> None:
+    write_yaml("ib_connector:\n  port: 4001\n")
     monkeypatch.chdir(tmp_path)
     assert ConnectorSettings().port == 7497
     assert ConnectorSettings.from_yaml(tmp_path / "ibconn.yaml").port == 4001
@@ -177,19 +165,14 @@ def test_example_yaml_round_trip() -> None:
     assert ConnectorSettings.from_yaml(str(EXAMPLE)) == s
 
 
-def test_yaml_other_top_level_sections_are_ignored(tmp_path: Path) -> None:
-    path = write_yaml(tmp_path, "risk:\n  max_notional: 5\nib_connector:\n  port: 4001\n")
+def test_yaml_other_top_level_sections_are_ignored(write_yaml: Callable[..., Path]) -> None:
+    path = write_yaml("risk:\n  max_notional: 5\nib_connector:\n  port: 4001\n")
     assert ConnectorSettings.from_yaml(path).port == 4001
 
 
-def test_empty_yaml_section_means_defaults(tmp_path: Path) -> None:
-    path = write_yaml(tmp_path, "ib_connector:\n")
+def test_empty_yaml_section_means_defaults(write_yaml: Callable[..., Path]) -> None:
+    path = write_yaml("ib_connector:\n")
     assert ConnectorSettings.from_yaml(path) == ConnectorSettings()
-
-
-def test_read_yaml_section(tmp_path: Path) -> None:
-    path = write_yaml(tmp_path, "ib_connector:\n  port: 4001\n")
-    assert read_yaml_section(path) == {"port": 4001}
 
 
 # -- immutability ---------------------------------------------------------------------
@@ -243,7 +226,9 @@ BAD_VALUES: list[tuple[str, object, str]] = [
 
 
 @pytest.mark.parametrize(("key", "value", "allowed"), BAD_VALUES)
-def test_bad_value_gives_one_clear_config_error(key: str, value: object, allowed: str) -> None:
+def test_bad_value_gives_one_clear_config_error(
+    key: str, value: object, allowed: str, config_error: Callable[..., ConfigError]
+) -> None:
     error = config_error(**{key: value})
     message = str(error)
     assert type(error) is ConfigError
@@ -257,20 +242,22 @@ def test_bad_value_gives_one_clear_config_error(key: str, value: object, allowed
     assert "keyword argument" in message
 
 
-def test_max_interval_below_base_interval() -> None:
+def test_max_interval_below_base_interval(config_error: Callable[..., ConfigError]) -> None:
     error = config_error(reconnect_interval=20, reconnect_max_interval=5)
     assert error.key == "reconnect_max_interval"
     assert error.value == 5
     assert "reconnect_interval (20.0)" in str(error)
 
 
-def test_base_interval_above_default_cap_names_the_cap_as_default() -> None:
+def test_base_interval_above_default_cap_names_the_cap_as_default(
+    config_error: Callable[..., ConfigError],
+) -> None:
     error = config_error(reconnect_interval=500)
     assert error.key == "reconnect_max_interval"
     assert "300.0 (default)" in str(error)
 
 
-def test_several_bad_keys_are_all_named() -> None:
+def test_several_bad_keys_are_all_named(config_error: Callable[..., ConfigError]) -> None:
     error = config_error(port=0, client_id=-5, market_data_type="nope")
     message = str(error)
     assert message.startswith("3 invalid settings")
@@ -280,7 +267,7 @@ def test_several_bad_keys_are_all_named() -> None:
     assert error.value == 0
 
 
-def test_unknown_kwarg_suggests_closest_key() -> None:
+def test_unknown_kwarg_suggests_closest_key(config_error: Callable[..., ConfigError]) -> None:
     error = config_error(prot=4002)
     assert error.key == "prot"
     assert error.value == 4002
@@ -290,14 +277,18 @@ def test_unknown_kwarg_suggests_closest_key() -> None:
     assert error.allowed is not None and "port" in error.allowed
 
 
-def test_unknown_kwarg_without_close_match_lists_valid_keys() -> None:
+def test_unknown_kwarg_without_close_match_lists_valid_keys(
+    config_error: Callable[..., ConfigError],
+) -> None:
     error = config_error(zzz=1)
     assert "did you mean" not in str(error)
     assert "client_id" in str(error)
 
 
 @pytest.mark.parametrize("name", ["IBCONN_PROT", "ibconn_prot"])
-def test_unknown_env_var_is_an_error(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+def test_unknown_env_var_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, name: str, config_error: Callable[..., ConfigError]
+) -> None:
     monkeypatch.setenv(name, "1")
     error = config_error()
     assert error.key == name
@@ -307,7 +298,9 @@ def test_unknown_env_var_is_an_error(monkeypatch: pytest.MonkeyPatch, name: str)
     assert "did you mean 'IBCONN_PORT'?" in message
 
 
-def test_unrelated_env_var_gets_no_suggestion(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unrelated_env_var_gets_no_suggestion(
+    monkeypatch: pytest.MonkeyPatch, config_error: Callable[..., ConfigError]
+) -> None:
     monkeypatch.setenv("IBCONN_ZQXW", "1")
     error = config_error()
     assert error.key == "IBCONN_ZQXW"
@@ -316,16 +309,18 @@ def test_unrelated_env_var_gets_no_suggestion(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_unknown_env_var_is_an_error_for_from_yaml_too(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch, write_yaml: Callable[..., Path]
 ) -> None:
     monkeypatch.setenv("IBCONN_CLIENTID", "3")
     with pytest.raises(ConfigError) as info:
-        ConnectorSettings.from_yaml(write_yaml(tmp_path, "ib_connector:\n  port: 4001\n"))
+        ConnectorSettings.from_yaml(write_yaml("ib_connector:\n  port: 4001\n"))
     assert info.value.key == "IBCONN_CLIENTID"
     assert "IBCONN_CLIENT_ID" in str(info.value)
 
 
-def test_bad_env_value_names_key_and_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_env_value_names_key_and_variable(
+    monkeypatch: pytest.MonkeyPatch, config_error: Callable[..., ConfigError]
+) -> None:
     monkeypatch.setenv("IBCONN_PORT", "abc")
     error = config_error()
     assert error.key == "port"
@@ -337,119 +332,13 @@ def test_bad_env_value_names_key_and_variable(monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.mark.parametrize("key", POSITIVE_FLOATS)
-def test_non_positive_env_interval(monkeypatch: pytest.MonkeyPatch, key: str) -> None:
+def test_non_positive_env_interval(
+    monkeypatch: pytest.MonkeyPatch, key: str, config_error: Callable[..., ConfigError]
+) -> None:
     monkeypatch.setenv(f"IBCONN_{key.upper()}", "0")
     error = config_error()
     assert error.key == key
     assert "a finite number > 0" in str(error)
-
-
-# -- YAML files -----------------------------------------------------------------------
-
-
-def yaml_error(path: Path) -> ConfigError:
-    with pytest.raises(ConfigError) as info:
-        ConnectorSettings.from_yaml(path)
-    return info.value
-
-
-def test_yaml_missing(tmp_path: Path) -> None:
-    path = tmp_path / "nope.yaml"
-    error = yaml_error(path)
-    assert error.key == "yaml_file"
-    assert error.value == str(path)
-    assert str(path) in str(error)
-    assert "does not exist" in str(error)
-    assert "ib_connector" in str(error)
-
-
-def test_yaml_unreadable_directory(tmp_path: Path) -> None:
-    path = tmp_path / "dir.yaml"
-    path.mkdir()
-    error = yaml_error(path)
-    assert error.key == "yaml_file"
-    assert str(path) in str(error)
-    assert "is a directory" in str(error)
-
-
-def test_yaml_not_utf8(tmp_path: Path) -> None:
-    path = tmp_path / "latin.yaml"
-    path.write_bytes(b"ib_connector:\n  host: \xe9\xff\n")
-    error = yaml_error(path)
-    assert error.key == "yaml_file"
-    assert "UTF-8" in str(error)
-
-
-def test_yaml_invalid_syntax(tmp_path: Path) -> None:
-    path = write_yaml(tmp_path, "ib_connector:\n  port: [4001\n")
-    error = yaml_error(path)
-    assert error.key == "yaml_file"
-    assert "not valid YAML" in str(error)
-    assert "line" in str(error)
-    assert str(path) in str(error)
-
-
-@pytest.mark.parametrize(("text", "kind"), [("- 1\n- 2\n", "list"), ("42\n", "int")])
-def test_yaml_not_a_mapping(tmp_path: Path, text: str, kind: str) -> None:
-    error = yaml_error(write_yaml(tmp_path, text))
-    assert error.key == "yaml_file"
-    assert f"holds a {kind} at the top level" in str(error)
-
-
-def test_yaml_empty_file(tmp_path: Path) -> None:
-    error = yaml_error(write_yaml(tmp_path, ""))
-    assert error.key == "yaml_file"
-    assert "is empty" in str(error)
-
-
-def test_yaml_without_section(tmp_path: Path) -> None:
-    error = yaml_error(write_yaml(tmp_path, "ib_conector:\n  port: 4001\n"))
-    assert error.key == "ib_connector"
-    message = str(error)
-    assert "no 'ib_connector:' section" in message
-    assert "'ib_conector' a typo of 'ib_connector'" in message
-
-
-@pytest.mark.parametrize(
-    ("text", "kind"), [("ib_connector: 4001\n", "int"), ("ib_connector:\n  - 1\n", "list")]
-)
-def test_yaml_section_not_a_mapping(tmp_path: Path, text: str, kind: str) -> None:
-    error = yaml_error(write_yaml(tmp_path, text))
-    assert error.key == "ib_connector"
-    assert f"must be a mapping of settings, not a {kind}" in str(error)
-
-
-def test_yaml_non_string_key(tmp_path: Path) -> None:
-    error = yaml_error(write_yaml(tmp_path, "ib_connector:\n  1: 2\n"))
-    assert error.key == "1"
-    assert "is not a string" in str(error)
-
-
-def test_yaml_unknown_key(tmp_path: Path) -> None:
-    path = write_yaml(tmp_path, "ib_connector:\n  port: 4001\n  clientid: 3\n")
-    error = yaml_error(path)
-    assert error.key == "clientid"
-    assert error.value == 3
-    message = str(error)
-    assert "unknown setting 'clientid'" in message
-    assert "did you mean 'client_id'?" in message
-    assert str(path) in message
-
-
-def test_yaml_bad_value_names_key_and_file(tmp_path: Path) -> None:
-    path = write_yaml(tmp_path, "ib_connector:\n  port: 0\n  market_data_type: live\n")
-    error = yaml_error(path)
-    assert error.key == "port"
-    message = str(error)
-    assert "port = 0" in message
-    assert "market_data_type = 'live'" in message
-    assert f"YAML file {path}" in message
-    assert "an integer from 1 to 65535" in message
-
-
-def test_kwarg_fixes_bad_yaml_value(tmp_path: Path) -> None:
-    path = write_yaml(tmp_path, "ib_connector:\n  port: 0\n")
-    assert ConnectorSettings.from_yaml(path, port=4001).port == 4001
 
 
 # -- pacing keys ----------------------------------------------------------------------
@@ -511,7 +400,7 @@ def test_market_data_settings_defaults_and_sources(monkeypatch: pytest.MonkeyPat
     ],
 )
 def test_bad_market_data_settings_say_what_is_allowed(
-    key: str, value: object, allowed: str
+    key: str, value: object, allowed: str, config_error: Callable[..., ConfigError]
 ) -> None:
     error = config_error(**{key: value})
     assert error.key == key
@@ -521,160 +410,12 @@ def test_bad_market_data_settings_say_what_is_allowed(
 # -- alerts and risk (docs/alerts.md, docs/risk.md) -------------------------------------
 
 
-def test_alert_coalesce_window() -> None:
+def test_alert_coalesce_window(config_error: Callable[..., ConfigError]) -> None:
     assert ConnectorSettings().alert_coalesce_window == 10.0
     assert ConnectorSettings(alert_coalesce_window=0).alert_coalesce_window == 0.0
     error = config_error(alert_coalesce_window=-1)
     assert error.key == "alert_coalesce_window"
     assert "a finite number >= 0" in str(error)
-
-
-def test_risk_defaults_are_all_off() -> None:
-    risk = ConnectorSettings().risk
-    assert risk == RiskSettings()
-    assert not risk.limits_set
-    assert risk.max_order_quantity is None and risk.max_daily_loss is None
-    assert (risk.allowed_symbols, risk.blocked_symbols) == ((), ())
-    assert risk.trading_day_start == time(0, 0) and risk.timezone == "America/New_York"
-    assert (risk.warning_threshold, risk.kill_switch_global_cancel) == (0.8, True)
-    assert risk.base_currency == "USD" and risk.exposure_interval == 1.0
-    assert RiskSettings(max_open_orders=0).limits_set
-
-
-def test_every_risk_field_has_a_description() -> None:
-    missing = [n for n, f in RiskSettings.model_fields.items() if not f.description]
-    assert missing == []
-
-
-def test_risk_section_from_yaml(tmp_path: Path) -> None:
-    path = write_yaml(
-        tmp_path,
-        "ib_connector:\n"
-        "  port: 4002\n"
-        "  risk:\n"
-        "    max_order_quantity: 500\n"
-        "    max_order_notional: 100000\n"
-        "    max_position: 1000\n"
-        "    max_position_per_symbol: {aapl: 200, ESZ6: 2}\n"
-        "    max_gross_exposure: 1000000\n"
-        "    max_open_orders: 20\n"
-        "    allowed_symbols: [aapl, msft, ESZ6]\n"
-        "    blocked_symbols: [tsla]\n"
-        "    max_daily_loss: 5000\n"
-        "    trading_day_start: '17:00'\n"
-        "    timezone: America/Chicago\n"
-        "    warning_threshold: 0.9\n"
-        "    kill_switch_global_cancel: false\n"
-        "    fx_rates: {eur: 1.08}\n",
-    )
-    s = ConnectorSettings.from_yaml(path)
-    risk = s.risk
-    assert (risk.max_order_quantity, risk.max_order_notional) == (500, 100_000)
-    assert risk.max_position == 1000
-    assert risk.max_position_per_symbol == {"AAPL": 200, "ESZ6": 2}
-    assert (risk.max_gross_exposure, risk.max_open_orders) == (1_000_000, 20)
-    assert risk.allowed_symbols == ("AAPL", "ESZ6", "MSFT")
-    assert risk.blocked_symbols == ("TSLA",)
-    assert risk.max_daily_loss == 5000
-    assert risk.trading_day_start == time(17, 0)
-    assert str(risk.zone) == "America/Chicago"
-    assert risk.warning_threshold == 0.9 and risk.kill_switch_global_cancel is False
-    assert risk.fx_rates == {"EUR": 1.08}
-    assert risk.limits_set
-    assert ConnectorSettings(**s.model_dump()) == s  # round trip
-    assert hash(s) == hash(ConnectorSettings.from_yaml(path))
-
-
-def test_risk_keys_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("IBCONN_RISK__MAX_ORDER_QUANTITY", "250")
-    monkeypatch.setenv("ibconn_risk__read_only", "true")
-    monkeypatch.setenv("IBCONN_RISK__BLOCKED_SYMBOLS", "tsla, spy")
-    monkeypatch.setenv("IBCONN_RISK__ALLOWED_SYMBOLS", '["AAPL"]')
-    monkeypatch.setenv("IBCONN_RISK__MAX_POSITION_PER_SYMBOL", '{"AAPL": 100}')
-    monkeypatch.setenv("IBCONN_RISK__MAX_DAILY_LOSS", "null")
-    monkeypatch.setenv("IBCONN_RISK__TRADING_DAY_START", "17:30")
-    risk = ConnectorSettings().risk
-    assert risk.max_order_quantity == 250 and risk.read_only is True
-    assert risk.blocked_symbols == ("SPY", "TSLA") and risk.allowed_symbols == ("AAPL",)
-    assert risk.max_position_per_symbol == {"AAPL": 100}
-    assert risk.max_daily_loss is None
-    assert risk.trading_day_start == time(17, 30)
-
-
-def test_env_risk_key_beats_yaml_and_keyword_section_beats_env(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = write_yaml(tmp_path, "ib_connector:\n  risk:\n    max_order_quantity: 10\n")
-    monkeypatch.setenv("IBCONN_RISK__MAX_ORDER_QUANTITY", "20")
-    assert ConnectorSettings.from_yaml(path).risk.max_order_quantity == 20
-    assert ConnectorSettings(risk={"max_order_quantity": 30}).risk.max_order_quantity == 30
-
-
-RISK_BAD_VALUES: list[tuple[str, object, str]] = [
-    ("max_order_quantity", 0, "a finite number > 0, or null (no limit)"),
-    ("max_order_notional", -5, "a finite number > 0, or null (no limit)"),
-    ("max_position", -1, "a finite number >= 0, or null (no limit)"),
-    ("max_gross_exposure", float("inf"), "a finite number > 0, or null (no limit)"),
-    ("max_open_orders", -1, "an integer >= 0, or null (no limit)"),
-    ("max_daily_loss", 0, "a finite number > 0, or null (no limit)"),
-    ("warning_threshold", 1.5, "a finite number > 0 and <= 1"),
-    ("timezone", "Mars/Olympus", "an IANA time zone name"),
-    ("trading_day_start", "25:00", "a time of day as HH:MM"),
-    ("exposure_interval", 0, "a finite number > 0"),
-    ("read_only", "maybe", "true or false"),
-]
-
-
-@pytest.mark.parametrize(("key", "value", "allowed"), RISK_BAD_VALUES)
-def test_bad_risk_value_names_the_nested_key(key: str, value: object, allowed: str) -> None:
-    error = config_error(risk={key: value})
-    assert error.key == f"risk.{key}"
-    assert error.value == value
-    assert error.allowed is not None and allowed in error.allowed
-    assert f"risk.{key} = {value!r}" in str(error)
-    assert "keyword argument" in str(error)
-    # built on its own, the section names the key without the prefix
-    with pytest.raises(ConfigError) as info:
-        RiskSettings(**{key: value})
-    assert info.value.key == key
-
-
-def test_bad_per_symbol_limit_names_the_symbol() -> None:
-    error = config_error(risk={"max_position_per_symbol": {"AAPL": -1}})
-    assert error.key == "risk.max_position_per_symbol.AAPL"
-    assert "a finite number >= 0" in str(error)
-
-
-def test_unknown_risk_key_suggests_the_closest(tmp_path: Path) -> None:
-    error = config_error(risk={"max_order_qty": 5})
-    assert error.key == "risk.max_order_qty"
-    assert "did you mean 'risk.max_order_quantity'?" in str(error)
-    path = write_yaml(tmp_path, "ib_connector:\n  risk:\n    max_dayly_loss: 5\n")
-    error = yaml_error(path)
-    assert error.key == "risk.max_dayly_loss"
-    assert "did you mean 'risk.max_daily_loss'?" in str(error)
-    assert str(path) in str(error)
-
-
-def test_unknown_risk_env_var_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("IBCONN_RISK__MAX_ORDER_QTY", "5")
-    error = config_error()
-    assert error.key == "risk.max_order_qty"
-    message = str(error)
-    assert "environment variable IBCONN_RISK__MAX_ORDER_QTY" in message
-    assert "did you mean 'risk.max_order_quantity'?" in message
-
-
-def test_bad_risk_env_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("IBCONN_RISK__MAX_POSITION", "lots")
-    error = config_error()
-    assert error.key == "risk.max_position"
-    assert "environment variable IBCONN_RISK__MAX_POSITION" in str(error)
-    monkeypatch.delenv("IBCONN_RISK__MAX_POSITION")
-    monkeypatch.setenv("IBCONN_RISK__MAX_POSITION_PER_SYMBOL", "{AAPL: 1")
-    error = config_error()
-    assert error.key == "IBCONN_RISK__MAX_POSITION_PER_SYMBOL"
-    assert "JSON" in str(error)
 
 
 # -- position settings (docs/positions.md) ----------------------------------------------
@@ -697,7 +438,9 @@ def test_position_settings_defaults_and_sources(monkeypatch: pytest.MonkeyPatch)
         ("reconcile_avg_cost_tolerance", float("nan"), "a finite number from 0 to 1"),
     ],
 )
-def test_bad_position_settings_say_what_is_allowed(key: str, value: object, allowed: str) -> None:
+def test_bad_position_settings_say_what_is_allowed(
+    key: str, value: object, allowed: str, config_error: Callable[..., ConfigError]
+) -> None:
     error = config_error(**{key: value})
     assert error.key == key
     assert error.allowed == allowed

@@ -70,8 +70,11 @@ def test_level_filters(lines: list[str]) -> None:
     assert lines == ["WARNING|risk|loud"]
 
 
-def test_level_defaults_from_env(lines: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("IBCONN_LOG_LEVEL", "error")
+@pytest.mark.parametrize("name", ["IBCONN_LOG_LEVEL", "ibconn_log_level"])
+def test_level_defaults_from_env(
+    lines: list[str], monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv(name, "error")
     enable_logging(sink=sink_for(lines), fmt=FMT)
     get_logger("pacing").warning("dropped")
     get_logger("pacing").error("kept")
@@ -127,3 +130,48 @@ def test_disable_logging_cleans_up(lines: list[str]) -> None:
     assert len(lines) == 2
     assert (ib_logger.level, ib_logger.propagate, list(ib_logger.handlers)) == before
     disable_logging()  # a second call is harmless
+
+
+def test_enable_logging_ignores_unrelated_bad_settings(
+    lines: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only IBCONN_LOG_LEVEL matters to logging: a bad connection setting is not its business.
+    monkeypatch.setenv("IBCONN_PORT", "notanumber")
+    monkeypatch.setenv("IBCONN_NO_SUCH_SETTING", "1")
+    monkeypatch.setenv("IBCONN_LOG_LEVEL", " warning ")
+    enable_logging(sink=sink_for(lines), fmt=FMT)
+    get_logger("orders").info("dropped")
+    get_logger("orders").warning("kept")
+    assert lines == ["WARNING|orders|kept"]
+
+
+def test_bad_level_env_var_raises_config_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("IBCONN_LOG_LEVEL", "LOUD")
+    with pytest.raises(ConfigError) as info:
+        enable_logging(sink=sink_for([]))
+    assert info.value.key == "log_level"
+    assert info.value.value == "LOUD"
+    assert str(info.value) == (
+        "invalid setting: log_level = 'LOUD' (environment variable IBCONN_LOG_LEVEL) is not "
+        "allowed; allowed: one of TRACE, DEBUG, INFO, SUCCESS, WARNING, ERROR, CRITICAL (any case)"
+    )
+    assert info.value.allowed is not None and "CRITICAL" in info.value.allowed
+
+
+def test_explicit_level_wins_over_env_var(
+    lines: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IBCONN_LOG_LEVEL", "LOUD")  # not even read when a level is given
+    enable_logging(level="ERROR", sink=sink_for(lines), fmt=FMT)
+    get_logger("sim").error("kept")
+    assert lines == ["ERROR|sim|kept"]
+
+
+def test_settings_log_level_is_a_valid_enable_logging_level(lines: list[str]) -> None:
+    from ibconn import ConnectorSettings  # noqa: PLC0415 - the facade's view of the two
+
+    enable_logging(ConnectorSettings(log_level="debug").log_level, sink_for(lines), fmt=FMT)
+    get_logger("pacing").debug("kept")
+    assert lines == ["DEBUG|pacing|kept"]
