@@ -39,7 +39,7 @@ class ConnectorParts:
     settings: ConnectorSettings
     alerts: AlertBus
     pacer: Pacer
-    supervisor: Supervisor
+    supervisor: Supervisor[Pacer]
     contracts: ContractResolver
     market_data: MarketDataService
     orders: OrderService

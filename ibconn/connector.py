@@ -204,7 +204,7 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
         return self._supervisor.pacer
 
     @property
-    def supervisor(self) -> Supervisor:
+    def supervisor(self) -> Supervisor[Pacer]:
         """The supervisor (statistics such as ``handler_errors``, ``connect_attempts``)."""
         return self._supervisor
 

@@ -35,7 +35,7 @@ OLD_MODULES: dict[str, tuple[str, str]] = {
         "BarAggregator HISTORICAL_BAR_SIZES STREAM_BAR_SIZES max_request_span parse_bar_size "
         "parse_duration",
     ),
-    "closing": ("connection", "install_safe_close safe_disconnect"),
+    "closing": ("wire", "install_safe_close safe_disconnect"),
     "codes": (
         "core",
         "CANCEL_FAILED_CODES CODE_TABLE CONNECTIVITY_LOST_CODES CONNECTIVITY_RESTORED_CODES "

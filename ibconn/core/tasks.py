@@ -10,7 +10,7 @@ from ibconn.core.logs import Category, get_logger
 from ibconn.core.streams import Subscription
 from ibconn.errors import StreamOverflowError
 
-__all__ = ["ServiceTasks"]
+__all__ = ["ServiceTasks", "cancel_and_wait"]
 
 _T = TypeVar("_T")
 
@@ -83,6 +83,11 @@ class ServiceTasks:
         """Tasks not yet finished."""
         return len(self._tasks)
 
+    async def cancel_running(self) -> None:
+        """Cancel every running task and wait until each has ended (the service stays open)."""
+        for task in list(self._tasks):
+            await cancel_and_wait(task)
+
     def close(self) -> None:
         """Cancel every task of the service (idempotent)."""
         self.closed = True
@@ -99,3 +104,24 @@ class ServiceTasks:
             self._log.opt(exception=exc).error(
                 "{} task {} failed: {!r}", self.owner, task.get_name(), exc
             )
+
+
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait for it to end, without swallowing our own cancellation.
+
+    Whatever the task itself raised is of no interest here; but if the task
+    running this code is being cancelled meanwhile, that cancellation must go on.
+    """
+    if task.done():
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+    except Exception as exc:  # the task's own failure; it is ending either way
+        get_logger("connection").debug(
+            "task {} ended with {!r} while cancelled", task.get_name(), exc
+        )

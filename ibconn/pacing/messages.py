@@ -12,6 +12,16 @@ from dataclasses import dataclass
 
 from ibconn.errors import MessageNotSentError
 
+# Message ids (client -> TWS) the pacer treats specially.
+from ibconn.wire.outgoing import (
+    CANCEL_ORDER,
+    PLACE_ORDER,
+    REQ_CURRENT_TIME,
+    REQ_GLOBAL_CANCEL,
+    REQ_HISTORICAL_DATA,
+    START_API,
+)
+
 __all__ = [
     "CRITICAL_MESSAGES",
     "MESSAGE_NAMES",
@@ -44,15 +54,6 @@ class Priority(enum.IntEnum):
     def __repr__(self) -> str:
         return f"<Priority.{self.name}>"
 
-
-# Message ids (client -> TWS) the pacer treats specially.
-PLACE_ORDER = 3
-CANCEL_ORDER = 4
-REQ_HISTORICAL_DATA = 20
-CANCEL_HISTORICAL_DATA = 25
-REQ_CURRENT_TIME = 49
-REQ_GLOBAL_CANCEL = 58
-START_API = 71
 
 URGENT_MESSAGES: frozenset[int] = frozenset({REQ_CURRENT_TIME, REQ_GLOBAL_CANCEL, START_API})
 """Sent ahead of everything, queued cancels included: the heartbeat (49),

@@ -60,35 +60,32 @@ import contextlib
 import logging
 import struct
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from ibconn.config.settings import ConnectorSettings
 from ibconn.core.alerts import AlertBus
-from ibconn.core.codes import CodeCategory, Severity, classify
 from ibconn.core.logs import get_logger
-from ibconn.core.streams import Broadcast, OverflowPolicy, Subscription
+from ibconn.core.streams import Subscription
 from ibconn.pacing.historical import HistoricalRequest, HistoricalRules, parse_historical_request
-from ibconn.pacing.messages import (
+from ibconn.pacing.lanes import Lanes, Queued
+from ibconn.pacing.messages import DroppedMessage, Priority, priority_of, request_id_of
+from ibconn.pacing.reports import Backlog, DroppedHook, DropReports, PacerStatistics, PacingCodes
+from ibconn.pacing.windows import Spacer, WindowLog
+from ibconn.wire.outgoing import (
     CANCEL_HISTORICAL_DATA,
     CANCEL_ORDER,
     PLACE_ORDER,
     REQ_GLOBAL_CANCEL,
     REQ_HISTORICAL_DATA,
-    DroppedMessage,
-    Priority,
-    order_ref_of,
-    priority_of,
-    request_id_of,
 )
-from ibconn.pacing.windows import Spacer, WindowLog
 
 if TYPE_CHECKING:
     from ib_async import IB
 
+# DroppedHook and PacerStatistics live in ibconn.pacing.reports; they stay importable
+# from here, where ibconn 0.1 defined them.
 __all__ = ["DroppedHook", "Pacer", "PacerStatistics", "SentHook"]
 
 _log = get_logger("pacing")
@@ -97,73 +94,16 @@ _LEN = struct.Struct(">I")
 
 SentHook = Callable[[int, "int | None"], None]
 """Called with ``(msg_id, request_id)`` right after a message was written to the socket."""
-DroppedHook = Callable[[DroppedMessage], None]
-"""Called with each message dropped from the queue, unsent."""
 
 _critical_depth: ContextVar[int] = ContextVar("ibconn_pacer_critical", default=0)
-
-
-class PacerStatistics(NamedTuple):
-    """A snapshot of the pacer (``connector.pacer.statistics()``)."""
-
-    queued_urgent: int
-    """Heartbeat, startApi and reqGlobalCancel waiting (ahead of everything)."""
-    queued_critical: int
-    queued_orders: int
-    queued_data: int
-    queued_historical: int
-    sent_last_second: int
-    """Messages written in the last 1.0 s."""
-    sent_total: int
-    dropped_total: int
-    """Messages dropped unsent (link lost, or withdrawn by a cancel)."""
-    throttled_seconds: float
-    """Total time during which at least one message waited in the queue."""
-    oldest_wait: float
-    """Seconds the oldest queued message has waited (0 when the queue is empty)."""
-    historical_in_window: int
-    """Historical requests counted by IB's rules in the last ``historical_window``."""
-    historical_paused_for: float
-    """Seconds left of a 162 pacing backoff (0 when none)."""
-    rate_errors: int
-    """Error 100 (message rate exceeded) received from TWS: should stay 0."""
-    pacing_violations: int
-    """162 pacing violations received from TWS."""
-    limit: int
-    """``max_requests_per_second``."""
-    window: float
-    """The window (seconds) in which at most ``limit`` messages are sent."""
-
-    @property
-    def queued(self) -> int:
-        """Messages waiting in every queue."""
-        return (
-            self.queued_urgent
-            + self.queued_critical
-            + self.queued_orders
-            + self.queued_data
-            + self.queued_historical
-        )
-
-
-@dataclass(slots=True, eq=False)
-class _Queued:
-    """One message waiting at the door (compared by identity)."""
-
-    msg: str
-    msg_id: int
-    request_id: int | None
-    priority: Priority
-    epoch: int
-    queued_at: float
-    historical: HistoricalRequest | None
 
 
 class Pacer:
     """The one door between ib_async and the socket (see the module docstring).
 
-    The supervisor creates it and calls :meth:`install` on its ``IB``; read it
-    as ``connector.pacer``. ``burst`` (default ``limit // 5``) is how many
+    The composition root (``ibconn.assembly``) creates it and hands it to the
+    supervisor, which installs it on its ``IB`` (``ibconn.wire.prepare``); read
+    it as ``connector.pacer``. ``burst`` (default ``limit // 5``) is how many
     messages may leave back to back before the smoother spaces them;
     ``order_headroom`` (default ``limit // 2``) is how many messages the window
     may hold for a placeOrder to skip the smoother (0: never).
@@ -196,10 +136,8 @@ class Pacer:
             max_bar_seconds=settings.historical_rules_max_bar_seconds,
             backoff=settings.historical_pacing_backoff,
         )
-        self._alert_after = settings.pacing_backlog_alert_after
-        self._alerts = alerts if alerts is not None else AlertBus()
-        self._queues: tuple[deque[_Queued], ...] = tuple(deque() for _ in Priority)
-        self._queued = 0
+        alerts = alerts if alerts is not None else AlertBus()
+        self._lanes = Lanes()
         self._ib: IB | None = None
         self._client: Any = None
         self._transport: object | None = None
@@ -208,19 +146,16 @@ class Pacer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._draining = False
-        self._backlog_since: float | None = None
-        self._backlog_timer: asyncio.TimerHandle | None = None
-        self._backlog_alerted = False
-        self._throttled_total = 0.0
-        self._sent_total = 0
-        self._dropped_total = 0
-        self._rate_errors = 0
-        self._pacing_violations = 0
-        self._sent_hooks: list[SentHook] = []
-        self._dropped_hooks: list[DroppedHook] = []
-        self._dropped: Broadcast[DroppedMessage] = Broadcast(
-            "pacer_dropped", capacity=4096, policy=OverflowPolicy.RAISE
+        self._backlog = Backlog(
+            alerts,
+            alert_after=settings.pacing_backlog_alert_after,
+            limit=self._limit,
+            snapshot=self.statistics,
         )
+        self._codes = PacingCodes(alerts, self._rules, self._now)
+        self._drops = DropReports()
+        self._sent_total = 0
+        self._sent_hooks: list[SentHook] = []
 
     # -- installation ------------------------------------------------------------
 
@@ -240,7 +175,7 @@ class Pacer:
         client.MaxRequests = 0  # ib_async's throttle off (its sendMsg is replaced anyway)
         client.sendMsg = self.submit  # type: ignore[method-assign]  # instance attribute
         client.conn.disconnected += self._on_socket_closed
-        ib.errorEvent += self._on_error
+        ib.errorEvent += self._codes.on_error
         self._ib = ib
         self._client = client
         with contextlib.suppress(RuntimeError):
@@ -257,7 +192,7 @@ class Pacer:
             with contextlib.suppress(AttributeError):
                 delattr(client, name)
         client.conn.disconnected -= self._on_socket_closed
-        ib.errorEvent -= self._on_error
+        ib.errorEvent -= self._codes.on_error
         self._ib = None
         self._client = None
         self._transport = None
@@ -299,9 +234,9 @@ class Pacer:
         transport = client.conn.transport
         if transport is not self._transport:
             self._new_link(transport, now)
-        item = _Queued(msg, msg_id, request_id, priority, self._epoch, now, historical)
+        item = Queued(msg, msg_id, request_id, priority, self._epoch, now, historical)
         if transport is None or transport is self._lost_transport:
-            self._report(item, "there is no live socket to TWS", now)
+            self._drops.report(item, "there is no live socket to TWS", now)
             return
         if msg_id == CANCEL_ORDER:
             self._withdraw(
@@ -324,9 +259,9 @@ class Pacer:
         if self._may_send_now(item, now):
             self._write(item, now)
             return
-        self._queues[priority].append(item)
-        self._queued += 1
-        if self._queued == 1:
+        lanes = self._lanes
+        lanes.append(item)
+        if len(lanes) == 1:
             self._backlog_begins(now)
         self._drain()
 
@@ -361,7 +296,7 @@ class Pacer:
 
     def dropped(self, capacity: int | None = None) -> Subscription[DroppedMessage]:
         """A stream of every message dropped unsent from now on (never drops silently)."""
-        return self._dropped.subscribe(capacity=capacity)
+        return self._drops.subscribe(capacity)
 
     def on_sent(self, callback: SentHook) -> Callable[[], None]:
         """Call ``callback(msg_id, request_id)`` after each message is written; returns a remover.
@@ -370,36 +305,32 @@ class Pacer:
         Exceptions in the callback are logged and ignored.
         """
         self._sent_hooks.append(callback)
-        return lambda: self._remove_hook(self._sent_hooks, callback)
+        return lambda: self._remove_sent_hook(callback)
 
     def on_dropped(self, callback: DroppedHook) -> Callable[[], None]:
         """Call ``callback(dropped)`` for each message dropped unsent; returns a remover."""
-        self._dropped_hooks.append(callback)
-        return lambda: self._remove_hook(self._dropped_hooks, callback)
+        return self._drops.add_hook(callback)
 
     def statistics(self) -> PacerStatistics:
         """Queue depth per priority, recent rate, throttled time and historical counters."""
         now = self._now()
-        queues = self._queues
-        heads = [q[0].queued_at for q in queues if q]
-        throttled = self._throttled_total
-        if self._backlog_since is not None:
-            throttled += now - self._backlog_since
+        lanes = self._lanes
+        oldest = lanes.oldest()
         return PacerStatistics(
-            queued_urgent=len(queues[Priority.URGENT]),
-            queued_critical=len(queues[Priority.CRITICAL]),
-            queued_orders=len(queues[Priority.ORDER]),
-            queued_data=len(queues[Priority.DATA]),
-            queued_historical=len(queues[Priority.HISTORICAL]),
+            queued_urgent=lanes.depth(Priority.URGENT),
+            queued_critical=lanes.depth(Priority.CRITICAL),
+            queued_orders=lanes.depth(Priority.ORDER),
+            queued_data=lanes.depth(Priority.DATA),
+            queued_historical=lanes.depth(Priority.HISTORICAL),
             sent_last_second=self._wire.count_since(now - 1.0),
             sent_total=self._sent_total,
-            dropped_total=self._dropped_total,
-            throttled_seconds=throttled,
-            oldest_wait=now - min(heads) if heads else 0.0,
+            dropped_total=self._drops.total,
+            throttled_seconds=self._backlog.throttled(now),
+            oldest_wait=now - oldest if oldest is not None else 0.0,
             historical_in_window=self._rules.in_window(now),
             historical_paused_for=self._rules.paused_for(now),
-            rate_errors=self._rate_errors,
-            pacing_violations=self._pacing_violations,
+            rate_errors=self._codes.rate_errors,
+            pacing_violations=self._codes.violations,
             limit=self._limit,
             window=self._window,
         )
@@ -422,7 +353,7 @@ class Pacer:
     @property
     def queued(self) -> int:
         """Messages waiting in every queue."""
-        return self._queued
+        return len(self._lanes)
 
     # -- internals -----------------------------------------------------------------
 
@@ -437,7 +368,7 @@ class Pacer:
         return loop.time() if loop is not None and not loop.is_closed() else time.monotonic()
 
     def _new_link(self, transport: object | None, now: float) -> None:
-        if self._queued:
+        if self._lanes:
             self._drop_all(
                 "the socket to TWS closed"
                 if transport is None
@@ -457,18 +388,16 @@ class Pacer:
             and client.conn.transport is self._transport
         )
 
-    def _may_send_now(self, item: _Queued, now: float) -> bool:
-        queues = self._queues
-        for priority in range(item.priority + 1):
-            if queues[priority]:
-                return False
+    def _may_send_now(self, item: Queued, now: float) -> bool:
+        if self._lanes and self._lanes.any_up_to(item.priority):
+            return False
         if not self._wire.has_room(now):
             return False
         if not self._skips_smoother(item, now) and self._spacer.next_free(now) > now:
             return False
         return item.historical is None or self._rules.ready_at(item.historical, now) <= now
 
-    def _skips_smoother(self, item: _Queued, now: float) -> bool:
+    def _skips_smoother(self, item: Queued, now: float) -> bool:
         """URGENT always; CRITICAL while the window is less than half used; ORDER while the
         window holds fewer than ``order_headroom``.
 
@@ -483,22 +412,6 @@ class Pacer:
             return self._wire.count(now) < self._critical_headroom
         return priority is Priority.ORDER and self._wire.count(now) < self._order_headroom
 
-    def _pick(self, now: float) -> tuple[_Queued | None, float]:
-        """The next message to send, or ``None`` and when one becomes ready."""
-        queues = self._queues
-        for priority in (Priority.URGENT, Priority.CRITICAL, Priority.ORDER, Priority.DATA):
-            if queues[priority]:
-                return queues[priority][0], now
-        earliest = float("inf")
-        for item in queues[Priority.HISTORICAL]:
-            if item.historical is None:
-                return item, now
-            ready = self._rules.ready_at(item.historical, now)
-            if ready <= now:
-                return item, now
-            earliest = min(earliest, ready)
-        return None, earliest
-
     def _drain(self) -> None:
         """Send what may be sent now; set one timer for when the next may be."""
         if self._draining:
@@ -506,12 +419,13 @@ class Pacer:
         self._draining = True
         try:
             loop = self._get_loop()
-            if self._queued and not self._link_alive():
+            lanes = self._lanes
+            if lanes and not self._link_alive():
                 self._drop_all("the socket to TWS closed")
                 return
-            while self._queued:
+            while lanes:
                 now = loop.time()
-                item, ready = self._pick(now)
+                item, ready = lanes.pick(now, self._rules)
                 if item is None:
                     self._schedule(ready)
                     return
@@ -521,13 +435,12 @@ class Pacer:
                 if free > now:
                     self._schedule(free)
                     return
-                self._queues[item.priority].remove(item)
-                self._queued -= 1
+                lanes.remove(item)
                 if item.epoch != self._epoch:  # never cross sockets (defensive)
-                    self._report(item, "it was queued for an earlier connection", now)
+                    self._drops.report(item, "it was queued for an earlier connection", now)
                 else:
                     self._write(item, now)
-                if not self._queued:
+                if not lanes:
                     self._backlog_ends(loop.time())
         finally:
             self._draining = False
@@ -549,7 +462,7 @@ class Pacer:
             self._timer.cancel()
             self._timer = None
 
-    def _write(self, item: _Queued, now: float) -> None:
+    def _write(self, item: Queued, now: float) -> None:
         payload = item.msg.encode()
         self._client.conn.sendMsg(_LEN.pack(len(payload)) + payload)
         self._wire.record(now)
@@ -565,145 +478,44 @@ class Pacer:
             except Exception as exc:
                 _log.opt(exception=exc).error("pacer on_sent hook {!r} raised {!r}", hook, exc)
 
-    def _withdraw(self, match: Callable[[_Queued], bool], reason: str, now: float) -> None:
-        for queue in self._queues:
-            if not queue or not any(match(q) for q in queue):
-                continue
-            keep = [q for q in queue if not match(q)]
-            gone = [q for q in queue if match(q)]
-            queue.clear()
-            queue.extend(keep)
-            self._queued -= len(gone)
-            for item in gone:
-                self._report(item, reason, now)
-        if self._backlog_since is not None and not self._queued:
+    def _withdraw(self, match: Callable[[Queued], bool], reason: str, now: float) -> None:
+        for item in self._lanes.withdraw(match):
+            self._drops.report(item, reason, now)
+        if self._backlog.since is not None and not self._lanes:
             self._backlog_ends(now)
 
     def _drop_all(self, reason: str) -> int:
-        if not self._queued:
+        lanes = self._lanes
+        if not lanes:
             return 0
         now = self._now()
-        items = [item for queue in self._queues for item in queue]
-        counts = {p.name.lower(): len(q) for p, q in zip(Priority, self._queues, strict=True)}
-        for queue in self._queues:
-            queue.clear()
-        self._queued = 0
+        counts = lanes.depths()
+        items = lanes.take_all()
         self._cancel_timer()
         self._backlog_ends(now)
         _log.warning("dropped {} queued message(s) unsent {}: {}", len(items), counts, reason)
         for item in items:
-            self._report(item, reason, now)
+            self._drops.report(item, reason, now)
         return len(items)
 
-    def _report(self, item: _Queued, reason: str, now: float) -> None:
-        order_ref = order_ref_of(item.msg.split("\0")) if item.msg_id == PLACE_ORDER else None
-        dropped = DroppedMessage(
-            msg_id=item.msg_id,
-            request_id=item.request_id,
-            priority=item.priority,
-            reason=reason,
-            epoch=item.epoch,
-            queued_for=max(0.0, now - item.queued_at),
-            order_ref=order_ref,
-        )
-        self._dropped_total += 1
-        if item.msg_id == PLACE_ORDER:
-            _log.warning("{}", dropped.error)
-        self._dropped.publish(dropped)
-        for hook in list(self._dropped_hooks):
-            try:
-                hook(dropped)
-            except Exception as exc:
-                _log.opt(exception=exc).error("pacer on_dropped hook {!r} raised {!r}", hook, exc)
-
     def _backlog_begins(self, now: float) -> None:
-        self._backlog_since = now
-        self._backlog_timer = self._get_loop().call_at(now + self._alert_after, self._backlog_alert)
+        self._backlog.begins(now, self._get_loop())
         if self._client is not None:
             self._client.throttleStart.emit()
 
     def _backlog_ends(self, now: float) -> None:
-        since = self._backlog_since
-        if since is None:
-            return
-        self._backlog_since = None
-        self._throttled_total += now - since
-        if self._backlog_timer is not None:
-            self._backlog_timer.cancel()
-            self._backlog_timer = None
-        if self._backlog_alerted:
-            self._backlog_alerted = False
-            self._alerts.publish(
-                Severity.INFO,
-                "pacing",
-                f"pacing queue drained after {now - since:.1f} s",
-                backlog_seconds=now - since,
-            )
-        if self._client is not None:
+        if self._backlog.ends(now) and self._client is not None:
             self._client.throttleEnd.emit()
-
-    def _backlog_alert(self) -> None:
-        self._backlog_timer = None
-        if self._backlog_since is None:
-            return
-        stats = self.statistics()
-        self._backlog_alerted = True
-        self._alerts.publish(
-            Severity.WARNING,
-            "pacing",
-            f"pacing queue backed up for more than {self._alert_after:g} s: {stats.queued} "
-            f"message(s) waiting (critical {stats.queued_critical}, orders "
-            f"{stats.queued_orders}, data {stats.queued_data}, historical "
-            f"{stats.queued_historical}); TWS takes at most {self._limit} per second"
-            + (
-                f"; historical requests paused {stats.historical_paused_for:.1f} s more "
-                "after a pacing violation"
-                if stats.historical_paused_for
-                else ""
-            ),
-            queued=stats.queued,
-            queued_critical=stats.queued_critical,
-            queued_orders=stats.queued_orders,
-            queued_data=stats.queued_data,
-            queued_historical=stats.queued_historical,
-            oldest_wait=stats.oldest_wait,
-        )
 
     def _on_socket_closed(self, message: str) -> None:
         self.link_lost(f"socket closed: {message}" if message else "socket closed")
 
-    def _on_error(self, req_id: int, code: int, message: str, contract: object) -> None:
-        try:
-            if code == 100:
-                self._rate_errors += 1
-                self._alerts.publish(
-                    Severity.ERROR,
-                    "pacing",
-                    f"TWS says the message rate was exceeded: {message}",
-                    code=code,
-                )
-            elif code == 162 and classify(code, message).category is CodeCategory.PACING:
-                self._pacing_violations += 1
-                pause = self._rules.violation(self._now())
-                self._alerts.publish(
-                    Severity.WARNING,
-                    "pacing",
-                    f"historical data pacing violation (request {req_id}); historical "
-                    f"requests paused for {pause:g} s",
-                    code=code,
-                    req_id=req_id,
-                    pause=pause,
-                )
-        except Exception as exc:  # never break ib_async's dispatch
-            _log.opt(exception=exc).error("pacer error handler raised {!r}", exc)
-
-    @staticmethod
-    def _remove_hook(hooks: list[Any], callback: object) -> None:
+    def _remove_sent_hook(self, callback: SentHook) -> None:
         with contextlib.suppress(ValueError):
-            hooks.remove(callback)
+            self._sent_hooks.remove(callback)
 
     def __repr__(self) -> str:
         return (
-            f"<Pacer {self._limit}/{self._window:g}s queued={self._queued} "
-            f"sent={self._sent_total} dropped={self._dropped_total} epoch={self._epoch}>"
+            f"<Pacer {self._limit}/{self._window:g}s queued={len(self._lanes)} "
+            f"sent={self._sent_total} dropped={self._drops.total} epoch={self._epoch}>"
         )

@@ -8,6 +8,11 @@ stream with. An ib_async upgrade that renames one of them must fail loudly,
 here, and not as an ``AttributeError`` in the middle of a session:
 :func:`check_ib_async` runs when a connector is built and refuses an
 ``ib_async`` whose internals are not the ones below.
+
+This module and :mod:`ibconn.wire.receive` are the only places that touch
+``ib_async``'s internals. The receive path checks the client fields it uses
+itself (:func:`ibconn.wire.receive.missing_client_fields`) and, when one is
+missing, keeps ``ib_async``'s own receive path instead of refusing to run.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ snooping of messages 9 and 15 before the API is ready (``apiStart``), the
 before), debug logging of every message, ``client.reset()`` in the middle of
 a read (the rest of that read is dropped, as before) and a nested call from
 inside a handler (the nested call continues where the outer one was).
-``tests/test_receive.py`` feeds one recorded stream, cut at every kind of
+``tests/wire/test_receive.py`` feeds one recorded stream, cut at every kind of
 boundary, through both paths and asserts identical results.
 
 How it is installed, and why it survives reconnects: ``Client.__init__``
@@ -68,9 +68,16 @@ are flushed before ``tcpDataProcessed`` and before any non-tick message, so the 
 of everything ``ib_async`` and ibconn deliver stays the order of the stream (see
 :mod:`ibconn.wire.tick_decoding`).
 
-Only the pinned ``ib_async`` 2.1.x is supported: with another version
-:func:`install_fast_receive` logs a warning and leaves ``ib_async``'s own
-path in place.
+Only the pinned ``ib_async`` 2.1.x is supported: with another version, or a
+client that lacks one of the private fields this path reads and writes
+(:data:`CLIENT_FIELDS`, checked by :func:`missing_client_fields` in the manner
+of :func:`ibconn.wire.ib_compat.check_ib_async`), :func:`install_fast_receive`
+logs why and leaves ``ib_async``'s own path in place.
+
+This module and :mod:`ibconn.wire.ib_compat` are the only places that touch
+``ib_async``'s internals: the receive path necessarily works inside the
+client's private framing state; every other private access goes through
+``ib_compat``.
 """
 
 from __future__ import annotations
@@ -88,11 +95,13 @@ from ibconn.wire.inbound import MAX_FRAME_BYTES, InboundReport
 from ibconn.wire.tick_decoding import SAFE_MESSAGE_IDS, TickTap
 
 __all__ = [
+    "CLIENT_FIELDS",
     "SUPPORTED_IB_ASYNC",
     "FastReceiver",
     "fast_receive_installed",
     "fast_receive_supported",
     "install_fast_receive",
+    "missing_client_fields",
     "receiver_of",
     "uninstall_fast_receive",
     "yield_to_waiters",
@@ -104,6 +113,30 @@ SUPPORTED_IB_ASYNC: Final = "2.1."
 _log = get_logger("connection")
 _unpack_from = struct.Struct(">I").unpack_from
 _ATTR = "_ibconn_receiver"
+
+
+CLIENT_FIELDS: Final = (
+    "_data",
+    "_numBytesRecv",
+    "_numMsgRecv",
+    "_logger",
+    "_tcpDataArrived",
+    "_tcpDataProcessed",
+    "_apiReady",
+    "_serverVersion",
+    "_hasReqId",
+    "_accounts",
+    "_onSocketDisconnected",
+    "_onSocketHasData",
+    "decoder",
+    "MinClientVersion",
+)
+"""The attributes of ``ib_async``'s ``Client`` (most of them private) that this path uses."""
+
+
+def missing_client_fields(client: object) -> list[str]:
+    """The :data:`CLIENT_FIELDS` that ``client`` lacks (empty: the receive path fits it)."""
+    return [name for name in CLIENT_FIELDS if not hasattr(client, name)]
 
 
 def fast_receive_supported(version: str | None = None) -> bool:
@@ -452,9 +485,10 @@ def install_fast_receive(ib: Any) -> FastReceiver | None:
 
     Returns the installed receiver (the same one when called again), or None
     when the installed ``ib_async`` is not a supported release or its client
-    does not look as expected; then ``ib_async``'s own path stays in place
-    and a warning is logged. Safe before the first connect and while
-    connected; it stays installed across reconnects.
+    lacks a field this path uses (:func:`missing_client_fields`); then
+    ``ib_async``'s own path stays in place and a warning says why. Safe
+    before the first connect and while connected; it stays installed across
+    reconnects.
     """
     client = getattr(ib, "client", ib)
     existing = getattr(client, _ATTR, None)
@@ -468,10 +502,19 @@ def install_fast_receive(ib: Any) -> FastReceiver | None:
             SUPPORTED_IB_ASYNC,
         )
         return None
+    missing = missing_client_fields(client)
+    if missing:
+        _log.warning(
+            "ib_async {}'s client lacks {}, which ibconn's receive path uses: "
+            "using ib_async's own receive path",
+            ib_async.__version__,
+            ", ".join(missing),
+        )
+        return None
     has_data = getattr(getattr(client, "conn", None), "hasData", None)
-    original = getattr(client, "_onSocketHasData", None)
-    if has_data is None or original is None:
-        _log.warning("ib_async's client has no conn.hasData/_onSocketHasData: not replaced")
+    original = client._onSocketHasData
+    if has_data is None:
+        _log.warning("ib_async's client has no conn.hasData: not replaced")
         return None
     before = len(has_data)
     has_data.disconnect(original)

@@ -37,6 +37,7 @@ from ibconn.wire.receive import (
     fast_receive_installed,
     fast_receive_supported,
     install_fast_receive,
+    missing_client_fields,
     uninstall_fast_receive,
 )
 
@@ -405,6 +406,22 @@ def test_a_client_without_the_expected_handler_is_left_alone(log_lines: list[str
     assert not fast_receive_installed(ib)
     assert len(ib.client.conn.hasData) == 0
     assert any("not connected as expected" in line for line in log_lines)
+
+
+@pytest.mark.parametrize("field", ["_data", "_apiReady", "_tcpDataProcessed"])
+def test_a_client_without_a_field_the_receive_path_uses_keeps_ib_asyncs_path(
+    field: str, log_lines: list[str]
+) -> None:
+    ib = IB()
+    has_data = ib.client.conn.hasData
+    listeners = len(has_data)
+    assert missing_client_fields(ib.client) == []
+    delattr(ib.client, field)
+    assert missing_client_fields(ib.client) == [field]
+    assert install_fast_receive(ib) is None
+    assert not fast_receive_installed(ib)
+    assert len(has_data) == listeners  # ib_async's own handler is still the listener
+    assert any(f"lacks {field}, which ibconn's receive path uses" in line for line in log_lines)
 
 
 # -- over real TCP, across reconnects ------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Closing ib_async's socket after TWS has reset it (ibconn/connection/closing.py)."""
+"""Closing ib_async's socket after TWS has reset it (ibconn/wire/closing.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 import pytest
 from ib_async import IB
 
-from ibconn.connection.closing import install_safe_close
+from ibconn.wire.closing import install_safe_close
 
 
 async def _connection_reset_by_peer() -> tuple[IB, asyncio.AbstractServer]:

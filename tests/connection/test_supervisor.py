@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import helpers as orders_helpers
@@ -44,12 +43,6 @@ def fast(gw: SimulatedGateway, **overrides: Any) -> dict[str, Any]:
     return orders_helpers.fast(
         gw, **{"heartbeat_interval": 0.1, "heartbeat_timeout": 0.5, **overrides}
     )
-
-
-@pytest.fixture
-async def gw() -> AsyncIterator[SimulatedGateway]:
-    async with SimulatedGateway(port=0, seed=1) as gateway:
-        yield gateway
 
 
 async def next_state(
@@ -131,8 +124,7 @@ async def test_socket_closing_right_after_a_reconnect_sync_is_retried(
         assert broken == [1, 1]
         assert back.generation == 2
         assert connector.supervisor.connect_attempts == 4
-        task = connector.supervisor._task
-        assert task is not None and not task.done()
+        assert connector.supervisor.running
 
 
 async def test_an_exception_after_a_reconnect_attempt_succeeded_is_retried(
@@ -143,7 +135,7 @@ async def test_an_exception_after_a_reconnect_attempt_succeeded_is_retried(
     alerts = connector.alerts()
     async with connector:
         supervisor = connector.supervisor
-        real = supervisor._run_ready_hooks
+        real = supervisor.hooks.run_ready
         calls: list[int] = []
 
         async def explode_once(ib: IB, session: Session) -> None:
@@ -152,16 +144,39 @@ async def test_an_exception_after_a_reconnect_attempt_succeeded_is_retried(
                 raise RuntimeError("a bug while starting the session")
             await real(ib, session)
 
-        monkeypatch.setattr(supervisor, "_run_ready_hooks", explode_once)
+        monkeypatch.setattr(supervisor.hooks, "run_ready", explode_once)
         await gw.drop_connections()
         await next_state(events, S.RECONNECTING)
         back = await next_state(events, S.CONNECTED)
         assert calls == [2, back.generation] and back.generation == 3
-        assert supervisor._task is not None and not supervisor._task.done()
+        assert supervisor.running
         assert any(
             a.severity is Severity.ERROR and "a bug while starting" in a.message
             for a in orders_helpers.drain(alerts)
         )
+
+
+async def test_the_supervisor_builds_its_ib_only_through_the_injected_factory(
+    gw: SimulatedGateway,
+) -> None:
+    class CountingIB(IB):
+        pass
+
+    built: list[CountingIB] = []
+
+    def factory() -> IB:
+        built.append(CountingIB())
+        return built[-1]
+
+    connector = IBConnector(**fast(gw), ib_factory=factory)
+    events = connector.connection_events()
+    async with connector:
+        assert connector.ib is built[0]
+        assert connector.pacer.installed  # prepared: the pacer is its send path
+        await gw.drop_connections()
+        await next_state(events, S.RECONNECTING)
+        await next_state(events, S.CONNECTED)
+        assert built == [connector.ib]  # one IB for the connector's lifetime
 
 
 async def test_the_heartbeat_survives_an_unexpected_exception(gw: SimulatedGateway) -> None:
