@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ibconn.cli.demo import add_demo_parser
-from ibconn.sim.cli import add_sim_parser
+from ibconn.sim.server.cli import add_sim_parser
 
 __all__ = ["main"]
 

@@ -28,7 +28,7 @@ from ibconn.core.alerts import Alert
 from ibconn.core.codes import Severity
 from ibconn.core.streams import Subscription
 from ibconn.sim import SimulatedGateway
-from ibconn.sim.protocol import In
+from ibconn.sim.protocol.ids import In
 
 pytestmark = pytest.mark.timeout(30)
 

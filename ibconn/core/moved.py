@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["OLD_MODULES", "install_old_module_finder", "old_names_getattr"]
+__all__ = ["OLD_MODULES", "RENAMED", "install_old_module_finder", "old_names_getattr"]
 
 OLD_MODULES: dict[str, tuple[str, str]] = {
     "alerts": ("core", "Alert AlertBus AlertSink AlertStatistics Severity"),
@@ -134,16 +134,103 @@ OLD_MODULES: dict[str, tuple[str, str]] = {
         "MKT MKT_WIDTH SAFE_MESSAGE_IDS TBT TBT_WIDTH TapLine TickTap set_last_trade",
     ),
     "validation": ("market_data", "CAN_TRADE_BELOW_ZERO TickValidator ValidationStats"),
+    "sim.accounts": (
+        "sim",
+        "DEFAULT_COMMISSIONS DEFAULT_MARGINS UNSET_DOUBLE AccountFigures AccountValue "
+        "CommissionRate Ledger MarginRate PnLFigures PositionSnapshot ledger_values "
+        "order_commission summary_values",
+    ),
+    "sim.broker": (
+        "sim",
+        "DONE_STATES ORDER_TYPES TIFS AccountEvent Broker BrokerConfig BrokerEvent BrokerState "
+        "CommissionEvent ExecutionEvent ExecutionFilter JournalEntry OpenOrderEvent "
+        "OrderErrorEvent OrderPreview OrderRequest OrderStatusEvent PositionEvent SimExecution "
+        "SimOrder",
+    ),
+    "sim.broker_handlers": ("sim", "MISSING_EXCHANGE_TEXT broker_handlers create_broker"),
+    "sim.broker_service": ("sim", "GatewayBroker broker_config_from"),
+    "sim.cli": ("sim", "add_sim_parser run_control run_sim"),
+    "sim.clock": ("sim", "SimClock"),
+    "sim.control": ("sim", "COMMANDS Command ControlCommandError ControlServer Param send_command"),
+    "sim.faults": ("sim", "FARMS FaultControls OutputShape farm_of"),
+    "sim.gateway": (
+        "sim",
+        "ClientInfo ClientSession Handler ReceivedHook ReceivedMessage SimulatedGateway "
+        "contract_details_fields error_text",
+    ),
+    "sim.history": (
+        "sim",
+        "BAR_SIZES Bar WHAT_TO_SHOW HistoryRequestError bar_start duration_bar_count "
+        "format_bar_time generate_bars parse_bar_size parse_end_time",
+    ),
+    "sim.instruments": (
+        "sim",
+        "DEFAULT_INSTRUMENTS SCHEDULES Instrument InstrumentBook MarketRule market_rules "
+        "session_hours",
+    ),
+    "sim.market_data": ("sim", "DELAYED_TICK_TYPES MarketDataService TickType"),
+    "sim.matching": (
+        "sim",
+        "Quote conforms_to_tick is_size_multiple limit_marketable round_to_tick stop_triggered "
+        "touch trail_offset trail_stop_after",
+    ),
+    "sim.message_log": ("sim", "MessageLog ReceivedMessage message_bytes"),
+    "sim.options": ("sim", "RATE Greeks black_scholes price_option years_to_expiry"),
+    "sim.order_messages": (
+        "sim",
+        "UNSET_DOUBLE_TEXT account_download_end_fields account_summary_end_fields "
+        "account_summary_fields account_time_fields account_update_multi_end_fields "
+        "account_update_multi_fields account_value_fields commission_report_fields "
+        "completed_order_fields completed_orders_end_fields error_fields "
+        "exec_details_end_fields exec_details_fields format_exec_time num open_order_end_fields "
+        "open_order_fields order_status_fields parse_execution_filter parse_place_order "
+        "pnl_fields pnl_single_fields portfolio_fields position_end_fields position_fields "
+        "position_multi_end_fields position_multi_fields",
+    ),
+    "sim.prices": (
+        "sim",
+        "BlastResult Change FlowControl Market Quote QuoteListener RandomWalk ReplayRow "
+        "load_replay_csv tick_decimals",
+    ),
+    "sim.protocol": (
+        "sim",
+        "API_PREFIX INT32_MAX INT32_MIN KNOWN_REQUEST_IDS MAX_MESSAGE_SIZE MIN_SERVER_VERSION "
+        "SERVER_VERSION TWS_ERROR_TEXTS UNSET_DOUBLE UNSET_INTEGER UNSET_LONG ContractSpec "
+        "FieldReader FrameError FrameReader Handler In Out ProtocolError RequestParseError "
+        "ascii_safe decode_fields encode_fields encode_message error_message_fields "
+        "format_field format_float int32 parse_version_range req_id_of",
+    ),
+    "sim.state_file": ("sim", "FORMAT StateFile dump_state load_state"),
+    "sim.versions": (
+        "sim",
+        "ADVANCED_ORDER_REJECT AUTO_CANCEL_PARENT BOND_ISSUERID DURATION FA_PROFILE_DESUPPORT "
+        "FRACTIONAL_SIZE_SUPPORT MANUAL_ORDER_TIME MIN_SERVER_VERSION PEGBEST_PEGMID_OFFSETS "
+        "PENDING_PRICE_REVISION POST_TO_ATS SERVER_VERSION SIZE_RULES",
+    ),
 }
 """Old module (under ``ibconn.``) -> (the package holding its names now, its ``__all__`` then)."""
 
 
+RENAMED: dict[str, dict[str, str]] = {
+    "sim.prices": {"Quote": "MarketQuote"},
+    "sim.matching": {"Quote": "BookQuote"},
+    "sim.market_data": {"MarketDataService": "MarketDataFeeds"},
+}
+"""Names an old module had that live on under another name (old module -> old -> new)."""
+
+
+def _public_root(package: str) -> str:
+    """The public namespace for names of ``package``: ``ibconn.sim`` for the gateway's."""
+    return "ibconn.sim" if package == "sim" or package.startswith("sim.") else "ibconn"
+
+
 def _find(name: str, package: str) -> Any:
-    """The object called ``name``: in ``ibconn``, else in ``ibconn.<package>``, else anywhere."""
-    top = sys.modules["ibconn"]
-    if name in getattr(top, "__all__", ()):
-        return getattr(top, name)
-    for root in (f"ibconn.{package}", "ibconn"):
+    """The object called ``name``: public first, else in ``ibconn.<package>``, else anywhere
+    below the public namespace (``ibconn`` or ``ibconn.sim``)."""
+    public = importlib.import_module(_public_root(package))
+    if name in getattr(public, "__all__", ()):
+        return getattr(public, name)
+    for root in (f"ibconn.{package}", public.__name__):
         found = _search(importlib.import_module(root), name)
         if found is not _MISSING:
             return found
@@ -164,9 +251,14 @@ def _search(root: types.ModuleType, name: str) -> Any:
     return _MISSING
 
 
-def _warn(old: str, name: str | None) -> None:
+def _warn(old: str, name: str | None, new_name: str | None = None) -> None:
     what = f"ibconn.{old}.{name}" if name else f"ibconn.{old}"
-    hint = f"'from ibconn import {name}'" if name and _is_public(name) else "the ibconn package"
+    public = _public_root(OLD_MODULES[old][0])
+    target = new_name or name
+    if target and target in getattr(importlib.import_module(public), "__all__", ()):
+        hint = f"'from {public} import {target}'"
+    else:
+        hint = f"the {public} package"
     warnings.warn(
         f"{what} is an import path of ibconn 0.1 and goes in 0.3; use {hint}",
         DeprecationWarning,
@@ -174,19 +266,17 @@ def _warn(old: str, name: str | None) -> None:
     )
 
 
-def _is_public(name: str) -> bool:
-    return name in getattr(sys.modules["ibconn"], "__all__", ())
-
-
 def old_names_getattr(old: str) -> Callable[[str], Any]:
     """A module ``__getattr__`` resolving the old names of ``ibconn.<old>`` with a warning."""
     package, names = OLD_MODULES[old][0], OLD_MODULES[old][1].split()
+    renamed = RENAMED.get(old, {})
 
     def __getattr__(name: str) -> Any:
         if name not in names:
             raise AttributeError(f"module 'ibconn.{old}' has no attribute {name!r}")
-        _warn(old, name)
-        value = _find(name, package)
+        new_name = renamed.get(name, name)
+        _warn(old, name, new_name)
+        value = _find(new_name, package)
         sys.modules[f"ibconn.{old}"].__dict__[name] = value  # warn once per name
         return value
 

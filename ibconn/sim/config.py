@@ -27,7 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ibconn.errors import ConfigError
-from ibconn.sim.instruments import DEFAULT_INSTRUMENTS, Instrument
+from ibconn.sim.market.instruments import DEFAULT_INSTRUMENTS, Instrument
 
 __all__ = ["SimConfig"]
 

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from ibconn.sim.config import SimConfig
-from ibconn.sim.gateway import SimulatedGateway
+from ibconn.sim.server.gateway import SimulatedGateway
 
 __all__ = ["ibconn_gateway", "ibconn_gateway_config"]
 

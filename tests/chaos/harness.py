@@ -31,8 +31,8 @@ from ibconn.errors import IBConnError, OrderRejectedError
 from ibconn.orders.models import Fill, OrderSnapshot, OrderStatus, OrderUpdate, exec_prefix
 from ibconn.positions.models import Position
 from ibconn.sim import SimConfig, SimulatedGateway
-from ibconn.sim.order_messages import parse_place_order
-from ibconn.sim.protocol import In
+from ibconn.sim.broker.order_parsing import parse_place_order
+from ibconn.sim.protocol.ids import In
 
 CLIENT_ID = 1
 SYMBOLS = ("AAPL", "MSFT")

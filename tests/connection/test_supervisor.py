@@ -30,7 +30,7 @@ from ibconn.core.codes import Severity
 from ibconn.core.streams import Subscription
 from ibconn.market_data.models import StatusKind, StreamStatus
 from ibconn.sim import SimulatedGateway
-from ibconn.sim.gateway import error_text
+from ibconn.sim.protocol.ids import error_text
 
 pytestmark = pytest.mark.timeout(40)
 

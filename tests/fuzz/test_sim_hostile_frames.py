@@ -24,8 +24,8 @@ from sim.conftest import RawClient
 from sim.hostile import Arena, crashes, encode, exchange, request_templates
 
 from ibconn.sim import SimConfig
-from ibconn.sim.instruments import DEFAULT_INSTRUMENTS
-from ibconn.sim.protocol import KNOWN_REQUEST_IDS, In
+from ibconn.sim.market.instruments import DEFAULT_INSTRUMENTS
+from ibconn.sim.protocol.ids import KNOWN_REQUEST_IDS, In
 
 DEEP = os.environ.get("FUZZ_PROFILE", "") == "deep"
 PROFILE = settings(

@@ -31,8 +31,8 @@ from ib_async import Order
 from sim.hostile import Arena, crashes, encode, exchange, place_order_fields
 
 from ibconn.sim import SimConfig
-from ibconn.sim.broker import MAX_PRICE, MAX_TRAILING_PERCENT
-from ibconn.sim.protocol import INT32_MAX, INT32_MIN
+from ibconn.sim.broker.records import MAX_PRICE, MAX_TRAILING_PERCENT
+from ibconn.sim.protocol.framing import INT32_MAX, INT32_MIN
 
 DEEP = os.environ.get("FUZZ_PROFILE", "") == "deep"
 PROFILE = settings(

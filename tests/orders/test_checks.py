@@ -19,7 +19,7 @@ from ibconn import (
 )
 from ibconn.orders.models import OrderStatus
 from ibconn.sim import SimulatedGateway
-from ibconn.sim.protocol import In
+from ibconn.sim.protocol.ids import In
 
 pytestmark = pytest.mark.timeout(30)
 

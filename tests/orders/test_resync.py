@@ -26,7 +26,7 @@ from ibconn import (
 from ibconn.core.streams import Subscription
 from ibconn.orders.models import Fill, OrderStatus, OrderUpdate, UpdateKind
 from ibconn.sim import SimulatedGateway
-from ibconn.sim.protocol import In
+from ibconn.sim.protocol.ids import In
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 from ibconn.positions.pnl import PositionLedger, PositionState, apply_fill, as_decimal
-from ibconn.sim.accounts import Ledger
-from ibconn.sim.instruments import DEFAULT_INSTRUMENTS
+from ibconn.sim.broker.accounts import Ledger
+from ibconn.sim.market.instruments import DEFAULT_INSTRUMENTS
 
 D = Decimal
 

@@ -13,7 +13,8 @@ import pytest
 from ib_async import IB
 
 from ibconn.sim import SimConfig, SimulatedGateway
-from ibconn.sim.broker import Broker, OrderRequest, SimOrder
+from ibconn.sim.broker.broker import Broker
+from ibconn.sim.broker.records import OrderRequest, SimOrder
 
 
 def pytest_configure(config: pytest.Config) -> None:
