@@ -2,13 +2,14 @@
 ``nox -s fuzz`` (not run by default) runs the fuzz suite's deep profile;
 ``nox -s chaos -- --seeds N`` (not run by default) runs the chaos suite's long tier;
 ``nox -s bench`` (not run by default) runs the benchmarks of ``docs/benchmarks.md``;
-``nox -s clients`` (not run by default) runs foreign TWS clients against the simulator."""
+``nox -s clients`` (not run by default) runs foreign TWS clients against the simulator;
+``nox -s docs`` builds the documentation site into docs/_build/html, warnings as errors."""
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -32,6 +33,16 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
     session.install("-e", ".[dev]")
     session.run("mypy", "--strict", "ibconn")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (docs/, Sphinx + MyST + furo) with warnings as errors."""
+    session.install("-e", ".[docs]")
+    session.run(
+        "sphinx-build", "-j", "auto", "-W", "--keep-going", "-b", "html",
+        "docs", "docs/_build/html", *session.posargs,
+    )  # fmt: skip
 
 
 @nox.session
