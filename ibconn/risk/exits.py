@@ -242,10 +242,17 @@ class ExitService(Service):
                 f"{name}(): there is no position in {resolved.display_name} ({acct}) to protect"
             )
         side = OrderAction.BUY if position > 0 else OrderAction.SELL
-        mark = self._risk.market_price(resolved.con_id)
         target = ExitLevel(price, percent).target(
             side, self._avg_price(acct, resolved.con_id), kind
         )
+        # The position may be counted from a fill still waiting for its commission report,
+        # before anything marks it: then a price is fetched, never the check skipped.
+        mark = await self._risk.reference_price(resolved) if target is not None else None
+        if target is not None and mark is None:
+            raise InvalidInputError(
+                f"{name}(): no market price of {resolved.display_name} to check {target:g} "
+                "against; subscribe its market data or try again when it trades"
+            )
         if mark is not None and target is not None:
             # A long's stop below the market and its take profit above (a short: the reverse);
             # otherwise the order would trigger or fill at once.

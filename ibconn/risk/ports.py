@@ -198,6 +198,9 @@ class RiskView(Protocol):
     def market_price(self, con_id: int) -> float | None:
         """The current price of ``con_id``, ``None`` when there is none."""
 
+    async def reference_price(self, resolved: ResolvedContract) -> float | None:
+        """:meth:`market_price`, else a price fetched now; ``None`` when none can be had."""
+
     @property
     def kill_switch_state(self) -> KillSwitchState:
         """Where the kill switch stands."""

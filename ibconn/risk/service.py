@@ -151,19 +151,26 @@ class RiskService(Service):
         limits = self._limits
         if limits.max_order_notional is None and limits.max_gross_exposure is None:
             return
-        if order_price(spec) is not None or self.market_price(resolved.con_id) is not None:
-            return
-        if self._market_data is None:
-            return
+        if order_price(spec) is None:
+            await self.reference_price(resolved)
+
+    async def reference_price(self, resolved: ResolvedContract) -> float | None:
+        """:meth:`market_price`, else a quote fetched now (and kept for a minute's checks);
+        ``None`` when no price can be had."""
+        price = self.market_price(resolved.con_id)
+        if price is not None or self._market_data is None:
+            return price
         try:
             timeout = min(self._settings.market_data_timeout, 5.0)
             quote = await self._market_data.quote(resolved.contract, timeout=timeout)
         except (IBConnError, TimeoutError) as exc:
             _log.info("no reference price for {}: {}", resolved.display_name, exc)
-            return
+            return None
         price = number_or_none(getattr(quote, "last", None)) or number_or_none(quote.mid)
-        if price is not None and price > 0:
-            self._book.remember_price(resolved.con_id, price)
+        if price is None or price <= 0:
+            return None
+        self._book.remember_price(resolved.con_id, price)
+        return price
 
     def check(
         self,

@@ -196,3 +196,18 @@ async def test_bad_exit_requests(conn: IBConnector) -> None:
         await conn.set_stop_loss("AAPL", price=250.0)
     await conn.remove_exits("AAPL")
     assert conn.exit_plans() == []
+
+
+async def test_an_exit_on_the_wrong_side_is_refused_while_the_fill_waits_for_its_commission(
+    gw: SimulatedGateway, conn: IBConnector
+) -> None:
+    gw.faults.delay_next_commission(2.0)  # FILLED, but the fill is held for its commission
+    await buy(conn, 10)
+    await holding(conn, 10)  # counted from the held fill: no position mark yet
+    assert conn.risk.market_price(265598) is None
+    with pytest.raises(InvalidInputError, match="not above the market price"):
+        await conn.set_take_profit("AAPL", price=150.0)  # would sell at once
+    with pytest.raises(InvalidInputError, match="not below the market price"):
+        await conn.set_stop_loss("AAPL", price=250.0)  # would trigger at once
+    assert conn.exit_plans() == []
+    assert not exits_at_gateway(gw)

@@ -122,6 +122,9 @@ class FlatBook:
     def market_price(self, con_id: int) -> float | None:
         return None
 
+    async def reference_price(self, resolved: object) -> float | None:
+        return None
+
 
 def _risk(**limits: Any) -> tuple[RiskService, AlertBus]:
     settings = ConnectorSettings(risk=limits)
