@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import ibconn
-from ibconn.core.moved import OLD_MODULES
+from ibconn.core.moved import OLD_MODULES, RENAMED
 
 PACKAGE_DIR = Path(ibconn.__file__).parent
 # Entry points that own their process may start an event loop; the library may not.
@@ -89,7 +89,9 @@ def test_every_old_import_path_still_works_with_a_deprecation_warning() -> None:
             module = importlib.import_module(f"ibconn.{old}")
             found = {name: getattr(module, name) for name in names}
         for name, value in found.items():
-            if name in ibconn.__all__:
+            if name in RENAMED.get(old, {}):  # never the public namesake
+                assert value.__name__ == RENAMED[old][name], f"ibconn.{old}.{name}"
+            elif name in ibconn.__all__:
                 assert value is getattr(ibconn, name), f"ibconn.{old}.{name}"
 
 

@@ -212,6 +212,7 @@ OLD_MODULES: dict[str, tuple[str, str]] = {
 
 
 RENAMED: dict[str, dict[str, str]] = {
+    "order_validation": {"Quote": "PriceReference"},
     "sim.prices": {"Quote": "MarketQuote"},
     "sim.matching": {"Quote": "BookQuote"},
     "sim.market_data": {"MarketDataService": "MarketDataFeeds"},

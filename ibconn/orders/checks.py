@@ -18,7 +18,7 @@ from ibconn.orders.ports import ContractSource, OrderLink, OrderSettings, PreTra
 from ibconn.orders.spec import OrderSpec
 from ibconn.orders.validation import (
     MarketRules,
-    Quote,
+    PriceReference,
     needs_quote,
     quote_reference,
     validate_order,
@@ -76,7 +76,7 @@ class OrderChecks:
             await self.pre_trade.prepare(checked, resolved)  # fetch what check() will need
         return checked
 
-    async def _snapshot_quote(self, spec: OrderSpec, resolved: ResolvedContract) -> Quote:
+    async def _snapshot_quote(self, spec: OrderSpec, resolved: ResolvedContract) -> PriceReference:
         """A quote to check a trigger price against, taken now; the order is refused
         (never sent unchecked) when there is none."""
         what = (
@@ -95,7 +95,9 @@ class OrderChecks:
             raise MarketDataError(
                 f"{what} TWS gave no quote ({exc})", code=exc.code, text=exc.text
             ) from exc
-        quote = Quote(bid=Quote.clean(snap.bid), ask=Quote.clean(snap.ask))
+        quote = PriceReference(
+            bid=PriceReference.clean(snap.bid), ask=PriceReference.clean(snap.ask)
+        )
         if quote_reference(spec, quote) is None:
             side = "ask" if spec.action is OrderAction.BUY else "bid"
             raise MarketDataError(
@@ -104,7 +106,7 @@ class OrderChecks:
             )
         return quote
 
-    def _quote(self, resolved: ResolvedContract) -> Quote | None:
+    def _quote(self, resolved: ResolvedContract) -> PriceReference | None:
         """The quote ib_async holds for the contract, if market data is subscribed."""
         try:
             ticker = self._link.ib.ticker(resolved.contract)
@@ -112,7 +114,9 @@ class OrderChecks:
             return None
         if ticker is None:
             return None
-        quote = Quote(
-            bid=Quote.clean(ticker.bid), ask=Quote.clean(ticker.ask), last=Quote.clean(ticker.last)
+        quote = PriceReference(
+            bid=PriceReference.clean(ticker.bid),
+            ask=PriceReference.clean(ticker.ask),
+            last=PriceReference.clean(ticker.last),
         )
         return quote if (quote.bid or quote.ask or quote.last) else None

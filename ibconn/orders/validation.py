@@ -46,7 +46,7 @@ from ibconn.orders.spec import OrderSpec
 __all__ = [
     "MarketRules",
     "PriceIncrement",
-    "Quote",
+    "PriceReference",
     "check_bracket_prices",
     "increment_at",
     "needs_quote",
@@ -62,7 +62,7 @@ _SIGNED_PRICE_SEC_TYPES = frozenset({"BAG"})
 
 
 @dataclass(frozen=True, slots=True)
-class Quote:
+class PriceReference:
     """The market as last known: any of bid, ask and last may be missing."""
 
     bid: float | None = None
@@ -257,7 +257,7 @@ def needs_quote(spec: OrderSpec) -> bool:
     return kind in _TRIGGER_TYPES and spec.stop_price is not None
 
 
-def quote_reference(spec: OrderSpec, quote: Quote | None) -> float | None:
+def quote_reference(spec: OrderSpec, quote: PriceReference | None) -> float | None:
     """The price ``spec``'s trigger is checked against: the ask for a buy, the bid for a
     sell (the last trade when that side is missing); ``None`` without one."""
     if quote is None:
@@ -275,7 +275,7 @@ _TRIGGER_TYPES = frozenset(
 )
 
 
-def _check_trigger_side(spec: OrderSpec, quote: Quote | None) -> None:
+def _check_trigger_side(spec: OrderSpec, quote: PriceReference | None) -> None:
     """A stop must not sit where it triggers at once (and a touch order likewise)."""
     if quote is None:
         return
@@ -340,7 +340,7 @@ def validate_order(
     spec: OrderSpec,
     resolved: ResolvedContract,
     increments: Sequence[PriceIncrement],
-    quote: Quote | None = None,
+    quote: PriceReference | None = None,
 ) -> OrderSpec:
     """Check ``spec`` against its contract; return it (with rounded prices if asked).
 

@@ -16,7 +16,7 @@ from ibconn.contracts.resolver import ResolvedContract
 from ibconn.orders.models import OrderAction, OrderSpec, OrderType
 from ibconn.orders.validation import (
     MarketRules,
-    Quote,
+    PriceReference,
     check_bracket_prices,
     increment_at,
     validate_order,
@@ -306,7 +306,7 @@ def test_combos_may_have_negative_prices() -> None:
 def test_triggers_on_the_wrong_side_of_the_quote(
     action: str, kind: OrderType, price: float, message: str
 ) -> None:
-    quote = Quote(bid=189.99, ask=190.01, last=190.0)
+    quote = PriceReference(bid=189.99, ask=190.01, last=190.0)
     spec = OrderSpec(symbol="XYZ", quantity=1, action=action, order_type=kind, stop_price=price)
     contract = resolved(min_tick=0.01, market_rule_ids=())
     with pytest.raises(InvalidInputError, match=message):
