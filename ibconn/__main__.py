@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ibconn.cli.demo import add_demo_parser
+from ibconn.cli.journal import add_journal_parser
 from ibconn.sim.server.cli import add_sim_parser
 
 __all__ = ["main"]
@@ -17,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_demo_parser(subparsers)
     add_sim_parser(subparsers)
+    add_journal_parser(subparsers)
     args = parser.parse_args(argv)
     return int(args.func(args))
 
