@@ -30,6 +30,7 @@ from ibconn.errors import (
     RiskRejectedError,
     StreamOverflowError,
 )
+from ibconn.journal import JournalEntry, JournalReader, OrderJournal
 from ibconn.market_data.frames import to_frame
 from ibconn.market_data.models import (
     Bar,
@@ -51,6 +52,7 @@ from ibconn.market_data.service import (
     StreamKind,
 )
 from ibconn.market_data.validation import ValidationStats
+from ibconn.orders.events import OrderEvent, OrderEventKind, OrderEvents
 from ibconn.orders.models import (
     Fill,
     OrderAction,
@@ -117,6 +119,8 @@ __all__ = [
     "IBConnector",
     "InstrumentExposure",
     "InvalidInputError",
+    "JournalEntry",
+    "JournalReader",
     "KillSwitchState",
     "LineInfo",
     "MarkSource",
@@ -131,7 +135,11 @@ __all__ = [
     "NotConnectedError",
     "OrderAction",
     "OrderError",
+    "OrderEvent",
+    "OrderEventKind",
+    "OrderEvents",
     "OrderHandle",
+    "OrderJournal",
     "OrderRejectedError",
     "OrderSnapshot",
     "OrderSpec",

@@ -120,7 +120,8 @@ class OrderJournal:
         """Wait until every event emitted so far is committed; ``False`` after ``timeout``."""
         barrier = self._writer.flush()
         try:
-            await asyncio.wait_for(asyncio.wrap_future(barrier), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.wrap_future(barrier)
         except TimeoutError:
             return False
         return True
