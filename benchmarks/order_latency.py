@@ -11,6 +11,10 @@ orders are spaced so that neither throttles.
 
 prints p50 / p99 in milliseconds for each arm and the ratio ibconn / raw.
 
+``--journal`` adds an arm ``journal``: a third connector with the order journal on
+(a file in a temporary directory), interleaved with the ``ibconn`` arm, which runs with
+``journal=False``; the last line is the journal's overhead (journal / ibconn).
+
 ``--gateway loop`` (the default) runs the gateway in the benchmark's own event
 loop, as the tests do: its work for each order (about 1.5 ms) is on the clock of
 both arms. ``--gateway process`` runs it in its own process
@@ -26,6 +30,7 @@ import contextlib
 import logging
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -111,11 +116,20 @@ async def gateway_port(where: str) -> AsyncIterator[int]:
         yield sim.port
 
 
-async def main(orders: int, rounds: int, gap: float, where: str = "loop") -> None:
+async def main(
+    orders: int, rounds: int, gap: float, where: str = "loop", journal: bool = False
+) -> None:
     logging.getLogger("ib_async").setLevel(logging.CRITICAL)
     async with gateway_port(where) as port:
-        connector = IBConnector(port=port, client_id=1, reconnect_attempts=1)
+        connector = IBConnector(port=port, client_id=1, reconnect_attempts=1, journal=False)
         await connector.connect()
+        journaled, jarm = None, Arm("journal")
+        if journal:
+            path = Path(tempfile.mkdtemp()) / "journal.sqlite3"
+            journaled = IBConnector(port=port, client_id=3, reconnect_attempts=1, journal_path=path)
+            await journaled.connect()
+            await journaled.resolve("AAPL")
+            await ibconn_once(journaled, Arm("warm"), 191.0)
         ib = IB()
         await ib.connectAsync("127.0.0.1", port, clientId=2, timeout=10)
         contract = Stock("AAPL", "SMART", "USD")
@@ -129,13 +143,17 @@ async def main(orders: int, rounds: int, gap: float, where: str = "loop") -> Non
         for round_no in range(rounds):
             ours, raw = Arm("ibconn"), Arm("ib_async")
             for i in range(orders):
-                # alternate which arm goes first
+                # alternate which arm goes first (the journal arm and ibconn swap places too)
+                if journaled is not None and (i + round_no) % 2 == 1:
+                    await ibconn_once(journaled, jarm, 191.0)
                 if (i + round_no) % 2 == 0:
                     await ibconn_once(connector, ours, 191.0)
                     await raw_once(ib, contract, raw, 191.0, n)
                 else:
                     await raw_once(ib, contract, raw, 191.0, n)
                     await ibconn_once(connector, ours, 191.0)
+                if journaled is not None and (i + round_no) % 2 == 0:
+                    await ibconn_once(journaled, jarm, 191.0)
                 n += 1
                 await asyncio.sleep(gap)
             results.append((ours, raw))
@@ -146,6 +164,10 @@ async def main(orders: int, rounds: int, gap: float, where: str = "loop") -> Non
             )
         ib.disconnect()
         await connector.disconnect()
+        if journaled is not None:
+            await journaled.disconnect()
+            assert journaled.journal is not None
+            print(f"journal: {journaled.journal.statistics()}")
     ours_all = Arm(
         "ibconn", [x for o, _ in results for x in o.ack], [x for o, _ in results for x in o.fill]
     )
@@ -170,6 +192,15 @@ async def main(orders: int, rounds: int, gap: float, where: str = "loop") -> Non
     )
     per_round = [statistics.median(o.fill) / statistics.median(r.fill) for o, r in results]
     print("fill p50 ratio per round: " + ", ".join(f"{x:.2f}" for x in per_round))
+    if jarm.ack:
+        print(
+            f"{'journal':10} {pct(jarm.ack, 0.5):9.3f} {pct(jarm.ack, 0.99):9.3f} "
+            f"{pct(jarm.fill, 0.5):9.3f} {pct(jarm.fill, 0.99):9.3f}\n"
+            f"{'j / ibconn':10} {pct(jarm.ack, 0.5) / pct(ours_all.ack, 0.5):9.2f} "
+            f"{pct(jarm.ack, 0.99) / pct(ours_all.ack, 0.99):9.2f} "
+            f"{pct(jarm.fill, 0.5) / pct(ours_all.fill, 0.5):9.2f} "
+            f"{pct(jarm.fill, 0.99) / pct(ours_all.fill, 0.99):9.2f}"
+        )
 
 
 if __name__ == "__main__":
@@ -180,5 +211,8 @@ if __name__ == "__main__":
     parser.add_argument(
         "--gateway", choices=("loop", "process"), default="loop", help="where the gateway runs"
     )
+    parser.add_argument(
+        "--journal", action="store_true", help="add an arm with the order journal on"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.orders, args.rounds, args.gap, args.gateway))
+    asyncio.run(main(args.orders, args.rounds, args.gap, args.gateway, args.journal))

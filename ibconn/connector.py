@@ -109,7 +109,12 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
         """
         if self._journal is not None:  # restores the kill switch and exits before any order
             await self._journal.start()
-        await self._supervisor.start()
+        try:
+            await self._supervisor.start()
+        except BaseException:
+            if self._journal is not None:  # no writer thread outlives a failed connect
+                await self._journal.close()
+            raise
         if self._settings.tune_gc and not self._gc_tuned:  # opt-in, process-wide
             tune_gc_for_streaming()
             self._gc_tuned = True
