@@ -144,6 +144,8 @@ async def test_working_exits_of_a_run_that_ended_are_adopted_and_kept_in_step(
         await second.disconnect()
     with JournalReader(path) as reader:
         assert reader.exit_plans(1) == []  # removing the exits is kept too
+        adopted = reader.events(kinds=[OrderEventKind.ADOPTED])
+        assert [e.order_ref for e in adopted] == [stop_ref]
     third = await connected(gw, journal_path=path)
     try:
         assert third.exit_plans() == []
