@@ -148,7 +148,38 @@ def _create(conn: sqlite3.Connection) -> None:
 
 def time_text(moment: datetime) -> str:
     """A time as the journal writes it: UTC, ISO 8601, microseconds (sorts as text)."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="microseconds")
+
+
+class _Shared:
+    """The JSON text of the last shared mapping seen (a PLACE event's ``decided_by``: one
+    object for a connector's whole run), so that the writer serializes it once."""
+
+    __slots__ = ("obj", "text")
+
+    def __init__(self) -> None:
+        self.obj: object = None
+        self.text = ""
+
+
+_shared = _Shared()
+
+
+def _detail_json(detail: dict[str, Any]) -> str:
+    shared = detail.pop("decided_by", None)
+    text = json.dumps(detail, default=_plain)
+    if shared is None:
+        return text
+    cache = _shared
+    if cache.obj is not shared:
+        cache.text, cache.obj = json.dumps(shared, default=_plain), shared
+    return (
+        f'{text[:-1]}, "decided_by": {cache.text}}}'
+        if len(text) > 2
+        else (f'{{"decided_by": {cache.text}}}')
+    )
 
 
 def _plain(value: object) -> object:
@@ -202,7 +233,7 @@ def event_row(event: OrderEvent, run_id: str, client_id: int) -> tuple[Any, ...]
         commission,
         error.code if error is not None else None,
         error.text if error is not None else None,
-        json.dumps(detail, default=_plain),
+        _detail_json(detail),
     )
 
 

@@ -287,7 +287,7 @@ class OrderPlacer:
                         "oca_group": spec.oca_group,
                         "parent_ref": record.parent_ref,
                         "transmit": transmit,
-                        **self._pub.decided_by,
+                        "decided_by": self._pub.decided_by,  # one shared mapping
                     },
                 )
             )

@@ -95,8 +95,8 @@ async def test_every_order_operation_is_journaled_with_what_decided_it(
         "AAPL", "BUY", 1.0, 150.0,
     )  # fmt: skip
     assert place.detail["tag"] == "mine" and place.detail["tif"] == "DAY"
-    assert place.detail["risk"]["max_order_quantity"] == 100
-    assert place.detail["readonly"] is False
+    assert place.detail["decided_by"]["risk"]["max_order_quantity"] == 100
+    assert place.detail["decided_by"]["readonly"] is False
     (modify,) = by_kind["modify"]
     assert modify.order_ref == working.order_ref
     assert modify.detail["changes"] == {"limit_price": 151.0, "quantity": 2}

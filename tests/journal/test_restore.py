@@ -121,4 +121,5 @@ async def test_sigkilled_connector_leaves_kill_switch_exits_and_every_event_in_t
     kill = [e for e in first_run if e["kind"] == "kill_switch"]
     assert kill[0]["detail"]["engaged"] is True and kill[0]["detail"]["reason"] == "test halt"
     place = next(e for e in first_run if e["order_ref"] == bought and e["kind"] == "place")
-    assert place["detail"]["readonly"] is False and "risk" in place["detail"]
+    assert place["detail"]["decided_by"]["readonly"] is False
+    assert "max_position" in place["detail"]["decided_by"]["risk"]
