@@ -44,6 +44,7 @@ from ibconn.connection.ports import LinkPacer
 from ibconn.connection.session import ConnectionEvent, ConnectionState, Service, Session
 from ibconn.connection.state import LinkState
 from ibconn.core.alerts import AlertBus
+from ibconn.core.code_alerts import CodeAlerts
 from ibconn.core.codes import Severity
 from ibconn.core.logs import get_logger
 from ibconn.core.streams import Subscription
@@ -100,6 +101,7 @@ class Supervisor(Generic[PacerT]):
             ib=lambda: self.ib,
             mark_lost=self._mark_lost,
         )
+        self._code_alerts = CodeAlerts(alerts, self._hooks.describe_request)
         self._task: asyncio.Task[None] | None = None
         self._lost: asyncio.Future[Loss] | None = None
         self._unexpected_errors = 0
@@ -428,6 +430,12 @@ class Supervisor(Generic[PacerT]):
     # -- events from ib_async --------------------------------------------------
 
     def _on_error(self, req_id: int, code: int, message: str, contract: object) -> None:
+        # First of every errorEvent handler: the alert sees the order or line as it
+        # was before the service that owns it acts on the code.
+        self._tasks.guard(
+            f"alert of TWS code {code}",
+            lambda: self._code_alerts.on_code(req_id, code, message, contract),
+        )
         self._tasks.guard(
             f"TWS code {code}", lambda: self._connectivity.on_code(req_id, code, message)
         )

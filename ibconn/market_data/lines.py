@@ -28,6 +28,7 @@ from ibconn.market_data.validation import TickValidator, ValidationStats
 from ibconn.wire.tick_decoding import MKT, TBT, TapLine
 
 __all__ = [
+    "LINE_NAMES",
     "MKT",
     "RTB",
     "STREAM_POLICIES",
@@ -44,6 +45,9 @@ __all__ = [
 
 RTB = "rtb"
 """A 5-second real-time bars line (``MKT`` and ``TBT``: ibconn/wire/tick_decoding.py)."""
+
+LINE_NAMES: dict[str, str] = {MKT: "market data", TBT: "tick-by-tick data", RTB: "real-time bars"}
+"""What each kind of line carries, in words (for messages)."""
 
 STREAM_POLICIES: dict[StreamKind, OverflowPolicy] = {
     StreamKind.QUOTES: OverflowPolicy.CONFLATE,
