@@ -10,6 +10,7 @@ from ibconn.connector import IBConnector
 from ibconn.contracts.resolver import ContractLike, ResolvedContract
 from ibconn.core.alerts import Alert, AlertBus, AlertSink, AlertStatistics
 from ibconn.core.codes import CodeCategory, CodeInfo, RecoveryAction, Severity, classify
+from ibconn.core.frames import to_frame
 from ibconn.core.logs import disable_logging, enable_logging
 from ibconn.core.moved import install_old_module_finder
 from ibconn.core.streams import OverflowPolicy, StreamStatistics, Subscription
@@ -22,6 +23,7 @@ from ibconn.errors import (
     InvalidInputError,
     MarketDataError,
     MessageNotSentError,
+    MissingDependencyError,
     NotConnectedError,
     OrderRejectedError,
     OrderStateUnknownError,
@@ -30,7 +32,6 @@ from ibconn.errors import (
     RiskRejectedError,
     StreamOverflowError,
 )
-from ibconn.market_data.frames import to_frame
 from ibconn.market_data.models import (
     Bar,
     BarSource,
@@ -128,6 +129,7 @@ __all__ = [
     "MarketStream",
     "MessageNotSentError",
     "MismatchKind",
+    "MissingDependencyError",
     "NotConnectedError",
     "OrderAction",
     "OrderError",

@@ -92,6 +92,9 @@ class LineInfo:
     """The feeds using it: ``quotes``, ``ticks``, ``trades``, ``bars 60`` ..."""
     consumers: int
     """Streams, subscriptions and snapshots that hold it, over all its feeds."""
+    data_age: float | None = None
+    """Seconds since its data last arrived, or since it was requested (``None``: inactive). Tick-by-tick
+    lines are checked once per housekeeping interval, so theirs is up to one interval late."""
 
 
 class MarketDataStatistics(NamedTuple):
