@@ -5,6 +5,7 @@ from __future__ import annotations
 from ibconn.config.risk import RiskSettings
 from ibconn.config.settings import ConnectorSettings
 from ibconn.config.values import MarketDataType
+from ibconn.connection.connectivity import FarmStatus
 from ibconn.connection.session import ConnectionEvent, ConnectionState, Service, Session
 from ibconn.connector import IBConnector
 from ibconn.contracts.resolver import ContractLike, ResolvedContract
@@ -82,6 +83,7 @@ from ibconn.positions.service import PositionService, PositionStatistics
 from ibconn.risk.exits import ExitLevel, ExitPlan
 from ibconn.risk.models import Exposure, InstrumentExposure, KillSwitchState, RiskLimit
 from ibconn.risk.service import RiskService
+from ibconn.status import ConnectorStatus, MarketDataStatus, PositionLine, WorkingOrderLine
 from ibconn.wire.gc_tuning import GcState, gc_state, restore_gc, tune_gc_for_streaming
 
 __version__ = "0.1.0"
@@ -107,11 +109,13 @@ __all__ = [
     "ConnectionLostError",
     "ConnectionState",
     "ConnectorSettings",
+    "ConnectorStatus",
     "ContractLike",
     "DroppedMessage",
     "ExitLevel",
     "ExitPlan",
     "Exposure",
+    "FarmStatus",
     "Fill",
     "GcState",
     "IBConnError",
@@ -124,6 +128,7 @@ __all__ = [
     "MarketDataError",
     "MarketDataService",
     "MarketDataStatistics",
+    "MarketDataStatus",
     "MarketDataSubscription",
     "MarketDataType",
     "MarketStream",
@@ -147,6 +152,7 @@ __all__ = [
     "PacingError",
     "Position",
     "PositionLedger",
+    "PositionLine",
     "PositionMismatch",
     "PositionService",
     "PositionSource",
@@ -177,6 +183,7 @@ __all__ = [
     "UpdateKind",
     "ValidationStats",
     "WhatIfResult",
+    "WorkingOrderLine",
     "__version__",
     "apply_fill",
     "classify",

@@ -28,7 +28,7 @@ from ib_async import IB
 
 from ibconn.config.settings import ConnectorSettings
 from ibconn.connection.attempts import AttemptFailed, Endpoint, establish
-from ibconn.connection.connectivity import ConnectivityWatch
+from ibconn.connection.connectivity import ConnectivityWatch, FarmStatus
 from ibconn.connection.heartbeat import heartbeat
 from ibconn.connection.hooks import ServiceHooks
 from ibconn.connection.policy import (
@@ -172,6 +172,10 @@ class Supervisor(Generic[PacerT]):
     def inbound_garbage(self) -> dict[str, int]:
         """How many messages of each kind of garbage the gateway sent (ibconn/wire/inbound.py)."""
         return dict(self._inbound_garbage)
+
+    def farms(self) -> tuple[FarmStatus, ...]:
+        """Every data farm TWS has reported on (OK, broken, inactive), sorted by name."""
+        return self._connectivity.farms()
 
     def add_service(self, service: Service) -> None:
         """Register a service; its hooks run in ``order`` on every session change."""

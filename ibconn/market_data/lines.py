@@ -93,8 +93,8 @@ class LineInfo:
     consumers: int
     """Streams, subscriptions and snapshots that hold it, over all its feeds."""
     data_age: float | None = None
-    """Seconds since its data last arrived, or since it was requested (``None``: inactive). Tick-by-tick
-    lines are checked once per housekeeping interval, so theirs is up to one interval late."""
+    """Seconds since its data last arrived, or since it was requested (``None``: inactive).
+    Tick-by-tick lines are checked once per housekeeping interval: up to one interval late."""
 
 
 class MarketDataStatistics(NamedTuple):
