@@ -10,6 +10,7 @@ from ibconn.connection.session import ConnectionEvent, ConnectionState, Service,
 from ibconn.connector import IBConnector
 from ibconn.contracts.resolver import ContractLike, ResolvedContract
 from ibconn.core.alerts import Alert, AlertBus, AlertSink, AlertStatistics
+from ibconn.core.code_alerts import RequestContext
 from ibconn.core.codes import CodeCategory, CodeInfo, RecoveryAction, Severity, classify
 from ibconn.core.frames import to_frame
 from ibconn.core.logs import disable_logging, enable_logging
@@ -160,6 +161,7 @@ __all__ = [
     "PositionStatistics",
     "Quote",
     "RecoveryAction",
+    "RequestContext",
     "RequestTimeoutError",
     "ResolvedContract",
     "RiskLimit",
