@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from os import PathLike
 from types import TracebackType
 from typing import Any
@@ -207,6 +208,28 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
     def supervisor(self) -> Supervisor[Pacer]:
         """The supervisor (statistics such as ``handler_errors``, ``connect_attempts``)."""
         return self._supervisor
+
+    async def server_time(self, timeout: float | None = None) -> datetime:
+        """TWS's clock now (``reqCurrentTime``: whole seconds, UTC), e.g. to measure skew.
+
+        Raises :class:`~ibconn.errors.NotConnectedError` without a session and
+        :class:`~ibconn.errors.RequestTimeoutError` when TWS does not answer within
+        ``timeout`` (default ``market_data_timeout``).
+        """
+        wait = timeout_arg("timeout", timeout)
+        return await self._supervisor.current_time(
+            self._settings.market_data_timeout if wait is None else wait
+        )
+
+    @property
+    def farms(self) -> dict[str, bool]:
+        """The data farms TWS reported on the current link (``market_data:usfarm``,
+        ``historical:ushmds``...), ``True`` when OK, ``False`` when broken.
+
+        Empty when TWS reported none: it sends its farm notices (2104, 2106, 2158)
+        once per link, and only for the farms it uses.
+        """
+        return self._supervisor.farms
 
     def connection_events(self, capacity: int | None = None) -> Subscription[ConnectionEvent]:
         """An async iterator of state changes from now on, each with reason and code.

@@ -56,6 +56,7 @@ class ConnectivityWatch:
         self._ib = ib
         self._mark_lost = mark_lost
         self._broken_farms: dict[str, int] = {}
+        self._farms: dict[str, bool] = {}  # every farm TWS reported on this link: OK?
         self._degraded_timer: asyncio.TimerHandle | None = None
 
     def on_code(self, req_id: int, code: int, message: str) -> None:
@@ -80,11 +81,13 @@ class ConnectivityWatch:
             self._endpoint.redirect_to(decision.new_port)
             self._mark_lost(Loss(f"TWS reset its API port (new port {decision.new_port})", code))
         elif action is SessionAction.FARM_BROKEN and decision.farm is not None:
+            self._farms[decision.farm] = False
             self._broken_farms[decision.farm] = code
             self._alerts.publish(
                 Severity.WARNING, "market_data", f"data farm broken: {message}", code=code
             )
         elif action is SessionAction.FARM_OK and decision.farm is not None:
+            self._farms[decision.farm] = True
             if self._broken_farms.pop(decision.farm, None) is not None:
                 self._alerts.publish(
                     Severity.INFO, "market_data", f"data farm restored: {message}", code=code
@@ -96,13 +99,21 @@ class ConnectivityWatch:
         elif action is SessionAction.COMPETING_SESSION:
             self._alerts.publish(Severity.WARNING, "market_data", message, code=code)
 
+    @property
+    def farms(self) -> dict[str, bool]:
+        """Each data farm TWS reported on this link (``market_data:usfarm``): ``True`` when
+        its last code said OK (2104, 2106, 2158), ``False`` when broken (2103, 2105, 2157)."""
+        return dict(self._farms)
+
     def session_started(self) -> None:
         """A new session is up: farms broken on the old one are forgotten."""
         self._broken_farms.clear()
 
     def session_ended(self) -> None:
-        """The session is over: a pending degraded timeout no longer applies."""
+        """The session is over: a pending degraded timeout no longer applies, and the farms
+        reported on the link are forgotten (the next link reports them again)."""
         self._cancel_degraded_timer()
+        self._farms.clear()
 
     def _enter_degraded(self, code: int, message: str) -> None:
         if self._link.state is not ConnectionState.CONNECTED:
