@@ -17,7 +17,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> Parser:
-    """The ``ibconn`` parser with every subcommand."""
+    """The ``ibconn`` parser with every subcommand (``parser.commands``: their parsers)."""
     parser = Parser(
         prog="ibconn",
         description="ibconn command line tools: check a gateway, watch data, see and stop "
@@ -32,12 +32,17 @@ def build_parser() -> Parser:
     # journal: ibconn/cli/journal.py adds `add_journal_parser(subparsers)` here
     add_demo_parser(subparsers)
     add_sim_parser(subparsers)
+    parser.set_defaults(commands=subparsers.choices)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the subcommand, return its status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the subcommand's parser: "ibconn check: error: ..."
+        parser_of_command = args.commands.get(args.command, parser)
+        parser_of_command.error(f"unrecognized arguments: {' '.join(extra)}")
     return int(args.func(args))
 
 
