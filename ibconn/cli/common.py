@@ -313,11 +313,19 @@ def confirm(args: argparse.Namespace, question: str) -> bool:
 
 def run(args: argparse.Namespace, main: Callable[[], Coroutine[Any, Any, int]]) -> int:
     """Run a command's coroutine; map every failure to its exit status and one line."""
-    name = f"ibconn {args.command_name}"
     # ib_async reports TWS's ordinary notices (202 "Order Canceled", 200 for a symbol
     # this command already reports) on stderr through Python's last-resort handler;
     # a command's stderr carries only its own one-line errors.
-    logging.getLogger("ib_async").setLevel(logging.CRITICAL)
+    ib_async_log = logging.getLogger("ib_async")
+    level = ib_async_log.level
+    ib_async_log.setLevel(logging.CRITICAL)
+    try:
+        return _run(f"ibconn {args.command_name}", main)
+    finally:
+        ib_async_log.setLevel(level)
+
+
+def _run(name: str, main: Callable[[], Coroutine[Any, Any, int]]) -> int:
     try:
         return asyncio.run(main())
     except KeyboardInterrupt:

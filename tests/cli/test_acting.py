@@ -40,6 +40,7 @@ def test_cancel_asks_first_and_refuses_without_yes_off_a_terminal(
     assert _working(sims, 41) == [first, second]
     accepted = cli(*base, first, answer="y\n")
     assert accepted.status == 0 and "cancelled" in accepted.out
+    assert accepted.err == ""  # TWS's 202 "Order Canceled" is no error to print
     by_id = cli(*base, second_id, "--yes", "--json")
     assert by_id.status == 0, by_id.err
     assert [(o["order_ref"], o["status"]) for o in by_id.json()] == [(second, "cancelled")]
