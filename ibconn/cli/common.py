@@ -92,8 +92,8 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        """Print ``<prog>: error: <message>`` (see ``--help``) and exit 2."""
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)} (see --help)\n")
+        """Print ``<prog>: error: <message>`` on one line and exit 2."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)}\n")
 
 
 # -- value parsers -----------------------------------------------------------------------

@@ -93,8 +93,9 @@ def test_the_real_entry_point_never_shows_a_traceback() -> None:
         check=False,
     )
     assert result.returncode == 2
-    assert result.stderr == "ibconn check: error: argument --port: port must be 1..65535, not " \
-        "70000 (see --help)\n"  # fmt: skip
+    assert result.stderr == (
+        "ibconn check: error: argument --port: port must be 1..65535, not 70000\n"
+    )
 
 
 def test_ctrl_c_ends_a_live_command_with_130(sims: Sims) -> None:
