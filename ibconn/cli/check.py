@@ -132,14 +132,12 @@ def _session(connector: IBConnector, connect_ms: float) -> CheckItem:
 
 
 def _farms(connector: IBConnector) -> CheckItem:
-    farms = connector.farms
-    broken = sorted(name for name, ok in farms.items() if not ok)
+    farms = connector.status(recent_alerts=0).farms
+    broken = [farm.farm for farm in farms if farm.state == "broken"]
     if not farms:
         detail = "TWS reported no data farm (none broken)"
     else:
-        detail = ", ".join(
-            f"{name} {'ok' if ok else 'BROKEN'}" for name, ok in sorted(farms.items())
-        )
+        detail = ", ".join(f"{farm.farm} {farm.state}" for farm in farms)
     return CheckItem("data farms", not broken, detail, farms)
 
 

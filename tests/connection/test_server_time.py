@@ -1,11 +1,11 @@
-"""``connector.server_time()`` and ``connector.farms``: what ``ibconn check`` reports."""
+"""``connector.server_time()``: TWS's clock, for the skew ``ibconn check`` reports."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from helpers import connected, until
+from helpers import connected
 
 from ibconn import IBConnector, NotConnectedError, RequestTimeoutError
 from ibconn.sim import SimulatedGateway
@@ -40,22 +40,3 @@ async def test_server_time_unanswered_raises_request_timeout(gw: SimulatedGatewa
             await connector.server_time(timeout=0.2)
     finally:
         await connector.disconnect()
-
-
-async def test_farms_follow_tws_farm_codes_and_are_forgotten_with_the_link(
-    gw: SimulatedGateway,
-) -> None:
-    connector = await connected(gw)
-    try:
-        assert connector.farms == {}
-        gw.send_error(2104, "Market data farm connection is OK:usfarm")
-        gw.send_error(2106, "HMDS data farm connection is OK:ushmds")
-        await until(lambda: len(connector.farms) == 2, 5)
-        assert set(connector.farms.values()) == {True}
-        gw.send_error(2103, "Market data farm connection is broken:usfarm")
-        await until(lambda: False in connector.farms.values(), 5)
-        broken = [name for name, ok in connector.farms.items() if not ok]
-        assert len(broken) == 1 and broken[0].endswith("usfarm")
-    finally:
-        await connector.disconnect()
-    assert connector.farms == {}
