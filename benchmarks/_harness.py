@@ -14,6 +14,9 @@ sequence-numbered updates of one instrument to every subscriber:
   holds ``marks``, the ``time.monotonic()`` of every write and the last
   sequence number it carried (CLOCK_MONOTONIC is the same clock in every
   process on Linux, so a client can compute send-to-receive latency);
+* ``{"op": "prepare", ...}`` with the arguments of a later ``stream``: encodes its
+  updates now, so that the stream itself starts at once (no pause in the data
+  during the measurement, so no line goes stale in the middle of it);
 * ``{"op": "set_price", "symbol": "AAPL", "price": P}``: move the instrument's price
   (``gw.set_price``; the order latency benchmark's marketable orders);
 * ``{"op": "blast", "symbol": "AAPL", "count": N, "batch": B}``: the sim's own
@@ -176,6 +179,16 @@ class _Streamer:
                 return subs
             await asyncio.sleep(0.01)
 
+    async def prepare(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Encode (and cache) the frames of a later ``stream`` with the same arguments."""
+        count = int(cmd["count"])
+        subs = await self.wait_for(cmd["symbol"], cmd["kind"])
+        if not subs:
+            return {"error": f"no {cmd['kind']} subscriber of {cmd['symbol']}"}
+        for sub in subs:
+            await self.frames(sub, count)
+        return {"subscribers": len(subs)}
+
     async def stream(self, cmd: dict[str, Any]) -> dict[str, Any]:
         count = int(cmd["count"])
         subs = await self.wait_for(cmd["symbol"], cmd["kind"])
@@ -249,6 +262,8 @@ async def _serve(orders: bool = False) -> None:
                 try:
                     if cmd["op"] == "stream":
                         answer = await streamer.stream(cmd)
+                    elif cmd["op"] == "prepare":
+                        answer = await streamer.prepare(cmd)
                     elif cmd["op"] == "blast":
                         result = await gw.blast(cmd["symbol"], int(cmd["count"]), batch=256)
                         answer = {"started": result.started, "finished": result.finished}

