@@ -70,6 +70,11 @@ RUN_LIMIT = [180.0]  # seconds a child waits for its last sequence number (--run
 SYMBOL = "AAPL"
 CAPACITY = 65536
 CONSUMERS_C = 10
+# The heartbeat's answer queues behind every update already in the socket buffers (up to
+# about 10 MB); a saturating run keeps the client that far behind on purpose, several
+# seconds on a loaded machine, which the default heartbeat_timeout (5 s) would take for a
+# dead link. Raw ib_async has no heartbeat at all; a reconnect still voids a run.
+HEARTBEAT_TIMEOUT = 60.0
 ALL_ARMS = ["a", "a_fast", "b", "c", "c_batch", "d_raw", "d_raw_gc", "d", "d_nogc", "a_uv", "b_uv"]
 TBT_ARMS = {"d_raw", "d_raw_gc", "d", "d_nogc"}
 UVLOOP_ARMS = {"a_uv", "b_uv"}
@@ -150,6 +155,7 @@ async def _ibconn(
         reconnect_attempts=1,
         market_data_type="REALTIME",
         tune_gc=tune_gc,
+        heartbeat_timeout=HEARTBEAT_TIMEOUT,
     )
     await connector.connect()
     loop = asyncio.get_running_loop()
@@ -193,8 +199,23 @@ async def _ibconn(
     await asyncio.sleep(0.3)  # the snapshot passes uncounted
     counting[0] = True
     generation = connector.session.generation if connector.session else None
-    fail_on_disconnect(connector.ib, done, "ibconn")
-    result = await _measure(gw, count, "tbt" if trades else "mkt", done, counts)
+    events = connector.connection_events()
+
+    async def watch() -> None:  # any change of the connection state voids the run
+        async for event in events:
+            if not done.done():
+                done.set_exception(
+                    MeasurementError(
+                        f"ibconn: {event.state.value} during the measurement: {event.reason}"
+                    )
+                )
+            return
+
+    watcher = loop.create_task(watch())
+    try:
+        result = await _measure(gw, count, "tbt" if trades else "mkt", done, counts)
+    finally:
+        watcher.cancel()
     session = connector.session
     if session is None or session.generation != generation:
         raise MeasurementError("ibconn: a new session started during the measurement")

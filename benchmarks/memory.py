@@ -73,7 +73,12 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 
     gw = Gateway(args.port, args.control)
     connector = IBConnector(
-        "127.0.0.1", gw.port, args.client_id, reconnect_attempts=1, market_data_type="REALTIME"
+        "127.0.0.1",
+        gw.port,
+        args.client_id,
+        reconnect_attempts=1,
+        market_data_type="REALTIME",
+        heartbeat_timeout=60.0,  # as benchmarks/ingest.py: the answer queues behind the flood
     )
     await connector.connect()
     streams = [connector.ticks("AAPL") for _ in range(args.consumers)]
