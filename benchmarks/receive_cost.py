@@ -18,7 +18,12 @@ that a loaded machine inflates them alike; compare the ratios):
   ``connector.ticks`` (the kind lookup, the range checks, one ``Tick``), without
   publishing;
 * ``ib_async``: ``ib_async``'s own decoder and wrapper on the same read through
-  ibconn's framing (``Decoder.interpret`` per message).
+  ibconn's framing (``Decoder.interpret`` per message);
+* with ``--variants``, two pure-Python variants of ``framing + tap`` that were tried
+  (docs/benchmarks.md): the message counter and read position written once per run of
+  tapped messages instead of per message, and, as a *ceiling* only (its tickers are
+  wrong), the tap without its per-message ticker writes: what applying a quote-only
+  line's ticker state once per read could save at most.
 
 What it is for: how much of the per-update time an accelerator of the framing and
 tap could remove (docs/benchmarks.md, "Per-message work").
@@ -103,8 +108,9 @@ def _framing_only(read: bytes) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=9000)
+    parser.add_argument("--messages", type=int, default=9000)  # one 256 KiB read
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--variants", action="store_true", help="also the variants tried")
     parser.add_argument(
         "--time-limit",
         type=float,
@@ -122,6 +128,16 @@ def main() -> None:
     ):
         _ib, receiver = _client(tap, service)
         layers.append((label, lambda r=receiver: r.data_received(read)))
+    if args.variants:
+        from _variants import counters_once, no_ticker_writes  # noqa: PLC0415
+
+        for label, variant in (
+            ("variant: counters once per run of tapped messages", counters_once),
+            ("variant: no per-message ticker writes (ceiling, wrong tickers)", no_ticker_writes),
+        ):
+            _ib, receiver = _client(True, False)
+            variant(receiver)
+            layers.append((label, lambda r=receiver: r.data_received(read)))
     best = [float("inf")] * len(layers)
     for _ in range(args.repeats):  # interleaved: a load change hits every layer alike
         for i, (_label, run) in enumerate(layers):
