@@ -54,7 +54,7 @@ def quotes(req_id: int, count: int) -> bytes:
     return b"".join(out)
 
 
-def _client(tap: bool, service: bool) -> tuple[Any, Any]:
+def _client(tap: bool, service: bool, install: Any = None) -> tuple[Any, Any]:
     from ib_async import IB, Stock  # noqa: PLC0415
 
     from ibconn.wire.receive import install_fast_receive  # noqa: PLC0415
@@ -62,7 +62,7 @@ def _client(tap: bool, service: bool) -> tuple[Any, Any]:
 
     ib = IB()
     client: Any = ib.client
-    receiver = install_fast_receive(ib)
+    receiver = (install or install_fast_receive)(ib)
     assert receiver is not None
     client._serverVersion = client.decoder.serverVersion = 178
     client._apiReady = True
@@ -95,6 +95,17 @@ def _service_sink() -> Any:
     return sink
 
 
+def _load_install(path: str) -> Any:
+    """``install_fast_receive`` of another version of ``ibconn/wire/receive.py``."""
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.spec_from_file_location("_other_receive", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.install_fast_receive
+
+
 def _framing_only(read: bytes) -> None:
     unpack_from = _LEN.unpack_from
     text = read.decode("ascii")
@@ -111,6 +122,11 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=9000)  # one 256 KiB read
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--variants", action="store_true", help="also the variants tried")
+    parser.add_argument(
+        "--compare-file",
+        help="another version of ibconn/wire/receive.py (e.g. `git show main:...`): "
+        "its FastReceiver with the tap as one more layer",
+    )
     parser.add_argument(
         "--time-limit",
         type=float,
@@ -138,6 +154,10 @@ def main() -> None:
             _ib, receiver = _client(True, False)
             variant(receiver)
             layers.append((label, lambda r=receiver: r.data_received(read)))
+    if args.compare_file:
+        _ib, receiver = _client(True, False, _load_install(args.compare_file))
+        label = f"framing + tap, {args.compare_file}"
+        layers.append((label, lambda r=receiver: r.data_received(read)))
     best = [float("inf")] * len(layers)
     for _ in range(args.repeats):  # interleaved: a load change hits every layer alike
         for i, (_label, run) in enumerate(layers):
