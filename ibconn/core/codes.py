@@ -17,7 +17,7 @@ import enum
 import re
 from dataclasses import dataclass, replace
 
-from ibconn.core.logs import get_logger
+from ibconn.core.log_categories import get_logger
 
 __all__ = [
     "CANCEL_FAILED_CODES",
@@ -31,6 +31,7 @@ __all__ = [
     "ORDER_REJECT_CODES",
     "ORDER_REJECT_JSON_RANGE",
     "PACING_CODES",
+    "REQUEST_CODE_CATEGORIES",
     "CodeCategory",
     "CodeInfo",
     "RecoveryAction",
@@ -39,7 +40,9 @@ __all__ = [
     "codes_in",
     "farm_name",
     "is_warning",
+    "lookup",
     "port_from_1300",
+    "reported_per_request",
 ]
 
 _log = get_logger("errors")
@@ -537,6 +540,41 @@ def classify(
         return info
     _log.warning("unknown TWS code {}: {!r} (treated as an error)", code, message)
     return _unknown_info(code)
+
+
+def lookup(
+    code: int,
+    message: str = "",
+    *,
+    order_live: bool | None = None,
+    advanced_reject: str = "",
+) -> CodeInfo:
+    """:func:`classify` without logging an unknown code (for a second reader of the same code)."""
+    info = _lookup(code, message, order_live, advanced_reject)
+    return info if info is not None else _unknown_info(code)
+
+
+REQUEST_CODE_CATEGORIES: frozenset[CodeCategory] = frozenset(
+    {
+        CodeCategory.ORDER_REJECTED,
+        CodeCategory.ORDER_CANCELLED,
+        CodeCategory.CANCEL_FAILED,
+        CodeCategory.ORDER_WARNING,
+        CodeCategory.NO_SECURITY_DEFINITION,
+        CodeCategory.NO_DATA,
+        CodeCategory.QUERY_CANCELLED,
+    }
+)
+"""Categories of codes about one order or request (when the code names one)."""
+
+
+def reported_per_request(info: CodeInfo, req_id: int) -> bool:
+    """Whether a code is about the order or request ``req_id`` rather than the session.
+
+    The supervisor logs the session's codes ("TWS 2104 (farm_ok): ..." under
+    ``errors``); the others belong to the order or request they name.
+    """
+    return req_id != -1 and info.category in REQUEST_CODE_CATEGORIES
 
 
 def is_warning(code: int) -> bool:

@@ -90,9 +90,9 @@ def test_level_default_is_info(lines: list[str]) -> None:
 
 def test_ib_async_stdlib_records_are_routed(lines: list[str]) -> None:
     enable_logging(level="INFO", sink=sink_for(lines), fmt=FMT + "|{extra[origin]}")
-    logging.getLogger("ib_async.client").warning("socket %s closed", "A")
+    logging.getLogger("ib_async.ib").warning("request %s timed out", "A")
     logging.getLogger("ib_async.wrapper").debug("below the level")
-    assert lines == ["WARNING|connection|socket A closed|ib_async.client"]
+    assert lines == ["WARNING|connection|request A timed out|ib_async.ib"]
 
 
 def test_ib_async_not_routed_when_asked(lines: list[str]) -> None:
