@@ -47,6 +47,7 @@ from ibconn.config.sources import (
 from ibconn.config.validation_errors import config_error_from_validation
 from ibconn.config.values import (
     HOST_ALLOWED,
+    LOG_FILE_ALLOWED,
     LOG_FORMATS,
     LOG_LEVELS,
     LogFormat,
@@ -314,6 +315,20 @@ class ConnectorSettings(BaseSettings):
                 {"problem": problem, "allowed": HOST_ALLOWED},
             )
         return value
+
+    @field_validator("log_file", mode="before")
+    @classmethod
+    def _valid_log_file(cls, value: object) -> object:
+        if value is None:
+            return None
+        text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+        if isinstance(text, str) and text.strip() and not Path(text).expanduser().is_dir():
+            return Path(text).expanduser()
+        raise PydanticCustomError(
+            "invalid_log_file",
+            "must be the path of a file",
+            {"allowed": LOG_FILE_ALLOWED},
+        )
 
     @field_validator("reconnect_max_interval")
     @classmethod

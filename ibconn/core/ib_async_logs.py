@@ -174,7 +174,7 @@ def install() -> None:
 
 
 def routed() -> bool:
-    """Whether ibconn's sinks show ib_async's records (between :func:`route` and :func:`unroute`)."""
+    """Whether ibconn's sinks show ib_async's records (from :func:`route` to :func:`unroute`)."""
     return _saved is not None
 
 

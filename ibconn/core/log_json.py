@@ -73,7 +73,7 @@ class JsonLines:
             self._write = stream.write
             self._flush = getattr(stream, "flush", None)
         else:
-            self._write = target  # type: ignore[assignment]
+            self._write = target
 
     def write(self, message: Message) -> None:
         """Write ``message``'s record as one JSON line."""

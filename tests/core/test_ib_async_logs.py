@@ -120,7 +120,8 @@ def test_cancel_confirmation_202_is_info(lines: list[str]) -> None:
             "WARNING",
         ),
         (
-            "Warning 162, reqId 4: Historical Market Data Service error message:HMDS query returned no data",
+            "Warning 162, reqId 4: Historical Market Data Service error message:"
+            "HMDS query returned no data",
             "INFO",
         ),
     ],
