@@ -25,14 +25,8 @@ from dataclasses import dataclass
 import backoff
 
 from ibconn.connection.session import ConnectionState
-from ibconn.core.codes import (
-    CodeCategory,
-    RecoveryAction,
-    classify,
-    farm_name,
-    port_from_1300,
-    reported_per_request,
-)
+from ibconn.core.code_owners import reported_per_request
+from ibconn.core.codes import CodeCategory, RecoveryAction, classify, farm_name, port_from_1300
 
 __all__ = [
     "CLIENT_ID_IN_USE_MIN_DELAY",

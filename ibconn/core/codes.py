@@ -31,7 +31,6 @@ __all__ = [
     "ORDER_REJECT_CODES",
     "ORDER_REJECT_JSON_RANGE",
     "PACING_CODES",
-    "REQUEST_CODE_CATEGORIES",
     "CodeCategory",
     "CodeInfo",
     "RecoveryAction",
@@ -42,7 +41,6 @@ __all__ = [
     "is_warning",
     "lookup",
     "port_from_1300",
-    "reported_per_request",
 ]
 
 _log = get_logger("errors")
@@ -488,10 +486,10 @@ def _has_json(message: str, advanced_reject: str) -> bool:
     return start >= 0 and message.rfind("}") > start
 
 
-def _lookup(
-    code: int, message: str, order_live: bool | None, advanced_reject: str
+def lookup(
+    code: int, message: str = "", order_live: bool | None = None, advanced_reject: str = ""
 ) -> CodeInfo | None:
-    """The table's answer, or ``None`` for a code it does not know."""
+    """:func:`classify`'s answer without logging: ``None`` for a code the table does not know."""
     if code == _HMDS_162:
         text = message.lower()
         for needle, info in _HMDS_VARIANTS:
@@ -535,51 +533,17 @@ def classify(
     is TWS's advanced order reject JSON, if any. An unknown code is logged as a
     warning and classified ``UNKNOWN`` / ``ERROR`` / ``LOG``.
     """
-    info = _lookup(code, message, order_live, advanced_reject)
+    info = lookup(code, message, order_live, advanced_reject)
     if info is not None:
         return info
     _log.warning("unknown TWS code {}: {!r} (treated as an error)", code, message)
     return _unknown_info(code)
 
 
-def lookup(
-    code: int,
-    message: str = "",
-    *,
-    order_live: bool | None = None,
-    advanced_reject: str = "",
-) -> CodeInfo:
-    """:func:`classify` without logging an unknown code (for a second reader of the same code)."""
-    info = _lookup(code, message, order_live, advanced_reject)
-    return info if info is not None else _unknown_info(code)
-
-
-REQUEST_CODE_CATEGORIES: frozenset[CodeCategory] = frozenset(
-    {
-        CodeCategory.ORDER_REJECTED,
-        CodeCategory.ORDER_CANCELLED,
-        CodeCategory.CANCEL_FAILED,
-        CodeCategory.ORDER_WARNING,
-        CodeCategory.NO_SECURITY_DEFINITION,
-        CodeCategory.NO_DATA,
-        CodeCategory.QUERY_CANCELLED,
-    }
-)
-"""Categories of codes about one order or request (when the code names one)."""
-
-
-def reported_per_request(info: CodeInfo, req_id: int) -> bool:
-    """Whether a code is about the order or request ``req_id`` rather than the session.
-
-    The supervisor logs the session's codes ("TWS 2104 (farm_ok): ..." under
-    ``errors``); the others belong to the order or request they name.
-    """
-    return req_id != -1 and info.category in REQUEST_CODE_CATEGORIES
-
 
 def is_warning(code: int) -> bool:
     """Whether ``code`` (without its text or order state) is a notice or warning, not an error."""
-    info = _lookup(code, "", None, "")
+    info = lookup(code, "", None, "")
     return info is not None and info.severity.level_no <= Severity.WARNING.level_no
 
 

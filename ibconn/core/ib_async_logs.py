@@ -32,7 +32,8 @@ from typing import Final
 
 from loguru import logger
 
-from ibconn.core.codes import lookup, reported_per_request
+from ibconn.core.code_owners import reported_per_request
+from ibconn.core.codes import CodeInfo, lookup
 from ibconn.core.log_categories import Category
 
 __all__ = [
@@ -142,10 +143,13 @@ def _route_code(code: int, req_id: int, text: str) -> Routed:
     (farm_ok): ..."): ib_async's copy is demoted to ``DEBUG``. A code about one
     order or request is logged here, once, at its severity (202 at ``INFO``).
     """
-    info = lookup(code, text)
+    fields: dict[str, object] = {"code": code, "req_id": req_id}
+    info: CodeInfo | None = lookup(code, text)
+    if info is None:  # unknown: the supervisor's classify() logs it once
+        return Routed("errors", "DEBUG", f"TWS {code}, reqId {req_id}: {text}", fields)
     level = info.severity.log_level if reported_per_request(info, req_id) else "DEBUG"
     message = f"TWS {code} ({info.category.value}), reqId {req_id}: {text}"
-    return Routed("errors", level, message, {"code": code, "req_id": req_id})
+    return Routed("errors", level, message, fields)
 
 
 class IbAsyncRouter(logging.Handler):

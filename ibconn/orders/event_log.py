@@ -135,7 +135,8 @@ def _level(event: OrderEvent) -> str:
     if event.kind is OrderEventKind.REJECT:
         if event.error is None:
             return "WARNING"
-        return lookup(event.error.code, event.error.text).severity.log_level
+        info = lookup(event.error.code, event.error.text)
+        return info.severity.log_level if info is not None else "ERROR"
     if event.kind is OrderEventKind.KILL_SWITCH and not event.detail.get("engaged"):
         return "INFO"
     return _LEVELS.get(event.kind, "INFO")
