@@ -540,7 +540,6 @@ def classify(
     return _unknown_info(code)
 
 
-
 def is_warning(code: int) -> bool:
     """Whether ``code`` (without its text or order state) is a notice or warning, not an error."""
     info = lookup(code, "", None, "")

@@ -10,11 +10,14 @@ field does not apply), so that a JSON-lines sink writes them as keys.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ibconn.core.codes import lookup
 from ibconn.core.log_categories import get_logger
 from ibconn.orders.events import OrderEvent, OrderEventKind
+
+if TYPE_CHECKING:
+    from loguru import Record
 
 __all__ = ["FIELDS", "log_order_event", "order_event_fields", "order_event_message"]
 
@@ -142,6 +145,26 @@ def _level(event: OrderEvent) -> str:
     return _LEVELS.get(event.kind, "INFO")
 
 
+def _flatten(record: Record) -> None:
+    """Put the lazily built fields at the top of ``extra`` (run only for a record written)."""
+    fields = record["extra"].pop(_FIELDS_KEY, None)
+    if isinstance(fields, dict):
+        record["extra"].update(fields)
+
+
+_FIELDS_KEY = "order_event_fields"
+_lazy_log = _log.patch(_flatten).opt(lazy=True)
+
+
 def log_order_event(event: OrderEvent) -> None:
-    """Log ``event`` in the ``orders`` category (an ``OrderEvents`` sink)."""
-    _log.bind(**order_event_fields(event)).log(_level(event), "{}", order_event_message(event))
+    """Log ``event`` in the ``orders`` category (an ``OrderEvents`` sink).
+
+    Message and fields are built only when some sink writes the record: with
+    ibconn silent an event costs a level check.
+    """
+    _lazy_log.log(
+        _level(event),
+        "{}",
+        lambda: order_event_message(event),
+        **{_FIELDS_KEY: lambda: order_event_fields(event)},
+    )

@@ -143,7 +143,8 @@ def test_json_lines_parse(tmp_path: Path) -> None:
     for record in records:
         assert {"time", "level", "category", "message"} <= record.keys()
     cancels = [r for r in records if r.get("code") == 202]
-    assert [(r["level"], r["category"], r["req_id"]) for r in cancels][:1] == [
-        ("INFO", "errors", cancels[0]["req_id"])
-    ]
-    assert len(cancels) == 2
+    assert len(cancels) == 2  # one per cancel
+    assert {(r["level"], r["category"], r["origin"]) for r in cancels} == {
+        ("INFO", "errors", "ib_async.wrapper")
+    }
+    assert all(isinstance(r["req_id"], int) and r["req_id"] > 0 for r in cancels)
