@@ -98,8 +98,21 @@ _CODE_LINE = re.compile(r"(?:Error|Warning) (-?\d+), reqId (-?\d+): (.*)", re.DO
 """ib_async's line about a TWS code (``wrapper.error``)."""
 
 
+_MARKET_DATA_FUNCTIONS = (
+    "tick",
+    "priceSizeTick",
+    "updateMkt",
+    "mktDepth",
+    "reqMkt",
+    "cancelMkt",
+    "reqHistorical",
+    "reqTickByTick",
+    "reqRealTimeBars",
+)
+
+
 def _is_market_data(function: str) -> bool:
-    return function.startswith(("tick", "priceSizeTick", "cancelMkt", "mktDepth", "updateMkt"))
+    return function.startswith(_MARKET_DATA_FUNCTIONS)
 
 
 def _std_to_loguru(levelno: int) -> str | int:
@@ -155,15 +168,20 @@ def _route_code(code: int, req_id: int, text: str) -> Routed:
 class IbAsyncRouter(logging.Handler):
     """Hand ib_async's records to loguru, in ibconn's categories (:func:`classify_record`)."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 0
+        """Records that could not be routed (counted, never printed: ibconn stays silent)."""
+
     def emit(self, record: logging.LogRecord) -> None:
-        """Log ``record`` through loguru; never raises into ib_async."""
+        """Log ``record`` through loguru; never raises into ib_async, never prints."""
         try:
             routed = classify_record(record)
             logger.bind(category=routed.category, origin=record.name, **routed.fields).opt(
                 exception=record.exc_info or None
             ).log(routed.level, "{}", routed.message)
         except Exception:  # a log record must never break ib_async's callbacks
-            self.handleError(record)
+            self.failures += 1
 
 
 _router = IbAsyncRouter()

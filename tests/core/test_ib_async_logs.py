@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from ibconn.core.ib_async_logs import IbAsyncRouter
 from ibconn.core.logs import disable_logging, enable_logging
 
 FMT = "{level}|{extra[category]}|{message}"
@@ -194,3 +195,21 @@ def test_code_records_carry_code_and_req_id() -> None:
     )
     emit("ib_async.wrapper", "error", logging.ERROR, "Error 202, reqId 6: Order Canceled - reason:")
     assert captured == ["202|6|ib_async.wrapper"]
+
+
+def test_a_record_that_cannot_be_routed_is_counted_not_printed(
+    lines: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    router = next(h for h in logging.getLogger("ib_async").handlers if isinstance(h, IbAsyncRouter))
+    before = router.failures
+    bad = record("ib_async.ib", "reqIds", logging.ERROR, "%d items")
+    bad.args = ("not a number",)  # getMessage() raises
+    router.handle(bad)
+    assert router.failures == before + 1
+    assert capsys.readouterr().err == ""
+    assert lines == []
+
+
+def test_historical_and_market_data_records_are_market_data(lines: list[str]) -> None:
+    emit("ib_async.ib", "reqHistoricalDataAsync", logging.WARNING, "reqHistoricalData: Timeout")
+    assert lines == ["WARNING|market_data|reqHistoricalData: Timeout"]
