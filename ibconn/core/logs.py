@@ -105,9 +105,7 @@ def enable_logging(
     follows = level is None
     level_no = _level_no(_current_default_level() if level is None else level)
     wanted = _categories(categories)
-    entry = _Sink(-1, level_no, follows, route_ib_async)
-    entry.sink_id = _add(entry, sink, wanted, fmt, json=json)
-    return entry.sink_id
+    return _add(_Sink(-1, level_no, follows, route_ib_async), sink, wanted, fmt, json=json)
 
 
 def apply_settings(level: str | None, file: str | os.PathLike[str] | None, fmt: LogFormat) -> None:
@@ -141,7 +139,15 @@ def apply_settings(level: str | None, file: str | os.PathLike[str] | None, fmt: 
             allowed="a file path in an existing directory",
         )
     entry = _Sink(-1, _level_no(_current_default_level()), True, True, path)
-    entry.sink_id = _add(entry, path, None, _DEFAULT_FORMAT, json=fmt == "json")
+    try:
+        _add(entry, path, None, _DEFAULT_FORMAT, json=fmt == "json")
+    except OSError as exc:
+        raise ConfigError(
+            f"invalid setting: log_file = {str(file)!r}: cannot be opened ({exc.strerror or exc})",
+            key="log_file",
+            value=str(file),
+            allowed="a file path ibconn may append to",
+        ) from None
 
 
 def disable_logging() -> None:
@@ -180,14 +186,14 @@ def _add(
             return False
         return wanted is None or category in wanted
 
-    _take_over_default_sink()
-    logger.enable("ibconn")
     # a sink that follows the settings may lower its level later: loguru lets all through
     loguru_level = 0 if entry.follows_settings else entry.level_no
     if json:
         sink_id = logger.add(JsonLines(target), level=loguru_level, filter=keep, format="{message}")
     else:
         sink_id = logger.add(target, level=loguru_level, filter=keep, format=fmt)
+    _take_over_default_sink()
+    logger.enable("ibconn")
     entry.sink_id = sink_id
     _sinks.append(entry)
     _sync_ib_async_level()

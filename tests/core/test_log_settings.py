@@ -126,3 +126,12 @@ def test_settings_log_level_alone_prints_nothing() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert (result.stdout, result.stderr) == ("", "")
+
+
+def test_settings_log_file_that_cannot_be_opened_is_a_config_error(tmp_path: Path) -> None:
+    target = tmp_path / "ibconn.log"
+    target.mkdir()  # exists at creation time of the connector: a directory, not a file
+    with pytest.raises(ConfigError) as info:
+        apply_settings(None, target, "text")
+    assert info.value.key == "log_file"
+    assert "cannot be opened" in str(info.value)
