@@ -60,7 +60,7 @@ def assemble(settings: ConnectorSettings, *, ib_factory: Callable[[], IB] = IB) 
         settings.log_file,
         settings.log_format,
     )
-    order_events = OrderEvents()  # the audit tap
+    order_events = OrderEvents()  # the audit tap: the journal and the orders log listen
     order_events.subscribe(log_order_event)  # the orders log category
     alerts = AlertBus(coalesce_window=settings.alert_coalesce_window)
     pacer = Pacer(settings, alerts)

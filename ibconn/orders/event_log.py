@@ -129,7 +129,7 @@ def order_event_message(event: OrderEvent) -> str:
     if event.error is not None:
         return f"{head}: {event.error.code} {event.error.text}"
     order = _order(event)
-    reason = event.detail.get("reason")
+    reason = event.detail.get("reason") or event.detail.get("message")  # why it was refused
     text = f"{head}: {order}" if order else head
     return f"{text} ({reason})" if reason else text
 

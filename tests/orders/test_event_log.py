@@ -65,7 +65,11 @@ def fill() -> Fill:
 EVENTS: list[tuple[OrderEvent, str, str]] = [
     (OrderEvent(OrderEventKind.PLACE, **LIMIT), "INFO", "place ib-2 id=6: SELL 100 AAPL LMT 195"),
     (
-        OrderEvent(OrderEventKind.REFUSED, **LIMIT, detail={"reason": "kill switch engaged"}),
+        OrderEvent(
+            OrderEventKind.REFUSED,
+            **LIMIT,
+            detail={"operation": "place", "message": "kill switch engaged"},
+        ),
         "WARNING",
         "refused ib-2 id=6: SELL 100 AAPL LMT 195 (kill switch engaged)",
     ),
@@ -79,14 +83,14 @@ EVENTS: list[tuple[OrderEvent, str, str]] = [
         OrderEvent(
             OrderEventKind.STATUS,
             **LIMIT,
-            status="Cancelled",
+            status="cancelled",
             filled=40.0,
             remaining=60.0,
             avg_fill_price=195.0,
             error=OrderError(202, "Order Canceled - reason:"),
         ),
         "INFO",
-        "status ib-2 id=6: Cancelled, filled 40 of 100 @ 195",
+        "status ib-2 id=6: cancelled, filled 40 of 100 @ 195",
     ),
     (
         OrderEvent(OrderEventKind.FILL, **LIMIT, filled=40.0, fill=fill()),
@@ -154,7 +158,7 @@ def test_record_fields_carry_the_order_state(records: Records) -> None:
         for key in (*LIMIT, "status", "filled", "remaining", "avg_fill_price", "code")
     } == {
         **LIMIT,
-        "status": "Cancelled",
+        "status": "cancelled",
         "filled": 40.0,
         "remaining": 60.0,
         "avg_fill_price": 195.0,
