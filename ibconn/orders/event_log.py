@@ -10,11 +10,13 @@ field does not apply), so that a JSON-lines sink writes them as keys.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ibconn.core.codes import lookup
 from ibconn.core.log_categories import get_logger
 from ibconn.orders.events import OrderEvent, OrderEventKind
+from ibconn.orders.models import Fill
 
 if TYPE_CHECKING:
     from loguru import Record
@@ -113,25 +115,36 @@ def order_event_message(event: OrderEvent) -> str:
     if event.order_id is not None:
         who += f" id={event.order_id}"
     head = f"{kind.value} {who}"
+    update = event.detail.get("update")  # the order update behind a status or fill, if any
     if kind is OrderEventKind.FILL and event.fill is not None:
-        fill = event.fill
-        return (
-            f"{head}: {fill.action.value} {fill.quantity:g} {fill.symbol} @ {fill.price:g} "
-            f"(exec {fill.exec_id})"
-        )
+        return f"{head}: {_fill(event.fill, update)}"
     if kind is OrderEventKind.STATUS:
         text = f"{head}: {event.status or '?'}"
         if event.filled:
             text += f", filled {_num(event.filled)} of {_num(event.quantity)}"
             if event.avg_fill_price:
                 text += f" @ {event.avg_fill_price:g}"
-        return text
+        return f"{text} ({update})" if update not in (None, "status") else text
     if event.error is not None:
         return f"{head}: {event.error.code} {event.error.text}"
-    order = _order(event)
+    text = f"{head}: {_order(event)}".rstrip(": ")
+    changes = event.detail.get("changes")
+    if kind is OrderEventKind.MODIFY and isinstance(changes, Mapping) and changes:
+        text += " -> " + ", ".join(f"{key} {value}" for key, value in changes.items())
     reason = event.detail.get("reason") or event.detail.get("message")  # why it was refused
-    text = f"{head}: {order}" if order else head
     return f"{text} ({reason})" if reason else text
+
+
+def _fill(fill: Fill, update: object) -> str:
+    """An execution, its commission report or its correction."""
+    if update == "commission" and fill.commission is not None:
+        currency = f" {fill.commission_currency}" if fill.commission_currency else ""
+        return f"commission {fill.commission:g}{currency} for exec {fill.exec_id}"
+    text = (
+        f"{fill.action.value} {fill.quantity:g} {fill.symbol} @ {fill.price:g} "
+        f"(exec {fill.exec_id})"
+    )
+    return f"correction {text}" if update == "correction" else text
 
 
 def _level(event: OrderEvent) -> str:

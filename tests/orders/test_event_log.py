@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -74,9 +75,9 @@ EVENTS: list[tuple[OrderEvent, str, str]] = [
         "refused ib-2 id=6: SELL 100 AAPL LMT 195 (kill switch engaged)",
     ),
     (
-        OrderEvent(OrderEventKind.MODIFY, **{**LIMIT, "limit_price": 196.0}),
+        OrderEvent(OrderEventKind.MODIFY, **LIMIT, detail={"changes": {"limit_price": 196.0}}),
         "INFO",
-        "modify ib-2 id=6: SELL 100 AAPL LMT 196",
+        "modify ib-2 id=6: SELL 100 AAPL LMT 195 -> limit_price 196.0",
     ),
     (OrderEvent(OrderEventKind.CANCEL, **LIMIT), "INFO", "cancel ib-2 id=6: SELL 100 AAPL LMT 195"),
     (
@@ -96,6 +97,27 @@ EVENTS: list[tuple[OrderEvent, str, str]] = [
         OrderEvent(OrderEventKind.FILL, **LIMIT, filled=40.0, fill=fill()),
         "INFO",
         "fill ib-2 id=6: SELL 40 AAPL @ 195 (exec 0001.01)",
+    ),
+    (
+        OrderEvent(
+            OrderEventKind.FILL,
+            **LIMIT,
+            fill=replace(fill(), commission=1.0, commission_currency="USD"),
+            detail={"update": "commission"},
+        ),
+        "INFO",
+        "fill ib-2 id=6: commission 1 USD for exec 0001.01",
+    ),
+    (
+        OrderEvent(
+            OrderEventKind.STATUS,
+            **LIMIT,
+            status="partially_filled",
+            filled=40.0,
+            detail={"update": "modified"},
+        ),
+        "INFO",
+        "status ib-2 id=6: partially_filled, filled 40 of 100 (modified)",
     ),
     (
         OrderEvent(OrderEventKind.REJECT, **LIMIT, error=OrderError(201, "Order rejected")),
