@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -95,9 +94,6 @@ def run_demo(args: argparse.Namespace) -> int:
     """Run the demo; returns the process exit status."""
     if args.log_level:
         enable_logging(level=args.log_level)
-    else:
-        # the demo provokes disconnects on purpose; keep ib_async's own error lines quiet
-        logging.getLogger("ib_async").setLevel(logging.CRITICAL)
     try:
         return asyncio.run(_demo(args, sys.stdout))
     except KeyboardInterrupt:
