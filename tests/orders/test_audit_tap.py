@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import connected
 
-from ibconn import OrderEvent, OrderEventKind
+from ibconn import OrderEvent, OrderEventKind, OrderEvents
 from ibconn.orders import amend, placing, updates
 from ibconn.sim import SimulatedGateway
 
@@ -21,6 +21,7 @@ async def test_without_sinks_no_event_is_built_on_the_order_path(
         (amend, "refused_event"), (updates, "update_event"),
     ):  # fmt: skip
         monkeypatch.setattr(module, name, boom)
+    monkeypatch.setattr(OrderEvents, "has_sinks", property(lambda self: False))  # nobody
     connector = await connected(gw, journal=False)
     try:
         assert not connector.order_events.has_sinks
