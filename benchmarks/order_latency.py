@@ -172,9 +172,10 @@ async def run(orders: int, rounds: int, gap: float, where: str, kinds: list[str]
             for kind in kinds:
                 ours, raw = arms[kind]
                 results[kind].append((ours, raw))
+                ours_p50, raw_p50 = pct(ours.ack, 0.5), pct(raw.ack, 0.5)
                 print(
-                    f"round {round_no + 1} {kind:10}: ack p50 ibconn {pct(ours.ack, 0.5):.3f} ms"
-                    f" / raw {pct(raw.ack, 0.5):.3f} ms ({pct(ours.ack, 0.5) / pct(raw.ack, 0.5):.2f})",
+                    f"round {round_no + 1} {kind:10}: ack p50 ibconn {ours_p50:.3f} ms"
+                    f" / raw {raw_p50:.3f} ms ({ours_p50 / raw_p50:.2f})",
                     flush=True,
                 )
         throttled = connector.pacer.statistics().throttled_seconds - throttled_before
