@@ -1,4 +1,4 @@
-"""The placing helpers' fast path builds exactly the spec the model would (or fails the same way)."""
+"""The placing helpers' fast path builds the spec the model would (or fails the same way)."""
 
 from __future__ import annotations
 
