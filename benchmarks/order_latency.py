@@ -14,7 +14,10 @@ so that both see the same gateway, loop and machine state:
 
 ibconn goes through its pacer (50 messages/s); raw ib_async through its own
 throttle (45/s); orders are spaced (``--gap``) so that neither throttles, and the
-run prints the pacer's throttled time to show it.
+run prints the pacer's throttled time to show it. Each order starts ``--gap``
+after the previous one (of either arm) ended: the gateway still works on the end
+of a cancel or a fill when the awaiting code resumes, and an order placed right
+then would pay for it.
 
     python benchmarks/order_latency.py --orders 200 --rounds 3 --gateway both
 
@@ -161,11 +164,17 @@ async def run(orders: int, rounds: int, gap: float, where: str, kinds: list[str]
             for i in range(orders):
                 for kind in kinds:
                     ours, raw = arms[kind]
-                    if (i + round_no) % 2 == 0:  # alternate which arm goes first
+                    # Alternate which arm goes first; each order starts ``gap`` after the
+                    # previous one ended (the gateway still works on the end of a cancel,
+                    # or of a fill, when the awaiting code resumes: an order placed right
+                    # then would wait for that work, whichever arm placed it).
+                    if (i + round_no) % 2 == 0:
                         await ibconn_once(connector, ours, kind)
+                        await asyncio.sleep(gap)
                         await raw_once(ib, contract, raw, kind, n)
                     else:
                         await raw_once(ib, contract, raw, kind, n)
+                        await asyncio.sleep(gap)
                         await ibconn_once(connector, ours, kind)
                     n += 1
                     await asyncio.sleep(gap)
@@ -240,7 +249,7 @@ if __name__ == "__main__":
     parser.add_argument("--orders", type=int, default=200, help="orders per arm, kind and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
-        "--gap", type=float, default=0.12, help="seconds between orders (keeps both unthrottled)"
+        "--gap", type=float, default=0.06, help="seconds between orders (keeps both unthrottled)"
     )
     parser.add_argument(
         "--gateway",
