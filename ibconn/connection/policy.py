@@ -7,7 +7,7 @@ random source as an argument), so every rule is unit-tested without a gateway
 (``tests/connection/test_policy.py``).
 
 Backoff: :func:`backoff_delays` takes the exponential, capped sequence from
-the ``backoff`` library (``backoff.expo``) and applies *equal jitter* (half of
+the ``python-backoff`` library (``backoff.expo``) and applies *equal jitter* (half of
 each delay fixed, half random). ``backoff`` ships full jitter (``0 .. delay``:
 a delay can come out near zero and hammer a TWS that is restarting) and
 additive jitter (``delay + 0 .. 1 s``: exceeds the cap and is the same second
@@ -183,7 +183,7 @@ def backoff_delays(
     never below half of ``d``, never above ``cap``.
     """
     expo: Iterator[float] = backoff.expo(base=2, factor=base, max_value=cap)
-    next(expo)  # backoff.expo yields None first (its generator protocol)
+    next(expo)  # a placeholder first (None in backoff 2.2, 0 in python-backoff 3)
     for delay in expo:
         yield delay / 2 + uniform(0, delay / 2)
 
