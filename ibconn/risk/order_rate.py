@@ -1,12 +1,15 @@
-"""``risk.max_orders_per_second``: a leaky bucket on new orders that refuses, never delays.
+"""``risk.max_orders_per_second``: a leaky bucket on opening orders that refuses, never delays.
 
 A strategy stuck in a loop can send orders far faster than anyone meant; TWS
 only paces them (50 messages a second) and fills every one. This cap lets a
-burst of ``max(1, floor(rate))`` orders through at once, then one every
-``1 / rate`` seconds, and refuses the rest with
-``RiskRejectedError(limit="max_orders_per_second")``. It refuses rather than
-delays because an order held back is placed on a decision that is stale by
-the time it goes out; the caller learns at once and decides again.
+burst of ``max(1, floor(rate))`` new orders that open or increase a position
+through at once, then one every ``1 / rate`` seconds, and refuses the rest
+with ``RiskRejectedError(limit="max_orders_per_second")``
+(:func:`ibconn.risk.limits.check_order` asks it last). Orders that close or
+reduce a position (protective exits among them) pass, as under the kill
+switch. It refuses rather than delays because an order held back is placed
+on a decision that is stale by the time it goes out; the caller learns at
+once and decides again.
 
 The bucket is :class:`ibconn.pacing.windows.Spacer` (the generic cell rate
 algorithm, a leaky bucket in virtual-scheduling form): exact and synchronous,

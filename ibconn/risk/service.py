@@ -50,7 +50,7 @@ from ibconn.orders.models import OrderSnapshot, OrderSpec
 from ibconn.risk.book import RiskBook
 from ibconn.risk.daily_loss import DailyPnl
 from ibconn.risk.kill_switch import KillSwitch
-from ibconn.risk.limits import check_order, describe, order_price
+from ibconn.risk.limits import check_order, order_price
 from ibconn.risk.models import Exposure, Holding, KillSwitchState
 from ibconn.risk.monitor import ExposureMonitor
 from ibconn.risk.order_rate import OrderRate
@@ -202,11 +202,8 @@ class RiskService(Service):
             readonly=self._settings.readonly,
             replaces=replaces,
             parent=parent,
+            rate=self._order_rate,
         )
-        new = replaces is None and parent is None
-        if refusal is None and new and self._order_rate is not None:
-            # last: an order another limit refuses is not counted (a bracket counts once)
-            refusal = self._order_rate.refusal(describe(spec, resolved))
         if refusal is None:
             return
         self._rejections += 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import PLACE_ORDER, messages, refused, risky
+from helpers import PLACE_ORDER, messages, refused, risky, until
 
 from ibconn import ConfigError, RiskRejectedError
 from ibconn.config.settings import RiskSettings
@@ -84,5 +84,30 @@ async def test_a_bracket_counts_as_one_order(gw: SimulatedGateway) -> None:
         assert len(bracket) == 3 and messages(gw, PLACE_ORDER) == 3
         error = await refused(conn.place_limit_order("AAPL", 1, "BUY", 185.0))
         assert error.limit == "max_orders_per_second"
+    finally:
+        await conn.disconnect()
+
+
+async def test_orders_that_close_or_reduce_a_position_are_never_capped(
+    gw: SimulatedGateway,
+) -> None:
+    conn = await risky(gw, max_orders_per_second=1)
+    try:
+        entry = await conn.place_market_order("AAPL", 10, "BUY")  # the one order of this second
+        await conn.wait_for_order(entry, timeout=5)
+
+        def held() -> float:
+            position = conn.position("AAPL")
+            return position.quantity if position is not None else 0.0
+
+        await until(lambda: held() == 10)
+        error = await refused(conn.place_limit_order("AAPL", 1, "BUY", 185.0))  # opens more
+        assert error.limit == "max_orders_per_second"
+        # a protective exit and a partial close only reduce the position: they pass
+        plan = await conn.set_stop_loss("AAPL", percent=3)
+        assert plan.stop_loss is not None and plan.stop_loss.order_price is not None
+        await conn.remove_exits("AAPL")
+        await conn.place_limit_order("AAPL", 5, "SELL", 200.0)
+        assert messages(gw, PLACE_ORDER) == 3
     finally:
         await conn.disconnect()
