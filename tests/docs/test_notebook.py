@@ -30,7 +30,11 @@ def test_the_notebook_runs_with_the_connector_living_across_cells(tmp_path: Path
     client = NotebookClient(
         notebook, km=kernel, timeout=60, resources={"metadata": {"path": tmp_path}}
     )
-    client.execute()  # raises CellExecutionError on the first failing cell
+    try:
+        client.execute()  # raises CellExecutionError on the first failing cell
+    finally:
+        if kernel.has_kernel:  # nbclient stops only a kernel it made itself
+            kernel.shutdown_kernel(now=True)
     outputs = [text_of(cell) for cell in notebook.cells if cell.cell_type == "code"]
     _start, connect, quotes, order, disconnect = outputs
     assert re.match(r"connected \('DU\w+',\)", connect), connect
