@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import machine, table
+from _harness import hard_limit, machine, table
 
 from ibconn.core.streams import Broadcast, OverflowPolicy
 
@@ -112,7 +112,14 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=300_000)
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=600.0,
+        help="seconds it may take (then it fails, exit 3)",
+    )
     args = parser.parse_args()
+    hard_limit(args.time_limit, "benchmarks/streams_cost.py")
     rows = []
     for consumers in (1, 10):
         for name, make in (

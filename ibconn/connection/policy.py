@@ -6,6 +6,10 @@ Nothing here touches a socket, a clock or the event loop (the jitter takes its
 random source as an argument), so every rule is unit-tested without a gateway
 (``tests/connection/test_policy.py``).
 
+Reconnects: after a session that was up is lost the first attempt comes at
+once, then :func:`quick_retry_delay` spaces the retries ``reconnect_fast_interval``
+apart for ``reconnect_fast_window`` seconds, and only then the backoff applies.
+
 Backoff: :func:`backoff_delays` takes the exponential, capped sequence from
 the ``python-backoff`` library (``backoff.expo``) and applies *equal jitter* (half of
 each delay fixed, half random). ``backoff`` ships full jitter (``0 .. delay``:
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 import backoff
 
 from ibconn.connection.session import ConnectionState
+from ibconn.core.code_owners import reported_per_request
 from ibconn.core.codes import CodeCategory, RecoveryAction, classify, farm_name, port_from_1300
 
 __all__ = [
@@ -42,6 +47,7 @@ __all__ = [
     "farm_key",
     "first_connect_failed",
     "gives_up",
+    "quick_retry_delay",
     "retry_delay",
     "still_reconnecting_alert_due",
 ]
@@ -52,19 +58,6 @@ moment to be torn down: the next attempt waits at least this long."""
 
 LIVE_STATES = frozenset({ConnectionState.CONNECTED, ConnectionState.DEGRADED})
 """States in which a session is up (TWS's connectivity codes only matter then)."""
-
-# Request-specific codes are logged by the service that owns the request.
-_REQUEST_CATEGORIES = frozenset(
-    {
-        CodeCategory.ORDER_REJECTED,
-        CodeCategory.ORDER_CANCELLED,
-        CodeCategory.CANCEL_FAILED,
-        CodeCategory.ORDER_WARNING,
-        CodeCategory.NO_SECURITY_DEFINITION,
-        CodeCategory.NO_DATA,
-        CodeCategory.QUERY_CANCELLED,
-    }
-)
 
 
 _FARM_CATEGORIES = frozenset(
@@ -122,9 +115,8 @@ def decide_code(req_id: int, code: int, message: str, state: ConnectionState) ->
     """What a TWS code (``req_id``, ``code``, ``message``) means in ``state``."""
     info = classify(code, message)
     category = info.category
-    log_level = (
-        info.severity.log_level if req_id == -1 or category not in _REQUEST_CATEGORIES else None
-    )
+    # a request's own code is logged by the service that owns the request
+    log_level = None if reported_per_request(info, req_id) else info.severity.log_level
     action = SessionAction.NOTHING
     farm: str | None = None
     new_port: int | None = None
@@ -191,6 +183,20 @@ def backoff_delays(
     next(expo)  # a placeholder first (None in backoff 2.2, 0 in python-backoff 3)
     for delay in expo:
         yield delay / 2 + uniform(0, delay / 2)
+
+
+def quick_retry_delay(first: bool, elapsed: float, interval: float, window: float) -> float | None:
+    """The wait before the next attempt while a reconnect is in its quick phase.
+
+    After a session that was up is lost, the first attempt comes at once and the
+    retries every ``interval`` seconds until ``window`` seconds have passed since
+    the loss (``elapsed``): a gateway that restarts within the window is back in
+    use within about ``interval``. ``None`` (the backoff applies) for a first
+    connect and once the window has passed.
+    """
+    if first or elapsed >= window:
+        return None
+    return interval
 
 
 def retry_delay(delay: float, code: int | None) -> float:

@@ -20,7 +20,7 @@ from ibconn.orders.models import Fill, OrderSnapshot, OrderUpdate
 from ibconn.orders.placing import BracketOrder
 from ibconn.orders.records import OrderHandle, OrderLike
 from ibconn.orders.service import OrderService
-from ibconn.orders.spec import OrderChanges, OrderOptions, OrderSpec
+from ibconn.orders.spec import OrderChanges, OrderOptions, OrderSpec, build_spec
 
 __all__ = ["OrderMethods"]
 
@@ -72,14 +72,7 @@ class OrderMethods:
     ) -> OrderHandle:
         wait_timeout = timeout_arg("wait_timeout", wait_timeout)
         ack_timeout = timeout_arg("ack_timeout", ack_timeout)
-        spec = OrderSpec(
-            symbol=symbol,
-            quantity=quantity,
-            action=action,
-            order_type=order_type,
-            **prices,
-            **options,
-        )
+        spec = build_spec(symbol, quantity, action, order_type, prices, options)
         return await self._orders.place_order(
             spec, wait_timeout=wait_timeout, ack_timeout=ack_timeout
         )
@@ -253,6 +246,15 @@ class OrderMethods:
     def orders(self, *, working_only: bool = False) -> list[OrderSnapshot]:
         """Every order this connector knows (placed or adopted), in placement order."""
         return self._orders.orders(working_only=working_only)
+
+    def executions(self) -> list[Fill]:
+        """Every execution known to this connector, oldest first (no round trip).
+
+        It holds the fills of this run and the executions TWS reports at connect:
+        today's, of this client id (client id 0: of every client). A corrected
+        execution appears once, with its latest values.
+        """
+        return self._orders.executions()
 
     async def wait_for_order(
         self,
