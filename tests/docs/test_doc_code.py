@@ -5,8 +5,9 @@ simulated gateway this test starts (``gw``), with a connected ``connector`` and
 ``asyncio``, ``IBConnector`` and ``SimulatedGateway`` already defined. Top-level
 ``await`` works. Two rewrites make a block written for a real TWS run here: every
 ``port=<number>`` becomes the simulated gateway's port, and a script's final
-``asyncio.run(main())`` becomes ``await main()``. They run in ``examples/``, so
-``ibconn.yaml`` is ``examples/ibconn.yaml``. Each block has ``BLOCK_TIMEOUT`` seconds.
+``asyncio.run(main())`` becomes ``await main()``. They run in a temporary directory
+holding a copy of ``examples/ibconn.yaml`` as ``ibconn.yaml``. Each block has
+``BLOCK_TIMEOUT`` seconds.
 
 A block that is not meant to run (a fragment, a method body, output) has an HTML comment
 on the line right before its fence, which renders as nothing:
@@ -18,6 +19,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import re
+import shutil
 import traceback
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -100,9 +102,11 @@ async def docs_gateway() -> AsyncIterator[SimulatedGateway]:
 
 @pytest.mark.parametrize("page", [p for p in PAGES if blocks(p)])
 async def test_the_code_blocks_of_a_page_run(
-    page: str, docs_gateway: SimulatedGateway, monkeypatch: pytest.MonkeyPatch
+    page: str, docs_gateway: SimulatedGateway, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.chdir(ROOT / "examples")  # where ibconn.yaml is
+    # a directory of its own (blocks may write files, e.g. a log file) with ibconn.yaml
+    shutil.copy(ROOT / "examples" / "ibconn.yaml", tmp_path / "ibconn.yaml")
+    monkeypatch.chdir(tmp_path)
     gw = docs_gateway
     connector = IBConnector(host="127.0.0.1", port=gw.port, client_id=77)
     await connector.connect()
