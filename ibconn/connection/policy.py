@@ -11,7 +11,7 @@ once, then :func:`quick_retry_delay` spaces the retries ``reconnect_fast_interva
 apart for ``reconnect_fast_window`` seconds, and only then the backoff applies.
 
 Backoff: :func:`backoff_delays` takes the exponential, capped sequence from
-the ``backoff`` library (``backoff.expo``) and applies *equal jitter* (half of
+the ``python-backoff`` library (``backoff.expo``) and applies *equal jitter* (half of
 each delay fixed, half random). ``backoff`` ships full jitter (``0 .. delay``:
 a delay can come out near zero and hammer a TWS that is restarting) and
 additive jitter (``delay + 0 .. 1 s``: exceeds the cap and is the same second
@@ -180,7 +180,7 @@ def backoff_delays(
     never below half of ``d``, never above ``cap``.
     """
     expo: Iterator[float] = backoff.expo(base=2, factor=base, max_value=cap)
-    next(expo)  # backoff.expo yields None first (its generator protocol)
+    next(expo)  # a placeholder first (None in backoff 2.2, 0 in python-backoff 3)
     for delay in expo:
         yield delay / 2 + uniform(0, delay / 2)
 
