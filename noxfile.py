@@ -1,4 +1,8 @@
-"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``;
+"""Developer sessions: ``nox -s tests`` (one session per Python: ``tests-3.11``,
+``tests-3.12``, ``tests-3.13``), ``nox -s lint``, ``nox -s typecheck``;
+``nox -s ib_async_next`` (not run by default, allowed to fail) runs the suite against
+ib_async's newest release and, when ``IB_ASYNC_SOURCE`` names a checkout or a git URL
+of its main branch, against that source too;
 ``nox -s fuzz`` (not run by default) runs the fuzz suite's deep profile;
 ``nox -s chaos -- --seeds N`` (not run by default) runs the chaos suite's long tier;
 ``nox -s bench`` (not run by default) runs the benchmarks of ``docs/benchmarks.md``;
@@ -7,15 +11,41 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import nox
+from nox.command import CommandFailed
 
 nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 
-@nox.session
+PYTHONS = ["3.11", "3.12", "3.13"]
+
+
+def _pyenv_on_path() -> None:
+    """Put pyenv's interpreters (``~/.pyenv/versions/3.1x.y/bin``) on PATH for nox.
+
+    pyenv's shims answer ``python3.13`` with an error unless that version is
+    selected, so nox would skip the session; the interpreters themselves work.
+    """
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found = []
+    for version in PYTHONS:
+        candidates = sorted(root.glob(f"{version}.*/bin/python{version}"), reverse=True)
+        if candidates:
+            found.append(str(candidates[0].parent))
+    if found:
+        os.environ["PATH"] = os.pathsep.join([*found, os.environ.get("PATH", "")])
+
+
+_pyenv_on_path()
+
+
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the test suite against the simulated gateway."""
+    """Run the test suite against the simulated gateway (on each supported Python)."""
     session.install("-e", ".[dev]")
     session.run("pytest", *session.posargs)
 
@@ -116,3 +146,32 @@ def clients(session: nox.Session) -> None:
     """
     session.install("-e", ".")
     session.run("python", "clients/run.py", *session.posargs)
+
+
+@nox.session(python=PYTHONS[-1])
+def ib_async_next(session: nox.Session) -> None:
+    """The suite against ib_async's newest release, then its main branch source when at hand.
+
+    Not run by default and allowed to fail: it tells what an ib_async upgrade breaks
+    before users meet it (docs/architecture.md, "Dependencies"). The newest release is
+    installed past the ``<2.2`` pin; ``IB_ASYNC_SOURCE`` (a local checkout, or a git URL
+    such as ``git+https://github.com/ib-api-reloaded/ib_async@main``) adds a second run
+    against that source. ``-- <pytest args>`` pass through.
+    """
+    session.install("-e", ".[dev]")
+    targets = [("newest release", "ib_async")]
+    source = os.environ.get("IB_ASYNC_SOURCE")
+    if source:
+        targets.append(("main branch", source))
+    else:
+        session.log("IB_ASYNC_SOURCE not set: only the newest release is tested")
+    failed = []
+    for label, requirement in targets:
+        session.install("--upgrade", requirement)  # past the pin of pyproject.toml
+        session.run("python", "-c", "import ib_async; print('ib_async', ib_async.__version__)")
+        try:
+            session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+        except CommandFailed:
+            failed.append(label)
+    if failed:
+        session.error(f"the suite fails against ib_async's {' and '.join(failed)}")

@@ -5,12 +5,19 @@ limit (here lowered to 20 messages per second), prints the pacer's statistics
 while the queue drains, then sends a cancel behind the backlog to show that it
 leaves next. No TWS needed:
 
-    python examples/pacing_burst.py
+    python examples/pacing_burst.py               # its own simulated gateway
+    python examples/pacing_burst.py --port 7497   # a running gateway (only reads)
+
+Against a running gateway the pacer still keeps to 20 messages per second,
+below TWS's own 50, so that gateway never answers with error 100 either.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 from ib_async import Stock
 
@@ -20,9 +27,19 @@ from ibconn.sim import SimConfig, SimulatedGateway
 LIMIT = 20
 
 
-async def main() -> None:
+@contextlib.asynccontextmanager
+async def gateway(port: int | None) -> AsyncIterator[int]:
+    """The port to connect to: ``port``, or that of a simulated gateway started here."""
+    if port is not None:
+        yield port
+        return
     async with SimulatedGateway(port=0, config=SimConfig(rate_limit=LIMIT)) as gw:
-        connector = IBConnector(port=gw.port, max_requests_per_second=LIMIT)
+        yield gw.port
+
+
+async def main(port: int | None) -> None:
+    async with gateway(port) as api_port:
+        connector = IBConnector(port=api_port, client_id=9, max_requests_per_second=LIMIT)
         async with connector:
             ib, pacer = connector.ib, connector.pacer
             errors: list[int] = []
@@ -54,4 +71,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=None, help="port of a running gateway")
+    asyncio.run(main(parser.parse_args().port))

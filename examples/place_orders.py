@@ -21,6 +21,8 @@ from ibconn import (
 )
 from ibconn.sim import SimulatedGateway
 
+PLACE_ORDER = 3  # the TWS API message id of placeOrder
+
 
 @contextlib.asynccontextmanager
 async def gateway(port: int | None) -> AsyncIterator[Any]:
@@ -46,41 +48,54 @@ async def main(port: int | None) -> None:
         async with connector:
             reader = asyncio.create_task(follow(connector))
 
+            price = (await connector.quote("AAPL")).mid or 190.0
+            tick = 0.01
+
             # 1. a market order: returns once TWS acknowledged it
             order = await connector.place_market_order("AAPL", 100, "BUY", tag="entry")
             final = await connector.wait_for_order(order, timeout=10)
             print(f"{order.order_ref}: {final.status.value} {final.filled:g} @ "
                   f"{final.avg_fill_price}")  # fmt: skip
 
-            # 2. a bracket: limit entry, take profit and stop loss (an OCA pair)
-            bracket = await connector.place_bracket_order("AAPL", 100, "BUY", 189.0, 195.0, 185.0)
+            # 2. a bracket: limit entry below the market, take profit and stop loss (an OCA pair)
+            entry = round(price * 0.99, 2)
+            bracket = await connector.place_bracket_order(
+                "AAPL", 100, "BUY", entry, round(price * 1.03, 2), round(price * 0.97, 2)
+            )
             print("bracket:", *(h.status.value for h in bracket))
 
             # 3. bad input is refused before anything is sent
             try:
-                await connector.place_limit_order("AAPL", 100, "BUY", 190.005)
+                await connector.place_limit_order("AAPL", 100, "BUY", round(entry + tick / 2, 3))
             except InvalidInputError as exc:
                 print("refused:", exc)
 
             # 4. modify, then cancel (by order id, order_ref or handle)
-            resting = await connector.place_limit_order("AAPL", 50, "SELL", 200.0)
-            await connector.modify_order(resting, limit_price=199.5)
+            resting = await connector.place_limit_order("AAPL", 50, "SELL", round(price * 1.05, 2))
+            await connector.modify_order(resting, limit_price=round(price * 1.04, 2))
             print("cancelled:", (await connector.cancel_order(resting.order_id or 0)).status)
 
-            # 5. what to do with the two order errors
+            # 5. what to do with the two order errors. Our own simulated gateway is told to
+            # reject the next order; a real one will most likely accept it.
+            if gw is not None:
+                gw.fail_next(PLACE_ORDER, 201, "Order rejected - reason: the demo asked for it")
             try:
-                await connector.place_market_order("AAPL", 1, "SELL")
+                probe = await connector.place_market_order("AAPL", 1, "SELL")
             except OrderRejectedError as exc:
                 print(f"rejected by TWS: {exc.code} {exc.text}")
             except OrderStateUnknownError as exc:
                 # sent, not acknowledged: never place it again; its state arrives later
                 status = await connector.wait_for_order(exc.order_ref, timeout=30)
                 print("resolved after the reconnect:", status.status)
+            else:
+                done = await connector.wait_for_order(probe, timeout=10)
+                print(f"accepted, no error to handle: {probe.order_ref} {done.status.value}")
 
-            await connector.cancel_all_orders()
-            working = connector.orders(working_only=True)
-            assert not working or all(s.status is not OrderStatus.SUBMITTED for s in working)
-            await asyncio.sleep(0.2)
+            # cancel_all_orders() cancels this connector's orders only, never the account's others
+            ended = await connector.cancel_all_orders()
+            cancelled = [s for s in ended if s.status is OrderStatus.CANCELLED]
+            print(f"cancel_all_orders: {len(cancelled)} cancelled, "
+                  f"{len(connector.orders(working_only=True))} still working")  # fmt: skip
             reader.cancel()
 
 

@@ -54,7 +54,7 @@ async def trade(connector: IBConnector, gw: SimulatedGateway) -> None:
 
 async def main(port: int | None) -> None:
     async with gateway(port) as gw:
-        connector = IBConnector(port=port or gw.port, client_id=8, reconcile_interval=5)
+        connector = IBConnector(port=port or gw.port, client_id=10, reconcile_interval=5)
         async with connector:
             reader = asyncio.create_task(follow(connector))
             if gw is not None:

@@ -1,22 +1,36 @@
 """Start a simulated gateway, connect raw ib_async to it, print a few quotes, exit.
 
-Run with ``python examples/sim_quickstart.py``; needs no TWS and no network.
+python examples/sim_quickstart.py               # its own gateway: no TWS, no network
+python examples/sim_quickstart.py --port 7497   # a running one (python -m ibconn sim, TWS)
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 from ib_async import IB, Stock
 
 from ibconn.sim import SimConfig, SimulatedGateway
 
 
-async def main() -> None:
+@contextlib.asynccontextmanager
+async def gateway(port: int | None) -> AsyncIterator[int]:
+    """The port to connect to: ``port``, or that of a simulated gateway started here."""
+    if port is not None:
+        yield port
+        return
     async with SimulatedGateway(port=0, config=SimConfig(seed=7, tick_rate=10)) as gw:
         print(f"simulated gateway listening on {gw.host}:{gw.port}")
+        yield gw.port
+
+
+async def main(port: int | None) -> None:
+    async with gateway(port) as api_port:
         ib = IB()
-        await ib.connectAsync(gw.host, gw.port, clientId=1, timeout=5)
+        await ib.connectAsync("127.0.0.1", api_port, clientId=1, timeout=5)
         try:
             [aapl] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
             ticker = ib.reqMktData(aapl)
@@ -33,4 +47,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=None, help="port of a running gateway")
+    asyncio.run(main(parser.parse_args().port))

@@ -82,13 +82,16 @@ def drain(sub: Subscription[T]) -> list[T]:
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 10) -> None:
-    """Wait (polling the loop) until ``predicate()`` is true."""
+    """Wait (polling the loop) until ``predicate()`` is true; TimeoutError after ``timeout``.
 
-    async def poll() -> None:
+    Returns at once, without yielding to the loop, when it is true already, on every
+    Python: ``asyncio.wait_for`` ran the poll in a task of its own up to 3.11 (a yield
+    even then) and inline from 3.12 on (none), so a test could pass on one and not the
+    other. A test that needs other tasks to run first waits for what they do.
+    """
+    async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.002)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 async def connected(gw: SimulatedGateway, **overrides: Any) -> IBConnector:

@@ -70,6 +70,11 @@ class RiskSettings(BaseModel):
     max_open_orders: int | None = Field(
         None, ge=0, description="Largest number of working orders of this connector."
     )
+    max_orders_per_second: float | None = _limit(
+        "Largest rate of new orders that open or increase a position: a burst of "
+        "floor(rate) (at least 1), then one every 1/rate seconds; faster ones are refused, "
+        "never delayed (closing orders always pass)."
+    )
     allowed_symbols: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="Only these symbols may be traded (empty = every symbol)."
     )
@@ -124,6 +129,7 @@ class RiskSettings(BaseModel):
         "max_position",
         "max_gross_exposure",
         "max_open_orders",
+        "max_orders_per_second",
         "max_daily_loss",
         mode="before",
     )

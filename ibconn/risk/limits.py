@@ -17,13 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ibconn.config.settings import RiskSettings
 from ibconn.contracts.resolver import ResolvedContract
 from ibconn.errors import RiskRejectedError
 from ibconn.orders.models import OrderAction, OrderSnapshot, OrderSpec, OrderType
 from ibconn.risk.models import KillSwitchState, RiskLimit, WorkingOrder
+
+if TYPE_CHECKING:
+    from ibconn.risk.order_rate import OrderRate
 
 __all__ = [
     "EPS",
@@ -422,14 +425,17 @@ def check_order(
     readonly: bool = False,
     replaces: OrderSnapshot | None = None,
     parent: OrderSnapshot | None = None,
+    rate: OrderRate | None = None,
 ) -> RiskRejectedError | None:
     """The first limit ``spec`` breaks, or ``None`` when it passes every one.
 
     ``replaces`` is the working order a modification changes (left out of the
     worst case, and a change that shrinks it opens nothing); ``parent`` is the
     entry of a bracket child (covered by the entry's check: only the symbol
-    lists apply). ``daily_loss`` is today's loss (positive). The book is read
-    only when a limit in force needs it.
+    lists apply). ``daily_loss`` is today's loss (positive). ``rate`` is the
+    ``max_orders_per_second`` bucket: asked last, and only by a new order that
+    opens or increases a position (one that passes it is counted). The book is
+    read only when a limit in force needs it.
     """
     what = describe(spec, resolved)
     refusal = read_only_refusal(what, limits, readonly=readonly)
@@ -447,6 +453,7 @@ def check_order(
         and limits.max_daily_loss is None
         and pos_limit is None
         and limits.max_gross_exposure is None
+        and rate is None
     ):
         # Nothing below reads the worst-case position (positions, working orders):
         # skip building it, which is most of the check's cost on the order path.
@@ -480,22 +487,24 @@ def check_order(
             account=account,
         )
     )
-    if refusal is not None or limits.max_gross_exposure is None or not increases:
-        return refusal
-    price = book.market_price(con_id) or order_price(spec)
-    fx_rate = book.fx_rate(resolved.currency)
-    others = 0.0
-    if price is not None and fx_rate is not None:
-        others = book.worst_case_gross_without(working, account, con_id)
-    return gross_exposure_refusal(
-        what,
-        worst,
-        limits,
-        price=price,
-        fx_rate=fx_rate,
-        multiplier=resolved.multiplier,
-        others=others,
-    )
+    if refusal is None and limits.max_gross_exposure is not None and increases:
+        price = book.market_price(con_id) or order_price(spec)
+        fx_rate = book.fx_rate(resolved.currency)
+        others = 0.0
+        if price is not None and fx_rate is not None:
+            others = book.worst_case_gross_without(working, account, con_id)
+        refusal = gross_exposure_refusal(
+            what,
+            worst,
+            limits,
+            price=price,
+            fx_rate=fx_rate,
+            multiplier=resolved.multiplier,
+            others=others,
+        )
+    if refusal is None and rate is not None and replaces is None and opening:
+        refusal = rate.refusal(what)  # last: a refused order is not counted
+    return refusal
 
 
 def _order_size_refusal(

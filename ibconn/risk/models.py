@@ -36,6 +36,7 @@ class RiskLimit(enum.StrEnum):
     MAX_OPEN_ORDERS = "max_open_orders"
     MAX_POSITION = "max_position"
     MAX_GROSS_EXPOSURE = "max_gross_exposure"
+    MAX_ORDERS_PER_SECOND = "max_orders_per_second"
 
 
 class Holding(Protocol):

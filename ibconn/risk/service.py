@@ -20,7 +20,8 @@ The service is a facade over its parts, each in its own module:
 - the daily P&L and loss limit (:mod:`ibconn.risk.daily_loss`): a loss beyond
   ``risk.max_daily_loss`` trips the kill switch once per trading day, and
   while it lasts opening orders are refused even after a reset of the switch;
-- the exposure monitor (:mod:`ibconn.risk.monitor`).
+- the exposure monitor (:mod:`ibconn.risk.monitor`);
+- the cap on new orders per second (:mod:`ibconn.risk.order_rate`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from ibconn.risk.kill_switch import KillSwitch
 from ibconn.risk.limits import check_order, order_price
 from ibconn.risk.models import Exposure, Holding, KillSwitchState
 from ibconn.risk.monitor import ExposureMonitor
+from ibconn.risk.order_rate import OrderRate
 from ibconn.risk.ports import Contracts, Link, MarketLines, OrderBook, PositionUpdates
 
 __all__ = ["RiskService"]
@@ -104,6 +106,8 @@ class RiskService(Service):
             tasks=self._tasks,
             trip=self.kill_switch,
         )
+        rate = settings.risk.max_orders_per_second
+        self._order_rate = OrderRate(rate) if rate is not None else None
         self._installed: IB | None = None
         self._started = False
         self._rejections = 0
@@ -202,6 +206,7 @@ class RiskService(Service):
             readonly=self._settings.readonly,
             replaces=replaces,
             parent=parent,
+            rate=self._order_rate,
         )
         if refusal is None:
             return

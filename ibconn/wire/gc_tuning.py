@@ -45,6 +45,12 @@ __all__ = ["GcState", "gc_state", "restore_gc", "tune_gc_for_streaming"]
 
 DEFAULT_THRESHOLD0 = 50_000
 
+INTERPRETER_FROZEN = gc.get_freeze_count()
+"""The permanent generation's size when ibconn was imported: the interpreter's own.
+
+Python 3.11 and 3.13 start with 0; 3.12.1 reports a few hundred objects it froze
+itself. Only a count above this means the application froze objects first."""
+
 
 @dataclass(frozen=True, slots=True)
 class GcState:
@@ -86,7 +92,7 @@ def tune_gc_for_streaming(threshold0: int = DEFAULT_THRESHOLD0, *, freeze: bool 
     saved = _tuning.saved = gc.get_threshold()
     if freeze:
         # Unfreeze later only what we froze: an application that froze first keeps its own.
-        _tuning.froze = gc.get_freeze_count() == 0
+        _tuning.froze = gc.get_freeze_count() <= INTERPRETER_FROZEN
         gc.collect()
         gc.freeze()
     gc.set_threshold(max(threshold0, saved[0]), saved[1], saved[2])

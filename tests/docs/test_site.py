@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 import zlib
@@ -26,6 +27,7 @@ class Built:
     returncode: int
     output: str
     inventory: dict[str, tuple[str, str]]  # name -> (domain:role, page)
+    html: Path  # the output directory
 
 
 def read_inventory(path: Path) -> dict[str, tuple[str, str]]:
@@ -53,7 +55,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Built:
     )  # fmt: skip
     inventory_file = out / "objects.inv"
     inventory = read_inventory(inventory_file) if inventory_file.exists() else {}
-    return Built(result.returncode, result.stdout + result.stderr, inventory)
+    return Built(result.returncode, result.stdout + result.stderr, inventory, out)
 
 
 def test_the_site_builds_with_no_warnings(site: Built) -> None:
@@ -116,3 +118,21 @@ def test_the_guide_recipes_and_changelog_are_in_the_site(site: Built) -> None:
     }  # fmt: skip
     guide = {p.stem for p in DOCS.glob("*.md")}  # every existing guide page is in a toctree
     assert expected | guide <= pages, sorted((expected | guide) - pages)
+
+
+@pytest.mark.parametrize(
+    ("name", "url"),
+    [
+        (
+            "pydantic.BaseModel",
+            "https://docs.pydantic.dev/latest/api/base_model/#pydantic.BaseModel",
+        ),
+        ("str", "https://docs.python.org/3/library/stdtypes.html#str"),
+    ],
+)
+def test_references_to_pydantic_and_python_resolve_offline_to_links(
+    site: Built, name: str, url: str
+) -> None:
+    """The offline inventories of docs/_inventories turn a reference into a link."""
+    page = (site.html / "api" / "ibconn.html").read_text()
+    assert re.search(rf'<a class="reference external" href="{re.escape(url)}"', page), name

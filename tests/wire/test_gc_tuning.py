@@ -10,7 +10,14 @@ import pytest
 from ibconn import IBConnector, gc_state, restore_gc, tune_gc_for_streaming
 from ibconn.config.settings import ConnectorSettings
 from ibconn.sim import SimulatedGateway
+from ibconn.wire.gc_tuning import INTERPRETER_FROZEN
 from ibconn.wire.receive import fast_receive_installed
+
+
+def _unfrozen() -> set[int]:
+    """The freeze counts after ibconn's unfreeze: none, or the interpreter's own
+    (``gc.unfreeze`` releases those too; Python 3.12.1 starts with a few hundred)."""
+    return {0, INTERPRETER_FROZEN} if INTERPRETER_FROZEN else {0}
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +28,10 @@ def _restored() -> Iterator[None]:
     while gc_state().tuned:
         restore_gc()
     assert gc.get_threshold() == thresholds
-    assert gc.get_freeze_count() == frozen
+    if frozen == INTERPRETER_FROZEN:
+        assert gc.get_freeze_count() in _unfrozen()
+    else:
+        assert gc.get_freeze_count() == frozen
 
 
 def test_off_by_default() -> None:
@@ -40,7 +50,7 @@ def test_tune_and_restore_put_the_thresholds_back() -> None:
     assert state.frozen > 0
     restore_gc()
     assert gc.get_threshold() == before
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() in _unfrozen()
     assert not gc_state().tuned
 
 
@@ -61,13 +71,14 @@ def test_without_freeze_and_never_below_the_current_threshold() -> None:
     before = gc.get_threshold()
     tune_gc_for_streaming(10, freeze=False)
     assert gc.get_threshold()[0] == before[0]
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() <= INTERPRETER_FROZEN
     restore_gc()
     with pytest.raises(ValueError, match="threshold0"):
         tune_gc_for_streaming(0)
 
 
 def test_objects_the_application_froze_stay_frozen() -> None:
+    gc.collect()
     gc.freeze()
     frozen = gc.get_freeze_count()
     try:
