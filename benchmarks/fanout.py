@@ -1,0 +1,261 @@
+"""Fan-out: N per-item consumers of one instrument, raw ib_async against ibconn.
+
+Usage::
+
+    python benchmarks/fanout.py [--count 200000] [--repeats 3] [--consumers 1,10,100]
+                                [--arms raw,ticks,batches]
+
+The gateway (``benchmarks/_harness.py serve``) streams ``--count``
+sequence-numbered quote updates of AAPL (one tickPrice each, size = sequence
+number), as fast as the client's socket takes them. Each run of each arm is a
+fresh client process; arms and consumer counts are interleaved, repeated
+``--repeats`` times, and medians are reported. The figure of merit is the
+client's **CPU time per update** (``time.process_time()`` from the first
+update sent to the last one seen by every consumer, divided by ``--count``),
+and its ratio to the raw arm with the same number of consumers.
+
+Every consumer handles every update with the same body (count it, compare its
+size with the last sequence number):
+
+* ``raw``: unmodified ib_async: ``reqMktData``, N handlers of
+  ``pendingTickersEvent``, each walking ``ticker.ticks`` of its instrument
+  item by item (a plain ``for`` loop inside the event callback);
+* ``ticks``: ibconn, N ``async for`` consumers of ``connector.ticks("AAPL")``
+  (every tick to each, ``capacity=65536`` so that a whole 256 KiB read fits);
+* ``batches``: the same N consumers reading ``stream.batches()`` (a list per
+  wakeup) and walking each list with a plain ``for`` loop.
+
+Drops are reported and must be 0. A run that does not finish within
+``--timeout`` seconds fails loudly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import Gateway, machine, median, run_child, table
+
+SCRIPT = Path(__file__).resolve()
+SYMBOL = "AAPL"
+CAPACITY = 65536
+LABELS = {
+    "raw": "raw ib_async, `pendingTickersEvent` handlers",
+    "ticks": "ibconn `ticks()`, `async for` per item",
+    "batches": "ibconn `ticks()`, `batches()`",
+}
+
+
+async def _raw(gw: Gateway, count: int, consumers: int, client_id: int) -> dict[str, Any]:
+    from ib_async import IB, Stock  # noqa: PLC0415
+
+    ib = IB()
+    await ib.connectAsync("127.0.0.1", gw.port, clientId=client_id, timeout=20)
+    contract = Stock(SYMBOL, "SMART", "USD")
+    await ib.qualifyContractsAsync(contract)
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[float] = loop.create_future()
+    finished = [0]
+    ticker = ib.reqMktData(contract)
+    await asyncio.sleep(0.3)  # the snapshot passes uncounted
+
+    def handler() -> Any:
+        n = 0
+        over = False
+
+        def on_pending(tickers: Any) -> None:
+            nonlocal n, over
+            for t in tickers:
+                if t is not ticker or over:
+                    continue
+                for tick in t.ticks:
+                    n += 1
+                    if tick.size == count:
+                        over = True
+                        finished[0] += 1
+                        if finished[0] == consumers and not done.done():
+                            done.set_result(time.monotonic())
+                        break
+
+        return on_pending
+
+    for _ in range(consumers):
+        ib.pendingTickersEvent += handler()
+    result = await _measure(gw, count, done)
+    result["dropped"] = 0
+    ib.disconnect()
+    return result
+
+
+async def _ibconn(
+    gw: Gateway, count: int, consumers: int, client_id: int, *, batches: bool
+) -> dict[str, Any]:
+    from ibconn import IBConnector  # noqa: PLC0415
+
+    connector = IBConnector(
+        "127.0.0.1", gw.port, client_id, reconnect_attempts=1, market_data_type="REALTIME"
+    )
+    await connector.connect()
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[float] = loop.create_future()
+    finished = [0]
+
+    def finish() -> None:
+        finished[0] += 1
+        if finished[0] == consumers and not done.done():
+            done.set_result(time.monotonic())
+
+    async def consume(stream: Any) -> None:
+        n = 0
+        async for tick in stream:
+            n += 1
+            if tick.size == count:
+                finish()
+                return
+
+    async def consume_batches(stream: Any) -> None:
+        n = 0
+        async for batch in stream.batches():
+            for tick in batch:
+                n += 1
+                if tick.size == count:
+                    finish()
+                    return
+
+    streams = [connector.ticks(SYMBOL, capacity=CAPACITY) for _ in range(consumers)]
+    for stream in streams:
+        await stream.__aenter__()
+    reader = consume_batches if batches else consume
+    tasks = [loop.create_task(reader(s)) for s in streams]
+    await asyncio.sleep(0.3)  # the snapshot passes uncounted
+    result = await _measure(gw, count, done)
+    await asyncio.gather(*tasks)
+    result["dropped"] = sum(stream.statistics().dropped for stream in streams)
+    for stream in streams:
+        await stream.aclose()
+    await connector.disconnect()
+    return result
+
+
+async def _measure(gw: Gateway, count: int, done: asyncio.Future[float]) -> dict[str, Any]:
+    gc.collect()
+    cpu0 = time.process_time()
+    answer = asyncio.ensure_future(gw.command(op="stream", symbol=SYMBOL, kind="mkt", count=count))
+    last = await asyncio.wait_for(done, 600)
+    cpu = time.process_time() - cpu0
+    sent = await answer
+    return {"cpu_us": 1e6 * cpu / count, "rate": count / (last - sent["started"])}
+
+
+async def _child(args: argparse.Namespace) -> None:
+    gw = Gateway(args.port, args.control)
+    if args.child == "raw":
+        result = await _raw(gw, args.count, args.n, args.client_id)
+    else:
+        result = await _ibconn(
+            gw, args.count, args.n, args.client_id, batches=args.child == "batches"
+        )
+    print(json.dumps(result))
+
+
+async def _main(args: argparse.Namespace) -> None:
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    sizes = [int(n) for n in args.consumers.split(",")]
+    gw = await Gateway.start()
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {(a, n): [] for n in sizes for a in arms}
+    client_id = 300
+    try:
+        for repeat in range(args.repeats):
+            for n in sizes:
+                for arm in arms:
+                    client_id += 1
+                    child = [
+                        "--child", arm, "--n", str(n), "--port", str(gw.port),
+                        "--control", str(gw.control_port), "--count", str(args.count),
+                        "--client-id", str(client_id),
+                    ]  # fmt: skip
+                    try:
+                        result = await run_child(SCRIPT, child, timeout=args.timeout)
+                    except (RuntimeError, TimeoutError) as exc:
+                        print(f"run {repeat + 1} of {arm} x{n} FAILED: {exc!r}", file=sys.stderr)
+                        continue
+                    runs[(arm, n)].append(result)
+                    print(
+                        f"run {repeat + 1}/{args.repeats} {arm:8s} x{n:<3d} "
+                        f"{result['cpu_us']:8.2f} us/update {result['rate']:>10,.0f} updates/s "
+                        f"dropped {result['dropped']}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    finally:
+        await gw.stop()
+    rows = []
+    for n in sizes:
+        raw = runs.get(("raw", n))
+        raw_cpu = median([r["cpu_us"] for r in raw]) if raw else None
+        for arm in arms:
+            done = runs[(arm, n)]
+            if not done:
+                rows.append([LABELS[arm], n, "failed", "", "", "", ""])
+                continue
+            cpus = sorted(r["cpu_us"] for r in done)
+            cpu = median(cpus)
+            rows.append(
+                [
+                    LABELS[arm],
+                    n,
+                    f"{cpu:.2f}",
+                    f"{cpus[0]:.2f}-{cpus[-1]:.2f}",
+                    f"{raw_cpu / cpu:.2f}" if raw_cpu else "",
+                    f"{median([r['rate'] for r in done]):,.0f}",
+                    f"{max(r['dropped'] for r in done):,}",
+                ]
+            )
+    info = machine()
+    print(
+        f"\nFan-out, {args.count:,} quote updates per run, {args.repeats} runs per arm, medians. "
+        f"{info['nproc']} CPUs, {info['cpu']}, Python {info['python']}, "
+        f"ib_async {info['ib_async']}, {info['date']}.\n"
+    )
+    print(
+        table(
+            [
+                "arm",
+                "consumers",
+                "client CPU µs/update",
+                "range",
+                "× raw (CPU)",
+                "updates/s",
+                "dropped",
+            ],
+            rows,
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=200_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--consumers", default="1,10,100")
+    parser.add_argument("--arms", default="raw,ticks,batches")
+    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--control", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--client-id", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    asyncio.run(_child(args) if args.child else _main(args))
+
+
+if __name__ == "__main__":
+    main()
