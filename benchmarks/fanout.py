@@ -26,7 +26,10 @@ size with the last sequence number):
   wakeup) and walking each list with a plain ``for`` loop.
 
 Drops are reported and must be 0. A run that does not finish within
-``--timeout`` seconds fails loudly.
+``--timeout`` seconds fails loudly. ``--baseline DIR`` adds the ibconn arms
+run against another source tree of ibconn (for example
+``git archive main | tar -x -C DIR``), interleaved with the others, as
+``ticks@base`` and ``batches@base``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -51,6 +55,8 @@ LABELS = {
     "raw": "raw ib_async, `pendingTickersEvent` handlers",
     "ticks": "ibconn `ticks()`, `async for` per item",
     "batches": "ibconn `ticks()`, `batches()`",
+    "ticks@base": "baseline ibconn `ticks()`, `async for` per item",
+    "batches@base": "baseline ibconn `ticks()`, `batches()`",
 }
 
 
@@ -64,6 +70,7 @@ async def _raw(gw: Gateway, count: int, consumers: int, client_id: int) -> dict[
     loop = asyncio.get_running_loop()
     done: asyncio.Future[float] = loop.create_future()
     finished = [0]
+    counting = [False]  # a snapshot tick (the volume) may carry the same size
     ticker = ib.reqMktData(contract)
     await asyncio.sleep(0.3)  # the snapshot passes uncounted
 
@@ -78,7 +85,7 @@ async def _raw(gw: Gateway, count: int, consumers: int, client_id: int) -> dict[
                     continue
                 for tick in t.ticks:
                     n += 1
-                    if tick.size == count:
+                    if tick.size == count and counting[0]:
                         over = True
                         finished[0] += 1
                         if finished[0] == consumers and not done.done():
@@ -89,6 +96,7 @@ async def _raw(gw: Gateway, count: int, consumers: int, client_id: int) -> dict[
 
     for _ in range(consumers):
         ib.pendingTickersEvent += handler()
+    counting[0] = True
     result = await _measure(gw, count, done)
     result["dropped"] = 0
     ib.disconnect()
@@ -107,6 +115,7 @@ async def _ibconn(
     loop = asyncio.get_running_loop()
     done: asyncio.Future[float] = loop.create_future()
     finished = [0]
+    counting = [False]  # a snapshot tick (the volume) may carry the same size
 
     def finish() -> None:
         finished[0] += 1
@@ -117,7 +126,7 @@ async def _ibconn(
         n = 0
         async for tick in stream:
             n += 1
-            if tick.size == count:
+            if tick.size == count and counting[0]:
                 finish()
                 return
 
@@ -126,7 +135,7 @@ async def _ibconn(
         async for batch in stream.batches():
             for tick in batch:
                 n += 1
-                if tick.size == count:
+                if tick.size == count and counting[0]:
                     finish()
                     return
 
@@ -136,6 +145,7 @@ async def _ibconn(
     reader = consume_batches if batches else consume
     tasks = [loop.create_task(reader(s)) for s in streams]
     await asyncio.sleep(0.3)  # the snapshot passes uncounted
+    counting[0] = True
     result = await _measure(gw, count, done)
     await asyncio.gather(*tasks)
     result["dropped"] = sum(stream.statistics().dropped for stream in streams)
@@ -168,6 +178,8 @@ async def _child(args: argparse.Namespace) -> None:
 
 async def _main(args: argparse.Namespace) -> None:
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    if args.baseline:
+        arms += [f"{arm}@base" for arm in arms if arm != "raw"]
     sizes = [int(n) for n in args.consumers.split(",")]
     gw = await Gateway.start()
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {(a, n): [] for n in sizes for a in arms}
@@ -177,19 +189,28 @@ async def _main(args: argparse.Namespace) -> None:
             for n in sizes:
                 for arm in arms:
                     client_id += 1
+                    arm_name, _, base = arm.partition("@")
                     child = [
-                        "--child", arm, "--n", str(n), "--port", str(gw.port),
+                        "--child", arm_name, "--n", str(n), "--port", str(gw.port),
                         "--control", str(gw.control_port), "--count", str(args.count),
                         "--client-id", str(client_id),
                     ]  # fmt: skip
+                    saved = os.environ.get("PYTHONPATH")
+                    if base:  # the child imports ibconn from the baseline tree
+                        os.environ["PYTHONPATH"] = os.path.abspath(args.baseline)  # noqa: ASYNC240
                     try:
                         result = await run_child(SCRIPT, child, timeout=args.timeout)
                     except (RuntimeError, TimeoutError) as exc:
                         print(f"run {repeat + 1} of {arm} x{n} FAILED: {exc!r}", file=sys.stderr)
                         continue
+                    finally:
+                        if saved is None:
+                            os.environ.pop("PYTHONPATH", None)
+                        else:
+                            os.environ["PYTHONPATH"] = saved
                     runs[(arm, n)].append(result)
                     print(
-                        f"run {repeat + 1}/{args.repeats} {arm:8s} x{n:<3d} "
+                        f"run {repeat + 1}/{args.repeats} {arm:12s} x{n:<3d} "
                         f"{result['cpu_us']:8.2f} us/update {result['rate']:>10,.0f} updates/s "
                         f"dropped {result['dropped']}",
                         file=sys.stderr,
@@ -248,6 +269,7 @@ def main() -> None:
     parser.add_argument("--consumers", default="1,10,100")
     parser.add_argument("--arms", default="raw,ticks,batches")
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--baseline", help="another ibconn source tree to compare with")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
