@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/fanout.py [--count 200000] [--repeats 3] [--consumers 1,10,100]
+    python benchmarks/fanout.py [--count 100000] [--repeats 3] [--consumers 1,10,100]
                                 [--arms raw,ticks,batches]
 
 The gateway (``benchmarks/_harness.py serve``) streams ``--count``
@@ -28,8 +28,8 @@ size with the last sequence number):
 Drops are reported and must be 0. A run that does not finish within
 ``--timeout`` seconds fails loudly. ``--baseline DIR`` adds the ibconn arms
 run against another source tree of ibconn (for example
-``git archive main | tar -x -C DIR``), interleaved with the others, as
-``ticks@base`` and ``batches@base``.
+``git archive main | tar -x -C DIR``), interleaved with the others:
+``ticks@base`` (``--baseline-arms ticks,batches`` for both).
 """
 
 from __future__ import annotations
@@ -109,7 +109,15 @@ async def _ibconn(
     from ibconn import IBConnector  # noqa: PLC0415
 
     connector = IBConnector(
-        "127.0.0.1", gw.port, client_id, reconnect_attempts=1, market_data_type="REALTIME"
+        "127.0.0.1",
+        gw.port,
+        client_id,
+        reconnect_attempts=1,
+        market_data_type="REALTIME",
+        # The gateway process encodes every update before it sends the first one, which
+        # blocks its event loop for seconds on a loaded machine: a heartbeat sent then
+        # would go unanswered and the connector would reconnect in the middle of the run.
+        heartbeat_interval=3600,
     )
     await connector.connect()
     loop = asyncio.get_running_loop()
@@ -179,7 +187,7 @@ async def _child(args: argparse.Namespace) -> None:
 async def _main(args: argparse.Namespace) -> None:
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     if args.baseline:
-        arms += [f"{arm}@base" for arm in arms if arm != "raw"]
+        arms += [f"{arm}@base" for arm in args.baseline_arms.split(",") if arm in arms]
     sizes = [int(n) for n in args.consumers.split(",")]
     gw = await Gateway.start()
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {(a, n): [] for n in sizes for a in arms}
@@ -264,12 +272,13 @@ async def _main(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=200_000)
+    parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--consumers", default="1,10,100")
     parser.add_argument("--arms", default="raw,ticks,batches")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--baseline", help="another ibconn source tree to compare with")
+    parser.add_argument("--baseline-arms", default="ticks", help="the arms run on --baseline")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)

@@ -267,6 +267,13 @@ class CursorSubscription(Subscription[T]):
 
     # -- the buffer ----------------------------------------------------------
 
+    async def __anext__(self) -> T:
+        it = self._it
+        if it is not None:
+            for item in it:  # the hot path: the next item of the current segment
+                return item
+        return await super().__anext__()  # the next segment, waiting, or the end
+
     def _pop(self) -> T:
         it = self._it
         while it is not None:
