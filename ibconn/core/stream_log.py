@@ -209,7 +209,15 @@ class CursorSubscription(Subscription[T]):
         assert seg is not None
         nxt = seg.next
         if nxt is None:
-            self._it = _iterator_at(seg.items, len(seg.items))
+            log = self._log
+            if seg.items and log._tail is seg:
+                # The newest segment is read: the log appends to a new, empty one from now
+                # on, so that what was read is freed once every cursor has left it (not
+                # only at the next publish).
+                self._seg = seg.next = log._tail = _Segment([], seg.start + len(seg.items))
+                self._it = _iterator_at(self._seg.items, 0)
+            else:
+                self._it = _iterator_at(seg.items, len(seg.items))
             return False
         self._seg = nxt
         self._it = _iterator_at(nxt.items, 0)

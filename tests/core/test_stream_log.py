@@ -133,6 +133,23 @@ async def test_read_batches_are_released_and_a_stalled_consumer_holds_at_most_it
     assert all(ref() is None for ref in refs)  # without cursors the log keeps nothing
 
 
+async def test_what_every_consumer_has_read_is_freed_before_the_next_publish() -> None:
+    stream: Broadcast[Item] = Broadcast("ticks", policy=OverflowPolicy.DROP_OLDEST)
+    first, second = stream.subscribe(), stream.subscribe()
+    batch = [Item(n) for n in range(5)]
+    refs = [weakref.ref(item) for item in batch]
+    stream.publish_many(batch)
+    del batch
+    assert len(await first.next_batch()) == 5
+    assert all(ref() is not None for ref in refs)  # the second consumer has not read them
+    while second.get_nowait() is not None:
+        pass
+    gc.collect()
+    assert all(ref() is None for ref in refs)
+    stream.publish(Item(5))  # the log goes on in a new segment
+    assert first.get_nowait() is not None and second.get_nowait() is not None
+
+
 async def test_single_items_share_a_segment_up_to_its_size() -> None:
     stream: Broadcast[int] = Broadcast("alerts", capacity=1000)
     sub = stream.subscribe()
