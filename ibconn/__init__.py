@@ -5,11 +5,14 @@ from __future__ import annotations
 from ibconn.config.risk import RiskSettings
 from ibconn.config.settings import ConnectorSettings
 from ibconn.config.values import MarketDataType
+from ibconn.connection.connectivity import FarmStatus
 from ibconn.connection.session import ConnectionEvent, ConnectionState, Service, Session
 from ibconn.connector import IBConnector
 from ibconn.contracts.resolver import ContractLike, ResolvedContract
 from ibconn.core.alerts import Alert, AlertBus, AlertSink, AlertStatistics
+from ibconn.core.code_alerts import RequestContext
 from ibconn.core.codes import CodeCategory, CodeInfo, RecoveryAction, Severity, classify
+from ibconn.core.frames import to_frame
 from ibconn.core.logs import disable_logging, enable_logging
 from ibconn.core.moved import install_old_module_finder
 from ibconn.core.streams import OverflowPolicy, StreamStatistics, Subscription
@@ -22,6 +25,7 @@ from ibconn.errors import (
     InvalidInputError,
     MarketDataError,
     MessageNotSentError,
+    MissingDependencyError,
     NotConnectedError,
     OrderRejectedError,
     OrderStateUnknownError,
@@ -30,7 +34,6 @@ from ibconn.errors import (
     RiskRejectedError,
     StreamOverflowError,
 )
-from ibconn.market_data.frames import to_frame
 from ibconn.market_data.models import (
     Bar,
     BarSource,
@@ -81,6 +84,7 @@ from ibconn.positions.service import PositionService, PositionStatistics
 from ibconn.risk.exits import ExitLevel, ExitPlan
 from ibconn.risk.models import Exposure, InstrumentExposure, KillSwitchState, RiskLimit
 from ibconn.risk.service import RiskService
+from ibconn.status import ConnectorStatus, MarketDataStatus, PositionLine, WorkingOrderLine
 from ibconn.wire.gc_tuning import GcState, gc_state, restore_gc, tune_gc_for_streaming
 
 __version__ = "0.1.0"
@@ -106,11 +110,13 @@ __all__ = [
     "ConnectionLostError",
     "ConnectionState",
     "ConnectorSettings",
+    "ConnectorStatus",
     "ContractLike",
     "DroppedMessage",
     "ExitLevel",
     "ExitPlan",
     "Exposure",
+    "FarmStatus",
     "Fill",
     "GcState",
     "IBConnError",
@@ -123,11 +129,13 @@ __all__ = [
     "MarketDataError",
     "MarketDataService",
     "MarketDataStatistics",
+    "MarketDataStatus",
     "MarketDataSubscription",
     "MarketDataType",
     "MarketStream",
     "MessageNotSentError",
     "MismatchKind",
+    "MissingDependencyError",
     "NotConnectedError",
     "OrderAction",
     "OrderError",
@@ -145,6 +153,7 @@ __all__ = [
     "PacingError",
     "Position",
     "PositionLedger",
+    "PositionLine",
     "PositionMismatch",
     "PositionService",
     "PositionSource",
@@ -152,6 +161,7 @@ __all__ = [
     "PositionStatistics",
     "Quote",
     "RecoveryAction",
+    "RequestContext",
     "RequestTimeoutError",
     "ResolvedContract",
     "RiskLimit",
@@ -175,6 +185,7 @@ __all__ = [
     "UpdateKind",
     "ValidationStats",
     "WhatIfResult",
+    "WorkingOrderLine",
     "__version__",
     "apply_fill",
     "classify",

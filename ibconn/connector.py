@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from os import PathLike
 from types import TracebackType
@@ -14,8 +15,8 @@ from ibconn.config.settings import ConnectorSettings
 from ibconn.connection.session import ConnectionEvent, ConnectionState, Service, Session
 from ibconn.connection.supervisor import Supervisor
 from ibconn.contracts.resolver import ContractLike, ContractResolver, ResolvedContract
-from ibconn.core.alerts import Alert, AlertBus
-from ibconn.core.arguments import capacity_arg, timeout_arg
+from ibconn.core.alerts import RECENT_ALERTS, Alert, AlertBus
+from ibconn.core.arguments import capacity_arg, count_arg, timeout_arg
 from ibconn.core.streams import Subscription
 from ibconn.errors import CancelNotConfirmedError, ConfigError
 from ibconn.market_data.api import MarketDataMethods
@@ -23,6 +24,7 @@ from ibconn.orders.api import OrderMethods
 from ibconn.pacing import Pacer
 from ibconn.positions.api import PositionMethods
 from ibconn.risk.api import RiskMethods
+from ibconn.status import ConnectorStatus, build_status
 from ibconn.wire.gc_tuning import restore_gc, tune_gc_for_streaming
 
 __all__ = ["IBConnector"]
@@ -82,6 +84,8 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
         self._risk = parts.risk
         self._exits = parts.exits
         self._gc_tuned = False  # settings.tune_gc applied (see ibconn.wire.gc_tuning)
+        self._parts = parts  # read by status()
+        self._started: float | None = None  # time.monotonic() of the first connect()
 
     @classmethod
     def from_config(cls, path: str | PathLike[str], **overrides: Any) -> IBConnector:
@@ -103,6 +107,8 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
         advice for the cause, when every try failed. Once up, a lost session is
         reconnected forever (CRITICAL alerts meanwhile) until :meth:`disconnect`.
         """
+        if self._started is None:
+            self._started = time.monotonic()
         await self._supervisor.start()
         if self._settings.tune_gc and not self._gc_tuned:  # opt-in, process-wide
             tune_gc_for_streaming()
@@ -207,6 +213,19 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
     def supervisor(self) -> Supervisor[Pacer]:
         """The supervisor (statistics such as ``handler_errors``, ``connect_attempts``)."""
         return self._supervisor
+
+    def status(self, *, recent_alerts: int = 20) -> ConnectorStatus:
+        """One typed, frozen snapshot of the connector: state, session, farms, lines,
+        pacer, positions, working orders, P&L, kill switch and the last alerts.
+
+        Read locally (nothing is sent to TWS), cheap enough to call every 250 ms;
+        ``status.to_dict()`` gives plain JSON values. Every field: ``docs/status.md``.
+        """
+        return build_status(
+            self._parts,
+            started=self._started,
+            recent=count_arg("recent_alerts", recent_alerts, high=RECENT_ALERTS),
+        )
 
     def connection_events(self, capacity: int | None = None) -> Subscription[ConnectionEvent]:
         """An async iterator of state changes from now on, each with reason and code.

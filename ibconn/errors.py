@@ -22,7 +22,8 @@ timeout), ``False`` when the input or the account has to change first.
     ├── MarketDataError             TWS refused or ended market data (code)
     ├── PacingError                 a request would break TWS's pacing rules
     ├── MessageNotSentError         a message never left the pacing queue: safe to send again
-    └── StreamOverflowError         a consumer fell behind a stream that may not drop
+    ├── StreamOverflowError         a consumer fell behind a stream that may not drop
+    └── MissingDependencyError      (also ImportError) an optional extra is not installed
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "InvalidInputError",
     "MarketDataError",
     "MessageNotSentError",
+    "MissingDependencyError",
     "NotConnectedError",
     "OrderRejectedError",
     "OrderStateUnknownError",
@@ -246,3 +248,16 @@ class StreamOverflowError(IBConnError):
         super().__init__(message)
         self.stream = stream
         self.capacity = capacity
+
+
+class MissingDependencyError(IBConnError, ImportError):
+    """A feature needs an optional dependency that is not installed.
+
+    ``package`` is the missing import, ``extra`` the ibconn extra that installs it
+    (``pip install 'ibconn[pandas]'``).
+    """
+
+    def __init__(self, message: str, *, package: str, extra: str) -> None:
+        super().__init__(message)
+        self.package = package
+        self.extra = extra

@@ -121,6 +121,13 @@ class ConnectorSettings(BaseSettings):
     log_level: LogLevel = Field(
         "INFO", description="Default level of enable_logging(): TRACE .. CRITICAL (any case)."
     )
+    market_data_lines: int = Field(
+        100,
+        ge=1,
+        le=10_000,
+        description="Market data lines the account may hold at once (TWS's default 100, more "
+        "with quote boosters): connector.status() reports the lines used against it.",
+    )
     max_requests_per_second: int = Field(
         50, ge=1, le=50, description="Outgoing API messages per second; TWS allows at most 50."
     )

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from ib_async import IB
 
@@ -23,13 +25,35 @@ from ibconn.connection.policy import LIVE_STATES, Loss, SessionAction, decide_co
 from ibconn.connection.session import ConnectionState, Session
 from ibconn.connection.state import LinkState
 from ibconn.core.alerts import AlertBus
-from ibconn.core.codes import Severity
+from ibconn.core.codes import CodeCategory, Severity
 from ibconn.core.logs import get_logger
 from ibconn.core.tasks import ServiceTasks
 
-__all__ = ["ConnectivityWatch"]
+__all__ = ["ConnectivityWatch", "FarmStatus"]
 
 _err_log = get_logger("errors")
+
+
+@dataclass(frozen=True, slots=True)
+class FarmStatus:
+    """The last word TWS said about one data farm (``connector.status().farms``).
+
+    ``farm`` is its kind and name (``market_data:usfarm``, ``historical:ushmds``);
+    ``state`` is ``ok``, ``broken`` or ``inactive`` (idle, connects on demand).
+    """
+
+    farm: str
+    state: str
+    code: int
+    message: str
+    since: datetime
+
+
+_FARM_STATES: dict[CodeCategory, str] = {
+    CodeCategory.FARM_OK: "ok",
+    CodeCategory.FARM_BROKEN: "broken",
+    CodeCategory.FARM_INACTIVE: "inactive",
+}
 
 
 class ConnectivityWatch:
@@ -56,6 +80,7 @@ class ConnectivityWatch:
         self._ib = ib
         self._mark_lost = mark_lost
         self._broken_farms: dict[str, int] = {}
+        self._farms: dict[str, FarmStatus] = {}
         self._degraded_timer: asyncio.TimerHandle | None = None
 
     def on_code(self, req_id: int, code: int, message: str) -> None:
@@ -66,6 +91,11 @@ class ConnectivityWatch:
                 decision.log_level, "TWS {} ({}): {}", code, decision.category.value, message
             )
         action = decision.action
+        state = _FARM_STATES.get(decision.category)
+        if state is not None and decision.farm is not None:
+            self._farms[decision.farm] = FarmStatus(
+                decision.farm, state, code, message, datetime.now(UTC)
+            )
         if action is SessionAction.DEGRADE:
             self._enter_degraded(code, message)
         elif action is SessionAction.RESTORE_RESUBSCRIBE:
@@ -95,6 +125,10 @@ class ConnectivityWatch:
                 )
         elif action is SessionAction.COMPETING_SESSION:
             self._alerts.publish(Severity.WARNING, "market_data", message, code=code)
+
+    def farms(self) -> tuple[FarmStatus, ...]:
+        """Every data farm TWS has reported on, with its latest state, sorted by name."""
+        return tuple(self._farms[name] for name in sorted(self._farms))
 
     def session_started(self) -> None:
         """A new session is up: farms broken on the old one are forgotten."""

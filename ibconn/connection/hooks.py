@@ -15,6 +15,7 @@ from ib_async import IB
 
 from ibconn.connection.session import Service, Session
 from ibconn.core.alerts import AlertBus
+from ibconn.core.code_alerts import RequestContext
 from ibconn.core.codes import Severity
 from ibconn.core.logs import get_logger
 
@@ -56,6 +57,14 @@ class ServiceHooks:
             await self._guarded(
                 service.on_farm_restored(ib, farm), f"{service.name}.on_farm_restored"
             )
+
+    def describe_request(self, req_id: int) -> RequestContext | None:
+        """The first registered service's description of ``req_id`` (``None``: nobody's)."""
+        for service in self._services:
+            context = service.describe_request(req_id)
+            if context is not None:
+                return context
+        return None
 
     async def _guarded(self, hook: Awaitable[None], what: str) -> None:
         """Run one hook under ``resync_timeout``; log and count any failure."""

@@ -67,6 +67,11 @@ _REQUEST_CATEGORIES = frozenset(
 )
 
 
+_FARM_CATEGORIES = frozenset(
+    {CodeCategory.FARM_BROKEN, CodeCategory.FARM_OK, CodeCategory.FARM_INACTIVE}
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Loss:
     """Why a session ended (``code``: the TWS code that ended it, if any)."""
@@ -102,7 +107,7 @@ class CodeDecision:
 
     ``log_level`` (a loguru level name) is ``None`` when the code is not the supervisor's to log (a
     request's own error, logged by the service that owns the request).
-    ``farm`` names the farm (``market_data:usfarm``) for farm codes;
+    ``farm`` names the farm (``market_data:usfarm``) for farm codes (broken, OK, inactive);
     ``new_port`` is the port a 1300 announced (``None`` if it named none).
     """
 
@@ -123,6 +128,8 @@ def decide_code(req_id: int, code: int, message: str, state: ConnectionState) ->
     action = SessionAction.NOTHING
     farm: str | None = None
     new_port: int | None = None
+    if category in _FARM_CATEGORIES:
+        farm = farm_key(info.farm, message)
     if state in LIVE_STATES:
         if category is CodeCategory.CONNECTIVITY_LOST:
             action = SessionAction.DEGRADE
@@ -135,10 +142,8 @@ def decide_code(req_id: int, code: int, message: str, state: ConnectionState) ->
             new_port = port_from_1300(message)
         elif category is CodeCategory.FARM_BROKEN:
             action = SessionAction.FARM_BROKEN
-            farm = farm_key(info.farm, message)
         elif category is CodeCategory.FARM_OK:
             action = SessionAction.FARM_OK
-            farm = farm_key(info.farm, message)
         elif category is CodeCategory.COMPETING_SESSION:
             action = SessionAction.COMPETING_SESSION
     return CodeDecision(action, log_level, category, farm, new_port)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ibconn.core.code_alerts import RequestContext
+
 if TYPE_CHECKING:
     from ib_async import IB
 
@@ -84,6 +86,14 @@ class Service:
 
     async def on_farm_restored(self, ib: IB, farm: str) -> None:
         """A data farm came back (2104/2106 after 2103/2105): restart what stopped."""
+
+    def describe_request(self, req_id: int) -> RequestContext | None:
+        """What this service knows of a request (or order) id TWS sent a code for.
+
+        The alert of the code (:mod:`ibconn.core.code_alerts`) carries it; ``None``
+        (the default) when the id is not this service's.
+        """
+        return None
 
 
 def move_handlers(

@@ -28,7 +28,7 @@ from ib_async import IB
 
 from ibconn.config.settings import ConnectorSettings
 from ibconn.connection.attempts import AttemptFailed, Endpoint, establish
-from ibconn.connection.connectivity import ConnectivityWatch
+from ibconn.connection.connectivity import ConnectivityWatch, FarmStatus
 from ibconn.connection.heartbeat import heartbeat
 from ibconn.connection.hooks import ServiceHooks
 from ibconn.connection.policy import (
@@ -44,6 +44,7 @@ from ibconn.connection.ports import LinkPacer
 from ibconn.connection.session import ConnectionEvent, ConnectionState, Service, Session
 from ibconn.connection.state import LinkState
 from ibconn.core.alerts import AlertBus
+from ibconn.core.code_alerts import CodeAlerts
 from ibconn.core.codes import Severity
 from ibconn.core.logs import get_logger
 from ibconn.core.streams import Subscription
@@ -100,6 +101,7 @@ class Supervisor(Generic[PacerT]):
             ib=lambda: self.ib,
             mark_lost=self._mark_lost,
         )
+        self._code_alerts = CodeAlerts(alerts, self._hooks.describe_request)
         self._task: asyncio.Task[None] | None = None
         self._lost: asyncio.Future[Loss] | None = None
         self._unexpected_errors = 0
@@ -170,6 +172,10 @@ class Supervisor(Generic[PacerT]):
     def inbound_garbage(self) -> dict[str, int]:
         """How many messages of each kind of garbage the gateway sent (ibconn/wire/inbound.py)."""
         return dict(self._inbound_garbage)
+
+    def farms(self) -> tuple[FarmStatus, ...]:
+        """Every data farm TWS has reported on (OK, broken, inactive), sorted by name."""
+        return self._connectivity.farms()
 
     def add_service(self, service: Service) -> None:
         """Register a service; its hooks run in ``order`` on every session change."""
@@ -428,6 +434,12 @@ class Supervisor(Generic[PacerT]):
     # -- events from ib_async --------------------------------------------------
 
     def _on_error(self, req_id: int, code: int, message: str, contract: object) -> None:
+        # First of every errorEvent handler: the alert sees the order or line as it
+        # was before the service that owns it acts on the code.
+        self._tasks.guard(
+            f"alert of TWS code {code}",
+            lambda: self._code_alerts.on_code(req_id, code, message, contract),
+        )
         self._tasks.guard(
             f"TWS code {code}", lambda: self._connectivity.on_code(req_id, code, message)
         )

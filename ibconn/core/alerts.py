@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import inspect
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,9 +41,12 @@ from ibconn.core.codes import Severity
 from ibconn.core.logs import Category, get_logger
 from ibconn.core.streams import Broadcast, OverflowPolicy, Subscription
 
-__all__ = ["Alert", "AlertBus", "AlertSink", "AlertStatistics", "Severity"]
+__all__ = ["RECENT_ALERTS", "Alert", "AlertBus", "AlertSink", "AlertStatistics", "Severity"]
 
 _log = get_logger("errors")
+
+RECENT_ALERTS = 50
+"""How many delivered alerts the bus keeps for :meth:`AlertBus.recent` (``connector.status()``)."""
 
 # A window counts as ended this long before its nominal end: the event loop may
 # run a timer a hair early, and a summary must never wait for a second timer.
@@ -144,6 +148,7 @@ class AlertBus:
         self._summaries = 0
         self._sink_errors = 0
         self._closed = False
+        self._recent: deque[Alert] = deque(maxlen=RECENT_ALERTS)
 
     # -- publishing --------------------------------------------------------------------
 
@@ -247,6 +252,7 @@ class AlertBus:
 
     def _deliver(self, alert: Alert) -> None:
         self._delivered += 1
+        self._recent.append(alert)
         get_logger(alert.category).log(alert.severity.log_level, "alert: {}", alert)
         self._broadcast.publish(alert)
         for sink in list(self._sinks):
@@ -290,6 +296,13 @@ class AlertBus:
                 self._sinks.remove(sink)
 
         return remove
+
+    def recent(self, count: int = RECENT_ALERTS) -> tuple[Alert, ...]:
+        """The last ``count`` alerts delivered (at most :data:`RECENT_ALERTS`), oldest first."""
+        if count <= 0:
+            return ()
+        recent = tuple(self._recent)
+        return recent[-count:]
 
     @property
     def coalesce_window(self) -> float:

@@ -114,6 +114,13 @@ def capacity_arg(name: str, value: object) -> int | None:
     return value
 
 
+def count_arg(name: str, value: object, *, high: int) -> int:
+    """``value`` as a whole number from 0 to ``high``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
+        raise _invalid(name, value, f"a whole number from 0 to {high:,}")
+    return value
+
+
 def flag_arg(name: str, value: object) -> bool:
     """``value`` as a flag: only ``True`` and ``False`` are accepted."""
     if not isinstance(value, bool):

@@ -55,7 +55,7 @@ OLD_MODULES: dict[str, tuple[str, str]] = {
     "demo": ("cli", "add_demo_parser run_demo"),
     "exits": ("risk", "ExitLevel ExitPlan ExitService"),
     "fills": ("orders", "FillLedger LedgerOutcome LedgerResult exec_revision to_decimal"),
-    "frames": ("market_data", "to_frame"),
+    "frames": ("core", "to_frame"),
     "gc_tuning": ("wire", "GcState gc_state restore_gc tune_gc_for_streaming"),
     "history": ("market_data", "HistoryFetcher WHAT_TO_SHOW check_request"),
     "inbound": (

@@ -18,7 +18,7 @@ from ibconn.core.tasks import ServiceTasks
 from ibconn.errors import MarketDataError
 from ibconn.market_data.backfill import Backfiller
 from ibconn.market_data.bars import BarAggregator
-from ibconn.market_data.lines import MKT, RTB, TBT, Line
+from ibconn.market_data.lines import LINE_NAMES, MKT, RTB, TBT, Line
 from ibconn.market_data.models import BarSource, StatusKind
 from ibconn.market_data.publishing import Publisher
 from ibconn.market_data.registry import LineRegistry
@@ -150,7 +150,7 @@ class CodeHandler:
         affected = inst.dependents(line.kind)
         self._registry.forget_line(line)
         inst.lines.pop(line.kind, None)
-        what = {MKT: "market data", TBT: "tick-by-tick data", RTB: "real-time bars"}[line.kind]
+        what = LINE_NAMES[line.kind]
         text = f"TWS ended the {what} of {inst.symbol} with error {code}: {message}"
         _log.warning(text)
         failure = MarketDataError(text, code=code, text=message, symbol=inst.symbol)

@@ -73,6 +73,7 @@ _KIND_BY_TICK_TYPE: dict[int, TickKind] = {
     76: TickKind.OPEN,
 }
 _BID, _ASK, _LAST = TickKind.BID, TickKind.ASK, TickKind.LAST
+_HIGH, _LOW, _OPEN = TickKind.HIGH, TickKind.LOW, TickKind.OPEN
 _BID_SIZE, _ASK_SIZE, _LAST_SIZE, _VOLUME = (
     TickKind.BID_SIZE,
     TickKind.ASK_SIZE,
@@ -262,6 +263,10 @@ class Ingest:
                     if not 0.0 <= size < _INF and not v.size_ok(size):
                         continue
                     s = size
+                    if kind is _VOLUME:
+                        inst.volume = s
+                    else:
+                        inst.last_size = s
                 else:  # last, high, low, close, open
                     if 0.0 <= price < _INF:
                         p = price
@@ -276,6 +281,9 @@ class Ingest:
                             s = size
                         else:
                             s = size if size > 0.0 and v.size_ok(size) else None
+                        inst.last = p
+                        if s is not None:
+                            inst.last_size = s
                         if p is not None and (trade_feed is not None or trade_bars):
                             self._on_last_trade(
                                 inst,
@@ -288,6 +296,14 @@ class Ingest:
                             )
                     else:
                         s = None
+                        if kind is _HIGH:
+                            inst.day_high = p
+                        elif kind is _LOW:
+                            inst.day_low = p
+                        elif kind is _OPEN:
+                            inst.day_open = p
+                        else:
+                            inst.day_close = p
                 if add is not None:
                     add(_new_tuple(Tick, (symbol, con_id, stamp, kind, p, s, delayed, gap)))
                     gap = False

@@ -28,6 +28,7 @@ from ibconn.market_data.validation import TickValidator, ValidationStats
 from ibconn.wire.tick_decoding import MKT, TBT, TapLine
 
 __all__ = [
+    "LINE_NAMES",
     "MKT",
     "RTB",
     "STREAM_POLICIES",
@@ -42,8 +43,14 @@ __all__ = [
     "quote_replaces",
 ]
 
+# Builds a Quote (a named tuple) from a tuple of all its fields in one C call.
+_new_tuple: Any = tuple.__new__
+
 RTB = "rtb"
 """A 5-second real-time bars line (``MKT`` and ``TBT``: ibconn/wire/tick_decoding.py)."""
+
+LINE_NAMES: dict[str, str] = {MKT: "market data", TBT: "tick-by-tick data", RTB: "real-time bars"}
+"""What each kind of line carries, in words (for messages)."""
 
 STREAM_POLICIES: dict[StreamKind, OverflowPolicy] = {
     StreamKind.QUOTES: OverflowPolicy.CONFLATE,
@@ -85,6 +92,9 @@ class LineInfo:
     """The feeds using it: ``quotes``, ``ticks``, ``trades``, ``bars 60`` ..."""
     consumers: int
     """Streams, subscriptions and snapshots that hold it, over all its feeds."""
+    data_age: float | None = None
+    """Seconds since its data last arrived, or since it was requested (``None``: inactive).
+    Tick-by-tick lines are checked once per housekeeping interval: up to one interval late."""
 
 
 class MarketDataStatistics(NamedTuple):
@@ -226,13 +236,19 @@ class InstrumentState:
         "bid",
         "bid_size",
         "con_id",
+        "day_close",
+        "day_high",
+        "day_low",
+        "day_open",
         "delayed",
         "delayed_alerted",
         "feed_offset",
         "feeds",
         "holds",
         "in_gap",
+        "last",
         "last_rt_start",
+        "last_size",
         "last_trade_dt",
         "last_trade_time",
         "lines",
@@ -244,6 +260,7 @@ class InstrumentState:
         "symbol",
         "tbt_refused",
         "validator",
+        "volume",
     )
 
     def __init__(self, resolved: ResolvedContract, tolerance: float) -> None:
@@ -274,6 +291,14 @@ class InstrumentState:
         self.bid_size: float | None = None
         self.ask_size: float | None = None
         self.quote_time: datetime | None = None
+        # the day so far, carried on each quote (set by the ingest as ticks arrive)
+        self.last: float | None = None
+        self.last_size: float | None = None
+        self.volume: float | None = None
+        self.day_open: float | None = None
+        self.day_high: float | None = None
+        self.day_low: float | None = None
+        self.day_close: float | None = None
 
     def trade_line(self) -> str:
         return MKT if self.tbt_refused else TBT
@@ -303,15 +328,27 @@ class InstrumentState:
         return [feed for feed in self.feeds.values() if feed.kind is StreamKind.BARS]
 
     def current_quote(self, *, after_gap: bool = False, crossed: bool = False) -> Quote:
-        return Quote(
-            symbol=self.symbol,
-            con_id=self.con_id,
-            time=self.quote_time or datetime.now(UTC),
-            bid=self.bid,
-            ask=self.ask,
-            bid_size=self.bid_size,
-            ask_size=self.ask_size,
-            delayed=self.delayed,
-            crossed=crossed,
-            after_gap=after_gap,
+        # every field in Quote's order, built in one C call (the quote feed's hot path)
+        quote: Quote = _new_tuple(
+            Quote,
+            (
+                self.symbol,
+                self.con_id,
+                self.quote_time or datetime.now(UTC),
+                self.bid,
+                self.ask,
+                self.bid_size,
+                self.ask_size,
+                self.delayed,
+                crossed,
+                after_gap,
+                self.last,
+                self.last_size,
+                self.volume,
+                self.day_open,
+                self.day_high,
+                self.day_low,
+                self.day_close,
+            ),
         )
+        return quote

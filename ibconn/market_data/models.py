@@ -150,12 +150,19 @@ class StatusKind(enum.StrEnum):
 
 
 class Quote(NamedTuple):
-    """The top of the book: best bid and ask with their sizes.
+    """The top of the book: best bid and ask with their sizes, and the day so far.
 
     A side without a market (TWS's ``-1`` price or a zero size) is ``None``.
     ``crossed`` marks a bid above the ask by more than the settings'
     ``crossed_quote_tolerance``; ``after_gap`` marks the first quote after
     data may have been missed (reconnect, 1101, farm outage).
+
+    ``last``, ``last_size``, ``volume``, ``open``, ``high``, ``low`` and ``close``
+    are the instrument's latest values of those market data fields when the quote
+    was made (the same validated ticks ``ticks()`` delivers; ``close`` is the
+    previous session's close, as TWS sends it), ``None`` until TWS sent one. A
+    quote is made when the bid or ask side changes: a new last price or volume
+    alone makes no quote (``ticks()`` has every change).
     """
 
     symbol: str
@@ -168,6 +175,13 @@ class Quote(NamedTuple):
     delayed: bool = False
     crossed: bool = False
     after_gap: bool = False
+    last: float | None = None
+    last_size: float | None = None
+    volume: float | None = None
+    open: float | None = None
+    high: float | None = None
+    low: float | None = None
+    close: float | None = None
 
     @property
     def mid(self) -> float | None:

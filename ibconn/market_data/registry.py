@@ -217,6 +217,10 @@ class LineRegistry:
     def infos(self) -> tuple[LineInfo, ...]:
         """Every TWS subscription held, with its feeds and consumers."""
         out: list[LineInfo] = []
+        try:
+            now: float | None = asyncio.get_running_loop().time()  # the clock of last_data
+        except RuntimeError:  # called outside the event loop: no age
+            now = None
         for inst in self.instruments.values():
             for kind, line in inst.lines.items():
                 feeds = inst.dependents(kind)
@@ -236,6 +240,11 @@ class LineRegistry:
                             for feed in feeds
                         ),
                         consumers=consumers,
+                        data_age=(
+                            now - line.last_data
+                            if now is not None and line.active and line.last_data
+                            else None
+                        ),
                     )
                 )
         return tuple(out)

@@ -39,6 +39,7 @@ from ibconn.connection.session import Service, Session
 from ibconn.contracts.resolver import ContractLike, to_contract
 from ibconn.core.alerts import AlertBus
 from ibconn.core.arguments import capacity_arg, timeout_arg
+from ibconn.core.code_alerts import RequestContext
 from ibconn.core.streams import Subscription
 from ibconn.core.tasks import ServiceTasks
 from ibconn.errors import RequestTimeoutError
@@ -49,6 +50,7 @@ from ibconn.market_data.history import HistoryFetcher, check_request
 from ibconn.market_data.housekeeping import Housekeeper
 from ibconn.market_data.ingest import Ingest
 from ibconn.market_data.lines import (
+    LINE_NAMES,
     MKT,
     Feed,
     InstrumentState,
@@ -246,6 +248,19 @@ class MarketDataService(Service):
     def handler_errors(self) -> int:
         """Event handlers and background tasks of the service that raised (logged)."""
         return self._tasks.errors
+
+    def describe_request(self, req_id: int) -> RequestContext | None:
+        """The market data line TWS sent a code for, for the code's alert (``None``: not one)."""
+        line = self._registry.by_req_id.get(req_id)
+        if line is None:
+            return None
+        symbol = line.inst.symbol
+        return RequestContext(
+            category="market_data",
+            subject=f"the {LINE_NAMES[line.kind]} of {symbol}",
+            symbol=symbol,
+            detail={"line": line.kind, "con_id": line.inst.con_id},
+        )
 
     def close(self) -> None:
         """End every stream and forget every subscription (the connector disconnected)."""

@@ -252,14 +252,7 @@ class OrderIngest:
                 f"{record.quantity:g} {record.symbol} {record.ib_order.orderType}): "
                 f"{code} {message}"
             )
-            self._alerts.publish(  # one alert source of docs/alerts.md; bursts coalesce by code
-                Severity.ERROR,
-                "orders",
-                rejected,
-                code=code,
-                coalesce_key=("order_rejected", code),
-                order_ref=record.order_ref,
-            )
+            # the alert: ibconn/core/code_alerts.py, like every TWS code of an error class
             if record.ack is not None and not record.ack.done():
                 record.ack.set_exception(
                     OrderRejectedError(

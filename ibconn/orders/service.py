@@ -24,6 +24,7 @@ from ib_async import IB
 
 from ibconn.connection.session import Service, Session
 from ibconn.contracts.resolver import ContractLike, ResolvedContract, symbol_key
+from ibconn.core.code_alerts import RequestContext
 from ibconn.core.streams import FilteredFanout, Subscription
 from ibconn.core.tasks import ServiceTasks
 from ibconn.orders.amend import OrderAmender
@@ -118,6 +119,23 @@ class OrderService(Service):
     def message_dropped(self, dropped: DroppedMessage) -> None:
         """The pacer's report of a message dropped unsent (connected by the composition root)."""
         self._ingest.message_dropped(dropped)
+
+    def describe_request(self, req_id: int) -> RequestContext | None:
+        """The order whose id TWS sent a code for, for the code's alert (``None``: not an order)."""
+        record = self._registry.by_id.get(req_id)
+        if record is None:
+            return None
+        order = record.ib_order
+        return RequestContext(
+            category="orders",
+            subject=(
+                f"order {record.order_ref} ({order.action} {record.quantity:g} "
+                f"{record.symbol} {order.orderType})"
+            ),
+            symbol=record.symbol,
+            order_live=record.status.is_acknowledged,
+            detail={"order_ref": record.order_ref, "order_id": req_id},
+        )
 
     # -- placing ------------------------------------------------------------------------------
 

@@ -74,6 +74,15 @@ def test_a_1300_without_a_port_still_ends_the_session() -> None:
     assert decision.new_port is None
 
 
+def test_every_farm_notice_names_its_farm_in_any_state() -> None:
+    # connector.status().farms keeps the last word on each farm, idle ones and those
+    # reported while connecting included; only the actions wait for a live session
+    inactive = decide_code(-1, 2107, "HMDS data farm connection is inactive:ushmds", S.CONNECTED)
+    connecting = decide_code(-1, 2104, "Market data farm connection is OK:usfarm", S.CONNECTING)
+    assert inactive.farm == "historical:ushmds" and inactive.action is SessionAction.NOTHING
+    assert connecting.farm == "market_data:usfarm" and connecting.action is SessionAction.NOTHING
+
+
 def test_farm_codes_name_the_farm_so_broken_and_ok_match() -> None:
     broken = decide_code(-1, 2103, "Market data farm connection is broken:usfarm", S.CONNECTED)
     ok = decide_code(-1, 2104, "Market data farm connection is OK:usfarm", S.CONNECTED)

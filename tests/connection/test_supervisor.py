@@ -201,6 +201,20 @@ async def test_the_heartbeat_survives_an_unexpected_exception(gw: SimulatedGatew
         gw.unstall()
 
 
+async def test_unknown_and_system_codes_reach_the_alert_bus(gw: SimulatedGateway) -> None:
+    async with IBConnector(**fast(gw)) as connector:
+        alerts = connector.alerts()
+        gw.send_error(509, "Exception caught while reading socket - Connection reset")
+        gw.send_error(31999, "a code no table knows")
+        system = await orders_helpers.next_item(alerts, lambda a: a.code == 509)
+        unknown = await orders_helpers.next_item(alerts, lambda a: a.code == 31999)
+        for alert in (system, unknown):
+            assert (alert.severity, alert.category) == (Severity.ERROR, "errors")
+            assert alert.context["code_category"] == "unknown"
+        assert "Exception caught while reading socket" in system.message
+        assert connector.is_connected  # an alert, not a lost session
+
+
 # -- 4: a start-up sync that did not complete is no session ----------------------------------
 
 

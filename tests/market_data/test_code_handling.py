@@ -10,6 +10,7 @@ from ibconn import (
     StatusKind,
     StreamStatus,
 )
+from ibconn.core.codes import Severity
 from market_data.support import (
     first,
     next_alert,
@@ -48,6 +49,22 @@ async def test_errors_that_end_the_stream(code: int, text: str) -> None:
         # the failure was the request's, not the instrument's: a new stream works
         async with connector.quotes("AAPL") as quotes:
             assert isinstance(await first(quotes), Quote)
+
+
+@pytest.mark.parametrize(("code", "text"), ENDING_CODES)
+async def test_an_error_that_ends_a_stream_reaches_the_alert_bus(code: int, text: str) -> None:
+    async with session() as (gw, connector):
+        alerts = connector.alerts()
+        gw.fail_next(1, code, text)  # 1 = reqMktData
+        with pytest.raises(MarketDataError):
+            async for _ in connector.quotes("AAPL"):
+                raise AssertionError("no quote should arrive")
+        alert = await next_alert(alerts, lambda a: a.code == code)
+        assert (alert.severity, alert.category) == (Severity.ERROR, "market_data")
+        assert alert.context["symbol"] == "AAPL"
+        assert alert.context["line"] == "mkt"
+        assert "the market data of AAPL" in alert.message
+        assert text in alert.message
 
 
 async def test_an_ending_error_reaches_every_consumer_of_the_line() -> None:

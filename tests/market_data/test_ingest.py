@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import UTC
+from datetime import UTC, datetime
 
 import pytest
 
@@ -58,6 +58,34 @@ async def test_quotes_live_snapshot_then_updates() -> None:
         assert moved.ask == 191.01
         assert moved.mid == pytest.approx(191.00)
         assert moved.spread == pytest.approx(0.02)
+
+
+async def test_a_quote_carries_last_volume_and_the_days_ohlc() -> None:
+    async with session() as (gw, connector), connector.quotes("AAPL") as quotes:
+        await first(quotes)
+        rid = req_id(gw, "mkt")
+        tick_price(gw, rid, 4, 190.25, 300)  # last
+        send(gw, 2, 6, rid, 8, 123456)  # volume (tickSize)
+        tick_price(gw, rid, 6, 191.5, 0)  # high
+        tick_price(gw, rid, 7, 188.75, 0)  # low
+        tick_price(gw, rid, 14, 189.0, 0)  # open
+        tick_price(gw, rid, 9, 187.5, 0)  # close (the previous session's)
+        tick_price(gw, rid, 1, 150.0, 10)  # a new bid: a new quote
+        quote = await first(quotes, lambda q: q.bid == 150.0)
+        assert (quote.last, quote.last_size, quote.volume) == (190.25, 300, 123456)
+        assert (quote.open, quote.high, quote.low, quote.close) == (189.0, 191.5, 188.75, 187.5)
+        tick_price(gw, rid, 4, -1, 0)  # TWS's "no last price"
+        tick_price(gw, rid, 1, 150.5, 10)
+        later = await first(quotes, lambda q: q.bid == 150.5)
+        assert later.last is None and later.high == 191.5  # unknown again; the rest kept
+        snapshot = await connector.quote("AAPL")
+        assert (snapshot.volume, snapshot.close) == (123456, 187.5)
+
+
+def test_a_quote_is_none_for_every_day_field_until_known() -> None:
+    quote = Quote("AAPL", AAPL, datetime.now(UTC), 1.0, 2.0, 1.0, 1.0)
+    assert (quote.last, quote.last_size, quote.volume) == (None, None, None)
+    assert (quote.open, quote.high, quote.low, quote.close) == (None, None, None, None)
 
 
 async def test_quotes_delayed_say_so_and_alert() -> None:

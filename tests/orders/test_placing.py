@@ -22,6 +22,7 @@ from ibconn import (
     NotConnectedError,
     OrderRejectedError,
 )
+from ibconn.core.codes import Severity
 from ibconn.orders.models import OrderSpec, OrderStatus, OrderType, UpdateKind
 from ibconn.sim import SimulatedGateway
 
@@ -187,6 +188,39 @@ async def test_reject_raises_with_tws_code_and_text() -> None:
             assert [u.kind for u in drain(updates)][-1] is UpdateKind.ERROR
         finally:
             await conn.disconnect()
+
+
+async def test_a_rejected_order_reaches_the_alert_bus_with_its_order_and_symbol() -> None:
+    async with gateway(read_only=True) as gw:
+        conn = await connected(gw)
+        try:
+            alerts = conn.alerts()
+            with pytest.raises(OrderRejectedError) as info:
+                await conn.place_limit_order("AAPL", 100, "BUY", 180.0)
+            alert = await next_item(alerts, lambda a: a.code == 321)
+            assert (alert.severity, alert.category) == (Severity.ERROR, "orders")
+            assert alert.context["order_ref"] == info.value.order_ref
+            assert alert.context["symbol"] == "AAPL"
+            assert f"order {info.value.order_ref} (BUY 100 AAPL LMT)" in alert.message
+            assert drain(alerts) == []  # one alert for one rejection
+        finally:
+            await conn.disconnect()
+
+
+async def test_every_code_about_a_working_order_reaches_the_alert_bus(
+    gw: SimulatedGateway, connector: IBConnector
+) -> None:
+    handle = await connector.place_limit_order("AAPL", 100, "BUY", 180.0)
+    alerts = connector.alerts()
+    gw.send_error(399, "Order message warning", req_id=handle.order_id or 0, client_id=1)
+    warning = await next_item(alerts, lambda a: a.code == 399)
+    assert (warning.severity, warning.category) == (Severity.WARNING, "orders")
+    assert warning.context["order_ref"] == handle.order_ref
+    gw.faults.reject(handle.order_ref, "margin requirements not met")  # TWS cancels it: 201
+    rejected = await next_item(alerts, lambda a: a.code == 201)
+    assert (rejected.severity, rejected.category) == (Severity.ERROR, "orders")
+    assert rejected.context["order_ref"] == handle.order_ref
+    assert "margin requirements not met" in rejected.message
 
 
 async def test_warning_about_a_live_order_keeps_its_status(
