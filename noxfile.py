@@ -64,7 +64,7 @@ def bench(session: nox.Session) -> None:
     Takes about 10 minutes on a 2-core VM; ``nox -s bench -- --quick`` runs
     one short repeat of each. Run it on a quiet machine: other load skews it.
     """
-    session.install("-e", ".")
+    session.install("-e", ".[bench]")  # uvloop for the ingest benchmark's uvloop arms
     quick = "--quick" in session.posargs
     short = ["--repeats", "1"] if quick else []
     session.run(

@@ -14,6 +14,9 @@ sequence-numbered updates of one instrument to every subscriber:
   holds ``marks``, the ``time.monotonic()`` of every write and the last
   sequence number it carried (CLOCK_MONOTONIC is the same clock in every
   process on Linux, so a client can compute send-to-receive latency);
+* ``{"op": "prepare", ...}`` with the arguments of a later ``stream``: encodes its
+  updates now, so that the stream itself starts at once (no pause in the data
+  during the measurement, so no line goes stale in the middle of it);
 * ``{"op": "set_price", "symbol": "AAPL", "price": P}``: move the instrument's price
   (``gw.set_price``; the order latency benchmark's marketable orders);
 * ``{"op": "blast", "symbol": "AAPL", "count": N, "batch": B}``: the sim's own
@@ -28,6 +31,18 @@ starts: ``gw.blast`` computes the walk and encodes while it sends and tops
 out near 135 000 updates/s on this VM, below what one ib_async client
 ingests, so it would measure the gateway instead of the client.
 
+The gateway must keep answering while it prepares a stream: a client's heartbeat
+(``reqCurrentTime`` every ``heartbeat_interval``, unanswered after
+``heartbeat_timeout``) must never go unanswered because the gateway's loop is busy.
+Encoding a million frames takes seconds, so :meth:`_Streamer.frames` encodes in
+slices of :data:`ENCODE_SLICE` frames and returns to the loop after each one.
+
+**Time limits.** Every benchmark script calls :func:`hard_limit` first: when its
+limit passes it prints why (and every thread's stack), kills the processes it
+started and exits with :data:`TIME_LIMIT_EXIT`, even if its loop is blocked. A
+client run that waits for a sequence number that never comes fails the same way
+instead of hanging.
+
 **Client side.** :class:`Gateway` starts that process and talks to the
 control port; :func:`machine` describes the machine; :func:`table` prints a
 markdown table.
@@ -38,11 +53,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import faulthandler
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -52,6 +70,56 @@ from typing import Any
 HARNESS = Path(__file__).resolve()
 ROOT = HARNESS.parent.parent
 CHUNK_BYTES = 1 << 16
+ENCODE_SLICE = 5000
+"""Frames encoded between two returns to the gateway's loop (about 50-80 ms of work)."""
+TIME_LIMIT_EXIT = 3
+"""Exit status of a benchmark process stopped by its :func:`hard_limit`."""
+_CHILDREN: set[int] = set()  # processes started by this one, killed when its limit passes
+
+
+def hard_limit(seconds: float, what: str) -> threading.Timer:
+    """Stop this process ``seconds`` from now, loudly: a message naming ``what``, every
+    thread's stack, the processes it started killed, exit status :data:`TIME_LIMIT_EXIT`.
+
+    A timer thread, so it fires even while the event loop is blocked.
+    """
+
+    def expire() -> None:
+        sys.stderr.write(
+            f"\n{what}: time limit of {seconds:g} s exceeded: the benchmark FAILED "
+            "(it would have hung); stacks follow\n"
+        )
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        for pid in list(_CHILDREN):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        sys.stderr.flush()
+        os._exit(TIME_LIMIT_EXIT)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+class MeasurementError(RuntimeError):
+    """A run whose measurement cannot be trusted (a reconnect, a missing sequence number)."""
+
+
+def fail_on_disconnect(ib: Any, done: asyncio.Future[Any], what: str) -> None:
+    """Fail ``done`` with :class:`MeasurementError` if ``ib`` loses its connection.
+
+    A reconnect in the middle of a measurement means the updates written on the
+    old socket are lost: the run is void, never a number.
+    """
+
+    def lost() -> None:
+        if not done.done():
+            done.set_exception(
+                MeasurementError(f"{what}: the connection was lost during the measurement")
+            )
+
+    ib.disconnectedEvent += lost
 
 
 # --------------------------------------------------------------------------- gateway side
@@ -76,7 +144,7 @@ class _Streamer:
                     subs.append(sub)
         return subs
 
-    def frames(self, sub: Any, count: int) -> list[bytes]:
+    async def frames(self, sub: Any, count: int) -> list[bytes]:
         key = (sub.kind, sub.req_id, getattr(sub, "tbt_type", 0), sub.inst.con_id, count)
         cached = self.cache.get(key)
         if cached is not None:
@@ -87,6 +155,8 @@ class _Streamer:
         now = self.gw.clock.time()
         out: list[bytes] = []
         for seq in range(1, count + 1):
+            if not seq % ENCODE_SLICE:
+                await asyncio.sleep(0)  # answer heartbeats and control requests meanwhile
             walk.step(quote, now)
             quote.seq = seq
             quote.fast = True
@@ -109,21 +179,35 @@ class _Streamer:
                 return subs
             await asyncio.sleep(0.01)
 
+    async def prepare(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Encode (and cache) the frames of a later ``stream`` with the same arguments."""
+        count = int(cmd["count"])
+        subs = await self.wait_for(cmd["symbol"], cmd["kind"])
+        if not subs:
+            return {"error": f"no {cmd['kind']} subscriber of {cmd['symbol']}"}
+        for sub in subs:
+            await self.frames(sub, count)
+        return {"subscribers": len(subs)}
+
     async def stream(self, cmd: dict[str, Any]) -> dict[str, Any]:
         count = int(cmd["count"])
         subs = await self.wait_for(cmd["symbol"], cmd["kind"])
         if not subs:
             return {"error": f"no {cmd['kind']} subscriber of {cmd['symbol']}"}
-        streams = [(sub.session, self.frames(sub, count)) for sub in subs]
+        streams = [(sub.session, await self.frames(sub, count)) for sub in subs]
         rate = cmd.get("rate")
         if rate:
             return await self._paced(streams, count, float(rate), subs)
         per_chunk = max(1, CHUNK_BYTES // max(1, len(streams[0][1][0])))
         # Join the chunks before the clock starts, too.
-        chunks = [
-            (session, [b"".join(frames[i : i + per_chunk]) for i in range(0, count, per_chunk)])
-            for session, frames in streams
-        ]
+        chunks: list[tuple[Any, list[bytes]]] = []
+        for session, frames in streams:
+            parts = []
+            for i in range(0, count, per_chunk):
+                parts.append(b"".join(frames[i : i + per_chunk]))
+                if not len(parts) % 64:
+                    await asyncio.sleep(0)
+            chunks.append((session, parts))
         started = time.monotonic()
         for k in range(len(chunks[0][1])):
             for session, parts in chunks:
@@ -178,6 +262,8 @@ async def _serve(orders: bool = False) -> None:
                 try:
                     if cmd["op"] == "stream":
                         answer = await streamer.stream(cmd)
+                    elif cmd["op"] == "prepare":
+                        answer = await streamer.prepare(cmd)
                     elif cmd["op"] == "blast":
                         result = await gw.blast(cmd["symbol"], int(cmd["count"]), batch=256)
                         answer = {"started": result.started, "finished": result.finished}
@@ -227,6 +313,7 @@ class Gateway:
             stdout=asyncio.subprocess.PIPE,
             cwd=ROOT,
         )
+        _CHILDREN.add(proc.pid)
         assert proc.stdout is not None
         line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().split()
         if not line or line[0] != "LISTENING":
@@ -244,6 +331,7 @@ class Gateway:
         except TimeoutError:
             proc.kill()
             await proc.wait()
+        _CHILDREN.discard(proc.pid)
 
     async def command(self, **cmd: Any) -> dict[str, Any]:
         reader, writer = await asyncio.open_connection(
@@ -262,8 +350,12 @@ class Gateway:
         return answer
 
 
-async def run_child(script: Path, args: Sequence[str], timeout: float = 600) -> dict[str, Any]:
-    """Run ``python script args...`` in a fresh process; its last stdout line is JSON."""
+async def run_child(script: Path, args: Sequence[str], timeout: float = 300) -> dict[str, Any]:
+    """Run ``python script args...`` in a fresh process; its last stdout line is JSON.
+
+    Raises ``RuntimeError`` when the child fails or is still running after
+    ``timeout`` seconds (then it is killed first).
+    """
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(script),
@@ -272,7 +364,17 @@ async def run_child(script: Path, args: Sequence[str], timeout: float = 600) -> 
         stderr=asyncio.subprocess.PIPE,
         cwd=ROOT,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    _CHILDREN.add(proc.pid)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise RuntimeError(
+            f"{script.name} {' '.join(args)} still running after {timeout:g} s: killed"
+        ) from None
+    finally:
+        _CHILDREN.discard(proc.pid)
     if proc.returncode != 0:
         raise RuntimeError(f"{script.name} {' '.join(args)} failed:\n{err.decode()[-3000:]}")
     result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])

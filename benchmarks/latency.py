@@ -33,7 +33,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import Gateway, machine, median, run_child, table
+from _harness import (
+    Gateway,
+    MeasurementError,
+    fail_on_disconnect,
+    hard_limit,
+    machine,
+    median,
+    run_child,
+    table,
+)
 
 SCRIPT = Path(__file__).resolve()
 ARMS = ["raw", "raw_fast", "ibconn"]
@@ -77,6 +86,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                             done.set_result(None)
 
         ib.pendingTickersEvent += on_pending
+        fail_on_disconnect(ib, done, "raw ib_async")
         cleanup.append(ib.disconnect)
     else:
         from ibconn import IBConnector  # noqa: PLC0415
@@ -97,16 +107,22 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                     if 0 < seq <= count:
                         recv[seq] = now
                         if seq == count:
-                            done.set_result(None)
+                            if not done.done():
+                                done.set_result(None)
                             return
 
         task = loop.create_task(consume())
+        fail_on_disconnect(connector.ib, done, "ibconn")
         await asyncio.sleep(0.3)
         counting[0] = True
         cleanup.append(task.cancel)
 
     answer = await gw.command(op="stream", symbol="AAPL", kind="mkt", count=count, rate=args.rate)
-    await asyncio.wait_for(done, 60)
+    try:
+        async with asyncio.timeout(60):
+            await done
+    except TimeoutError:
+        raise MeasurementError(f"sequence number {count:,} did not arrive within 60 s") from None
     for step in cleanup:
         step()
 
@@ -192,14 +208,25 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=1800.0,
+        help="seconds it may take (then it fails, exit 3)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--control", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--client-id", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(asyncio.run(_run(args))))
+        hard_limit(args.seconds + 120, f"benchmarks/latency.py, arm {args.child}")
+        try:
+            print(json.dumps(asyncio.run(_run(args))))
+        except MeasurementError as exc:
+            sys.exit(f"arm {args.child}: the run is void: {exc}")
     else:
+        hard_limit(args.time_limit, "benchmarks/latency.py")
         asyncio.run(_main(args))
 
 

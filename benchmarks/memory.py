@@ -13,6 +13,20 @@ every 20 ms (``/proc/self/statm``) and its peak read from
 that fills the buffer to its bound; the target is that the peak stays
 within about 10 MB of it. The stream's statistics must count every update
 as buffered or dropped.
+
+**Accounting.** The stream also holds the subscription's snapshot ticks (bid, ask,
+sizes, last, high, low, ...), whose number depends on the instrument and which may
+arrive after any fixed sleep on a loaded machine. So nothing waits on a clock: the
+run waits until the line's ``ib_async`` ticker shows the *sequence number* of the
+last update of the warm-up (bid, ask or last size = sequence number). TCP keeps the
+order, so by then the snapshot was counted too: the snapshot ticks are the stream's
+count minus the warm-up's, reported as such, and after the measured stream the count
+must have grown by exactly ``--count``. The stream's buffer also takes status events
+(a line that goes stale while the gateway pauses, then fresh again): the updates are
+encoded before the warm-up (``prepare``) so that the data never pauses during the
+measurement, and a status event during it voids the run instead of being guessed at.
+A lost connection or a sequence number that does not arrive within ``--run-limit``
+seconds fails the run (non-zero exit).
 """
 
 from __future__ import annotations
@@ -29,7 +43,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import Gateway, machine, median, run_child, table
+from _harness import (
+    Gateway,
+    MeasurementError,
+    fail_on_disconnect,
+    hard_limit,
+    machine,
+    median,
+    run_child,
+    table,
+)
 
 SCRIPT = Path(__file__).resolve()
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -50,27 +73,54 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 
     gw = Gateway(args.port, args.control)
     connector = IBConnector(
-        "127.0.0.1", gw.port, args.client_id, reconnect_attempts=1, market_data_type="REALTIME"
+        "127.0.0.1",
+        gw.port,
+        args.client_id,
+        reconnect_attempts=1,
+        market_data_type="REALTIME",
+        heartbeat_timeout=60.0,  # as benchmarks/ingest.py: the answer queues behind the flood
     )
     await connector.connect()
     streams = [connector.ticks("AAPL") for _ in range(args.consumers)]
     for stream in streams:
         await stream.__aenter__()  # subscribed, and never read
     capacity = streams[0].statistics().capacity
+    lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    fail_on_disconnect(connector.ib, lost, "ibconn")
 
-    async def passed(total: int) -> None:
-        # Nothing signals "counted": poll the streams' counters.
-        def counted() -> int:
-            return min(s.statistics().buffered + s.statistics().dropped for s in streams)
+    def counted() -> int:
+        """Updates every stream took (buffered or dropped): the least of them."""
+        return min(s.statistics().buffered + s.statistics().dropped for s in streams)
 
-        while counted() < total:  # noqa: ASYNC110
+    async def passed(seq: int) -> None:
+        """Until the line's ticker shows sequence number ``seq`` (a size = seq)."""
+        # Nothing signals it: poll, with a limit.
+        deadline = asyncio.get_running_loop().time() + args.run_limit
+        while True:
+            if lost.done():
+                lost.result()  # raises MeasurementError
+            tickers = [t for t in connector.ib.tickers() if t.contract.symbol == "AAPL"]
+            if any(seq in (t.bidSize, t.askSize, t.lastSize) for t in tickers):
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise MeasurementError(
+                    f"sequence number {seq:,} not seen within {args.run_limit:g} s "
+                    f"(counted {counted():,})"
+                )
             await asyncio.sleep(0.01)
 
-    await asyncio.sleep(0.3)  # the snapshot's ticks
-    snapshot = streams[0].statistics().buffered
     warm = 3 * capacity
+    # Encoded before the warm-up: the gateway sends no data while it encodes, and a
+    # pause longer than market_data_timeout would put a stale and a fresh status event
+    # into the stream in the middle of the measurement.
+    await gw.command(op="prepare", symbol="AAPL", kind="mkt", count=args.count)
     await gw.command(op="stream", symbol="AAPL", kind="mkt", count=warm)
-    await passed(snapshot + warm)
+    await passed(warm)  # the snapshot came before sequence number 1: counted too
+    before = counted()
+    status_before = streams[0].status  # the feed's latest status event (None: never one)
+    snapshot = before - warm
+    if not 0 <= snapshot <= 30:
+        raise MeasurementError(f"{snapshot} updates besides the warm-up's: not a snapshot")
     gc.collect()
     base_rss = _rss()
     base_peak = _peak()
@@ -83,10 +133,19 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 
     sampler = asyncio.get_running_loop().create_task(sample())
     await gw.command(op="stream", symbol="AAPL", kind="mkt", count=args.count)
-    await passed(snapshot + warm + args.count)
+    await passed(args.count)
     sampler.cancel()
     end_rss = _rss()
+    after = counted()
+    if streams[0].status is not status_before:
+        raise MeasurementError(
+            f"a status event ({streams[0].status}) entered the stream during the measurement"
+        )
     stats = streams[0].statistics()
+    accounted = after - before == args.count and all(
+        s.statistics().buffered + s.statistics().dropped == after for s in streams
+    )
+    lost.cancel()  # the disconnect below is ours
     for stream in streams:
         await stream.aclose()
     await connector.disconnect()
@@ -95,7 +154,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "buffered": stats.buffered,
         "dropped": stats.dropped,
         "delivered": stats.delivered,
-        "accounted": stats.buffered + stats.dropped == snapshot + warm + args.count,
+        "snapshot_ticks": snapshot,
+        "counted": after - before,
+        "accounted": accounted,
         "base_mb": base_rss / MB,
         "max_sampled_mb": max(samples) / MB,
         "end_mb": end_rss / MB,
@@ -113,9 +174,9 @@ async def _main(args: argparse.Namespace) -> None:
             child = [
                 "--child", "run", "--port", str(gw.port), "--control", str(gw.control_port),
                 "--client-id", str(300 + repeat), "--count", str(args.count),
-                "--consumers", str(args.consumers),
+                "--consumers", str(args.consumers), "--run-limit", str(args.run_limit),
             ]  # fmt: skip
-            result = await run_child(SCRIPT, child)
+            result = await run_child(SCRIPT, child, timeout=args.run_limit + 60)
             results.append(result)
             print(json.dumps(result), file=sys.stderr, flush=True)
     finally:
@@ -136,10 +197,14 @@ async def _main(args: argparse.Namespace) -> None:
                 "sampled growth (MB)",
                 "peak (ru_maxrss) growth (MB)",
                 "buffered / dropped",
+                "before update 1 (snapshot, status) + measured updates counted",
             ],
             [
                 [f"{median([r[k] for r in results]):.1f}" for k in keys]
-                + [f"{results[0]['buffered']:,} / {results[0]['dropped']:,}"]
+                + [
+                    f"{results[0]['buffered']:,} / {results[0]['dropped']:,}",
+                    f"{results[0]['snapshot_ticks']} + {results[0]['counted']:,}",
+                ]
             ],
         )
     )
@@ -147,6 +212,8 @@ async def _main(args: argparse.Namespace) -> None:
     ok = growth <= 10 and all(r["accounted"] for r in results)
     print(f"\n- peak within 10 MB, every update buffered or dropped: {growth:.1f} MB ", end="")
     print("(met)" if ok else "(NOT met)")
+    if not ok:
+        raise SystemExit(1)
 
 
 def main() -> None:
@@ -154,14 +221,25 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--consumers", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--run-limit", type=float, default=180.0, help="seconds one run may take (then it fails)"
+    )
+    parser.add_argument(
+        "--time-limit", type=float, default=1800.0, help="seconds the whole benchmark may take"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--control", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--client-id", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(asyncio.run(_run(args))))
+        hard_limit(args.run_limit + 30, "benchmarks/memory.py, one run")
+        try:
+            print(json.dumps(asyncio.run(_run(args))))
+        except MeasurementError as exc:
+            sys.exit(f"the run is void: {exc}")
     else:
+        hard_limit(args.time_limit, "benchmarks/memory.py")
         asyncio.run(_main(args))
 
 

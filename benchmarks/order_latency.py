@@ -39,7 +39,7 @@ from ibconn.sim.config import SimConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import Gateway
+from _harness import Gateway, hard_limit
 
 ACK_STATUSES = {"PreSubmitted", "Submitted", "Filled"}
 
@@ -180,5 +180,12 @@ if __name__ == "__main__":
     parser.add_argument(
         "--gateway", choices=("loop", "process"), default="loop", help="where the gateway runs"
     )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=900.0,
+        help="seconds it may take (then it fails, exit 3)",
+    )
     args = parser.parse_args()
+    hard_limit(args.time_limit, "benchmarks/order_latency.py")
     asyncio.run(main(args.orders, args.rounds, args.gap, args.gateway))

@@ -26,11 +26,16 @@ import statistics
 import sys
 import time
 from bisect import bisect_right
+from pathlib import Path
 
 from ib_async import Stock
 
 from ibconn import IBConnector
 from ibconn.sim import SimConfig, SimulatedGateway
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import hard_limit
 
 
 def max_in_window(times: list[float], window: float = 1.0) -> int:
@@ -106,7 +111,14 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--limit", type=int, default=50)
     parser.add_argument("--margin", type=float, default=0.05, help="pacing_window_margin")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=300.0,
+        help="seconds it may take (then it fails, exit 3)",
+    )
     args = parser.parse_args()
+    hard_limit(args.time_limit, "benchmarks/pacer_burst.py")
     return asyncio.run(run(args.count, args.limit, args.margin))
 
 

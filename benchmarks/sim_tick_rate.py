@@ -23,8 +23,13 @@ import statistics
 import struct
 import sys
 import time
+from pathlib import Path
 
 from ib_async import IB
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import hard_limit
 
 AAPL = ["265598", "AAPL", "STK", "", "0.0", "", "", "SMART", "", "USD", "", ""]
 
@@ -160,7 +165,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connects", type=int, default=20)
-    asyncio.run(_main(parser.parse_args()))
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=600.0,
+        help="seconds it may take (then it fails, exit 3)",
+    )
+    args = parser.parse_args()
+    hard_limit(args.time_limit, "benchmarks/sim_tick_rate.py")
+    asyncio.run(_main(args))
 
 
 if __name__ == "__main__":

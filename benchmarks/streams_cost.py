@@ -39,7 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import machine, table
+from _harness import hard_limit, machine, table
 
 from ibconn.core.streams import Broadcast, OverflowPolicy
 
@@ -177,7 +177,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--consumers", default="1,10,100")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=600.0,
+        help="seconds it may take (then it fails, exit 3)",
+    )
     args = parser.parse_args()
+    hard_limit(args.time_limit, "benchmarks/streams_cost.py")
     rows = []
     for consumers in [int(n) for n in args.consumers.split(",")]:
         for name, make in (

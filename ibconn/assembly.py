@@ -21,7 +21,10 @@ from ibconn.config.settings import ConnectorSettings
 from ibconn.connection.supervisor import Supervisor
 from ibconn.contracts.resolver import ContractResolver
 from ibconn.core.alerts import AlertBus
+from ibconn.core.logs import apply_settings as apply_log_settings
 from ibconn.market_data.service import MarketDataService
+from ibconn.orders.event_log import log_order_event
+from ibconn.orders.events import OrderEvents
 from ibconn.orders.service import OrderService
 from ibconn.pacing import Pacer
 from ibconn.positions.service import PositionService
@@ -46,11 +49,19 @@ class ConnectorParts:
     positions: PositionService
     risk: RiskService
     exits: ExitService
+    order_events: OrderEvents
 
 
 def assemble(settings: ConnectorSettings, *, ib_factory: Callable[[], IB] = IB) -> ConnectorParts:
     """Build every part of a connector from ``settings``; ``ib_factory`` makes its ``IB``."""
     check_ib_async()
+    apply_log_settings(  # only what the application asked for: see docs/logging.md
+        settings.log_level if "log_level" in settings.model_fields_set else None,
+        settings.log_file,
+        settings.log_format,
+    )
+    order_events = OrderEvents()  # the audit tap: the journal and the orders log listen
+    order_events.subscribe(log_order_event)  # the orders log category
     alerts = AlertBus(coalesce_window=settings.alert_coalesce_window)
     pacer = Pacer(settings, alerts)
     supervisor = Supervisor(settings, alerts, pacer=pacer, ib_factory=ib_factory)
@@ -83,4 +94,5 @@ def assemble(settings: ConnectorSettings, *, ib_factory: Callable[[], IB] = IB) 
         positions=positions,
         risk=risk,
         exits=exits,
+        order_events=order_events,
     )

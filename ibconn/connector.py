@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 from os import PathLike
 from types import TracebackType
 from typing import Any
@@ -213,6 +214,18 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
     def supervisor(self) -> Supervisor[Pacer]:
         """The supervisor (statistics such as ``handler_errors``, ``connect_attempts``)."""
         return self._supervisor
+
+    async def server_time(self, timeout: float | None = None) -> datetime:
+        """TWS's clock now (``reqCurrentTime``: whole seconds, UTC), e.g. to measure skew.
+
+        Raises :class:`~ibconn.errors.NotConnectedError` without a session and
+        :class:`~ibconn.errors.RequestTimeoutError` when TWS does not answer within
+        ``timeout`` (default ``market_data_timeout``).
+        """
+        wait = timeout_arg("timeout", timeout)
+        return await self._supervisor.current_time(
+            self._settings.market_data_timeout if wait is None else wait
+        )
 
     def status(self, *, recent_alerts: int = 20) -> ConnectorStatus:
         """One typed, frozen snapshot of the connector: state, session, farms, lines,

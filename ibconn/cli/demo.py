@@ -11,24 +11,44 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, get_args
 
 from ib_async import Forex, Future
 
+from ibconn.cli.common import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    one_line,
+    port_number,
+    positive_int,
+)
+from ibconn.config.values import LogLevel
 from ibconn.connection.session import ConnectionState
 from ibconn.connector import IBConnector
 from ibconn.contracts.resolver import ContractLike
 from ibconn.core.logs import enable_logging
-from ibconn.errors import IBConnError
+from ibconn.errors import ConfigError, IBConnError, InvalidInputError
 from ibconn.orders.models import OrderSpec
 from ibconn.sim import SimulatedGateway
 
 __all__ = ["add_demo_parser", "run_demo"]
+
+
+DESCRIPTION = """\
+Run the main job end to end: start a simulated gateway in this process (unless
+--port points at a running gateway or TWS), connect an IBConnector, show the
+session, resolve a few contracts, stream a few quotes and, when the gateway is
+its own, ride through a gateway restart, place orders and show fills,
+positions and the account. Then disconnect and exit 0.
+"""
+
+
+LOG_LEVELS = get_args(LogLevel)
 
 
 def add_demo_parser(subparsers: Any) -> None:
@@ -36,22 +56,36 @@ def add_demo_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="connect to a simulated gateway (or a real one) and show what ibconn does",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION,
     )
-    parser.add_argument("--host", default="127.0.0.1", help="gateway host (default 127.0.0.1)")
+    parser.add_argument("--host", default="127.0.0.1", help="gateway host")
     parser.add_argument(
         "--port",
-        type=int,
+        type=port_number,
         default=None,
-        help="port of a running TWS / IB Gateway; without it a simulated gateway is started",
+        help="port of a running TWS / IB Gateway (default: start a simulated gateway)",
     )
-    parser.add_argument("--client-id", type=int, default=1, help="API client id (default 1)")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the simulated prices")
+    parser.add_argument(
+        "--client-id",
+        type=positive_int("client id", zero=True),
+        default=1,
+        metavar="N",
+        help="API client id",
+    )
+    parser.add_argument(
+        "--seed",
+        type=positive_int("seed", zero=True),
+        default=1,
+        help="seed of the simulated prices",
+    )
     parser.add_argument(
         "--log-level",
         default=None,
-        help="show ibconn's and ib_async's log records from this level (e.g. INFO)",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        help="show ibconn's and ib_async's log records from this level: "
+        f"{', '.join(LOG_LEVELS)} (default: none)",
     )
     parser.set_defaults(func=run_demo)
 
@@ -60,14 +94,17 @@ def run_demo(args: argparse.Namespace) -> int:
     """Run the demo; returns the process exit status."""
     if args.log_level:
         enable_logging(level=args.log_level)
-    else:
-        # the demo provokes disconnects on purpose; keep ib_async's own error lines quiet
-        logging.getLogger("ib_async").setLevel(logging.CRITICAL)
     try:
         return asyncio.run(_demo(args, sys.stdout))
+    except KeyboardInterrupt:
+        print("ibconn demo: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ConfigError, InvalidInputError) as exc:
+        print(f"ibconn demo: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except IBConnError as exc:
-        print(f"demo failed: {exc}", file=sys.stderr)
-        return 1
+        print(f"ibconn demo: error: demo failed: {one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 @contextlib.asynccontextmanager

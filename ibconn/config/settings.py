@@ -16,6 +16,7 @@ that names the key, the value and what is allowed. A typo is never ignored.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import (
@@ -46,7 +47,10 @@ from ibconn.config.sources import (
 from ibconn.config.validation_errors import config_error_from_validation
 from ibconn.config.values import (
     HOST_ALLOWED,
+    LOG_FILE_ALLOWED,
+    LOG_FORMATS,
     LOG_LEVELS,
+    LogFormat,
     LogLevel,
     MarketDataType,
     host_problem,
@@ -119,7 +123,17 @@ class ConnectorSettings(BaseSettings):
         description="REALTIME, FROZEN, DELAYED or DELAYED_FROZEN (any case).",
     )
     log_level: LogLevel = Field(
-        "INFO", description="Default level of enable_logging(): TRACE .. CRITICAL (any case)."
+        "INFO",
+        description="Level of the log_file sink and of enable_logging() sinks given no level: "
+        "TRACE .. CRITICAL (any case); turns no output on by itself.",
+    )
+    log_file: Path | None = Field(
+        None,
+        description="Write ibconn's log (every category, ib_async's records included) to this "
+        "file from log_level on, once the connector is created; None: no file.",
+    )
+    log_format: LogFormat = Field(
+        "text", description='Format of the log_file: "text" lines or "json" lines.'
     )
     market_data_lines: int = Field(
         100,
@@ -283,12 +297,15 @@ class ConnectorSettings(BaseSettings):
         def __init__(self, **values: Any) -> None:
             _construct(self, values)
 
-    @field_validator("market_data_type", "log_level", mode="before")
+    @field_validator("market_data_type", "log_level", "log_format", mode="before")
     @classmethod
     def _upper_case(cls, value: object, info: ValidationInfo) -> object:
         # Only a recognised name is normalised, so an error still shows the input as given.
         if isinstance(value, str):
             upper = value.strip().upper()
+            if info.field_name == "log_format":
+                lower = value.strip().lower()
+                return lower if lower in LOG_FORMATS else value
             allowed = set(MarketDataType) if info.field_name == "market_data_type" else LOG_LEVELS
             if upper in allowed:
                 return upper
@@ -305,6 +322,20 @@ class ConnectorSettings(BaseSettings):
                 {"problem": problem, "allowed": HOST_ALLOWED},
             )
         return value
+
+    @field_validator("log_file", mode="before")
+    @classmethod
+    def _valid_log_file(cls, value: object) -> object:
+        if value is None:
+            return None
+        text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+        if isinstance(text, str) and text.strip() and not Path(text).expanduser().is_dir():
+            return Path(text).expanduser()
+        raise PydanticCustomError(
+            "invalid_log_file",
+            "must be the path of a file",
+            {"allowed": LOG_FILE_ALLOWED},
+        )
 
     @field_validator("reconnect_max_interval")
     @classmethod

@@ -1,4 +1,4 @@
-"""The vocabulary of single settings: market data types, log levels, hosts, positive numbers."""
+"""The vocabulary of single settings: market data types, log levels and formats, hosts, numbers."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ from typing import Any, get_args
 
 from pydantic import Field
 
-from ibconn.core.logs import LogLevel
+from ibconn.core.logs import LogFormat, LogLevel
 
 __all__ = [
     "HOST_ALLOWED",
+    "LOG_FILE_ALLOWED",
+    "LOG_FORMATS",
     "LOG_LEVELS",
+    "LogFormat",
     "LogLevel",
     "MarketDataType",
     "host_problem",
@@ -22,6 +25,12 @@ __all__ = [
 
 LOG_LEVELS: frozenset[str] = frozenset(get_args(LogLevel))
 """The names of :data:`LogLevel` (loguru's levels), upper case."""
+
+LOG_FILE_ALLOWED = "a file path (not a directory), or null for no log file"
+"""What ``log_file`` accepts."""
+
+LOG_FORMATS: frozenset[str] = frozenset(get_args(LogFormat))
+"""The names of :data:`LogFormat`, lower case."""
 
 
 class MarketDataType(enum.StrEnum):

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import backoff
 
 from ibconn.connection.session import ConnectionState
+from ibconn.core.code_owners import reported_per_request
 from ibconn.core.codes import CodeCategory, RecoveryAction, classify, farm_name, port_from_1300
 
 __all__ = [
@@ -52,19 +53,6 @@ moment to be torn down: the next attempt waits at least this long."""
 
 LIVE_STATES = frozenset({ConnectionState.CONNECTED, ConnectionState.DEGRADED})
 """States in which a session is up (TWS's connectivity codes only matter then)."""
-
-# Request-specific codes are logged by the service that owns the request.
-_REQUEST_CATEGORIES = frozenset(
-    {
-        CodeCategory.ORDER_REJECTED,
-        CodeCategory.ORDER_CANCELLED,
-        CodeCategory.CANCEL_FAILED,
-        CodeCategory.ORDER_WARNING,
-        CodeCategory.NO_SECURITY_DEFINITION,
-        CodeCategory.NO_DATA,
-        CodeCategory.QUERY_CANCELLED,
-    }
-)
 
 
 _FARM_CATEGORIES = frozenset(
@@ -122,9 +110,8 @@ def decide_code(req_id: int, code: int, message: str, state: ConnectionState) ->
     """What a TWS code (``req_id``, ``code``, ``message``) means in ``state``."""
     info = classify(code, message)
     category = info.category
-    log_level = (
-        info.severity.log_level if req_id == -1 or category not in _REQUEST_CATEGORIES else None
-    )
+    # a request's own code is logged by the service that owns the request
+    log_level = None if reported_per_request(info, req_id) else info.severity.log_level
     action = SessionAction.NOTHING
     farm: str | None = None
     new_port: int | None = None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 from ib_async import IB
@@ -49,7 +50,7 @@ from ibconn.core.codes import Severity
 from ibconn.core.logs import get_logger
 from ibconn.core.streams import Subscription
 from ibconn.core.tasks import ServiceTasks, cancel_and_wait
-from ibconn.errors import ConnectError, NotConnectedError
+from ibconn.errors import ConnectError, NotConnectedError, RequestTimeoutError
 from ibconn.wire.closing import close_socket
 from ibconn.wire.prepare import prepare_ib
 
@@ -176,6 +177,23 @@ class Supervisor(Generic[PacerT]):
     def farms(self) -> tuple[FarmStatus, ...]:
         """Every data farm TWS has reported on (OK, broken, inactive), sorted by name."""
         return self._connectivity.farms()
+
+    async def current_time(self, timeout: float) -> datetime:
+        """TWS's clock (``reqCurrentTime``, whole seconds, UTC).
+
+        Raises :class:`NotConnectedError` without a session and
+        :class:`RequestTimeoutError` when TWS does not answer within ``timeout``.
+        """
+        if self._ib is None or self._link.session is None:
+            raise NotConnectedError("not connected: no session to ask TWS's time")
+        try:
+            async with asyncio.timeout(timeout):
+                answer = await self._ib.reqCurrentTimeAsync()
+        except TimeoutError:
+            raise RequestTimeoutError(
+                f"TWS did not answer reqCurrentTime within {timeout} s"
+            ) from None
+        return answer if answer.tzinfo is not None else answer.replace(tzinfo=UTC)
 
     def add_service(self, service: Service) -> None:
         """Register a service; its hooks run in ``order`` on every session change."""

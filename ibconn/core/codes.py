@@ -17,7 +17,7 @@ import enum
 import re
 from dataclasses import dataclass, replace
 
-from ibconn.core.logs import get_logger
+from ibconn.core.log_categories import get_logger
 
 __all__ = [
     "CANCEL_FAILED_CODES",
@@ -39,6 +39,7 @@ __all__ = [
     "codes_in",
     "farm_name",
     "is_warning",
+    "lookup",
     "port_from_1300",
 ]
 
@@ -485,10 +486,10 @@ def _has_json(message: str, advanced_reject: str) -> bool:
     return start >= 0 and message.rfind("}") > start
 
 
-def _lookup(
-    code: int, message: str, order_live: bool | None, advanced_reject: str
+def lookup(
+    code: int, message: str = "", order_live: bool | None = None, advanced_reject: str = ""
 ) -> CodeInfo | None:
-    """The table's answer, or ``None`` for a code it does not know."""
+    """:func:`classify`'s answer without logging: ``None`` for a code the table does not know."""
     if code == _HMDS_162:
         text = message.lower()
         for needle, info in _HMDS_VARIANTS:
@@ -532,7 +533,7 @@ def classify(
     is TWS's advanced order reject JSON, if any. An unknown code is logged as a
     warning and classified ``UNKNOWN`` / ``ERROR`` / ``LOG``.
     """
-    info = _lookup(code, message, order_live, advanced_reject)
+    info = lookup(code, message, order_live, advanced_reject)
     if info is not None:
         return info
     _log.warning("unknown TWS code {}: {!r} (treated as an error)", code, message)
@@ -541,7 +542,7 @@ def classify(
 
 def is_warning(code: int) -> bool:
     """Whether ``code`` (without its text or order state) is a notice or warning, not an error."""
-    info = _lookup(code, "", None, "")
+    info = lookup(code, "", None, "")
     return info is not None and info.severity.level_no <= Severity.WARNING.level_no
 
 

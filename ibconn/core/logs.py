@@ -1,47 +1,51 @@
 """Logging for ibconn, the way a library should log.
 
 ibconn logs through loguru's global logger and is silent by default:
-importing it calls ``logger.disable("ibconn")`` and adds no sink. An
-application turns it on with :func:`enable_logging` (or, if it manages loguru
-itself, with ``logger.enable("ibconn")``). Every record carries a
-``category`` in its ``extra`` dict (one of :data:`CATEGORIES`) so that a sink
-can filter on it.
+importing it calls ``logger.disable("ibconn")``, adds no sink and puts a
+router on ib_async's standard-library logger so that Python's last-resort
+handler never prints ib_async's records (:mod:`ibconn.core.ib_async_logs`).
+An application turns output on with :func:`enable_logging`, or with a
+``log_file`` in a connector's settings (:func:`apply_settings`). Every
+record carries a ``category`` in its ``extra`` dict (one of
+:data:`CATEGORIES`) so that a sink can filter on it.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO, get_args
 
 from loguru import logger
 
+from ibconn.core import ib_async_logs
+from ibconn.core.log_categories import CATEGORIES, Category, get_logger
+from ibconn.core.log_json import JsonLines
 from ibconn.errors import ConfigError
 
 if TYPE_CHECKING:
-    from loguru import Logger, Record
+    from loguru import Record
 
 __all__ = [
     "CATEGORIES",
     "LEVEL_ENV_VAR",
     "Category",
+    "LogFormat",
     "LogLevel",
+    "apply_settings",
     "disable_logging",
     "enable_logging",
     "get_logger",
 ]
 
-Category = Literal[
-    "connection", "pacing", "market_data", "orders", "positions", "risk", "sim", "errors"
-]
-CATEGORIES: frozenset[str] = frozenset(
-    {"connection", "pacing", "market_data", "orders", "positions", "risk", "sim", "errors"}
-)
-
 LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
 """Loguru level names accepted by ``log_level`` (given in any case)."""
+
+LogFormat = Literal["text", "json"]
+"""How a sink writes records: ``text`` (one formatted line) or ``json`` (JSON lines)."""
 
 _LEVEL_NAMES: tuple[LogLevel, ...] = get_args(LogLevel)
 
@@ -54,29 +58,27 @@ _DEFAULT_FORMAT = (
     "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {extra[category]: <11} | {message}"
 )
 
+_LEVELS_ALLOWED = "TRACE, DEBUG, INFO, SUCCESS, WARNING, ERROR, CRITICAL or a number >= 0"
+
 logger.disable("ibconn")
-
-_sink_ids: list[int] = []
-_std_handler: logging.Handler | None = None
-_std_saved: tuple[int, bool] | None = None  # ib_async logger's level and propagate flag
+ib_async_logs.install()
 
 
-def get_logger(category: Category) -> Logger:
-    """Return loguru's logger bound to ``category`` (for ibconn's own modules)."""
-    return logger.bind(category=category)
+@dataclass(slots=True)
+class _Sink:
+    """One sink ibconn added: its loguru id and the level it shows from."""
+
+    sink_id: int
+    level_no: int
+    follows_settings: bool  # the level is the settings' log_level (given no level)
+    routes_ib_async: bool
+    file: Path | None = None  # the settings' log_file this sink writes
 
 
-class _StdlibToLoguru(logging.Handler):
-    """Forward records of the standard-library loggers (ib_async's) into loguru."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            level: str | int = logger.level(record.levelname).name
-        except ValueError:
-            level = record.levelno
-        logger.bind(category="connection", origin=record.name).opt(exception=record.exc_info).log(
-            level, record.getMessage()
-        )
+_sinks: list[_Sink] = []
+_settings_level: str | None = None  # log_level of the last connector settings that set one
+_default_sink: int | None = None  # our filtered stand-in for loguru's default stderr sink
+_plain_default = 0  # the id of loguru's default stderr sink (0, or the one put back)
 
 
 def enable_logging(
@@ -86,54 +88,196 @@ def enable_logging(
     *,
     route_ib_async: bool = True,
     fmt: str = _DEFAULT_FORMAT,
+    json: bool = False,
 ) -> int:
-    """Turn on ibconn's log output and return the loguru sink id.
+    """Turn on ibconn's log output to ``sink`` and return its loguru sink id.
 
-    ``level`` (a level name in any case, or a number; pass ``settings.log_level``
-    to follow a connector's settings) defaults to the ``IBCONN_LOG_LEVEL``
-    environment variable, else ``INFO``; no other setting is read. An unknown
-    name raises :class:`~ibconn.errors.ConfigError`. ``categories`` keeps only
-    records whose category is listed. With ``route_ib_async`` the records of
-    ib_async's standard-library loggers go to the same sink, as category ``connection``.
+    ``level`` is a level name in any case or a number; without it the sink
+    follows the ``log_level`` of the connector settings that set one (the
+    last connector created), else the ``IBCONN_LOG_LEVEL`` environment
+    variable, else ``INFO``. An unknown name raises
+    :class:`~ibconn.errors.ConfigError`. ``categories`` keeps only records
+    whose category is listed. With ``route_ib_async`` the sink also shows
+    ib_async's own records, in ibconn's categories. ``json`` writes JSON lines
+    instead of ``fmt``. Each record is written once: loguru's default stderr
+    sink, if still installed, stops showing ibconn's records.
     """
-    if level is None:
-        level = _level_from_env()
-    elif isinstance(level, str):
-        level = level.strip().upper()
-        try:
-            logger.level(level)
-        except ValueError:
-            raise ConfigError(
-                f"unknown log level {level!r}; allowed: TRACE, DEBUG, INFO, SUCCESS, WARNING, "
-                "ERROR, CRITICAL or a number >= 0",
-                key="level",
-                value=level,
-                allowed="TRACE, DEBUG, INFO, SUCCESS, WARNING, ERROR, CRITICAL or a number >= 0",
-            ) from None
-    wanted: frozenset[str] | None = None
-    if categories is not None:
-        wanted = frozenset(categories)
-        unknown = wanted - CATEGORIES
-        if unknown:
-            raise ConfigError(
-                f"unknown log categories {sorted(unknown)}; allowed: {sorted(CATEGORIES)}",
-                key="categories",
-                value=sorted(unknown),
-                allowed=", ".join(sorted(CATEGORIES)),
-            )
+    follows = level is None
+    level_no = _level_no(_current_default_level() if level is None else level)
+    wanted = _categories(categories)
+    return _add(_Sink(-1, level_no, follows, route_ib_async), sink, wanted, fmt, json=json)
 
+
+def apply_settings(level: str | None, file: str | os.PathLike[str] | None, fmt: LogFormat) -> None:
+    """Apply a connector's logging settings (called when a connector is created).
+
+    ``level`` (``None`` when the settings did not set ``log_level``) becomes the
+    level of every sink that :func:`enable_logging` added without a level;
+    ``file`` adds a sink writing every category to that file at the settings'
+    level in format ``fmt``, once per file. Without sinks and without a file
+    nothing is turned on: ibconn stays silent.
+    """
+    global _settings_level  # noqa: PLW0603 - the process's logging state
+    if level is not None:
+        _settings_level = level
+        level_no = _level_no(level)
+        for entry in _sinks:
+            if entry.follows_settings:
+                entry.level_no = level_no
+        _sync_ib_async_level()
+    if file is None:
+        return
+    path = Path(file).expanduser().resolve()
+    if any(entry.file == path for entry in _sinks):
+        return
+    if not path.parent.is_dir():
+        raise ConfigError(
+            f"invalid setting: log_file = {str(file)!r}: the directory {str(path.parent)!r} "
+            "does not exist",
+            key="log_file",
+            value=str(file),
+            allowed="a file path in an existing directory",
+        )
+    entry = _Sink(-1, _level_no(_current_default_level()), True, True, path)
+    try:
+        _add(entry, path, None, _DEFAULT_FORMAT, json=fmt == "json")
+    except OSError as exc:
+        raise ConfigError(
+            f"invalid setting: log_file = {str(file)!r}: cannot be opened ({exc.strerror or exc})",
+            key="log_file",
+            value=str(file),
+            allowed="a file path ibconn may append to",
+        ) from None
+
+
+def disable_logging() -> None:
+    """Remove the sinks ibconn added and silence ibconn again.
+
+    The ``ib_async`` standard-library logger gets back the level and
+    ``propagate`` flag it had, loguru's default stderr sink shows everything
+    again (under a new id), and the settings' level is forgotten.
+    """
+    global _settings_level, _default_sink, _plain_default  # noqa: PLW0603
+    while _sinks:
+        logger.remove(_sinks.pop().sink_id)
+    logger.disable("ibconn")
+    ib_async_logs.unroute()
+    _settings_level = None
+    if _default_sink is not None:
+        logger.remove(_default_sink)
+        _default_sink = None
+        _plain_default = logger.add(sys.stderr)  # loguru's default sink, as it was
+
+
+def _add(
+    entry: _Sink,
+    target: Any,
+    wanted: frozenset[str] | None,
+    fmt: str,
+    *,
+    json: bool,
+) -> int:
     def keep(record: Record) -> bool:
-        category = record["extra"].get("category")
-        if category not in CATEGORIES:
+        extra = record["extra"]
+        category = extra.get("category")
+        if category not in CATEGORIES or record["level"].no < entry.level_no:
+            return False
+        if not entry.routes_ib_async and "origin" in extra:
             return False
         return wanted is None or category in wanted
 
+    # a sink that follows the settings may lower its level later: loguru lets all through
+    loguru_level = 0 if entry.follows_settings else entry.level_no
+    if json:
+        sink_id = logger.add(JsonLines(target), level=loguru_level, filter=keep, format="{message}")
+    else:
+        sink_id = logger.add(target, level=loguru_level, filter=keep, format=fmt)
+    _take_over_default_sink()
     logger.enable("ibconn")
-    sink_id = logger.add(sink, level=level, filter=keep, format=fmt)
-    _sink_ids.append(sink_id)
-    if route_ib_async:
-        _route_stdlib(level)
+    entry.sink_id = sink_id
+    _sinks.append(entry)
+    _sync_ib_async_level()
     return sink_id
+
+
+def _sync_ib_async_level() -> None:
+    """Route ib_async's records from the lowest level a routing sink shows (or stop)."""
+    levels = [entry.level_no for entry in _sinks if entry.routes_ib_async]
+    if levels:
+        ib_async_logs.route(min(levels))
+    else:
+        ib_async_logs.unroute()
+
+
+def _not_ibconn(record: Record) -> bool:
+    return (record["name"] or "").partition(".")[0] != "ibconn"
+
+
+def _take_over_default_sink() -> None:
+    """Keep loguru's default stderr sink from writing ibconn's records a second time.
+
+    It is replaced by the same sink (stderr, loguru's default level and format)
+    with a filter that leaves out ibconn's records; the application's own
+    records show as before. :func:`disable_logging` puts the plain one back.
+    """
+    global _default_sink  # noqa: PLW0603
+    if _default_sink is not None:
+        return
+    try:
+        logger.remove(_plain_default)
+    except ValueError:
+        return  # the application removed (or never had) loguru's default sink
+    _default_sink = logger.add(sys.stderr, filter=_not_ibconn)
+
+
+def _current_default_level() -> str:
+    """The settings' level if a connector set one, else ``IBCONN_LOG_LEVEL``, else ``INFO``."""
+    return _settings_level if _settings_level is not None else _level_from_env()
+
+
+def _level_no(level: str | int) -> int:
+    """The loguru level number of a name (any case) or number; a bad one is a ConfigError."""
+    if isinstance(level, bool) or not isinstance(level, (str, int)):
+        raise ConfigError(
+            f"invalid log level {level!r}; allowed: {_LEVELS_ALLOWED}",
+            key="level",
+            value=level,
+            allowed=_LEVELS_ALLOWED,
+        )
+    if isinstance(level, int):
+        if level < 0:
+            raise ConfigError(
+                f"invalid log level {level}; allowed: {_LEVELS_ALLOWED}",
+                key="level",
+                value=level,
+                allowed=_LEVELS_ALLOWED,
+            )
+        return level
+    name = level.strip().upper()
+    try:
+        return logger.level(name).no
+    except ValueError:
+        raise ConfigError(
+            f"unknown log level {name!r}; allowed: {_LEVELS_ALLOWED}",
+            key="level",
+            value=name,
+            allowed=_LEVELS_ALLOWED,
+        ) from None
+
+
+def _categories(categories: Iterable[str] | None) -> frozenset[str] | None:
+    if categories is None:
+        return None
+    wanted = frozenset(categories)
+    unknown = wanted - CATEGORIES
+    if unknown:
+        raise ConfigError(
+            f"unknown log categories {sorted(unknown)}; allowed: {sorted(CATEGORIES)}",
+            key="categories",
+            value=sorted(unknown),
+            allowed=", ".join(sorted(CATEGORIES)),
+        )
+    return wanted
 
 
 def _level_from_env() -> LogLevel:
@@ -150,43 +294,9 @@ def _level_from_env() -> LogLevel:
         allowed = "one of " + ", ".join(_LEVEL_NAMES) + " (any case)"
         raise ConfigError(
             f"invalid setting: log_level = {value!r} (environment variable {name}) "
-            f"is not allowed; allowed: {allowed}",
+            "is not allowed; allowed: one of " + ", ".join(_LEVEL_NAMES) + " (any case)",
             key="log_level",
             value=value,
             allowed=allowed,
         )
     return _DEFAULT_LEVEL
-
-
-def _route_stdlib(level: str | int) -> None:
-    global _std_handler, _std_saved  # noqa: PLW0603 - one handler per process, installed once
-    std_level = logging.getLevelName(level) if isinstance(level, str) else level
-    if not isinstance(std_level, int):
-        std_level = logging.INFO
-    ib_logger = logging.getLogger("ib_async")
-    if _std_handler is None:
-        _std_saved = (ib_logger.level, ib_logger.propagate)
-        _std_handler = _StdlibToLoguru()
-        ib_logger.addHandler(_std_handler)
-        ib_logger.propagate = False
-    ib_logger.setLevel(std_level)
-
-
-def disable_logging() -> None:
-    """Remove the sinks :func:`enable_logging` added and silence ibconn again.
-
-    The ``ib_async`` standard-library logger gets back the level and
-    ``propagate`` flag it had before :func:`enable_logging` routed it.
-    """
-    global _std_handler, _std_saved  # noqa: PLW0603
-    while _sink_ids:
-        logger.remove(_sink_ids.pop())
-    logger.disable("ibconn")
-    if _std_handler is not None:
-        ib_logger = logging.getLogger("ib_async")
-        ib_logger.removeHandler(_std_handler)
-        level, propagate = _std_saved if _std_saved is not None else (logging.NOTSET, True)
-        ib_logger.setLevel(level)
-        ib_logger.propagate = propagate
-        _std_handler = None
-        _std_saved = None

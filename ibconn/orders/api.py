@@ -254,6 +254,15 @@ class OrderMethods:
         """Every order this connector knows (placed or adopted), in placement order."""
         return self._orders.orders(working_only=working_only)
 
+    def executions(self) -> list[Fill]:
+        """Every execution known to this connector, oldest first (no round trip).
+
+        It holds the fills of this run and the executions TWS reports at connect:
+        today's, of this client id (client id 0: of every client). A corrected
+        execution appears once, with its latest values.
+        """
+        return self._orders.executions()
+
     async def wait_for_order(
         self,
         order: OrderLike,

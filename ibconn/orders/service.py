@@ -296,6 +296,13 @@ class OrderService(Service):
         ref = self._registry.lookup(order).order_ref
         return self._updates.subscribe(lambda u: u.order_ref == ref, capacity)
 
+    def executions(self) -> list[Fill]:
+        """Every execution this connector has counted, oldest first: its orders' fills and
+        those of orders it does not track (TWS reports today's at connect)."""
+        fills = [fill for record in self._registry.by_ref.values() for fill in record.ledger.fills]
+        fills.extend(self._registry.orphans.fills)
+        return sorted(fills, key=lambda fill: (fill.time, fill.exec_id))
+
     def unpublished_fills(self) -> list[Fill]:
         """Fills received but not yet on :meth:`fills` (held for their commission report).
 

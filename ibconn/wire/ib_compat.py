@@ -11,7 +11,7 @@ here, and not as an ``AttributeError`` in the middle of a session:
 
 This module and :mod:`ibconn.wire.receive` are the only places that touch
 ``ib_async``'s internals. The receive path checks the client fields it uses
-itself (:func:`ibconn.wire.receive.missing_client_fields`) and, when one is
+itself (:func:`missing_client_fields`, here) and, when one is
 missing, keeps ``ib_async``'s own receive path instead of refusing to run.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any
+from typing import Any, Final
 
 import ib_async
 from ib_async import IB
@@ -29,13 +29,50 @@ from ib_async.wrapper import Wrapper
 from ibconn.errors import ConfigError
 
 __all__ = [
+    "CLIENT_FIELDS",
+    "SUPPORTED_IB_ASYNC",
     "TESTED_VERSIONS",
     "check_ib_async",
     "end_request",
+    "fast_receive_supported",
+    "missing_client_fields",
     "outgoing_queue",
     "pending_requests",
     "request_result",
 ]
+
+SUPPORTED_IB_ASYNC: Final = "2.1."
+"""Version prefix of the ``ib_async`` releases whose receive path ibconn.wire.receive replicates."""
+
+CLIENT_FIELDS: Final = (
+    "_data",
+    "_numBytesRecv",
+    "_numMsgRecv",
+    "_logger",
+    "_tcpDataArrived",
+    "_tcpDataProcessed",
+    "_apiReady",
+    "_serverVersion",
+    "_hasReqId",
+    "_accounts",
+    "_onSocketDisconnected",
+    "_onSocketHasData",
+    "decoder",
+    "MinClientVersion",
+)
+"""The attributes of ``ib_async``'s ``Client`` (most of them private) that the receive path uses."""
+
+
+def missing_client_fields(client: object) -> list[str]:
+    """The :data:`CLIENT_FIELDS` that ``client`` lacks (empty: the receive path fits it)."""
+    return [name for name in CLIENT_FIELDS if not hasattr(client, name)]
+
+
+def fast_receive_supported(version: str | None = None) -> bool:
+    """Whether ``version`` (default: the installed ``ib_async``) is a release this path matches."""
+    found = ib_async.__version__ if version is None else version
+    return str(found).startswith(SUPPORTED_IB_ASYNC)
+
 
 TESTED_VERSIONS = ((2, 1), (2, 2))
 """ib_async releases ibconn is tested with: at least the first, below the second."""

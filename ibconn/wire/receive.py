@@ -1,83 +1,53 @@
 """ibconn's receive path inside the ``ib_async`` client it owns.
 
-``ib_async``'s ``Client._onSocketHasData`` frames the socket stream by
-re-slicing its ``bytes`` buffer after every message (``self._data =
-self._data[msgEnd:]``): each message copies everything behind it, so the cost
-per message grows with the size of the read. Once a client falls behind,
-asyncio reads 256 KiB at a time and the framing alone costs several
-microseconds per message (``tws-protocol.md`` section 8).
+``ib_async``'s ``Client._onSocketHasData`` re-slices its ``bytes`` buffer after
+every message, so its cost per message grows with the size of the read (several
+microseconds per message at asyncio's 256 KiB reads). :class:`FastReceiver` does
+the same job in linear time: framing by offset (``struct.unpack_from`` over one
+buffer, the unread tail kept once per read in a ``bytearray`` that grows in place),
+one decode per pure-ASCII read (each message a slice of that text; other reads are
+decoded message by message as ``ib_async`` does), and the debug flag, handshake and
+ready-snooping decided once per read.
 
-:class:`FastReceiver` does the same job in linear time:
+Behaviour is ``ib_async`` 2.1's, step by step: the ``tcpDataArrived`` /
+``tcpDataProcessed`` hooks, the handshake (``connState``, ``startApi``,
+``connectAck``, the version-too-low disconnect), the snooping of messages 9 and 15
+(``apiStart``), the ``_numMsgRecv`` / ``_numBytesRecv`` counters, debug logging,
+``client.reset()`` inside a handler (the rest of that read is dropped) and a nested
+read from a handler. ``tests/wire/test_receive.py`` feeds one recorded stream, cut
+at every kind of boundary, through both paths and asserts identical results.
 
-* **framing by offset**: it walks the length prefixes of one buffer with
-  ``struct.unpack_from`` and never re-slices the buffer; the unread tail is
-  kept once per read (in a ``bytearray`` that grows in place, so a huge
-  message that arrives over many reads is not copied again and again);
-* **one decode per read**: when a read is pure ASCII (every tick message is),
-  the whole buffer is decoded once and each message is a slice of that text.
-  For ASCII, UTF-8 with ``errors="backslashreplace"`` gives the same text, so
-  other reads simply decode message by message exactly as ``ib_async`` does;
-* **per-read, not per-message, checks**: the debug-log flag, the handshake
-  and the ready-snooping are decided once per read; while the API is ready
-  and debug logging is off, the loop is framing, split and
-  ``decoder.interpret`` only.
+:func:`install_fast_receive` disconnects ``client._onSocketHasData`` from the
+eventkit event ``client.conn.hasData`` (which lives as long as the client, so the
+replacement survives every reconnect) and connects the receiver. The unread tail
+stays in ``client._data``, so ``client.reset()`` still empties it.
 
-Behaviour is the same as ``ib_async`` 2.1's, step by step: the
-``tcpDataArrived`` / ``tcpDataProcessed`` wrapper hooks, the handshake reply
-(server version → ``connState``, ``startApi``, ``wrapper.connectAck``), the
-snooping of messages 9 and 15 before the API is ready (``apiStart``), the
-``_numMsgRecv`` / ``_numBytesRecv`` counters (updated per message, as
-before), debug logging of every message, ``client.reset()`` in the middle of
-a read (the rest of that read is dropped, as before) and a nested call from
-inside a handler (the nested call continues where the outer one was).
-``tests/wire/test_receive.py`` feeds one recorded stream, cut at every kind of
-boundary, through both paths and asserts identical results.
-
-How it is installed, and why it survives reconnects: ``Client.__init__``
-connects ``client._onSocketHasData`` to the eventkit event
-``client.conn.hasData``, and that ``Connection`` object lives as long as the
-client. :func:`install_fast_receive` disconnects ``_onSocketHasData`` and
-connects the receiver (strongly referenced; also kept as
-``client._ibconn_receiver``). ``ib_async`` never reconnects the event, so the
-replacement stays for the client's lifetime, across every reconnect of the
-same ``IB``. The receiver keeps the unread tail in ``client._data``, as
-``ib_async`` does, so ``client.reset()`` (on every connect and disconnect)
-still empties it.
-
-**Handing control back to waiters.** A read can hold dozens of messages:
-an order's acknowledgement and fill arrive together with the account
-values and portfolio updates they cause. ``ib_async`` decodes the whole
-read before the loop can resume a coroutine whose answer was near its
-start. Code that resolves a future somebody awaits (ibconn's order
-acknowledgements and order waiters) calls :meth:`FastReceiver.request_yield`
-(or :func:`yield_to_waiters`): the receiver stops after the message being
-handled, ends that slice as if the read had ended there (``tcpDataProcessed``),
-and continues with the unread bytes in a ``loop.call_soon`` callback, which
-runs after the woken coroutine. Nothing is reordered or lost: the unread
-bytes stay first in the buffer (data that arrives meanwhile is appended
-behind them and waits for the same continuation, so that a socket read queued
-before the woken coroutine does not decode past it), ``client.reset()``
-drops them as it drops any unread bytes, and to ``ib_async`` the slice
-boundary looks like a TCP segment boundary, which it already handles.
+**Returning to the loop.** A *cut* read: code that resolves a future somebody
+awaits (order acknowledgements) calls :meth:`FastReceiver.request_yield`; the
+receiver stops after the current message, ends the slice as if the read had ended
+there, and continues in a ``loop.call_soon`` callback, after the woken coroutine.
+A *deferred* read: ``asyncio``'s selector loop makes one read per iteration, so the
+consumers a read wakes run before the next; ``uvloop`` reads up to 32 times in a row
+(8 MiB, about 300 000 quotes) before it runs any callback. Once :data:`YIELD_BYTES`
+were decoded since the loop last ran its other callbacks, a further read is appended
+behind the unread bytes, the transport pauses reading (back-pressure through TCP,
+not a growing buffer), and a callback decodes it, one read per callback, with the
+message boundaries of its arrival; reading resumes once nothing is deferred. On
+``asyncio``'s loop no read is deferred. In both cases nothing is reordered or lost:
+new data waits behind the unread bytes, ``client.reset()`` drops them as any unread
+bytes, and to ``ib_async`` a slice boundary is a TCP segment boundary.
 
 **The tick tap.** With a :class:`~ibconn.wire.tick_decoding.TickTap` in
-:attr:`FastReceiver.tap` (the market data service sets one, ``fast_ticks``), a
-pure-ASCII read offers its tickPrice, tickSize and tickByTick messages to the tap
-first: the ticks of ibconn's own lines skip ``ib_async``'s decoder. The tap's batches
-are flushed before ``tcpDataProcessed`` and before any non-tick message, so the order
-of everything ``ib_async`` and ibconn deliver stays the order of the stream (see
-:mod:`ibconn.wire.tick_decoding`).
+:attr:`FastReceiver.tap` (``fast_ticks``), a pure-ASCII read offers its tickPrice,
+tickSize and tickByTick messages to the tap first; its batches are flushed before
+``tcpDataProcessed`` and before any non-tick message, so the order of the stream is
+kept (:mod:`ibconn.wire.tick_decoding`).
 
-Only the pinned ``ib_async`` 2.1.x is supported: with another version, or a
-client that lacks one of the private fields this path reads and writes
-(:data:`CLIENT_FIELDS`, checked by :func:`missing_client_fields` in the manner
-of :func:`ibconn.wire.ib_compat.check_ib_async`), :func:`install_fast_receive`
-logs why and leaves ``ib_async``'s own path in place.
-
-This module and :mod:`ibconn.wire.ib_compat` are the only places that touch
-``ib_async``'s internals: the receive path necessarily works inside the
-client's private framing state; every other private access goes through
-``ib_compat``.
+Only ``ib_async`` 2.1.x is supported: with another version, or a client that lacks
+one of :data:`CLIENT_FIELDS`, :func:`install_fast_receive` logs why and leaves
+``ib_async``'s path in place. This module and :mod:`ibconn.wire.ib_compat` are the
+only places that touch ``ib_async``'s internals. More: ``docs/benchmarks.md``
+("The receive path").
 """
 
 from __future__ import annotations
@@ -85,18 +55,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections import deque
 from typing import Any, Final
 
 import ib_async
 from ib_async.client import Client
 
 from ibconn.core.logs import get_logger
+from ibconn.wire.ib_compat import (
+    CLIENT_FIELDS,
+    SUPPORTED_IB_ASYNC,
+    fast_receive_supported,
+    missing_client_fields,
+)
 from ibconn.wire.inbound import MAX_FRAME_BYTES, InboundReport
 from ibconn.wire.tick_decoding import SAFE_MESSAGE_IDS, TickTap
 
 __all__ = [
     "CLIENT_FIELDS",
     "SUPPORTED_IB_ASYNC",
+    "YIELD_BYTES",
     "FastReceiver",
     "fast_receive_installed",
     "fast_receive_supported",
@@ -107,42 +85,13 @@ __all__ = [
     "yield_to_waiters",
 ]
 
-SUPPORTED_IB_ASYNC: Final = "2.1."
-"""Version prefix of the ``ib_async`` releases whose receive path this module replicates."""
+YIELD_BYTES: Final = 1 << 16
+"""Bytes decoded since the loop last ran other callbacks after which a further read
+waits for its own callback (see the module doc: consumers run between large reads)."""
 
 _log = get_logger("connection")
 _unpack_from = struct.Struct(">I").unpack_from
 _ATTR = "_ibconn_receiver"
-
-
-CLIENT_FIELDS: Final = (
-    "_data",
-    "_numBytesRecv",
-    "_numMsgRecv",
-    "_logger",
-    "_tcpDataArrived",
-    "_tcpDataProcessed",
-    "_apiReady",
-    "_serverVersion",
-    "_hasReqId",
-    "_accounts",
-    "_onSocketDisconnected",
-    "_onSocketHasData",
-    "decoder",
-    "MinClientVersion",
-)
-"""The attributes of ``ib_async``'s ``Client`` (most of them private) that this path uses."""
-
-
-def missing_client_fields(client: object) -> list[str]:
-    """The :data:`CLIENT_FIELDS` that ``client`` lacks (empty: the receive path fits it)."""
-    return [name for name in CLIENT_FIELDS if not hasattr(client, name)]
-
-
-def fast_receive_supported(version: str | None = None) -> bool:
-    """Whether ``version`` (default: the installed ``ib_async``) is a release this path matches."""
-    found = ib_async.__version__ if version is None else version
-    return str(found).startswith(SUPPORTED_IB_ASYNC)
 
 
 class FastReceiver:
@@ -156,9 +105,14 @@ class FastReceiver:
     __slots__ = (
         "_client",
         "_cur",
+        "_deferred",
+        "_deferred_bytes",
         "_depth",
+        "_idle",
+        "_paused",
         "_pos",
         "_resume",
+        "_since_idle",
         "_yield",
         "max_frame",
         "report",
@@ -174,7 +128,13 @@ class FastReceiver:
         self._pos = 0
         self._depth = 0  # > 0 while a read is being processed (nested calls)
         self._yield = False  # stop after the current message (request_yield)
-        self._resume: asyncio.Handle | None = None  # continues a read cut by a yield
+        self._resume: asyncio.Handle | None = None  # continues a cut or deferred read
+        # Deferred reads (sizes, oldest first): the last _deferred_bytes unread bytes.
+        self._deferred: deque[int] = deque()
+        self._deferred_bytes = 0
+        self._since_idle = 0  # bytes decoded since the loop last ran other callbacks
+        self._idle: asyncio.Handle | None = None  # resets _since_idle after those callbacks
+        self._paused: Any = None  # the transport this receiver paused, if any
         self.tap: TickTap | None = None
         """Decodes the ticks of ibconn's own lines in pure-ASCII reads (``tick_decoding``)."""
         self.max_frame = MAX_FRAME_BYTES
@@ -190,11 +150,11 @@ class FastReceiver:
     def data_received(self, data: bytes) -> None:
         """Frame, decode and dispatch ``data`` (one socket read), as ``_onSocketHasData``."""
         client: Any = self._client
-        if self._resume is not None and not self._depth:
-            # A read cut by a yield waits for its continuation, which is queued behind
-            # the coroutines it woke: keep the new bytes behind the unread ones for it.
-            self._append(client, data)
-            client._numBytesRecv += len(data)
+        if not self._depth and (self._resume is not None or self._since_idle >= YIELD_BYTES):
+            # A read cut by a yield waits for its continuation, or the coroutines the
+            # last large read woke have not run yet: this read waits for its own
+            # callback, behind them, with the new bytes behind the unread ones.
+            self._defer(client, data)
             return
         debug = client._logger.isEnabledFor(logging.DEBUG)
         if client._tcpDataArrived:
@@ -202,7 +162,8 @@ class FastReceiver:
 
         buf = self._append(client, data)
         client._numBytesRecv += len(data)
-        self._slice(client, buf, debug)
+        self._slice(client, buf, debug, len(buf))
+        self._count(len(data))
 
     def request_yield(self) -> None:
         """Stop after the message being handled; decode the rest in a later loop callback.
@@ -219,11 +180,49 @@ class FastReceiver:
         """True while unread bytes wait for the callback that continues a cut read."""
         return self._resume is not None
 
-    def _slice(self, client: Any, buf: bytes | bytearray, debug: bool) -> None:
-        """Process ``buf`` until it is used up or a yield is requested."""
+    def _defer(self, client: Any, data: bytes) -> None:
+        """Keep ``data`` (a read) for a continuation callback; stop reading meanwhile."""
+        self._append(client, data)
+        client._numBytesRecv += len(data)
+        self._deferred.append(len(data))
+        self._deferred_bytes += len(data)
+        if self._paused is None:
+            transport = getattr(client.conn, "transport", None)
+            if transport is not None and not transport.is_closing():
+                transport.pause_reading()
+                self._paused = transport
+        if self._resume is None:
+            self._resume = asyncio.get_running_loop().call_soon(self._continue)
+
+    def _count(self, size: int) -> None:
+        """``size`` bytes were decoded: past :data:`YIELD_BYTES`, watch for the loop's turn."""
+        self._since_idle += size
+        if self._since_idle >= YIELD_BYTES and self._idle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # fed outside a loop (tests): nothing else can run anyway
+                self._since_idle = 0
+                return
+            self._idle = loop.call_soon(self._on_idle)
+
+    def _on_idle(self) -> None:
+        """The loop ran the callbacks queued before this one: the woken consumers ran."""
+        self._idle = None
+        self._since_idle = 0
+
+    def _unpause(self) -> None:
+        """Nothing is deferred any more: read from the socket again."""
+        self._deferred.clear()
+        self._deferred_bytes = 0
+        transport, self._paused = self._paused, None
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
+
+    def _slice(self, client: Any, buf: bytes | bytearray, debug: bool, end: int) -> None:
+        """Process ``buf`` up to byte ``end`` until it is used up or a yield is requested."""
         self._depth += 1
         try:
-            if not self._process(client, buf, debug):
+            if not self._process(client, buf, debug, end):
                 return  # the handshake failed: the client was reset, no tcpDataProcessed
             self._keep_tail(client)
         finally:
@@ -237,7 +236,7 @@ class FastReceiver:
             tap.flush()  # the read's ticks of owned lines: before tcpDataProcessed
         if client._tcpDataProcessed:
             client._tcpDataProcessed()
-        if cut and self._unread(client) and self._resume is None:
+        if self._resume is None and (cut or self._deferred) and self._unread(client):
             self._resume = asyncio.get_running_loop().call_soon(self._continue)
 
     def _unread(self, client: Any) -> int:
@@ -245,15 +244,33 @@ class FastReceiver:
         return len(data) - (self._pos if data is self._cur else 0)
 
     def _continue(self) -> None:
-        """The rest of a read cut by :meth:`request_yield`, as a read of its own."""
+        """The rest of a read cut by :meth:`request_yield`, or the next deferred read, as a
+        read of its own."""
         self._resume = None
         client: Any = self._client
-        if not self._unread(client):
-            return  # used up, or dropped by client.reset()
+        unread = self._unread(client)
+        if not unread:
+            self._unpause()  # used up, or dropped by client.reset()
+            return
+        buf = client._data
+        start = self._pos if buf is self._cur else 0
+        deferred = self._deferred
+        if buf is self._cur and deferred and self._deferred_bytes <= unread:
+            # up to the end of the oldest deferred read: the boundaries of its arrival
+            size = deferred.popleft()
+            end = start + unread - self._deferred_bytes + size
+            self._deferred_bytes -= size
+        else:  # a cut read, or the buffer was replaced (client.reset()): all of it
+            end = len(buf)
+            deferred.clear()
+            self._deferred_bytes = 0
         debug = client._logger.isEnabledFor(logging.DEBUG)
         if client._tcpDataArrived:
             client._tcpDataArrived()
-        self._slice(client, client._data, debug)
+        self._slice(client, buf, debug, end)
+        self._count(end - start)
+        if not self._deferred:
+            self._unpause()
 
     # -- buffer ------------------------------------------------------------------
 
@@ -297,14 +314,14 @@ class FastReceiver:
 
     # -- messages ----------------------------------------------------------------
 
-    def _process(self, client: Any, buf: bytes | bytearray, debug: bool) -> bool:
-        """Dispatch every complete message; False when the handshake failed or a frame
-        was refused (the client was reset)."""
+    def _process(self, client: Any, buf: bytes | bytearray, debug: bool, end: int) -> bool:
+        """Dispatch every message complete before byte ``end``; False when the handshake
+        failed or a frame was refused (the client was reset)."""
         pos = self._pos if buf is self._cur else 0
+        n = end
         while True:
             if self._yield:
                 return True
-            n = len(buf)
             if n - pos < 4:
                 return True  # not even a length prefix: wait for more
             size = _unpack_from(buf, pos)[0]
@@ -317,14 +334,14 @@ class FastReceiver:
             if not debug and client._apiReady and client._serverVersion and buf.isascii():
                 tap = self.tap
                 if tap is not None and tap.lines:
-                    done = self._ready_ascii_tapped(client, buf, pos, tap)
+                    done = self._ready_ascii_tapped(client, buf, pos, n, tap)
                 else:
-                    done = self._ready_ascii(client, buf, pos)
+                    done = self._ready_ascii(client, buf, pos, n)
             else:
                 tap = self.tap
                 if tap is not None and tap.touched:
                     tap.flush()  # ib_async decodes the rest of this slice: keep the order
-                done = self._general(client, buf, pos, debug)
+                done = self._general(client, buf, pos, n, debug)
             if done is None:
                 return False
             if done:
@@ -335,6 +352,9 @@ class FastReceiver:
             pos = self._pos if buf is self._cur else 0
             self._cur = buf
             self._pos = pos
+            n = len(buf)  # the new buffer's bytes are one run
+            self._deferred.clear()
+            self._deferred_bytes = 0
 
     def _refuse_frame(self, client: Any, size: int) -> None:
         """A length prefix above the limit: drop the connection, never buffer towards it."""
@@ -353,14 +373,13 @@ class FastReceiver:
         if self.report is not None:
             self.report("frame_size", detail)
 
-    def _ready_ascii(self, client: Any, buf: bytes | bytearray, pos: int) -> bool:
+    def _ready_ascii(self, client: Any, buf: bytes | bytearray, pos: int, n: int) -> bool:
         """The hot loop: API ready, no debug log, a pure-ASCII read decoded once.
 
-        Returns True when the read is done, False when ``client._data`` was
-        replaced by a handler.
+        Messages complete before byte ``n``. Returns True when the read is done,
+        False when ``client._data`` was replaced by a handler.
         """
-        text = buf.decode("ascii")
-        n = len(buf)
+        text = (buf if n == len(buf) else buf[:n]).decode("ascii")
         interpret = client.decoder.interpret
         while n - pos > 4:
             end = pos + 4 + _unpack_from(buf, pos)[0]
@@ -379,7 +398,7 @@ class FastReceiver:
         return True
 
     def _ready_ascii_tapped(
-        self, client: Any, buf: bytes | bytearray, pos: int, tap: TickTap
+        self, client: Any, buf: bytes | bytearray, pos: int, n: int, tap: TickTap
     ) -> bool:
         """:meth:`_ready_ascii` with the tick tap: ticks of owned lines skip ``ib_async``.
 
@@ -391,8 +410,7 @@ class FastReceiver:
         no handler, so only ``interpret`` can replace ``client._data`` or ask to
         yield.
         """
-        text = buf.decode("ascii")
-        n = len(buf)
+        text = (buf if n == len(buf) else buf[:n]).decode("ascii")
         interpret = client.decoder.interpret
         price, size, by_tick = tap.price, tap.size, tap.by_tick
         safe = SAFE_MESSAGE_IDS
@@ -424,13 +442,15 @@ class FastReceiver:
                 return True
         return True
 
-    def _general(self, client: Any, buf: bytes | bytearray, pos: int, debug: bool) -> bool | None:
+    def _general(
+        self, client: Any, buf: bytes | bytearray, pos: int, n: int, debug: bool
+    ) -> bool | None:
         """Every case, message by message, exactly as ``Client._onSocketHasData``.
 
-        Returns True when the read is done, False when ``client._data`` was
-        replaced by a handler, None when the handshake failed (client reset).
+        Messages complete before byte ``n``. Returns True when the read is done,
+        False when ``client._data`` was replaced by a handler, None when the
+        handshake failed (client reset).
         """
-        n = len(buf)
         logger = client._logger
         while n - pos > 4:
             end = pos + 4 + _unpack_from(buf, pos)[0]
@@ -543,6 +563,10 @@ def uninstall_fast_receive(ib: Any) -> bool:
     if receiver._resume is not None:  # unread bytes of a cut read: ib_async's next read gets them
         receiver._resume.cancel()
         receiver._resume = None
+    if receiver._idle is not None:
+        receiver._idle.cancel()
+        receiver._idle = None
+    receiver._unpause()
     has_data = client.conn.hasData
     has_data.disconnect(receiver.data_received)
     has_data.connect(client._onSocketHasData)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -90,9 +93,9 @@ def test_level_default_is_info(lines: list[str]) -> None:
 
 def test_ib_async_stdlib_records_are_routed(lines: list[str]) -> None:
     enable_logging(level="INFO", sink=sink_for(lines), fmt=FMT + "|{extra[origin]}")
-    logging.getLogger("ib_async.client").warning("socket %s closed", "A")
+    logging.getLogger("ib_async.ib").warning("request %s timed out", "A")
     logging.getLogger("ib_async.wrapper").debug("below the level")
-    assert lines == ["WARNING|connection|socket A closed|ib_async.client"]
+    assert lines == ["WARNING|connection|request A timed out|ib_async.ib"]
 
 
 def test_ib_async_not_routed_when_asked(lines: list[str]) -> None:
@@ -175,3 +178,82 @@ def test_settings_log_level_is_a_valid_enable_logging_level(lines: list[str]) ->
     enable_logging(ConnectorSettings(log_level="debug").log_level, sink_for(lines), fmt=FMT)
     get_logger("pacing").debug("kept")
     assert lines == ["DEBUG|pacing|kept"]
+
+
+# -- every record once, whatever loguru sinks the application has ----------------------------
+
+DEFAULT_SINK_PROGRAM = """
+from loguru import logger
+from ibconn import disable_logging, enable_logging
+from ibconn.core.codes import classify  # logs an unknown code from inside ibconn
+
+logger.info("app before")
+enable_logging("INFO", fmt="ibconn|{level}|{extra[category]}|{message}")
+classify(98765, "first")
+logger.info("app during")
+disable_logging()
+classify(98765, "silent again")
+logger.info("app after")
+enable_logging("INFO", fmt="ibconn|{level}|{extra[category]}|{message}")
+classify(98765, "enabled again")
+"""
+
+
+def test_enable_logging_with_loguru_default_sink_writes_each_record_once() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", DEFAULT_SINK_PROGRAM],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert [line for line in lines if line.startswith("ibconn|")] == [
+        "ibconn|WARNING|errors|unknown TWS code 98765: 'first' (treated as an error)",
+        "ibconn|WARNING|errors|unknown TWS code 98765: 'enabled again' (treated as an error)",
+    ]
+    app = [line.rpartition(" - ")[2] for line in lines if not line.startswith("ibconn|")]
+    assert app == ["app before", "app during", "app after"]  # the application's own, unchanged
+
+
+# -- JSON lines ------------------------------------------------------------------------------
+
+
+def test_json_lines_have_time_level_category_message_and_fields(lines: list[str]) -> None:
+    enable_logging("DEBUG", sink_for(lines), json=True)
+    get_logger("orders").bind(order_ref="ib-1", order_id=5, limit_price=195.5, when=object).info(
+        "place {}", "ib-1"
+    )
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        get_logger("risk").exception("failed")
+    first, second = (json.loads(line) for line in lines)
+    assert datetime.fromisoformat(first.pop("time")).tzinfo is not None
+    assert first == {
+        "level": "INFO",
+        "category": "orders",
+        "message": "place ib-1",
+        "logger": __name__,
+        "order_ref": "ib-1",
+        "order_id": 5,
+        "limit_price": 195.5,
+        "when": str(object),
+    }
+    assert second["level"] == "ERROR"
+    assert second["exception"].endswith("ValueError: boom")
+
+
+def test_json_lines_to_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "ibconn.jsonl"
+    enable_logging("INFO", path, json=True)
+    get_logger("orders").info("one")
+    get_logger("orders").debug("below the level")
+    get_logger("connection").warning("two")
+    disable_logging()  # closes the file
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(r["level"], r["category"], r["message"]) for r in records] == [
+        ("INFO", "orders", "one"),
+        ("WARNING", "connection", "two"),
+    ]
