@@ -1,21 +1,34 @@
-"""Place-to-acknowledged and place-to-filled latency: ibconn vs raw ib_async.
+"""Place-to-acknowledged (and place-to-filled) latency: ibconn vs raw ib_async.
 
-Both arms run in one process against one simulated gateway (``fill_delay=0``,
-prices moved only by the benchmark), each on its own client id, placing
-marketable BUY limit orders of 1 share one at a time and alternating order by
-order, so that both see the same gateway, loop and machine state. ibconn goes
-through its pacer (50 messages/s); raw ib_async through its own throttle (45/s);
-orders are spaced so that neither throttles.
+Two kinds of order, each placed by both arms in one run against one simulated
+gateway (``fill_delay=0``, prices moved only by the benchmark), each arm on its
+own client id, one order at a time, alternating arm by arm and order by order
+so that both see the same gateway, loop and machine state:
 
-    python benchmarks/order_latency.py --orders 300 --rounds 3 [--gateway process]
+* **resting**: a BUY limit of 1 AAPL far below the market (150 against 190).
+  TWS acknowledges it with a ``Submitted`` status and nothing fills, so the
+  acknowledgement is all there is to wait for. The order is cancelled after
+  the clock stopped (the cancel is not timed).
+* **marketable**: a BUY limit of 1 AAPL above the market (191): the sim fills it
+  at once, so the acknowledgement arrives together with the fill.
 
-prints p50 / p99 in milliseconds for each arm and the ratio ibconn / raw.
+ibconn goes through its pacer (50 messages/s); raw ib_async through its own
+throttle (45/s); orders are spaced (``--gap``) so that neither throttles, and the
+run prints the pacer's throttled time to show it. Each order starts ``--gap``
+after the previous one (of either arm) ended: the gateway still works on the end
+of a cancel or a fill when the awaiting code resumes, and an order placed right
+then would pay for it.
 
-``--gateway loop`` (the default) runs the gateway in the benchmark's own event
-loop, as the tests do: its work for each order (about 1.5 ms) is on the clock of
-both arms. ``--gateway process`` runs it in its own process
-(``benchmarks/_harness.py serve orders``), as TWS is: the clients' loop only
-waits for it.
+    python benchmarks/order_latency.py --orders 200 --rounds 3 --gateway both
+
+prints p50 / p90 / p99 in milliseconds for each arm and kind and the ratio ibconn / raw.
+
+``--gateway process`` (the default) runs the gateway in its own process
+(``benchmarks/_harness.py serve orders``), as TWS is: the clients' loop only waits
+for it. ``--gateway loop`` runs it in the benchmark's own event loop, as the tests
+do: its work for each order (about 1.5 ms) is on the clock of both arms. ``both``
+runs the two one after the other. ``--time-limit`` bounds the whole run: past it the
+benchmark fails loudly (exit status 2) instead of hanging.
 """
 
 from __future__ import annotations
@@ -42,6 +55,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import Gateway, hard_limit
 
 ACK_STATUSES = {"PreSubmitted", "Submitted", "Filled"}
+MARKET = 190.0
+PRICES = {"resting": 150.0, "marketable": 191.0}
+ORDER_TIMEOUT = 10.0
 
 
 @dataclass
@@ -52,46 +68,58 @@ class Arm:
 
 
 def pct(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (seconds) in milliseconds."""
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
     return ordered[index] * 1000
 
 
-async def ibconn_once(connector: IBConnector, arm: Arm, price: float) -> None:
+async def ibconn_once(connector: IBConnector, arm: Arm, kind: str) -> None:
     start = time.perf_counter()
-    handle = await connector.place_limit_order("AAPL", 1, "BUY", price)
+    handle = await connector.place_limit_order(
+        "AAPL", 1, "BUY", PRICES[kind], ack_timeout=ORDER_TIMEOUT
+    )
     acked = time.perf_counter()
-    await connector.wait_for_order(handle, OrderStatus.FILLED, timeout=10)
-    filled = time.perf_counter()
     arm.ack.append(acked - start)
-    arm.fill.append(filled - start)
+    if kind == "marketable":
+        await connector.wait_for_order(handle, OrderStatus.FILLED, timeout=ORDER_TIMEOUT)
+        arm.fill.append(time.perf_counter() - start)
+    else:
+        snapshot = await connector.cancel_order(handle, timeout=ORDER_TIMEOUT)
+        if snapshot.status is not OrderStatus.CANCELLED:
+            raise RuntimeError(f"the resting order ended {snapshot.status}, not cancelled")
 
 
-async def raw_once(ib: IB, contract: Stock, arm: Arm, price: float, n: int) -> None:
+async def raw_once(ib: IB, contract: Stock, arm: Arm, kind: str, n: int) -> None:
     # The same shape as an application would write: futures resolved from the
     # trade's status events; times are taken when the awaiting code resumes,
     # as for ibconn (whose calls return in the loop iteration after the event).
     loop = asyncio.get_running_loop()
     ack: asyncio.Future[None] = loop.create_future()
     done: asyncio.Future[None] = loop.create_future()
+    final = "Filled" if kind == "marketable" else "Cancelled"
 
     def on_status(trade: Trade) -> None:
         status = trade.orderStatus.status
         if status in ACK_STATUSES and not ack.done():
             ack.set_result(None)
-        if status == "Filled" and not done.done():
+        if status == final and not done.done():
             done.set_result(None)
 
     start = time.perf_counter()
-    trade = ib.placeOrder(contract, LimitOrder("BUY", 1, price, orderRef=f"raw-{n}"))
+    trade = ib.placeOrder(contract, LimitOrder("BUY", 1, PRICES[kind], orderRef=f"raw-{n}"))
     trade.statusEvent += on_status
-    await ack
+    await asyncio.wait_for(ack, ORDER_TIMEOUT)
     acked = time.perf_counter()
-    await done
-    filled = time.perf_counter()
-    trade.statusEvent -= on_status
     arm.ack.append(acked - start)
-    arm.fill.append(filled - start)
+    if kind == "resting":
+        ib.cancelOrder(trade.order)
+    await asyncio.wait_for(done, ORDER_TIMEOUT)
+    if kind == "marketable":
+        arm.fill.append(time.perf_counter() - start)
+    trade.statusEvent -= on_status
 
 
 @contextlib.asynccontextmanager
@@ -100,19 +128,23 @@ async def gateway_port(where: str) -> AsyncIterator[int]:
     if where == "process":
         gw = await Gateway.start("orders")
         try:
-            await gw.command(op="set_price", symbol="AAPL", price=190.0)
+            await gw.command(op="set_price", symbol="AAPL", price=MARKET)
             yield gw.port
         finally:
             await gw.stop()
         return
     config = SimConfig(tick_rate=0, fill_delay=0.0, seed=1, message_log_size=0)
     async with SimulatedGateway(port=0, config=config) as sim:
-        sim.set_price("AAPL", 190.0)
+        sim.set_price("AAPL", MARKET)
         yield sim.port
 
 
-async def main(orders: int, rounds: int, gap: float, where: str = "loop") -> None:
-    logging.getLogger("ib_async").setLevel(logging.CRITICAL)
+Results = dict[str, list[tuple[Arm, Arm]]]  # kind -> per round (ibconn, raw)
+
+
+async def run(orders: int, rounds: int, gap: float, where: str, kinds: list[str]) -> Results:
+    """Every round: ``orders`` orders of each kind per arm, alternating."""
+    results: Results = {kind: [] for kind in kinds}
     async with gateway_port(where) as port:
         connector = IBConnector(port=port, client_id=1, reconnect_attempts=1)
         await connector.connect()
@@ -122,70 +154,115 @@ async def main(orders: int, rounds: int, gap: float, where: str = "loop") -> Non
         await ib.qualifyContractsAsync(contract)
         await connector.resolve("AAPL")
         # warm-up: market rule cache, first-order paths of both
-        await ibconn_once(connector, Arm("warm"), 191.0)
-        await raw_once(ib, contract, Arm("warm"), 191.0, -1)
-        results: list[tuple[Arm, Arm]] = []
+        for kind in kinds:
+            await ibconn_once(connector, Arm("warm"), kind)
+            await raw_once(ib, contract, Arm("warm"), kind, -1)
+        throttled_before = connector.pacer.statistics().throttled_seconds
         n = 0
         for round_no in range(rounds):
-            ours, raw = Arm("ibconn"), Arm("ib_async")
+            arms = {kind: (Arm("ibconn"), Arm("ib_async")) for kind in kinds}
             for i in range(orders):
-                # alternate which arm goes first
-                if (i + round_no) % 2 == 0:
-                    await ibconn_once(connector, ours, 191.0)
-                    await raw_once(ib, contract, raw, 191.0, n)
-                else:
-                    await raw_once(ib, contract, raw, 191.0, n)
-                    await ibconn_once(connector, ours, 191.0)
-                n += 1
-                await asyncio.sleep(gap)
-            results.append((ours, raw))
-            print(
-                f"round {round_no + 1}: ack p50 ibconn {pct(ours.ack, 0.5):.3f} ms / raw "
-                f"{pct(raw.ack, 0.5):.3f} ms; fill p50 ibconn {pct(ours.fill, 0.5):.3f} ms / "
-                f"raw {pct(raw.fill, 0.5):.3f} ms"
-            )
+                for kind in kinds:
+                    ours, raw = arms[kind]
+                    # Alternate which arm goes first; each order starts ``gap`` after the
+                    # previous one ended (the gateway still works on the end of a cancel,
+                    # or of a fill, when the awaiting code resumes: an order placed right
+                    # then would wait for that work, whichever arm placed it).
+                    if (i + round_no) % 2 == 0:
+                        await ibconn_once(connector, ours, kind)
+                        await asyncio.sleep(gap)
+                        await raw_once(ib, contract, raw, kind, n)
+                    else:
+                        await raw_once(ib, contract, raw, kind, n)
+                        await asyncio.sleep(gap)
+                        await ibconn_once(connector, ours, kind)
+                    n += 1
+                    await asyncio.sleep(gap)
+            for kind in kinds:
+                ours, raw = arms[kind]
+                results[kind].append((ours, raw))
+                ours_p50, raw_p50 = pct(ours.ack, 0.5), pct(raw.ack, 0.5)
+                print(
+                    f"round {round_no + 1} {kind:10}: ack p50 ibconn {ours_p50:.3f} ms"
+                    f" / raw {raw_p50:.3f} ms ({ours_p50 / raw_p50:.2f})",
+                    flush=True,
+                )
+        throttled = connector.pacer.statistics().throttled_seconds - throttled_before
+        print(f"ibconn pacer throttled for {throttled:.3f} s during the measured rounds")
         ib.disconnect()
         await connector.disconnect()
-    ours_all = Arm(
-        "ibconn", [x for o, _ in results for x in o.ack], [x for o, _ in results for x in o.fill]
-    )
-    raw_all = Arm(
-        "ib_async", [x for _, r in results for x in r.ack], [x for _, r in results for x in r.fill]
+    return results
+
+
+def report(results: Results, orders: int, rounds: int, where: str) -> None:
+    place = "its own process" if where == "process" else "this event loop"
+    print(
+        f"\n{orders} orders x {rounds} rounds per arm and kind, BUY LMT 1 AAPL at "
+        f"{MARKET:g}, fill_delay 0, gateway in {place} (ms)"
     )
     print(
-        f"\n{orders} orders x {rounds} rounds per arm (marketable BUY LMT 1 AAPL, fill_delay 0, "
-        f"gateway in {'its own process' if where == 'process' else 'this event loop'})"
+        f"{'kind':10} {'arm':9} {'ack p50':>8} {'ack p90':>8} {'ack p99':>8} "
+        f"{'fill p50':>9} {'fill p90':>9}"
     )
-    print(f"{'':10} {'ack p50':>9} {'ack p99':>9} {'fill p50':>9} {'fill p99':>9}   (ms)")
-    for arm in (ours_all, raw_all):
+    for kind, per_round in results.items():
+        ours = Arm("ibconn", [x for o, _ in per_round for x in o.ack], [])
+        ours.fill = [x for o, _ in per_round for x in o.fill]
+        raw = Arm("ib_async", [x for _, r in per_round for x in r.ack], [])
+        raw.fill = [x for _, r in per_round for x in r.fill]
+        for arm in (ours, raw):
+            print(
+                f"{kind:10} {arm.name:9} {pct(arm.ack, 0.5):8.3f} {pct(arm.ack, 0.9):8.3f} "
+                f"{pct(arm.ack, 0.99):8.3f} {pct(arm.fill, 0.5):9.3f} {pct(arm.fill, 0.9):9.3f}"
+            )
         print(
-            f"{arm.name:10} {pct(arm.ack, 0.5):9.3f} {pct(arm.ack, 0.99):9.3f} "
-            f"{pct(arm.fill, 0.5):9.3f} {pct(arm.fill, 0.99):9.3f}"
+            f"{kind:10} {'ratio':9} {pct(ours.ack, 0.5) / pct(raw.ack, 0.5):8.2f} "
+            f"{pct(ours.ack, 0.9) / pct(raw.ack, 0.9):8.2f} "
+            f"{pct(ours.ack, 0.99) / pct(raw.ack, 0.99):8.2f} "
+            f"{pct(ours.fill, 0.5) / pct(raw.fill, 0.5):9.2f} "
+            f"{pct(ours.fill, 0.9) / pct(raw.fill, 0.9):9.2f}"
         )
-    print(
-        f"{'ratio':10} {pct(ours_all.ack, 0.5) / pct(raw_all.ack, 0.5):9.2f} "
-        f"{pct(ours_all.ack, 0.99) / pct(raw_all.ack, 0.99):9.2f} "
-        f"{pct(ours_all.fill, 0.5) / pct(raw_all.fill, 0.5):9.2f} "
-        f"{pct(ours_all.fill, 0.99) / pct(raw_all.fill, 0.99):9.2f}"
-    )
-    per_round = [statistics.median(o.fill) / statistics.median(r.fill) for o, r in results]
-    print("fill p50 ratio per round: " + ", ".join(f"{x:.2f}" for x in per_round))
+        per = [statistics.median(o.ack) / statistics.median(r.ack) for o, r in per_round]
+        print(f"{kind:10} ack p50 ratio per round: " + ", ".join(f"{x:.2f}" for x in per))
+
+
+async def main(args: argparse.Namespace) -> None:
+    logging.getLogger("ib_async").setLevel(logging.CRITICAL)
+    kinds = [k.strip() for k in args.kind.split(",") if k.strip()]
+    if not kinds or any(k not in PRICES for k in kinds):
+        raise SystemExit(f"--kind takes resting, marketable or both, comma-separated: {kinds}")
+    places = ["process", "loop"] if args.gateway == "both" else [args.gateway]
+    try:
+        async with asyncio.timeout(args.time_limit):
+            for where in places:
+                results = await run(args.orders, args.rounds, args.gap, where, kinds)
+                report(results, args.orders, args.rounds, where)
+    except TimeoutError:
+        print(
+            f"FAILED: order_latency.py did not finish within --time-limit {args.time_limit} s",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orders", type=int, default=200, help="orders per arm per round")
+    parser.add_argument("--orders", type=int, default=200, help="orders per arm, kind and round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--gap", type=float, default=0.05, help="seconds between order pairs")
     parser.add_argument(
-        "--gateway", choices=("loop", "process"), default="loop", help="where the gateway runs"
+        "--gap", type=float, default=0.06, help="seconds between orders (keeps both unthrottled)"
     )
     parser.add_argument(
-        "--time-limit",
-        type=float,
-        default=900.0,
-        help="seconds it may take (then it fails, exit 3)",
+        "--gateway",
+        choices=("loop", "process", "both"),
+        default="process",
+        help="where the gateway runs",
+    )
+    parser.add_argument(
+        "--kind", default="resting,marketable", help="resting, marketable or both (comma list)"
+    )
+    parser.add_argument(
+        "--time-limit", type=float, default=900.0, help="seconds before the run fails loudly"
     )
     args = parser.parse_args()
-    hard_limit(args.time_limit, "benchmarks/order_latency.py")
-    asyncio.run(main(args.orders, args.rounds, args.gap, args.gateway))
+    hard_limit(args.time_limit + 30.0, "benchmarks/order_latency.py")  # a blocked loop too
+    asyncio.run(main(args))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import math
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -313,16 +312,7 @@ def confirm(args: argparse.Namespace, question: str) -> bool:
 
 def run(args: argparse.Namespace, main: Callable[[], Coroutine[Any, Any, int]]) -> int:
     """Run a command's coroutine; map every failure to its exit status and one line."""
-    # ib_async reports TWS's ordinary notices (202 "Order Canceled", 200 for a symbol
-    # this command already reports) on stderr through Python's last-resort handler;
-    # a command's stderr carries only its own one-line errors.
-    ib_async_log = logging.getLogger("ib_async")
-    level = ib_async_log.level
-    ib_async_log.setLevel(logging.CRITICAL)
-    try:
-        return _run(f"ibconn {args.command_name}", main)
-    finally:
-        ib_async_log.setLevel(level)
+    return _run(f"ibconn {args.command_name}", main)
 
 
 def _run(name: str, main: Callable[[], Coroutine[Any, Any, int]]) -> int:

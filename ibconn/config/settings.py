@@ -112,6 +112,17 @@ class ConnectorSettings(BaseSettings):
     reconnect_max_interval: float = positive_number(
         300.0, "Cap in seconds of the backoff delay; at least reconnect_interval."
     )
+    reconnect_fast_window: float = Field(
+        5.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Seconds after a session that was up is lost during which the retries "
+        "come every reconnect_fast_interval (a short outage costs the outage plus "
+        "milliseconds); then the backoff from reconnect_interval. 0: backoff at once.",
+    )
+    reconnect_fast_interval: float = positive_number(
+        0.025, "Seconds between the retries of the reconnect_fast_window."
+    )
     reconnect_alert_every: int = Field(
         10,
         ge=1,

@@ -5,17 +5,24 @@ socket stays up and nothing arrives. The heartbeat measures the link, not the
 pacer's queue: its request leaves ahead of everything (the pacer's URGENT
 lane), and its clock starts when it is *written*, so a full pacing window
 never passes for a dead link.
+
+Its answer still queues behind every byte already on the way, so a flood can
+delay it past the timeout on a link that is alive. Data that keeps arriving is
+proof of life: a ping goes unanswered only when nothing at all arrived within
+the timeout, and is otherwise sent again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from ib_async import IB
 
 from ibconn.connection.policy import Loss
 from ibconn.connection.ports import LinkPacer
+from ibconn.wire.ib_compat import last_data_arrival
 from ibconn.wire.outgoing import REQ_CURRENT_TIME
 
 __all__ = ["heartbeat", "ping"]
@@ -43,6 +50,9 @@ async def heartbeat(
         try:
             await ping(ib, pacer, timeout)
         except TimeoutError:
+            arrived = last_data_arrival(ib)
+            if arrived is not None and time.time() - arrived < timeout:
+                continue  # answer queued behind a flood: the link is alive, ping again
             mark_lost(Loss(f"heartbeat unanswered for {timeout} s (half-open link to TWS)"))
             return
         except ConnectionError:

@@ -6,6 +6,10 @@ Nothing here touches a socket, a clock or the event loop (the jitter takes its
 random source as an argument), so every rule is unit-tested without a gateway
 (``tests/connection/test_policy.py``).
 
+Reconnects: after a session that was up is lost the first attempt comes at
+once, then :func:`quick_retry_delay` spaces the retries ``reconnect_fast_interval``
+apart for ``reconnect_fast_window`` seconds, and only then the backoff applies.
+
 Backoff: :func:`backoff_delays` takes the exponential, capped sequence from
 the ``backoff`` library (``backoff.expo``) and applies *equal jitter* (half of
 each delay fixed, half random). ``backoff`` ships full jitter (``0 .. delay``:
@@ -43,6 +47,7 @@ __all__ = [
     "farm_key",
     "first_connect_failed",
     "gives_up",
+    "quick_retry_delay",
     "retry_delay",
     "still_reconnecting_alert_due",
 ]
@@ -178,6 +183,20 @@ def backoff_delays(
     next(expo)  # backoff.expo yields None first (its generator protocol)
     for delay in expo:
         yield delay / 2 + uniform(0, delay / 2)
+
+
+def quick_retry_delay(first: bool, elapsed: float, interval: float, window: float) -> float | None:
+    """The wait before the next attempt while a reconnect is in its quick phase.
+
+    After a session that was up is lost, the first attempt comes at once and the
+    retries every ``interval`` seconds until ``window`` seconds have passed since
+    the loss (``elapsed``): a gateway that restarts within the window is back in
+    use within about ``interval``. ``None`` (the backoff applies) for a first
+    connect and once the window has passed.
+    """
+    if first or elapsed >= window:
+        return None
+    return interval
 
 
 def retry_delay(delay: float, code: int | None) -> float:

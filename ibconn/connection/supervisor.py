@@ -38,6 +38,7 @@ from ibconn.connection.policy import (
     describe_failure,
     first_connect_failed,
     gives_up,
+    quick_retry_delay,
     retry_delay,
     still_reconnecting_alert_due,
 )
@@ -306,9 +307,10 @@ class Supervisor(Generic[PacerT]):
 
         The first ``connect()`` makes ``reconnect_attempts`` quick tries
         (backoff from ``connect_retry_interval``); a session that was up is
-        reconnected forever (backoff from ``reconnect_interval``, capped at
-        ``reconnect_max_interval``) with a CRITICAL alert every
-        ``reconnect_alert_every`` failed attempts.
+        reconnected forever: at once, then every ``reconnect_fast_interval`` for
+        ``reconnect_fast_window`` seconds, then with backoff from
+        ``reconnect_interval`` (capped at ``reconnect_max_interval``) and a
+        CRITICAL alert every ``reconnect_alert_every`` failed attempts of the backoff.
         """
         settings = self._settings
         endpoint = self._endpoint
@@ -318,6 +320,7 @@ class Supervisor(Generic[PacerT]):
         loop = asyncio.get_running_loop()
         started = loop.time()
         attempt = 0
+        slow = 0  # failed attempts after the quick phase (what the CRITICAL alert counts)
         while True:
             attempt += 1
             self._attempts_total += 1
@@ -340,12 +343,24 @@ class Supervisor(Generic[PacerT]):
             self._last_attempt_error = (failure.code, str(failure))
             self._pacer.link_lost(f"connect attempt failed: {failure}")  # before the close
             await self._close_quietly(ib)
-            _log.warning(
-                "connect attempt {} to {}:{} failed: {}",
+            quick = quick_retry_delay(
+                first,
+                loop.time() - started,
+                settings.reconnect_fast_interval,
+                settings.reconnect_fast_window,
+            )
+            # the quick retries of a reconnect are logged once, not every few milliseconds
+            _log.log(
+                "WARNING" if quick is None or attempt == 1 else "DEBUG",
+                "connect attempt {} to {}:{} failed: {}{}",
                 attempt,
                 endpoint.host,
                 endpoint.port,
                 failure,
+                f"; retrying every {quick:g} s until {settings.reconnect_fast_window:g} s "
+                "after the loss, then with backoff"
+                if quick is not None and attempt == 1
+                else "",
             )
             if failure.after_sync:
                 self._alerts.publish(
@@ -366,7 +381,10 @@ class Supervisor(Generic[PacerT]):
                     code=failure.code,
                 )
                 raise ConnectError(message, code=failure.code)
-            if still_reconnecting_alert_due(first, attempt, settings.reconnect_alert_every):
+            slow += quick is None
+            if quick is None and still_reconnecting_alert_due(
+                first, slow, settings.reconnect_alert_every
+            ):
                 self._alerts.publish(
                     Severity.CRITICAL,
                     "connection",
@@ -378,7 +396,8 @@ class Supervisor(Generic[PacerT]):
                     attempt=attempt,
                 )
             endpoint.after_failure(failure.code)
-            await asyncio.sleep(retry_delay(next(delays), failure.code))
+            delay = quick if quick is not None else next(delays)
+            await asyncio.sleep(retry_delay(delay, failure.code))
         self._link.session = session
         endpoint.connected()
         await self._hooks.run_ready(ib, session)

@@ -68,16 +68,23 @@ class Rule:
     functions: frozenset[str] | None
     category: Category
     demote_up_to: int
+    starts: str = ""
+    """Only records whose message starts with this (``""``: every record)."""
 
 
-def _rule(logger: str, functions: str | None, category: Category, demote_up_to: int) -> Rule:
+def _rule(
+    logger: str, functions: str | None, category: Category, demote_up_to: int, starts: str = ""
+) -> Rule:
     names = frozenset(functions.split()) if functions is not None else None
-    return Rule(f"{IB_ASYNC_LOGGER}.{logger}", names, category, demote_up_to)
+    return Rule(f"{IB_ASYNC_LOGGER}.{logger}", names, category, demote_up_to, starts)
 
 
 RULES: tuple[Rule, ...] = (
     # connects, handshakes, socket losses: the supervisor reports each as a state change
     _rule("client", None, "connection", _ALL),
+    # a refused attempt: the supervisor logs the first at WARNING and the quick retries
+    # that follow at DEBUG; ib_async would add an ERROR line for each (about 200 per outage)
+    _rule("ib", "connectAsync", "connection", _ALL, starts="API connection failed"),
     _rule("ib", "connectAsync disconnect", "connection", _INFO),
     # order objects dumped on every change: the orders category logs them (the audit tap)
     _rule(
@@ -142,7 +149,11 @@ def classify_record(record: logging.LogRecord) -> Routed:
         if code_line is not None:
             return _route_code(int(code_line[1]), int(code_line[2]), code_line[3])
     for rule in RULES:
-        if name == rule.logger and (rule.functions is None or function in rule.functions):
+        if (
+            name == rule.logger
+            and (rule.functions is None or function in rule.functions)
+            and message.startswith(rule.starts)
+        ):
             level = "DEBUG" if record.levelno <= rule.demote_up_to else None
             return Routed(rule.category, level or _std_to_loguru(record.levelno), message, {})
     category: Category = "market_data" if _is_market_data(function) else _DEFAULT_CATEGORY

@@ -157,6 +157,11 @@ class FilteredFanout(Generic[T]):
         self._subs.append((predicate, broadcast))
         return broadcast.subscribe()
 
+    @property
+    def has_subscribers(self) -> bool:
+        """Whether anyone may be subscribed (a publisher skips building an item otherwise)."""
+        return bool(self._subs)
+
     def publish(self, item: T) -> None:
         """Offer ``item`` to every live subscription."""
         stale = False

@@ -20,7 +20,7 @@ from ibconn.orders.models import Fill, OrderSnapshot, OrderUpdate
 from ibconn.orders.placing import BracketOrder
 from ibconn.orders.records import OrderHandle, OrderLike
 from ibconn.orders.service import OrderService
-from ibconn.orders.spec import OrderChanges, OrderOptions, OrderSpec
+from ibconn.orders.spec import OrderChanges, OrderOptions, OrderSpec, build_spec
 
 __all__ = ["OrderMethods"]
 
@@ -72,14 +72,7 @@ class OrderMethods:
     ) -> OrderHandle:
         wait_timeout = timeout_arg("wait_timeout", wait_timeout)
         ack_timeout = timeout_arg("ack_timeout", ack_timeout)
-        spec = OrderSpec(
-            symbol=symbol,
-            quantity=quantity,
-            action=action,
-            order_type=order_type,
-            **prices,
-            **options,
-        )
+        spec = build_spec(symbol, quantity, action, order_type, prices, options)
         return await self._orders.place_order(
             spec, wait_timeout=wait_timeout, ack_timeout=ack_timeout
         )

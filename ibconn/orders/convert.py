@@ -169,13 +169,17 @@ def absorb_order(mine: Order, reported: Order, *, full: bool) -> None:
 
 
 def spec_key(order: Order) -> tuple[object, ...]:
-    """The fields of ``order`` a spec describes (to tell cheaply whether they changed)."""
+    """The fields of ``order`` a spec describes (to tell cheaply whether they changed).
+
+    Prices are read as :func:`spec_following` reads them: ``None``, TWS's unset double
+    and NaN are all "no price" (TWS's first openOrder turns an unset ``auxPrice`` of a
+    limit order from ``None`` into the unset double, which changes nothing)."""
     return (
         order.totalQuantity,
         order.orderType,
-        order.lmtPrice,
-        order.auxPrice,
-        order.trailingPercent,
+        number_or_none(order.lmtPrice),
+        number_or_none(order.auxPrice),
+        number_or_none(order.trailingPercent),
         order.tif,
         order.outsideRth,
     )

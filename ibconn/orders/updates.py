@@ -61,20 +61,21 @@ class OrderPublisher:
         error: OrderError | None = None,
     ) -> None:
         """Publish the state of ``record`` as one update; wake the waiters it satisfies."""
-        update = OrderUpdate(
-            kind=kind,
-            order_ref=record.order_ref,
-            order_id=record.order_id,
-            perm_id=record.perm_id,
-            symbol=record.symbol,
-            status=record.status,
-            filled=record.filled,
-            remaining=record.remaining,
-            avg_fill_price=record.avg_fill_price,
-            fill=fill,
-            error=error,
-        )
-        self.updates.publish(update)
+        if self.updates.has_subscribers:  # nobody reads order_updates(): no update to build
+            update = OrderUpdate(
+                kind=kind,
+                order_ref=record.order_ref,
+                order_id=record.order_id,
+                perm_id=record.perm_id,
+                symbol=record.symbol,
+                status=record.status,
+                filled=record.filled,
+                remaining=record.remaining,
+                avg_fill_price=record.avg_fill_price,
+                fill=fill,
+                error=error,
+            )
+            self.updates.publish(update)
         if record.waiters:
             for waiter in list(record.waiters):
                 if not waiter.future.done() and waiter.until.reached(record):

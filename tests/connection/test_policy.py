@@ -17,6 +17,7 @@ from ibconn.connection.policy import (
     farm_key,
     first_connect_failed,
     gives_up,
+    quick_retry_delay,
     retry_delay,
     still_reconnecting_alert_due,
 )
@@ -142,6 +143,17 @@ def test_backoff_jitter_stays_between_half_and_the_whole_delay() -> None:
     expected = [min(8.0, 2.0**i) for i in range(200)]
     assert all(e / 2 <= d <= e for d, e in zip(delays, expected, strict=True))
     assert len({round(d, 6) for d in delays[10:]}) > 1  # jittered, not one fixed value
+
+
+def test_a_reconnect_retries_every_fast_interval_within_its_window_then_backs_off() -> None:
+    assert quick_retry_delay(False, 0.0, 0.025, 5.0) == 0.025
+    assert quick_retry_delay(False, 4.99, 0.025, 5.0) == 0.025
+    assert quick_retry_delay(False, 5.0, 0.025, 5.0) is None  # the backoff from now on
+    assert quick_retry_delay(False, 0.0, 0.025, 0.0) is None  # window 0: backoff at once
+
+
+def test_a_first_connect_keeps_its_own_backoff_without_quick_retries() -> None:
+    assert quick_retry_delay(True, 0.0, 0.025, 5.0) is None
 
 
 def test_after_client_id_in_use_the_next_attempt_waits_a_minimum() -> None:

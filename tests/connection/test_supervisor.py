@@ -312,7 +312,13 @@ async def test_a_session_that_was_up_keeps_reconnecting_past_reconnect_attempts(
 
 async def _keeps_reconnecting(gw: SimulatedGateway) -> None:
     connector = IBConnector(
-        **fast(gw, reconnect_attempts=2, reconnect_interval=0.01, reconnect_max_interval=0.02)
+        **fast(
+            gw,
+            reconnect_attempts=2,
+            reconnect_interval=0.01,
+            reconnect_max_interval=0.02,
+            reconnect_fast_window=0,  # every retry counts towards the CRITICAL alert
+        )
     )
     events = connector.connection_events()
     alerts = connector.alerts()
@@ -341,6 +347,63 @@ async def _keeps_reconnecting(gw: SimulatedGateway) -> None:
     finally:
         await connector.disconnect()
     assert connector.state is S.CLOSED
+
+
+# -- 23: a short outage costs the outage plus milliseconds --------------------------------------
+
+
+async def test_a_lost_session_is_retried_at_once_and_back_soon_after_the_gateway(
+    unused_tcp_port: int,
+) -> None:
+    # the default quick retries; the backoff alone would wait 15-30 s before its first retry
+    async with SimulatedGateway(port=unused_tcp_port, seed=1) as gw:
+        connector = IBConnector(**fast(gw, reconnect_interval=30.0, reconnect_max_interval=60.0))
+        events = connector.connection_events()
+        await connector.connect()
+        try:
+            assert connector.supervisor.connect_attempts == 1
+            await gw.stop()
+            await next_state(events, S.RECONNECTING)
+            # the gateway is still down: retried at once and again and again, not in 15 s
+            await orders_helpers.until(lambda: connector.supervisor.connect_attempts >= 4)
+            assert connector.state is S.RECONNECTING
+            await gw.start()
+            loop = asyncio.get_running_loop()
+            listening = loop.time()
+            await next_state(events, S.CONNECTED, timeout=5)
+            assert loop.time() - listening < 3
+        finally:
+            await connector.disconnect()
+
+
+async def test_after_the_quick_window_a_reconnect_waits_for_its_backoff(
+    unused_tcp_port: int,
+) -> None:
+    async with SimulatedGateway(port=unused_tcp_port, seed=1) as gw:
+        connector = IBConnector(
+            **fast(
+                gw,
+                reconnect_interval=30.0,
+                reconnect_max_interval=60.0,
+                reconnect_fast_window=0.3,
+                reconnect_fast_interval=0.01,
+            )
+        )
+        events = connector.connection_events()
+        await connector.connect()
+        try:
+            await gw.stop()
+            await next_state(events, S.RECONNECTING)
+            loop = asyncio.get_running_loop()
+            lost_at = loop.time()
+            await orders_helpers.until(lambda: connector.supervisor.connect_attempts >= 5)
+            await asyncio.sleep(max(0.0, lost_at + 0.8 - loop.time()))  # well past the window
+            settled = connector.supervisor.connect_attempts
+            await asyncio.sleep(0.3)  # the backoff's first wait is 15-30 s: nothing in between
+            assert connector.supervisor.connect_attempts == settled
+            assert connector.state is S.RECONNECTING
+        finally:
+            await connector.disconnect()
 
 
 # -- 18.8: 1300 naming a dead port ------------------------------------------------------------

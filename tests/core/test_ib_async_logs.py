@@ -213,3 +213,14 @@ def test_a_record_that_cannot_be_routed_is_counted_not_printed(
 def test_historical_and_market_data_records_are_market_data(lines: list[str]) -> None:
     emit("ib_async.ib", "reqHistoricalDataAsync", logging.WARNING, "reqHistoricalData: Timeout")
     assert lines == ["WARNING|market_data|reqHistoricalData: Timeout"]
+
+
+def test_a_refused_connect_attempt_is_debug_because_the_supervisor_reports_it(
+    lines: list[str],
+) -> None:
+    emit("ib_async.ib", "connectAsync", logging.ERROR, "API connection failed: ConnectionRefused")
+    emit("ib_async.ib", "connectAsync", logging.ERROR, "positions request timed out")
+    assert lines == [
+        "DEBUG|connection|API connection failed: ConnectionRefused",
+        "ERROR|connection|positions request timed out",
+    ]

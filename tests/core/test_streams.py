@@ -348,3 +348,13 @@ async def test_a_filtered_fanout_filters_never_drops_and_forgets_closed_subscrip
         await every.__anext__()
     fanout.close()
     assert [item async for item in evens] == []
+
+
+def test_a_filtered_fanout_says_whether_anyone_may_be_subscribed() -> None:
+    fanout: FilteredFanout[int] = FilteredFanout("numbers", capacity=3)
+    assert not fanout.has_subscribers  # a publisher may skip building its item
+    sub = fanout.subscribe()
+    assert fanout.has_subscribers
+    sub.close()
+    fanout.publish(1)  # forgets the closed subscription
+    assert not fanout.has_subscribers

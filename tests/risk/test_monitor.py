@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
-from helpers import next_item, risky
+from helpers import next_item, risky, until
 
 from ibconn.core.codes import Severity
+from ibconn.risk.models import Exposure
 from ibconn.sim import SimulatedGateway
 
 pytestmark = pytest.mark.timeout(30)
@@ -41,3 +43,32 @@ async def test_exposure_stream_and_threshold_alerts_as_prices_move(gw: Simulated
         assert back.severity is Severity.INFO and "back below" in back.message
     finally:
         await conn.disconnect()
+
+
+@pytest.mark.parametrize("gateway_options", [{}])  # no fast P&L updates waking the monitor
+async def test_the_evaluation_an_order_wakes_waits_until_after_its_acknowledgement(
+    gw: SimulatedGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # exposure_interval 2 s: a wake is evaluated 0.2 s later, the periodic one every 2 s
+    connector = await risky(gw, exposure_interval=2.0)
+    try:
+        monitor = connector._risk._monitor
+        evaluations: list[float] = []
+        evaluate = monitor.evaluate
+
+        def counted() -> Exposure:
+            evaluations.append(asyncio.get_running_loop().time())
+            return evaluate()
+
+        monkeypatch.setattr(monitor, "evaluate", counted)
+        updates = connector.exposure_updates()
+        await until(lambda: bool(evaluations))  # the evaluation of the connect
+        await asyncio.sleep(0.25)  # more than a tenth of the interval since: no spacing left
+        before = len(evaluations)
+        handle = await connector.place_limit_order("AAPL", 1, "BUY", 150.0)
+        assert len(evaluations) == before  # nothing evaluated between the send and the ack
+        exposure = await next_item(updates, lambda e: e.open_orders == 1, 3)
+        assert exposure.open_orders == 1  # and soon after
+        await connector.cancel_order(handle)
+    finally:
+        await connector.disconnect()

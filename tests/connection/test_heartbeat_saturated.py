@@ -1,0 +1,84 @@
+"""The heartbeat on a saturated link: data still arriving is proof of life.
+
+The heartbeat's answer queues behind every byte already in the socket buffers,
+so a flood can delay it past ``heartbeat_timeout`` on a link that is alive. A
+link that delivers data is not half-open; one that delivers nothing is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+from ibconn.connection.heartbeat import heartbeat
+from ibconn.connection.policy import Loss
+from ibconn.wire.outgoing import REQ_CURRENT_TIME
+
+
+class _SilentTws:
+    """An ``IB`` whose TWS never answers ``reqCurrentTime`` but may keep streaming data."""
+
+    def __init__(self, *, streaming: bool) -> None:
+        self.wrapper = SimpleNamespace(time=-1.0)
+        self.streaming = streaming
+        self.sent: list[Callable[[int, int | None], None]] = []
+
+    def isConnected(self) -> bool:
+        return True
+
+    async def reqCurrentTimeAsync(self) -> Any:
+        for callback in list(self.sent):
+            callback(REQ_CURRENT_TIME, None)
+        await asyncio.Event().wait()  # never answered
+
+
+class _Door:
+    def __init__(self, tws: _SilentTws) -> None:
+        self.tws = tws
+        self.window = 0.0
+
+    def on_sent(self, callback: Callable[[int, int | None], None]) -> Callable[[], None]:
+        self.tws.sent.append(callback)
+        return lambda: self.tws.sent.remove(callback)
+
+
+async def _run(tws: _SilentTws, seconds: float) -> list[Loss]:
+    losses: list[Loss] = []
+
+    async def stream() -> None:
+        while True:
+            tws.wrapper.time = time.time()  # what ib_async's tcpDataArrived records
+            await asyncio.sleep(0.01)
+
+    feeder = asyncio.create_task(stream()) if tws.streaming else None
+    task = asyncio.create_task(
+        heartbeat(
+            tws,  # type: ignore[arg-type]
+            _Door(tws),  # type: ignore[arg-type]
+            interval=0.02,
+            timeout=0.1,
+            mark_lost=losses.append,
+            unexpected=lambda exc, what: None,
+        )
+    )
+    try:
+        await asyncio.wait({task}, timeout=seconds)
+    finally:
+        for t in (task, feeder):
+            if t is not None:
+                t.cancel()
+    return losses
+
+
+async def test_a_link_that_streams_data_is_not_declared_dead_while_its_ping_waits() -> None:
+    losses = await _run(_SilentTws(streaming=True), seconds=0.6)
+    assert losses == []
+
+
+async def test_a_link_that_delivers_nothing_is_declared_dead() -> None:
+    losses = await _run(_SilentTws(streaming=False), seconds=0.6)
+    assert len(losses) == 1
+    assert "heartbeat unanswered" in losses[0].reason
