@@ -106,6 +106,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/latency.py", *short, *(["--seconds", "3"] if quick else []))
     session.run("python", "benchmarks/memory.py", *(["--count", "300000"] if quick else []))
     session.run("python", "benchmarks/streams_cost.py", *short)
+    session.run("python", "benchmarks/fanout.py", *short)
     session.run(
         "python",
         "benchmarks/order_latency.py",

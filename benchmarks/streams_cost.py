@@ -1,8 +1,9 @@
-"""Per-tick cost of ibconn's broadcast streams, with one consumer and with ten.
+"""Per-tick cost of ibconn's broadcast streams, with 1, 10 and 100 consumers.
 
 Usage::
 
     python benchmarks/streams_cost.py [--ticks 300000] [--batch 5000] [--repeats 5]
+                                      [--consumers 1,10,100]
 
 No socket: a producer publishes ``--ticks`` items in batches of ``--batch``
 (as the market data service does once per TCP read) and yields to the event
@@ -14,6 +15,14 @@ of ``--repeats``. Three implementations of the same fan-out:
 * ``Broadcast.publish_many``: the same, one call per batch;
 * ``asyncio.Queue``: one ``put_nowait`` per consumer per item, ``await get()``
   per item (what ``streams.py`` does not use, for comparison).
+
+Two references that are not streams bound the cost of a per-item consumer:
+
+* ``async for`` floor: each consumer runs a bare async generator over the
+  shared batches (a list, one ``yield`` per item, a future to wait on): the
+  least any per-item ``async for`` consumer costs in this Python;
+* ``for`` in a callback: each consumer is a function called once per batch
+  that walks it with a plain ``for`` loop (what an ib_async event handler does).
 """
 
 from __future__ import annotations
@@ -97,6 +106,61 @@ async def _queues(ticks: int, batch: int, consumers: int) -> float:
     return elapsed / (ticks // batch * batch)
 
 
+async def _reference(ticks: int, batch: int, consumers: int, *, callback: bool) -> float:
+    log: list[list[object] | None] = []
+    loop = asyncio.get_running_loop()
+    wake: list[asyncio.Future[None]] = [loop.create_future()]
+    counts = [0] * consumers
+
+    async def items() -> Any:
+        read = 0
+        while True:
+            while read < len(log):
+                segment = log[read]
+                read += 1
+                if segment is None:
+                    return
+                for item in segment:
+                    yield item
+            await wake[0]
+
+    async def consume(index: int) -> None:
+        n = 0
+        async for _item in items():
+            n += 1
+        counts[index] = n
+
+    def handler(index: int) -> Callable[[list[object]], None]:
+        def on_batch(segment: list[object]) -> None:
+            n = counts[index]
+            for _item in segment:
+                n += 1
+            counts[index] = n
+
+        return on_batch
+
+    handlers = [handler(i) for i in range(consumers)]
+    tasks = [] if callback else [asyncio.ensure_future(consume(i)) for i in range(consumers)]
+    await asyncio.sleep(0)
+    items_ = [object() for _ in range(batch)]
+    start = time.perf_counter()
+    for _ in range(ticks // batch):
+        if callback:
+            for on_batch in handlers:
+                on_batch(items_)
+        else:
+            log.append(items_)
+            wake[0].set_result(None)
+            wake[0] = loop.create_future()
+        await asyncio.sleep(0)
+    log.append(None)
+    wake[0].set_result(None)
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    assert counts == [ticks // batch * batch] * consumers
+    return elapsed / (ticks // batch * batch)
+
+
 def _median(
     make: Callable[[], Coroutine[Any, Any, float]], repeats: int
 ) -> tuple[float, list[float]]:
@@ -112,6 +176,7 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=300_000)
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--consumers", default="1,10,100")
     parser.add_argument(
         "--time-limit",
         type=float,
@@ -121,7 +186,7 @@ def main() -> None:
     args = parser.parse_args()
     hard_limit(args.time_limit, "benchmarks/streams_cost.py")
     rows = []
-    for consumers in (1, 10):
+    for consumers in [int(n) for n in args.consumers.split(",")]:
         for name, make in (
             (
                 "Broadcast.publish (per item)",
@@ -132,6 +197,14 @@ def main() -> None:
                 lambda c=consumers: _broadcast(args.ticks, args.batch, c, many=True),
             ),
             ("asyncio.Queue", lambda c=consumers: _queues(args.ticks, args.batch, c)),
+            (
+                "`async for` floor (bare async generator)",
+                lambda c=consumers: _reference(args.ticks, args.batch, c, callback=False),
+            ),
+            (
+                "`for` in a callback (no `async for`)",
+                lambda c=consumers: _reference(args.ticks, args.batch, c, callback=True),
+            ),
         ):
             med, runs = _median(make, args.repeats)
             rows.append(

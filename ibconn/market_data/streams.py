@@ -114,20 +114,27 @@ class MarketStream(Generic[T]):
         status_type = StreamStatus
         try:
             while True:
-                # The fast path of __anext__, inlined: one generator step per buffered item
-                # (take_ready leaves the end of the stream for _next_slow, and raises
-                # IndexError when the buffer was emptied meanwhile: _next_slow says why).
+                # The fast path of __anext__, inlined: one generator step per buffered item.
+                # `ready` is the subscription's own cursor into the shared log (a list
+                # iterator: nothing per item but the step); when it ends, _spent says
+                # whether more is ready (a later batch, or the cursor moved by a drop),
+                # else _next_slow waits, or reports the end or an overflow.
                 sub = self._sub
                 if sub is not None:
-                    skip_status = not self._include_status
+                    ready = sub._ready()
                     item: T
                     try:
-                        for item in sub.take_ready():
-                            if skip_status and type(item) is status_type:
-                                continue
-                            yield item
-                    except IndexError:
+                        if self._include_status:
+                            for item in ready:
+                                yield item
+                        else:
+                            for item in ready:
+                                if type(item) is not status_type:
+                                    yield item
+                    except IndexError:  # a queue (quotes) emptied under the reader
                         pass
+                    if sub._spent(ready):
+                        continue
                 try:
                     item = await self._next_slow()
                 except StopAsyncIteration:
@@ -145,9 +152,11 @@ class MarketStream(Generic[T]):
         if sub is not None:
             include_status = self._include_status
             item: T
-            for item in sub.take_ready():
+            ready = sub._ready()
+            for item in ready:
                 if include_status or type(item) is not StreamStatus:
                     return item
+            sub._spent(ready)
         return await self._next_slow()
 
     async def _next_slow(self) -> T:
