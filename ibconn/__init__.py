@@ -34,6 +34,7 @@ from ibconn.errors import (
     RiskRejectedError,
     StreamOverflowError,
 )
+from ibconn.journal import JournalEntry, JournalReader, OrderJournal
 from ibconn.market_data.models import (
     Bar,
     BarSource,
@@ -54,6 +55,7 @@ from ibconn.market_data.service import (
     StreamKind,
 )
 from ibconn.market_data.validation import ValidationStats
+from ibconn.orders.events import OrderEvent, OrderEventKind, OrderEvents
 from ibconn.orders.models import (
     Fill,
     OrderAction,
@@ -123,6 +125,8 @@ __all__ = [
     "IBConnector",
     "InstrumentExposure",
     "InvalidInputError",
+    "JournalEntry",
+    "JournalReader",
     "KillSwitchState",
     "LineInfo",
     "MarkSource",
@@ -139,7 +143,11 @@ __all__ = [
     "NotConnectedError",
     "OrderAction",
     "OrderError",
+    "OrderEvent",
+    "OrderEventKind",
+    "OrderEvents",
     "OrderHandle",
+    "OrderJournal",
     "OrderRejectedError",
     "OrderSnapshot",
     "OrderSpec",

@@ -9,6 +9,7 @@ from ibconn.cli.account import add_account_parsers
 from ibconn.cli.check import add_check_parser
 from ibconn.cli.common import Parser
 from ibconn.cli.demo import add_demo_parser
+from ibconn.cli.journal import add_journal_parser
 from ibconn.cli.market import add_market_parsers
 from ibconn.cli.trading import add_trading_parsers
 from ibconn.sim.server.cli import add_sim_parser
@@ -29,7 +30,7 @@ def build_parser() -> Parser:
     add_market_parsers(subparsers)  # quotes, bars, history
     add_account_parsers(subparsers)  # positions, orders, fills, account, pnl
     add_trading_parsers(subparsers)  # cancel, cancel-all, flatten, kill-switch
-    # journal: ibconn/cli/journal.py adds `add_journal_parser(subparsers)` here
+    add_journal_parser(subparsers)  # journal
     add_demo_parser(subparsers)
     add_sim_parser(subparsers)
     parser.set_defaults(commands=subparsers.choices)

@@ -22,6 +22,7 @@ from ibconn.connection.supervisor import Supervisor
 from ibconn.contracts.resolver import ContractResolver
 from ibconn.core.alerts import AlertBus
 from ibconn.core.logs import apply_settings as apply_log_settings
+from ibconn.journal import OrderJournal, default_journal_path
 from ibconn.market_data.service import MarketDataService
 from ibconn.orders.event_log import log_order_event
 from ibconn.orders.events import OrderEvents
@@ -50,6 +51,7 @@ class ConnectorParts:
     risk: RiskService
     exits: ExitService
     order_events: OrderEvents
+    journal: OrderJournal | None
 
 
 def assemble(settings: ConnectorSettings, *, ib_factory: Callable[[], IB] = IB) -> ConnectorParts:
@@ -66,7 +68,14 @@ def assemble(settings: ConnectorSettings, *, ib_factory: Callable[[], IB] = IB) 
     pacer = Pacer(settings, alerts)
     supervisor = Supervisor(settings, alerts, pacer=pacer, ib_factory=ib_factory)
     contracts = ContractResolver(lambda: supervisor.ib, timeout=settings.market_data_timeout)
-    orders = OrderService(supervisor, contracts, settings, alerts, pacer)
+    decided_by = {  # what decides an order besides its spec, in every PLACE event
+        "readonly": settings.readonly,
+        "default_account": settings.account,
+        "risk": settings.risk.model_dump(mode="json"),
+    }
+    orders = OrderService(
+        supervisor, contracts, settings, alerts, pacer, events=order_events, decided_by=decided_by
+    )
     pacer.on_sent(orders.message_sent)  # which placeOrder messages left ibconn
     pacer.on_dropped(orders.message_dropped)  # and which were dropped unsent
     market_data = MarketDataService(supervisor, contracts, settings, alerts)
@@ -74,13 +83,34 @@ def assemble(settings: ConnectorSettings, *, ib_factory: Callable[[], IB] = IB) 
     positions = PositionService(
         supervisor, contracts, settings, alerts, orders, market_data=market_data
     )
-    risk = RiskService(supervisor, contracts, settings, alerts, orders, market_data=market_data)
+    risk = RiskService(
+        supervisor,
+        contracts,
+        settings,
+        alerts,
+        orders,
+        market_data=market_data,
+        events=order_events,
+    )
     orders.set_pre_trade_check(risk)  # every order and change passes the limits
     # limits see ibconn's positions; their changes wake the exposure monitor
     risk.attach_positions(positions.holdings, positions.position_updates)
     exits = ExitService(contracts, settings, alerts, orders, risk=risk)
     exits.attach_positions(positions.position_updates)  # resize on changes
     risk.on_kill_switch_change(exits.on_kill_switch)  # a reset brings the exits back
+    journal = None
+    if settings.journal:  # kept across runs: order events, the kill switch, the exit plans
+        journal = OrderJournal(
+            settings.journal_path or default_journal_path(settings.host, settings.port),
+            run_id=orders.run_prefix,
+            client_id=settings.client_id,
+            flush_interval=settings.journal_flush_interval,
+            alerts=alerts,
+            events=order_events,
+            restore_kill_switch=risk.restore_kill_switch,
+            restore_exits=exits.restore,
+        )
+        exits.set_plan_store(journal)
     for service in (orders, market_data, positions, risk, exits):
         supervisor.add_service(service)
     return ConnectorParts(
@@ -95,4 +125,5 @@ def assemble(settings: ConnectorSettings, *, ib_factory: Callable[[], IB] = IB) 
         risk=risk,
         exits=exits,
         order_events=order_events,
+        journal=journal,
     )

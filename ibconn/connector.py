@@ -20,8 +20,10 @@ from ibconn.core.alerts import RECENT_ALERTS, Alert, AlertBus
 from ibconn.core.arguments import capacity_arg, count_arg, timeout_arg
 from ibconn.core.streams import Subscription
 from ibconn.errors import CancelNotConfirmedError, ConfigError
+from ibconn.journal import OrderJournal
 from ibconn.market_data.api import MarketDataMethods
 from ibconn.orders.api import OrderMethods
+from ibconn.orders.events import OrderEvents
 from ibconn.pacing import Pacer
 from ibconn.positions.api import PositionMethods
 from ibconn.risk.api import RiskMethods
@@ -84,6 +86,8 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
         self._positions = parts.positions
         self._risk = parts.risk
         self._exits = parts.exits
+        self._order_events = parts.order_events
+        self._journal = parts.journal
         self._gc_tuned = False  # settings.tune_gc applied (see ibconn.wire.gc_tuning)
         self._parts = parts  # read by status()
         self._started: float | None = None  # time.monotonic() of the first connect()
@@ -110,7 +114,14 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
         """
         if self._started is None:
             self._started = time.monotonic()
-        await self._supervisor.start()
+        if self._journal is not None:  # restores the kill switch and exits before any order
+            await self._journal.start()
+        try:
+            await self._supervisor.start()
+        except BaseException:
+            if self._journal is not None:  # no writer thread outlives a failed connect
+                await self._journal.close()
+            raise
         if self._settings.tune_gc and not self._gc_tuned:  # opt-in, process-wide
             tune_gc_for_streaming()
             self._gc_tuned = True
@@ -141,6 +152,8 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
         self._positions.close()  # position_updates() streams too
         self._risk.close()  # the exposure monitor and stream too
         self._exits.close()
+        if self._journal is not None:  # everything emitted so far is committed
+            await self._journal.close()
         if self._gc_tuned:  # undo settings.tune_gc
             self._gc_tuned = False
             restore_gc()
@@ -251,6 +264,17 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
     def alerts(self, capacity: int | None = None) -> Subscription[Alert]:
         """An async iterator of typed alerts from every service, from now on."""
         return self._alerts.subscribe(capacity_arg("capacity", capacity))
+
+    @property
+    def order_events(self) -> OrderEvents:
+        """The audit tap: every order operation as an :class:`~ibconn.orders.events.OrderEvent`
+        (``subscribe(sink)``; the order journal and the ``orders`` log listen)."""
+        return self._order_events
+
+    @property
+    def journal(self) -> OrderJournal | None:
+        """The order journal (``None`` with ``journal: false``); see docs/journal.md."""
+        return self._journal
 
     @property
     def alert_bus(self) -> AlertBus:

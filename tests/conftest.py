@@ -23,6 +23,15 @@ def _no_ibconn_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture(autouse=True)
+def _journal_in_tmp(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Every connector's order journal (on by default) goes to a fresh directory of this
+    test, never to the home directory: ``XDG_STATE_HOME`` points there (subprocesses too)."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+
+
 @pytest.fixture
 def log_lines() -> Iterator[list[str]]:
     """Capture all of ibconn's log records as ``LEVEL|category|message`` lines."""

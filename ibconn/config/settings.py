@@ -302,6 +302,26 @@ class ConnectorSettings(BaseSettings):
         description="Pre-trade risk limits, daily loss limit and kill switch: a 'risk:' "
         "mapping in YAML, IBCONN_RISK__<KEY> variables (see RiskSettings, docs/risk.md).",
     )
+    # -- the order journal (docs/journal.md) --
+    journal: bool = Field(
+        True,
+        description="Keep the order journal: every order event, the kill switch and the exit "
+        "plans in a SQLite file, restored when a connector starts again (false = off).",
+    )
+    journal_path: Path | None = Field(
+        None,
+        description="The journal's SQLite file; None = $XDG_STATE_HOME/ibconn/"
+        "journal-<host>-<port>.sqlite3 (~/.local/state without XDG_STATE_HOME), shared by "
+        "every client of one gateway.",
+    )
+    journal_flush_interval: float = Field(
+        0.05,
+        gt=0,
+        le=60,
+        allow_inf_nan=False,
+        description="Seconds the journal's writer gathers events before it commits them as "
+        "one batch (the most a crash of the process can lose).",
+    )
 
     if not TYPE_CHECKING:
         # Hidden from mypy so that the pydantic plugin keeps its typed signature.

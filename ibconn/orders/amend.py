@@ -10,24 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import enum
 import math
+from datetime import datetime
 from typing import Any, Unpack
 
 from ibconn.core.logs import get_logger
 from ibconn.errors import (
     CancelNotConfirmedError,
     ConnectionLostError,
+    IBConnError,
     InvalidInputError,
     OrderRejectedError,
     RequestTimeoutError,
 )
+from ibconn.orders.audit import record_event, refused_event
 from ibconn.orders.checks import OrderChecks
 from ibconn.orders.convert import apply_spec
 from ibconn.orders.enums import TimeInForce
+from ibconn.orders.events import OrderEvent, OrderEventKind
 from ibconn.orders.models import EPS, OrderError, OrderSnapshot
 from ibconn.orders.placing import OrderPlacer
 from ibconn.orders.ports import OrderLink, OrderPacer, OrderSettings
-from ibconn.orders.records import OrderHandle, OrderLike, until_of
+from ibconn.orders.records import OrderHandle, OrderLike, OrderRecord, until_of
 from ibconn.orders.registry import OrderRegistry
 from ibconn.orders.spec import OrderChanges
 from ibconn.orders.updates import OrderPublisher
@@ -109,11 +114,44 @@ class OrderAmender:
         elif "trailing_percent" in changes:
             changes["trailing_amount"] = None
         moves_trigger = bool({"stop_price", "trail_stop_price", "order_type"} & changes.keys())
+        try:
+            change = await self._send_change(record, changes, moves_trigger, wait_timeout)
+        except IBConnError as exc:
+            events = self._pub.events
+            if events is not None and events.has_sinks and record.spec is not None:
+                refused = refused_event(record.spec, exc, order_ref=record.order_ref, what="modify")
+                events.emit(refused)
+            raise
+        timeout = ack_timeout if ack_timeout is not None else self._settings.order_ack_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(change)
+        except TimeoutError as exc:
+            raise RequestTimeoutError(
+                f"TWS did not acknowledge the change to order {record.order_ref} within "
+                f"{timeout} s; its updates will show whether it applied"
+            ) from exc
+        finally:
+            if record.change is change:
+                record.change = None
+                record.pending_change = None
+        return OrderHandle(record)
+
+    async def _send_change(
+        self,
+        record: OrderRecord,
+        changes: dict[str, Any],
+        moves_trigger: bool,
+        wait_timeout: float | None,
+    ) -> asyncio.Future[None]:
+        """Validate the change of :meth:`modify` and send it; the future settles on TWS's answer."""
         # The change applies to the order as TWS last reported it (record.spec follows
         # every openOrder), never to the order as first placed; if TWS reports a new
         # state while this call validates, it is validated again on that state.
         while True:
             base = record.spec
+            if base is None:  # pragma: no cover - checked by modify()
+                raise InvalidInputError(f"order {record.order_ref} has no spec to change")
             spec = base.replace(**changes)
             if spec.quantity < record.filled - EPS:
                 raise InvalidInputError(
@@ -155,20 +193,15 @@ class OrderAmender:
                 f"the change to order {record.order_ref} was not sent: the link to TWS is down; "
                 "the order is unchanged"
             ) from exc
-        timeout = ack_timeout if ack_timeout is not None else self._settings.order_ack_timeout
-        try:
-            async with asyncio.timeout(timeout):
-                await asyncio.shield(change)
-        except TimeoutError as exc:
-            raise RequestTimeoutError(
-                f"TWS did not acknowledge the change to order {record.order_ref} within "
-                f"{timeout} s; its updates will show whether it applied"
-            ) from exc
-        finally:
-            if record.change is change:
-                record.change = None
-                record.pending_change = None
-        return OrderHandle(record)
+        self._emit(OrderEventKind.MODIFY, record, {"changes": _json_changes(changes)})
+        return change
+
+    def _emit(
+        self, kind: OrderEventKind, record: OrderRecord, detail: dict[str, object] | None = None
+    ) -> None:
+        events = self._pub.events
+        if events is not None and events.has_sinks:
+            events.emit(record_event(kind, record, detail=detail))
 
     async def cancel(
         self,
@@ -210,6 +243,7 @@ class OrderAmender:
             raise ConnectionLostError(
                 f"the cancel of order {record.order_ref} was not sent: the link to TWS is down"
             ) from exc
+        self._emit(OrderEventKind.CANCEL, record)
         limit = timeout if timeout is not None else self._settings.order_ack_timeout
         done = asyncio.ensure_future(self._pub.wait(record, until_of(None), None))
         waiting: set[asyncio.Future[Any]] = {done, failed}
@@ -256,6 +290,14 @@ class OrderAmender:
         if not working:
             return []
         await self._placer.ensure_connected("cancel orders", wait_timeout)
+        events = self._pub.events
+        if events is not None and events.has_sinks:
+            events.emit(
+                OrderEvent(
+                    kind=OrderEventKind.CANCEL_ALL,
+                    detail={"orders": [r.order_ref for r in working], "global": False},
+                )
+            )
         # Children go with their parent (TWS cancels them): cancel the roots, then
         # cancel whatever child is still working after its parent is done.
         refs = {r.order_ref for r in working}
@@ -295,3 +337,14 @@ class OrderAmender:
                 results=tuple(results),
             )
         return results
+
+
+def _json_changes(changes: dict[str, Any]) -> dict[str, object]:
+    """The changes of a modification as plain JSON values (enums by value, times as text)."""
+    plain: dict[str, object] = {}
+    for key, value in changes.items():
+        if value is None or isinstance(value, bool | int | float | str):
+            plain[key] = value.value if isinstance(value, enum.Enum) else value
+        else:
+            plain[key] = value.isoformat() if isinstance(value, datetime) else str(value)
+    return plain

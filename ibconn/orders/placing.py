@@ -21,14 +21,17 @@ from ibconn.contracts.resolver import ContractLike, ResolvedContract, trading_sy
 from ibconn.core.logs import get_logger
 from ibconn.errors import (
     ConnectionLostError,
+    IBConnError,
     InvalidInputError,
     NotConnectedError,
     OrderStateUnknownError,
     RequestTimeoutError,
 )
+from ibconn.orders.audit import record_event, refused_event
 from ibconn.orders.checks import OrderChecks
 from ibconn.orders.convert import apply_spec
 from ibconn.orders.enums import OrderAction, OrderType, UpdateKind
+from ibconn.orders.events import OrderEventKind
 from ibconn.orders.ports import ContractSource, OrderLink, OrderPacer, OrderSettings
 from ibconn.orders.records import AckTimeout, OrderHandle, OrderRecord, new_run_prefix
 from ibconn.orders.registry import OrderRegistry
@@ -92,14 +95,20 @@ class OrderPlacer:
         """
         if not isinstance(spec, OrderSpec):
             raise InvalidInputError(f"place_order() takes an OrderSpec, got {type(spec).__name__}")
-        if not self.ready():
-            await self.ensure_connected("place an order", wait_timeout)
-        # The usual case (contract, market rule and reference price at hand) awaits nothing.
-        resolved = self._contracts.cached(spec.symbol) or await self._checks.resolve(spec.symbol)
-        checked = await self._checks.check(spec, resolved)
-        if not self.ready():
-            await self.ensure_connected("place an order", wait_timeout)
-        record = self._submit(checked, resolved)
+        try:
+            if not self.ready():
+                await self.ensure_connected("place an order", wait_timeout)
+            # The usual case (contract, market rule and reference price at hand) awaits nothing.
+            resolved = self._contracts.cached(spec.symbol) or await self._checks.resolve(
+                spec.symbol
+            )
+            checked = await self._checks.check(spec, resolved)
+            if not self.ready():
+                await self.ensure_connected("place an order", wait_timeout)
+            record = self._submit(checked, resolved)
+        except IBConnError as exc:
+            self.refused(spec, exc)
+            raise
         await self._await_acks([record], ack_timeout)
         return OrderHandle(record)
 
@@ -149,16 +158,20 @@ class OrderPlacer:
             cast(float, take_profit.limit_price),
             cast(float, stop_loss.stop_price),
         )
-        await self.ensure_connected("place a bracket order", wait_timeout)
-        resolved = await self._checks.resolve(parent.symbol)
-        specs = [
-            await self._checks.check(s, resolved, quote_check=False)
-            for s in (parent, take_profit, stop_loss)
-        ]
-        await self.ensure_connected("place a bracket order", wait_timeout)
-        first = self._submit(specs[0], resolved, transmit=False)
-        second = self._submit(specs[1], resolved, parent=first, transmit=False)
-        third = self._submit(specs[2], resolved, parent=first, transmit=True)
+        try:
+            await self.ensure_connected("place a bracket order", wait_timeout)
+            resolved = await self._checks.resolve(parent.symbol)
+            specs = [
+                await self._checks.check(s, resolved, quote_check=False)
+                for s in (parent, take_profit, stop_loss)
+            ]
+            await self.ensure_connected("place a bracket order", wait_timeout)
+            first = self._submit(specs[0], resolved, transmit=False)
+            second = self._submit(specs[1], resolved, parent=first, transmit=False)
+            third = self._submit(specs[2], resolved, parent=first, transmit=True)
+        except IBConnError as exc:
+            self.refused(parent, exc, what="place_bracket")
+            raise
         await self._await_acks([first, second, third], ack_timeout)
         return BracketOrder(OrderHandle(first), OrderHandle(second), OrderHandle(third))
 
@@ -183,6 +196,12 @@ class OrderPlacer:
                 f"cannot {what}: not connected within {wait_timeout} s "
                 f"(state {self._link.state.value})"
             ) from exc
+
+    def refused(self, spec: OrderSpec, exc: BaseException, *, what: str = "place") -> None:
+        """Tell the audit tap that ``spec`` was refused before the wire."""
+        events = self._pub.events
+        if events is not None and events.has_sinks:
+            events.emit(refused_event(spec, exc, what=what))
 
     def _new_ref(self, tag: str | None) -> str:
         ref = f"{self.run_prefix}-{next(self._counter)}"
@@ -254,6 +273,24 @@ class OrderPlacer:
             record.symbol, ib_order.orderType,
         )  # fmt: skip
         self._pub.publish(record, UpdateKind.SUBMITTED)
+        events = self._pub.events
+        if events is not None and events.has_sinks:  # after the write: nothing added before it
+            events.emit(
+                record_event(
+                    OrderEventKind.PLACE,
+                    record,
+                    detail={
+                        "account": ib_order.account,
+                        "tif": ib_order.tif,
+                        "outside_rth": spec.outside_rth,
+                        "tag": spec.tag,
+                        "oca_group": spec.oca_group,
+                        "parent_ref": record.parent_ref,
+                        "transmit": transmit,
+                        "decided_by": self._pub.decided_by,  # one shared mapping
+                    },
+                )
+            )
         return record
 
     async def _await_acks(self, records: list[OrderRecord], ack_timeout: float | None) -> None:

@@ -17,7 +17,7 @@ consumes (:mod:`ibconn.orders.ports`) and delegates to one part per job:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Unpack
 
 from ib_async import IB
@@ -31,6 +31,7 @@ from ibconn.orders.amend import OrderAmender
 from ibconn.orders.checks import OrderChecks
 from ibconn.orders.convert import map_tws_status
 from ibconn.orders.enums import OrderAction, OrderStatus
+from ibconn.orders.events import OrderEvents
 from ibconn.orders.ingest import OrderIngest
 from ibconn.orders.models import Fill, OrderSnapshot, OrderUpdate
 from ibconn.orders.placing import BracketOrder, OrderPlacer
@@ -81,6 +82,9 @@ class OrderService(Service):
         settings: OrderSettings,
         alerts: AlertPublisher,
         pacer: OrderPacer,
+        *,
+        events: OrderEvents | None = None,
+        decided_by: Mapping[str, object] | None = None,
     ) -> None:
         self._tasks = ServiceTasks("orders")
         self._registry = OrderRegistry()
@@ -89,6 +93,11 @@ class OrderService(Service):
         )
         self._fills: FilteredFanout[Fill] = FilteredFanout("fills", STREAM_CAPACITY)
         self._publisher = OrderPublisher(self._updates, self._fills)
+        # the audit tap (ibconn/orders/events.py): every order operation is emitted on it;
+        # ``decided_by`` (risk settings, read-only, account) goes with every PLACE event
+        self.events = events if events is not None else OrderEvents()
+        self._publisher.events = self.events
+        self._publisher.decided_by = decided_by if decided_by is not None else {}
         self._rules = MarketRules(lambda: link.ib, timeout=settings.market_data_timeout)
         self._checks = OrderChecks(link, contracts, settings, self._rules)
         self._placer = OrderPlacer(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,7 +19,9 @@ from ib_async import IB
 
 from ibconn.core.streams import FilteredFanout
 from ibconn.errors import RequestTimeoutError
+from ibconn.orders.audit import update_event
 from ibconn.orders.enums import OrderStatus, UpdateKind
+from ibconn.orders.events import OrderEvents
 from ibconn.orders.models import Fill, OrderError, OrderSnapshot, OrderUpdate
 from ibconn.orders.records import AckTimeout, OrderRecord, Until, Waiter, expire_future
 from ibconn.wire.receive import yield_to_waiters
@@ -51,6 +53,11 @@ class OrderPublisher:
         """The ``IB`` whose receive path is told to yield when a waiter is woken."""
         self._pending: deque[_PendingFill] = deque()
         self._flush_handle: asyncio.TimerHandle | None = None
+        self.events: OrderEvents | None = None
+        """The audit tap every order operation is emitted on (set by the order service)."""
+        self.decided_by: Mapping[str, object] = {}
+        """What decides an order besides its spec (risk settings, read-only, account), as
+        plain JSON values: the ``detail`` of every PLACE event carries it (never mutated)."""
 
     def publish(
         self,
@@ -81,6 +88,11 @@ class OrderPublisher:
                 if not waiter.future.done() and waiter.until.reached(record):
                     waiter.future.set_result(record.snapshot())
                     self.wake()
+        events = self.events
+        if events is not None and events.has_sinks:
+            event = update_event(kind, record, fill, error)
+            if event is not None:
+                events.emit(event)
 
     def set_status(self, record: OrderRecord, status: OrderStatus, kind: UpdateKind) -> None:
         """Set ``record``'s status, settle its acknowledgement if this is one, publish."""

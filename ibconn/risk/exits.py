@@ -25,8 +25,11 @@ brings them back (:func:`ibconn.assembly.assemble` subscribes
 exit changes the position only when the position source reports it: until
 then the plan waits, so that an OCA sibling cancelled by TWS is never
 re-placed for a position that is already gone.
-Plans live in memory: after a restart of the process the exit orders keep
-working at TWS (adopted as ordinary orders) but are no longer resized.
+With the order journal (``docs/journal.md``) every plan is kept in it as it
+changes (:class:`~ibconn.risk.ports.ExitPlanStore`): when a connector starts
+again, :meth:`ExitService.restore` takes the plans back and the first session
+re-arms them once positions are known, adopting the exit orders still working
+at TWS by their order reference. Without the journal plans live in memory only.
 """
 
 from __future__ import annotations
@@ -35,13 +38,12 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass
 
-from ib_async import IB
+from ib_async import IB, Contract
 
 from ibconn.config.settings import ConnectorSettings
 from ibconn.connection.session import Service, Session
-from ibconn.contracts.resolver import ContractLike, ResolvedContract
+from ibconn.contracts.resolver import ContractLike
 from ibconn.core.alerts import AlertBus
 from ibconn.core.codes import Severity
 from ibconn.core.logs import get_logger
@@ -56,94 +58,22 @@ from ibconn.orders.models import (
     TimeInForce,
     UpdateKind,
 )
-from ibconn.orders.records import OrderHandle
+from ibconn.risk.exit_plans import STOP, TAKE, ExitLevel, ExitPlan, Plan
 from ibconn.risk.limits import EPS
-from ibconn.risk.models import Holding, KillSwitchState
-from ibconn.risk.ports import Contracts, ExitOrders, PositionChange, PositionUpdates, RiskView
+from ibconn.risk.models import Holding, KillSwitchState, SavedExitPlan
+from ibconn.risk.ports import (
+    Contracts,
+    ExitOrders,
+    ExitPlanStore,
+    PositionChange,
+    PositionUpdates,
+    RiskView,
+)
 
 __all__ = ["ExitLevel", "ExitPlan", "ExitService"]
 
 _log = get_logger("orders")
 _SETTLE = 2.0  # seconds a plan waits for the position to reflect an exit's fill
-_STOP, _TAKE = "stop_loss", "take_profit"
-
-
-@dataclass(frozen=True, slots=True)
-class ExitLevel:
-    """One exit level: a fixed ``price``, or ``percent`` away from the average price.
-
-    ``order_price`` is the price the working order carries now (``None``
-    before it was placed).
-    """
-
-    price: float | None
-    percent: float | None
-    order_price: float | None = None
-
-    def target(self, side: OrderAction, avg_price: float | None, kind: str) -> float | None:
-        """The exit price for a position on ``side`` (BUY = long) with ``avg_price``."""
-        if self.price is not None:
-            return self.price
-        if self.percent is None or avg_price is None or avg_price <= 0:
-            return None
-        sign = 1.0 if side is OrderAction.BUY else -1.0
-        away = -self.percent if kind == _STOP else self.percent
-        return avg_price * (1 + sign * away / 100)
-
-
-@dataclass(frozen=True, slots=True)
-class ExitPlan:
-    """The exits of one position as they stand (``connector.exit_plans()``)."""
-
-    account: str
-    con_id: int
-    symbol: str
-    position: float
-    stop_loss: ExitLevel | None
-    take_profit: ExitLevel | None
-    oca_group: str | None
-    stop_order: OrderHandle | None
-    take_profit_order: OrderHandle | None
-    failure: str | None = None
-    """Why the last attempt to place or resize an exit failed (``None`` when fine)."""
-
-
-class _Plan:
-    """One position's exits (mutable, internal)."""
-
-    def __init__(self, account: str, resolved: ResolvedContract) -> None:
-        self.account = account
-        self.resolved = resolved
-        self.levels: dict[str, ExitLevel] = {}
-        self.orders: dict[str, OrderHandle] = {}
-        self.group: str | None = None
-        self.position = 0.0
-        self.expected: float | None = None  # the position once the exits' fills show
-        self.expected_since = 0.0
-        self.failure: str | None = None
-        self.lock = asyncio.Lock()
-        self.dirty = False
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return (self.account, self.resolved.con_id)
-
-    def refs(self) -> set[str]:
-        return {handle.order_ref for handle in self.orders.values()}
-
-    def snapshot(self) -> ExitPlan:
-        return ExitPlan(
-            account=self.account,
-            con_id=self.resolved.con_id,
-            symbol=self.resolved.display_name,
-            position=self.position,
-            stop_loss=self.levels.get(_STOP),
-            take_profit=self.levels.get(_TAKE),
-            oca_group=self.group,
-            stop_order=self.orders.get(_STOP),
-            take_profit_order=self.orders.get(_TAKE),
-            failure=self.failure,
-        )
 
 
 class ExitService(Service):
@@ -170,12 +100,15 @@ class ExitService(Service):
         self._alerts = alerts
         self._orders = orders
         self._risk = risk
-        self._plans: dict[tuple[str, int], _Plan] = {}
+        self._plans: dict[tuple[str, int], Plan] = {}
         self._groups = itertools.count(1)
         self._tasks = ServiceTasks("orders")  # exits log with the orders
         self._installed: IB | None = None
         self._position_updates: PositionUpdates | None = None
         self._started = False
+        self._store: ExitPlanStore | None = None
+        self._saved: dict[tuple[str, int], SavedExitPlan] = {}  # as last given to the store
+        self._restored: list[SavedExitPlan] = []  # to re-arm in the first session
 
     # -- public ------------------------------------------------------------------------
 
@@ -189,7 +122,7 @@ class ExitService(Service):
     ) -> ExitPlan:
         """Protect the position in ``symbol`` with a stop at ``price`` or ``percent`` below
         (long) / above (short) its average price; returns once the order is working."""
-        return await self._set(symbol, _STOP, price, percent, account)
+        return await self._set(symbol, STOP, price, percent, account)
 
     async def set_take_profit(
         self,
@@ -201,13 +134,15 @@ class ExitService(Service):
     ) -> ExitPlan:
         """Take profit on the position in ``symbol`` with a limit at ``price`` or ``percent``
         above (long) / below (short) its average price; returns once the order is working."""
-        return await self._set(symbol, _TAKE, price, percent, account)
+        return await self._set(symbol, TAKE, price, percent, account)
 
     async def remove_exits(self, symbol: ContractLike, *, account: str | None = None) -> None:
         """Cancel the exits of the position in ``symbol`` and forget its plan."""
         resolved = await self._contracts.resolve(symbol)
         key = (account or self._risk_account(), resolved.con_id)
         plan = self._plans.pop(key, None)
+        self._restored = [p for p in self._restored if (p.account, p.con_id) != key]
+        self._forget(key)
         if plan is None:
             return
         async with plan.lock:
@@ -227,7 +162,7 @@ class ExitService(Service):
         percent: float | None,
         account: str | None,
     ) -> ExitPlan:
-        name = "set_stop_loss" if kind == _STOP else "set_take_profit"
+        name = "set_stop_loss" if kind == STOP else "set_take_profit"
         if (price is None) == (percent is None):
             raise InvalidInputError(f"{name}() takes exactly one of price= and percent=")
         if price is not None and not price > 0:
@@ -256,7 +191,7 @@ class ExitService(Service):
         if mark is not None and target is not None:
             # A long's stop below the market and its take profit above (a short: the reverse);
             # otherwise the order would trigger or fill at once.
-            below = (kind == _STOP) == (side is OrderAction.BUY)
+            below = (kind == STOP) == (side is OrderAction.BUY)
             if (target >= mark) if below else (target <= mark):
                 where = "below" if below else "above"
                 raise InvalidInputError(
@@ -267,7 +202,7 @@ class ExitService(Service):
         key = (acct, resolved.con_id)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = _Plan(acct, resolved)
+            plan = self._plans[key] = Plan(acct, resolved)
         plan.levels[kind] = ExitLevel(price=price, percent=percent)
         plan.failure = None
         self._start_tasks()
@@ -306,7 +241,7 @@ class ExitService(Service):
             else:
                 self._tasks.spawn(self._reconcile(plan), f"ibconn-exits-{plan.resolved.con_id}")
 
-    async def _reconcile(self, plan: _Plan, *, raise_errors: bool = False) -> None:
+    async def _reconcile(self, plan: Plan, *, raise_errors: bool = False) -> None:
         async with plan.lock:
             while True:
                 plan.dirty = False
@@ -327,10 +262,12 @@ class ExitService(Service):
                     if raise_errors:
                         raise
                     return
+                finally:
+                    self._save(plan)
                 if not plan.dirty:
                     return
 
-    async def _sync(self, plan: _Plan) -> None:
+    async def _sync(self, plan: Plan) -> None:
         """Make the working exits match the position (the only place that sends them)."""
         if self._plans.get(plan.key) is not plan:
             return  # removed meanwhile
@@ -346,6 +283,7 @@ class ExitService(Service):
         if abs(position) <= EPS:
             await self._cancel_all(plan)
             self._plans.pop(plan.key, None)
+            self._forget(plan.key)
             _log.info("exits of {} removed: the position is flat", plan.resolved.display_name)
             return
         if self._risk.kill_switch_state.engaged:
@@ -390,28 +328,28 @@ class ExitService(Service):
             else:
                 snap = self._orders.get_order_status(handle)
                 quantity = snap.filled + abs(position)
-                current = snap.stop_price if kind == _STOP else snap.limit_price
+                current = snap.stop_price if kind == STOP else snap.limit_price
                 moved = current is None or abs(current - target) > _price_tolerance(plan)
                 if abs(snap.quantity - quantity) > EPS or moved:
                     await self._orders.modify_order(
                         handle,
                         quantity=quantity,
-                        stop_price=target if moved and kind == _STOP else None,
-                        limit_price=target if moved and kind != _STOP else None,
+                        stop_price=target if moved and kind == STOP else None,
+                        limit_price=target if moved and kind != STOP else None,
                         round_prices=True,
                         wait_timeout=wait,
                     )
             snap = self._orders.get_order_status(handle)
-            order_price = snap.stop_price if kind == _STOP else snap.limit_price
+            order_price = snap.stop_price if kind == STOP else snap.limit_price
             plan.levels[kind] = ExitLevel(level.price, level.percent, order_price)
         plan.failure = None
 
-    def _new_group(self, plan: _Plan) -> str:
+    def _new_group(self, plan: Plan) -> str:
         # A group some member of which has filled may refuse new members: a fresh name.
         return f"ibc-exit-{plan.account}-{plan.resolved.con_id}-{next(self._groups)}"
 
     def _spec(
-        self, plan: _Plan, kind: str, action: OrderAction, quantity: float, price: float
+        self, plan: Plan, kind: str, action: OrderAction, quantity: float, price: float
     ) -> OrderSpec:
         common: dict[str, object] = {
             "symbol": plan.resolved.contract,
@@ -423,11 +361,11 @@ class ExitService(Service):
             "oca_type": 2,
             "round_prices": True,
         }
-        if kind == _STOP:
+        if kind == STOP:
             return OrderSpec(order_type=OrderType.STOP, stop_price=price, tag="exit-sl", **common)
         return OrderSpec(order_type=OrderType.LIMIT, limit_price=price, tag="exit-tp", **common)
 
-    async def _cancel_all(self, plan: _Plan) -> None:
+    async def _cancel_all(self, plan: Plan) -> None:
         for kind, handle in list(plan.orders.items()):
             if not self._orders.get_order_status(handle).is_done:
                 with contextlib.suppress(IBConnError):
@@ -435,6 +373,61 @@ class ExitService(Service):
                         handle, wait_timeout=self._settings.resync_timeout
                     )
             plan.orders.pop(kind, None)
+
+    # -- kept across runs (the order journal) ---------------------------------------------
+
+    def set_plan_store(self, store: ExitPlanStore | None) -> None:
+        """Keep every plan in ``store`` as it changes (the composition root only)."""
+        self._store = store
+
+    def restore(self, plans: Iterable[SavedExitPlan]) -> None:
+        """Take the plans an earlier run left; the first session re-arms them."""
+        for saved in plans:
+            self._saved[(saved.account, saved.con_id)] = saved
+            self._restored.append(saved)
+
+    def _save(self, plan: Plan) -> None:
+        if self._store is None or self._plans.get(plan.key) is not plan:
+            return
+        saved = plan.saved()
+        if self._saved.get(plan.key) != saved:
+            self._saved[plan.key] = saved
+            self._store.save_exit_plan(saved)
+
+    def _forget(self, key: tuple[str, int]) -> None:
+        if self._saved.pop(key, None) is not None and self._store is not None:
+            self._store.remove_exit_plan(*key)
+
+    async def _rearm(self) -> None:
+        """Turn the restored plans into working ones (positions are known by now)."""
+        restored, self._restored = self._restored, []
+        for saved in restored:
+            key = (saved.account, saved.con_id)
+            if key in self._plans:
+                continue  # set again in this run meanwhile
+            try:
+                resolved = await self._contracts.resolve(Contract(conId=saved.con_id))
+            except IBConnError as exc:
+                _log.warning("exit plan of {} not restored: {}", saved.symbol, exc)
+                continue
+            plan = Plan(saved.account, resolved)
+            for kind, price, percent in (
+                (STOP, saved.stop_price, saved.stop_percent),
+                (TAKE, saved.take_price, saved.take_percent),
+            ):
+                if price is not None or percent is not None:
+                    plan.levels[kind] = ExitLevel(price, percent)
+            plan.group = saved.oca_group
+            for kind, ref in ((STOP, saved.stop_order_ref), (TAKE, saved.take_profit_order_ref)):
+                with contextlib.suppress(IBConnError):  # unknown: it ended while away
+                    if ref is not None and not self._orders.get_order_status(ref).is_done:
+                        plan.orders[kind] = self._orders.handle(ref)
+            self._plans[key] = plan
+            _log.info(
+                "exit plan of {} ({}) restored from the journal: {}",
+                saved.symbol, saved.account, ", ".join(plan.levels),
+            )  # fmt: skip
+            self.schedule(key)
 
     # -- what triggers a re-check ----------------------------------------------------------
 
@@ -470,6 +463,8 @@ class ExitService(Service):
             self._installed = ib
         self._start_tasks()
         self.schedule()  # the orders wait (wait_timeout) for the state to say connected
+        if self._restored:
+            self._tasks.spawn(self._rearm(), "ibconn-exits-restore")
 
     def attach_positions(self, updates: PositionUpdates) -> None:
         """Follow the position service's change stream (``updates()`` opens one).
@@ -506,7 +501,7 @@ class ExitService(Service):
         return f"<ExitService plans={len(self._plans)}>"
 
 
-def _price_tolerance(plan: _Plan) -> float:
+def _price_tolerance(plan: Plan) -> float:
     """More than the rounding to the tick, less than one tick: a real move of the level."""
     tick = plan.resolved.min_tick
     return tick * 0.75 if tick > 0 else 1e-6

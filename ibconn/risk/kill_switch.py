@@ -27,6 +27,8 @@ from ibconn.core.alerts import AlertBus
 from ibconn.core.codes import Severity
 from ibconn.core.logs import get_logger
 from ibconn.errors import IBConnError
+from ibconn.orders.events import OrderEvent, OrderEventKind, OrderEvents
+from ibconn.orders.models import OrderSnapshot
 from ibconn.risk.models import KillSwitchState
 from ibconn.risk.ports import Link, OrderBook
 
@@ -46,6 +48,7 @@ class KillSwitch:
         alerts: AlertBus,
         *,
         on_change: Callable[[], None] = lambda: None,
+        events: OrderEvents | None = None,
     ) -> None:
         self._link = link
         self._orders = orders
@@ -54,6 +57,7 @@ class KillSwitch:
         self._on_change = on_change
         self._state = KillSwitchState(engaged=False)
         self._listeners: list[Callable[[KillSwitchState], None]] = []
+        self._events = events
 
     @property
     def state(self) -> KillSwitchState:
@@ -94,6 +98,7 @@ class KillSwitch:
             reason=reason,
             orders=len(working),
         )
+        self._emit(again=was_engaged, orders=[s.order_ref for s in working])
         if not was_engaged:
             self._notify()
         self._send_cancels(use_global)
@@ -118,6 +123,7 @@ class KillSwitch:
         if not previous.engaged:
             return previous
         self._state = KillSwitchState(engaged=False)
+        self._emit(was=previous.reason)
         _log.warning("risk: kill switch reset (was: {})", previous.reason)
         self._alerts.publish(
             Severity.INFO,
@@ -132,6 +138,41 @@ class KillSwitch:
         self._on_change()
         return self._state
 
+    def restore(self, state: KillSwitchState) -> None:
+        """Take the state an earlier run left (the journal): an engaged switch stays engaged,
+        with its reason and time; its cancels go out when the next session is ready."""
+        if not state.engaged or self._state.engaged:
+            return
+        self._state = KillSwitchState(
+            engaged=True,
+            reason=state.reason,
+            since=state.since,
+            global_cancel=state.global_cancel,
+            deferred=True,
+        )
+        self._emit(restored=True)
+        self._notify()
+        self._on_change()
+
+    def _emit(self, **detail: object) -> None:
+        """Tell the audit tap where the switch stands now (engaged or released, and why)."""
+        events = self._events
+        if events is None or not events.has_sinks:
+            return
+        state = self._state
+        events.emit(
+            OrderEvent(
+                kind=OrderEventKind.KILL_SWITCH,
+                detail={
+                    "engaged": state.engaged,
+                    "reason": state.reason,
+                    "since": state.since.isoformat() if state.since is not None else None,
+                    "global_cancel": state.global_cancel,
+                    **detail,
+                },
+            )
+        )
+
     def resend(self) -> None:
         """Send the cancels again if the switch is on (a new session, or the link is back)."""
         if self._state.engaged:
@@ -141,6 +182,34 @@ class KillSwitch:
         """The session ended: the cancels wait for the next one."""
         if self._state.engaged:
             self._state = replace(self._state, deferred=True)
+
+    def _emit_cancel(
+        self, kind: OrderEventKind, snap: OrderSnapshot | None, detail: dict[str, object]
+    ) -> None:
+        events = self._events
+        if events is None or not events.has_sinks:
+            return
+        if snap is None:
+            events.emit(OrderEvent(kind=kind, detail={**detail, "by": "kill_switch"}))
+            return
+        events.emit(
+            OrderEvent(
+                kind=kind,
+                order_ref=snap.order_ref,
+                order_id=snap.order_id,
+                perm_id=snap.perm_id,
+                symbol=snap.symbol,
+                action=snap.action.value,
+                quantity=snap.quantity,
+                order_type=snap.order_type,
+                limit_price=snap.limit_price,
+                stop_price=snap.stop_price,
+                status=snap.status.value,
+                filled=snap.filled,
+                remaining=snap.remaining,
+                detail=detail,
+            )
+        )
 
     def _is_done(self, order_ref: str) -> bool:
         try:
@@ -187,6 +256,8 @@ class KillSwitch:
                         sent += 1
                     except ConnectionError:
                         deferred = True
+                    else:
+                        self._emit_cancel(OrderEventKind.CANCEL_ALL, None, {"global": True})
                 for snap in working:
                     if deferred:
                         break
@@ -200,6 +271,7 @@ class KillSwitch:
                     except ConnectionError:
                         deferred = True
                         break
+                    self._emit_cancel(OrderEventKind.CANCEL, snap, {"by": "kill_switch"})
         self._state = replace(
             self._state, cancels_sent=self._state.cancels_sent + sent, deferred=deferred
         )

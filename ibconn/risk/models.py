@@ -18,6 +18,7 @@ __all__ = [
     "KillSwitchState",
     "PortfolioHolding",
     "RiskLimit",
+    "SavedExitPlan",
     "WorkingOrder",
 ]
 
@@ -116,6 +117,26 @@ class KillSwitchState:
     cancels_sent: int = 0
     deferred: bool = False
     still_working: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SavedExitPlan:
+    """An exit plan as the journal keeps it, to restore it when a connector starts again.
+
+    A level is a ``*_price`` or a ``*_percent`` (both ``None``: no such exit);
+    ``*_order_ref`` names the working order that carries it out, if any.
+    """
+
+    account: str
+    con_id: int
+    symbol: str
+    stop_price: float | None = None
+    stop_percent: float | None = None
+    take_price: float | None = None
+    take_percent: float | None = None
+    oca_group: str | None = None
+    stop_order_ref: str | None = None
+    take_profit_order_ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,11 +17,12 @@ from ibconn.contracts.resolver import ContractLike, ResolvedContract
 from ibconn.core.streams import Subscription
 from ibconn.orders.models import Fill, OrderSnapshot, OrderSpec, OrderUpdate
 from ibconn.orders.records import OrderHandle, OrderLike
-from ibconn.risk.models import Holding, KillSwitchState
+from ibconn.risk.models import Holding, KillSwitchState, SavedExitPlan
 
 __all__ = [
     "Contracts",
     "ExitOrders",
+    "ExitPlanStore",
     "Link",
     "MarketLines",
     "OrderBook",
@@ -149,10 +150,23 @@ class ExitOrders(Protocol):
     def get_order_status(self, order: OrderLike) -> OrderSnapshot:
         """The locally tracked state of an order."""
 
+    def handle(self, order: OrderLike) -> OrderHandle:
+        """The handle of an order given by handle, order_ref or order id."""
+
     def order_updates(
         self, order: OrderLike | None = None, capacity: int | None = None
     ) -> Subscription[OrderUpdate]:
         """Every order change from now on."""
+
+
+class ExitPlanStore(Protocol):
+    """Where the exit plans are kept across runs of the process (the order journal)."""
+
+    def save_exit_plan(self, plan: SavedExitPlan) -> None:
+        """Keep ``plan`` (replacing the plan of the same account and contract)."""
+
+    def remove_exit_plan(self, account: str, con_id: int) -> None:
+        """Forget the plan of ``account`` and ``con_id``."""
 
 
 class ReferenceQuote(Protocol):

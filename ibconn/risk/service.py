@@ -46,6 +46,7 @@ from ibconn.core.numbers import number_or_none
 from ibconn.core.streams import Subscription
 from ibconn.core.tasks import ServiceTasks
 from ibconn.errors import IBConnError
+from ibconn.orders.events import OrderEvents
 from ibconn.orders.models import OrderSnapshot, OrderSpec
 from ibconn.risk.book import RiskBook
 from ibconn.risk.daily_loss import DailyPnl
@@ -81,6 +82,7 @@ class RiskService(Service):
         orders: OrderBook,
         *,
         market_data: MarketLines | None = None,
+        events: OrderEvents | None = None,
     ) -> None:
         self._link = supervisor
         self._settings = settings
@@ -91,7 +93,9 @@ class RiskService(Service):
         self._tasks = ServiceTasks("risk")
         self._book = RiskBook(supervisor, contracts, settings, orders, market_data)
         self._position_updates: PositionUpdates | None = None
-        self._kill = KillSwitch(supervisor, orders, settings, alerts, on_change=self.wake)
+        self._kill = KillSwitch(
+            supervisor, orders, settings, alerts, on_change=self.wake, events=events
+        )
         self._daily = DailyPnl(settings.risk)
         self._monitor = ExposureMonitor(
             self._book,
@@ -288,6 +292,11 @@ class RiskService(Service):
     def reset_kill_switch(self) -> KillSwitchState:
         """Turn the kill switch off: orders that open positions pass again (limits permitting)."""
         return self._kill.reset()
+
+    def restore_kill_switch(self, state: KillSwitchState) -> None:
+        """Take the kill switch state an earlier run left (the journal, before the first
+        connect): an engaged switch stays engaged, with its reason and time."""
+        self._kill.restore(state)
 
     # -- Service hooks -----------------------------------------------------------------
 
