@@ -27,7 +27,10 @@ prints p50 / p90 / p99 in milliseconds for each arm and kind and the ratio ibcon
 (``benchmarks/_harness.py serve orders``), as TWS is: the clients' loop only waits
 for it. ``--gateway loop`` runs it in the benchmark's own event loop, as the tests
 do: its work for each order (about 1.5 ms) is on the clock of both arms. ``both``
-runs the two one after the other. ``--time-limit`` bounds the whole run: past it the
+runs the two one after the other. ``--journal off`` turns the order journal off for the
+ibconn arm (it is on by default, as a user gets it; on, it writes to a temporary file):
+the ratio to raw ib_async of a run with and one without is the journal's cost.
+``--time-limit`` bounds the whole run: past it the
 benchmark fails loudly (exit status 2) instead of hanging.
 """
 
@@ -39,6 +42,7 @@ import contextlib
 import logging
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -142,11 +146,19 @@ async def gateway_port(where: str) -> AsyncIterator[int]:
 Results = dict[str, list[tuple[Arm, Arm]]]  # kind -> per round (ibconn, raw)
 
 
-async def run(orders: int, rounds: int, gap: float, where: str, kinds: list[str]) -> Results:
+async def run(
+    orders: int, rounds: int, gap: float, where: str, kinds: list[str], journal: bool = True
+) -> Results:
     """Every round: ``orders`` orders of each kind per arm, alternating."""
     results: Results = {kind: [] for kind in kinds}
+    journal_dir = tempfile.TemporaryDirectory(prefix="ibconn-bench-")
+    journal_settings: dict[str, object] = (
+        {"journal_path": Path(journal_dir.name) / "journal.sqlite3"}
+        if journal
+        else {"journal": False}
+    )
     async with gateway_port(where) as port:
-        connector = IBConnector(port=port, client_id=1, reconnect_attempts=1)
+        connector = IBConnector(port=port, client_id=1, reconnect_attempts=1, **journal_settings)
         await connector.connect()
         ib = IB()
         await ib.connectAsync("127.0.0.1", port, clientId=2, timeout=10)
@@ -191,6 +203,9 @@ async def run(orders: int, rounds: int, gap: float, where: str, kinds: list[str]
         print(f"ibconn pacer throttled for {throttled:.3f} s during the measured rounds")
         ib.disconnect()
         await connector.disconnect()
+        if connector.journal is not None:
+            print(f"journal: {connector.journal.statistics()}")
+    journal_dir.cleanup()
     return results
 
 
@@ -234,7 +249,9 @@ async def main(args: argparse.Namespace) -> None:
     try:
         async with asyncio.timeout(args.time_limit):
             for where in places:
-                results = await run(args.orders, args.rounds, args.gap, where, kinds)
+                results = await run(
+                    args.orders, args.rounds, args.gap, where, kinds, args.journal == "on"
+                )
                 report(results, args.orders, args.rounds, where)
     except TimeoutError:
         print(
@@ -259,6 +276,9 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--kind", default="resting,marketable", help="resting, marketable or both (comma list)"
+    )
+    parser.add_argument(
+        "--journal", choices=("on", "off"), default="on", help="the ibconn arm's order journal"
     )
     parser.add_argument(
         "--time-limit", type=float, default=900.0, help="seconds before the run fails loudly"
