@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from ibconn.core.numbers import number_or_none
 from ibconn.orders.enums import OrderStatus, UpdateKind
 from ibconn.orders.events import OrderEvent, OrderEventKind
-from ibconn.orders.models import Fill, OrderError
+from ibconn.orders.models import Fill, OrderError, OrderSnapshot
 from ibconn.orders.records import OrderRecord
 from ibconn.orders.spec import OrderSpec
 
-__all__ = ["record_event", "refused_event", "update_event"]
+__all__ = ["record_event", "refused_event", "snapshot_event", "update_event"]
 
 # What each kind of order update is on the audit tap (SUBMITTED: the PLACE event said it)
 _UPDATE_KINDS: Mapping[UpdateKind, OrderEventKind] = {
@@ -61,6 +61,28 @@ def record_event(
         fill=fill,
         error=error,
         detail=detail if detail is not None else {},
+    )
+
+
+def snapshot_event(
+    kind: OrderEventKind, snap: OrderSnapshot, detail: Mapping[str, object]
+) -> OrderEvent:
+    """The event ``kind`` of an order known only by its snapshot (outside the order service)."""
+    return OrderEvent(
+        kind=kind,
+        order_ref=snap.order_ref,
+        order_id=snap.order_id,
+        perm_id=snap.perm_id,
+        symbol=snap.symbol,
+        action=snap.action.value,
+        quantity=snap.quantity,
+        order_type=snap.order_type,
+        limit_price=snap.limit_price,
+        stop_price=snap.stop_price,
+        status=snap.status.value,
+        filled=snap.filled,
+        remaining=snap.remaining,
+        detail=detail,
     )
 
 

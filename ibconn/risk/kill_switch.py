@@ -27,6 +27,7 @@ from ibconn.core.alerts import AlertBus
 from ibconn.core.codes import Severity
 from ibconn.core.logs import get_logger
 from ibconn.errors import IBConnError
+from ibconn.orders.audit import snapshot_event
 from ibconn.orders.events import OrderEvent, OrderEventKind, OrderEvents
 from ibconn.orders.models import OrderSnapshot
 from ibconn.risk.models import KillSwitchState
@@ -192,24 +193,7 @@ class KillSwitch:
         if snap is None:
             events.emit(OrderEvent(kind=kind, detail={**detail, "by": "kill_switch"}))
             return
-        events.emit(
-            OrderEvent(
-                kind=kind,
-                order_ref=snap.order_ref,
-                order_id=snap.order_id,
-                perm_id=snap.perm_id,
-                symbol=snap.symbol,
-                action=snap.action.value,
-                quantity=snap.quantity,
-                order_type=snap.order_type,
-                limit_price=snap.limit_price,
-                stop_price=snap.stop_price,
-                status=snap.status.value,
-                filled=snap.filled,
-                remaining=snap.remaining,
-                detail=detail,
-            )
-        )
+        events.emit(snapshot_event(kind, snap, detail))
 
     def _is_done(self, order_ref: str) -> bool:
         try:
