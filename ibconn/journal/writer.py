@@ -94,6 +94,8 @@ class JournalWriter:
         self._hurry = threading.Event()  # a flush or close: commit without gathering
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._live = False  # the thread runs and will still drain what is queued
+        self._live_lock = threading.Lock()  # a flush's barrier is queued only while live
         self._written = 0
         self._dropped = 0
         self._overflowed = 0
@@ -124,10 +126,11 @@ class JournalWriter:
         """A future that completes once everything queued before this call is committed
         (or dropped after a failed write)."""
         barrier: Future[None] = Future()
-        if self._thread is None or not self._thread.is_alive():
-            barrier.set_result(None)  # nothing runs to write it: nothing waits
-            return barrier
-        self._pending.append(barrier)
+        with self._live_lock:
+            if not self._live:
+                barrier.set_result(None)  # nothing runs to write it: nothing waits
+                return barrier
+            self._pending.append(barrier)
         self._wake_now()
         return barrier
 
@@ -139,7 +142,7 @@ class JournalWriter:
     @property
     def running(self) -> bool:
         """Whether the writer thread runs."""
-        return self._thread is not None and self._thread.is_alive()
+        return self._live and self._thread is not None and self._thread.is_alive()
 
     def statistics(self) -> WriterStatistics:
         """Counters of what was written and dropped, and the queue's length now."""
@@ -162,6 +165,7 @@ class JournalWriter:
             return opened
         self._stopping = False
         self._hurry.clear()
+        self._live = True
         self._thread = threading.Thread(
             target=self._run, args=(opened,), name=f"ibconn-journal-{self.path.name}", daemon=True
         )
@@ -189,6 +193,7 @@ class JournalWriter:
                 tuple(store.load_exit_plans(conn, self._client_id)),
             )
         except Exception as exc:  # an unusable file: the caller reports it
+            self._retire()
             opened.set_exception(exc)
             return
         opened.set_result(state)
@@ -210,6 +215,15 @@ class JournalWriter:
                     return
         finally:
             conn.close()
+            self._retire()
+
+    def _retire(self) -> None:
+        """The thread ends: no flush waits on it any more (those queued are settled)."""
+        with self._live_lock:
+            self._live = False
+            for item in self._pending:
+                if isinstance(item, Future) and not item.done():
+                    item.set_result(None)
 
     def _write(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
         barriers = [item for item in batch if isinstance(item, Future)]
