@@ -34,6 +34,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from ibconn.config.metrics import MetricsSettings
 from ibconn.config.risk import RiskSettings
 from ibconn.config.sources import (
     ENV_PREFIX,
@@ -62,6 +63,7 @@ from ibconn.errors import ConfigError
 __all__ = [
     "ConnectorSettings",
     "MarketDataType",  # the types of its fields, importable with it
+    "MetricsSettings",
     "RiskSettings",
 ]
 
@@ -301,6 +303,11 @@ class ConnectorSettings(BaseSettings):
         default_factory=RiskSettings,
         description="Pre-trade risk limits, daily loss limit and kill switch: a 'risk:' "
         "mapping in YAML, IBCONN_RISK__<KEY> variables (see RiskSettings, docs/risk.md).",
+    )
+    metrics: MetricsSettings = Field(
+        default_factory=MetricsSettings,
+        description="Prometheus metrics, readiness and liveness: a 'metrics:' mapping in YAML, "
+        "IBCONN_METRICS__<KEY> variables (see MetricsSettings, docs/metrics.md).",
     )
     # -- the order journal (docs/journal.md) --
     journal: bool = Field(

@@ -175,6 +175,10 @@ class Supervisor(Generic[PacerT]):
         """How many messages of each kind of garbage the gateway sent (ibconn/wire/inbound.py)."""
         return dict(self._inbound_garbage)
 
+    def tws_codes(self) -> dict[int, int]:
+        """How many times TWS sent each error, warning or notice code, since creation."""
+        return dict(self._code_alerts.received)
+
     def farms(self) -> tuple[FarmStatus, ...]:
         """Every data farm TWS has reported on (OK, broken, inactive), sorted by name."""
         return self._connectivity.farms()

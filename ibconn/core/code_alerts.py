@@ -132,9 +132,12 @@ class CodeAlerts:
         self._describe = describe
         self.published = 0
         """Alerts published for TWS codes (delivered or coalesced)."""
+        self.received: dict[int, int] = {}
+        """Every TWS code received, by code (notices and owned classes included)."""
 
     def on_code(self, req_id: int, code: int, message: str, contract: object = None) -> None:
         """One TWS code (ib_async's ``errorEvent``): its alert, if its class has one."""
+        self.received[code] = self.received.get(code, 0) + 1
         context = self._describe(req_id) if req_id >= 0 else None
         info = classify(code, message, order_live=context.order_live if context else None)
         if not announced(info):

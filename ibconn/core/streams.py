@@ -66,6 +66,7 @@ class Broadcast(Generic[T]):
         self._queues: list[QueueSubscription[T]] = []  # the CONFLATE subscribers
         self._log: StreamLog[T] = StreamLog()  # what the other subscribers read
         self._closed = False
+        self._dropped_gone = 0  # dropped by subscriptions closed since
 
     @property
     def name(self) -> str:
@@ -125,9 +126,15 @@ class Broadcast(Generic[T]):
         """How many subscriptions are open."""
         return len(self._subscribers)
 
+    @property
+    def dropped_total(self) -> int:
+        """Items dropped (or conflated) by every subscription of this broadcast, ever."""
+        return self._dropped_gone + sum(sub.statistics().dropped for sub in self._subscribers)
+
     def _discard(self, sub: Subscription[T]) -> None:
         with contextlib.suppress(ValueError):
             self._subscribers.remove(sub)
+            self._dropped_gone += sub.statistics().dropped
         if isinstance(sub, QueueSubscription):
             with contextlib.suppress(ValueError):
                 self._queues.remove(sub)

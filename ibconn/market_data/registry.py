@@ -51,6 +51,8 @@ class LineRegistry:
         self._tolerance = crossed_tolerance
         self._sinks = {MKT: tick_sink, TBT: trade_sink}
         self.ib: IB | None = None
+        self.dropped_closed: dict[str, int] = {}
+        """Items dropped by the streams of feeds closed since, per feed kind."""
         self.tap: TickTap | None = None
         self.live = False
         """Whether the session is ready: lines are requested now, else on the next resync."""
@@ -81,6 +83,10 @@ class LineRegistry:
         if feed.consumers > 0:
             return
         feed.closed = True
+        dropped = feed.broadcast.dropped_total
+        if dropped:
+            kind = feed.kind.value
+            self.dropped_closed[kind] = self.dropped_closed.get(kind, 0) + dropped
         feed.broadcast.close()
         inst = feed.inst
         if inst.feeds.get(feed.key) is feed:
@@ -248,6 +254,15 @@ class LineRegistry:
                     )
                 )
         return tuple(out)
+
+    def stream_drops(self) -> dict[str, int]:
+        """Items dropped (or conflated) by consumer streams, ever, per feed kind."""
+        drops = dict(self.dropped_closed)
+        for inst in self.instruments.values():
+            for feed in inst.feeds.values():
+                kind = feed.kind.value
+                drops[kind] = drops.get(kind, 0) + feed.broadcast.dropped_total
+        return drops
 
     def validation(self) -> ValidationStats:
         """What the validation rules rejected or flagged, over every instrument."""

@@ -230,6 +230,11 @@ class MarketDataService(Service):
         """What the validation rules rejected or flagged, over every instrument."""
         return self._registry.validation()
 
+    def stream_drops(self) -> dict[str, int]:
+        """Items the consumer streams dropped or conflated since creation, per feed kind
+        (``quotes``, ``trades``, ``ticks``, ``bars``; a kind without drops is absent)."""
+        return self._registry.stream_drops()
+
     def statistics(self) -> MarketDataStatistics:
         """Lines, consumers, validation counters and backfill counts."""
         registry = self._registry
