@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from os import PathLike
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ib_async import IB
 
@@ -29,6 +29,9 @@ from ibconn.positions.api import PositionMethods
 from ibconn.risk.api import RiskMethods
 from ibconn.status import ConnectorStatus, build_status
 from ibconn.wire.gc_tuning import restore_gc, tune_gc_for_streaming
+
+if TYPE_CHECKING:
+    from ibconn.metrics import ConnectorMetrics, MetricsServer
 
 __all__ = ["IBConnector"]
 
@@ -91,6 +94,7 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
         self._gc_tuned = False  # settings.tune_gc applied (see ibconn.wire.gc_tuning)
         self._parts = parts  # read by status()
         self._started: float | None = None  # time.monotonic() of the first connect()
+        self._metrics: ConnectorMetrics | None = None  # made by serve_metrics()
 
     @classmethod
     def from_config(cls, path: str | PathLike[str], **overrides: Any) -> IBConnector:
@@ -146,6 +150,8 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
             raise unconfirmed
 
     async def _close(self) -> None:
+        if self._metrics is not None:  # the metrics servers stop with the connector
+            await self._metrics.close()
         await self._supervisor.stop()
         self._orders.close()  # fills() and order_updates() streams end with the connector
         self._market_data.close()  # market data streams end with the connector
@@ -252,6 +258,19 @@ class IBConnector(OrderMethods, MarketDataMethods, PositionMethods, RiskMethods)
             started=self._started,
             recent=count_arg("recent_alerts", recent_alerts, high=RECENT_ALERTS),
         )
+
+    async def serve_metrics(self, port: int = 9464, host: str = "127.0.0.1") -> MetricsServer:
+        """Serve Prometheus metrics, ``/healthz`` and ``/readyz`` over HTTP (``docs/metrics.md``).
+
+        ``port`` 0 picks a free port (the handle's ``port`` says which); the server runs
+        on this event loop until ``await handle.close()`` or the connector closes. Needs
+        the ``metrics`` extra (:class:`~ibconn.errors.MissingDependencyError` without it).
+        """
+        from ibconn.metrics import ConnectorMetrics  # noqa: PLC0415 (the optional extra)
+
+        if self._metrics is None:
+            self._metrics = ConnectorMetrics(self)
+        return await self._metrics.serve(port, host)
 
     def connection_events(self, capacity: int | None = None) -> Subscription[ConnectionEvent]:
         """An async iterator of state changes from now on, each with reason and code.
