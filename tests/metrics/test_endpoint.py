@@ -7,13 +7,13 @@ import asyncio
 
 import pytest
 from helpers import connected, until
-from metrics.scrape import get_json, scrape, value
 
 from ibconn import IBConnector
 from ibconn.connection.session import ConnectionState
 from ibconn.errors import InvalidInputError
 from ibconn.orders.models import OrderStatus
 from ibconn.sim import SimulatedGateway
+from metrics.scrape import get_json, scrape, value
 
 pytestmark = pytest.mark.timeout(60)
 
