@@ -11,6 +11,7 @@ from ibconn.cli.common import Parser
 from ibconn.cli.demo import add_demo_parser
 from ibconn.cli.journal import add_journal_parser
 from ibconn.cli.market import add_market_parsers
+from ibconn.cli.metrics import add_metrics_parser
 from ibconn.cli.trading import add_trading_parsers
 from ibconn.sim.server.cli import add_sim_parser
 
@@ -31,6 +32,7 @@ def build_parser() -> Parser:
     add_account_parsers(subparsers)  # positions, orders, fills, account, pnl
     add_trading_parsers(subparsers)  # cancel, cancel-all, flatten, kill-switch
     add_journal_parser(subparsers)  # journal
+    add_metrics_parser(subparsers)  # metrics
     add_demo_parser(subparsers)
     add_sim_parser(subparsers)
     parser.set_defaults(commands=subparsers.choices)
