@@ -53,6 +53,7 @@ from ibconn.core.streams import Subscription
 from ibconn.core.tasks import ServiceTasks, cancel_and_wait
 from ibconn.errors import ConnectError, NotConnectedError, RequestTimeoutError
 from ibconn.wire.closing import close_socket
+from ibconn.wire.ib_compat import messages_received
 from ibconn.wire.prepare import prepare_ib
 
 __all__ = ["Supervisor"]
@@ -174,6 +175,10 @@ class Supervisor(Generic[PacerT]):
     def inbound_garbage(self) -> dict[str, int]:
         """How many messages of each kind of garbage the gateway sent (ibconn/wire/inbound.py)."""
         return dict(self._inbound_garbage)
+
+    def messages_received(self) -> int:
+        """Messages received from TWS since the current socket connected (0 before one)."""
+        return 0 if self._ib is None else messages_received(self._ib)
 
     def tws_codes(self) -> dict[int, int]:
         """How many times TWS sent each error, warning or notice code, since creation."""

@@ -36,6 +36,8 @@ class StatusCollector(Collector):
         self._source = source
         self._symbols = symbols
         self._loop_lag = loop_lag
+        self._received_before = 0  # messages of earlier sockets, as last seen
+        self._received_last = 0
 
     def collect(self) -> Iterator[Metric]:
         """The metric families of one scrape (call it on the connector's event loop)."""
@@ -125,6 +127,11 @@ class StatusCollector(Collector):
         yield _gauge("ibconn_pacer_limit", "max_requests_per_second.", pacer.limit)
         yield _counter("ibconn_messages_sent", "Messages written to TWS.", pacer.sent_total)
         yield _counter(
+            "ibconn_messages_received",
+            "Messages received from TWS (rate(): messages per second; see docs/metrics.md).",
+            self._received(source.supervisor.messages_received()),
+        )
+        yield _counter(
             "ibconn_pacer_dropped",
             "Messages dropped unsent (link lost, withdrawn).",
             pacer.dropped_total,
@@ -199,6 +206,13 @@ class StatusCollector(Collector):
             "How late the event loop ran the lag monitor's last timer (or is running it now).",
             self._loop_lag(),
         )
+
+    def _received(self, now: int) -> int:
+        """The socket's count made monotonic: a smaller count is a new socket."""
+        if now < self._received_last:
+            self._received_before += self._received_last
+        self._received_last = now
+        return self._received_before + now
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

@@ -17,7 +17,11 @@ __all__ = ["CodeCounts", "DropCounts", "MetricsSource"]
 
 
 class CodeCounts(Protocol):
-    """The supervisor's count of TWS codes (``connector.supervisor``)."""
+    """The supervisor's counters (``connector.supervisor``)."""
+
+    def messages_received(self) -> int:
+        """Messages received from TWS since the current socket connected."""
+        ...
 
     def tws_codes(self) -> dict[int, int]:
         """Every TWS code received, by code."""

@@ -36,6 +36,7 @@ __all__ = [
     "end_request",
     "fast_receive_supported",
     "last_data_arrival",
+    "messages_received",
     "missing_client_fields",
     "outgoing_queue",
     "pending_requests",
@@ -143,3 +144,10 @@ def last_data_arrival(ib: IB) -> float | None:
     if isinstance(arrived, int | float) and arrived > 0:
         return float(arrived)
     return None
+
+
+def messages_received(ib: IB) -> int:
+    """Messages received from TWS since the current socket connected (ib_async's
+    ``Client._numMsgRecv``, counted by ibconn's receive path too; reset on every connect)."""
+    count = getattr(ib.client, "_numMsgRecv", 0)
+    return count if isinstance(count, int) else 0

@@ -102,6 +102,10 @@ async def test_scrape_after_orders_a_reconnect_and_errors(gw: SimulatedGateway) 
         assert value(up, "ibconn_orders_submitted_total") == 3
         assert value(up, "ibconn_fills_total") == 1
         assert value(up, "ibconn_handler_errors_total") == 0
+        # messages received keeps counting across the new socket (its own count restarted)
+        received = value(after, "ibconn_messages_received_total")
+        assert value(up, "ibconn_messages_received_total") > received > 0
+        assert value(up, "ibconn_messages_sent_total") > value(after, "ibconn_messages_sent_total")
     finally:
         await conn.disconnect()
     with pytest.raises(OSError):  # stopped with the connector
