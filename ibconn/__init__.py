@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ibconn.config.metrics import MetricsSettings
 from ibconn.config.risk import RiskSettings
 from ibconn.config.settings import ConnectorSettings
 from ibconn.config.values import MarketDataType
@@ -138,6 +139,7 @@ __all__ = [
     "MarketDataType",
     "MarketStream",
     "MessageNotSentError",
+    "MetricsSettings",
     "MismatchKind",
     "MissingDependencyError",
     "NotConnectedError",
