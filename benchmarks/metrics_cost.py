@@ -18,6 +18,7 @@ repeated; the medians are reported.
 Arms:
 
 * ``plain``: no metrics;
+* ``served``: ``serve_metrics(0)`` (the lag monitor and the stream readers run), no scrape;
 * ``metrics``: ``serve_metrics(0)``, and a scraper **process** that GETs ``/metrics``
   every 1 s (as Prometheus would) from before the stream starts until it ends;
 * ``metrics_fast``: the same, scraped every 0.1 s (ten times a usual rate).
@@ -46,9 +47,10 @@ from _harness import Gateway, MeasurementError, hard_limit, machine, median, run
 SCRIPT = Path(__file__).resolve()
 SYMBOL = "AAPL"
 HEARTBEAT_TIMEOUT = 60.0  # as in ingest.py: a saturating run keeps the heartbeat's answer late
-INTERVALS = {"plain": None, "metrics": 1.0, "metrics_fast": 0.1}
+INTERVALS = {"plain": None, "served": 0.0, "metrics": 1.0, "metrics_fast": 0.1}
 LABELS = {
     "plain": "`connector.quotes()`, no metrics",
+    "served": "the same, metrics served, not scraped",
     "metrics": "the same, metrics served and scraped every 1 s",
     "metrics_fast": "the same, metrics served and scraped every 0.1 s",
 }
@@ -88,6 +90,7 @@ async def _run(port: int, control: int, count: int, client_id: int, arm: str) ->
     interval = INTERVALS[arm]
     if interval is not None:
         server = await connector.serve_metrics(0)
+    if interval:
         scraper = await asyncio.create_subprocess_exec(
             sys.executable, "-c", SCRAPER, server.url + "/metrics", str(interval),
             stdout=asyncio.subprocess.PIPE,
