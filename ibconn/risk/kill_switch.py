@@ -2,13 +2,14 @@
 
 :meth:`KillSwitch.engage` turns the switch on, sends a cancel for every
 working order this connector knows, and TWS's global cancel (with
-``risk.kill_switch_global_cancel``; nothing with a ``readonly`` connection), all inside :meth:`Pacer.critical
-<ibconn.pacing.Pacer.critical>` so they go out ahead of anything queued. If
-the link is down the cancels cannot go out (the pacer drops what is queued on
-link loss), so :meth:`KillSwitch.resend` sends them again when a session is
-ready and when a degraded link comes back (1102), as long as the switch is
-on. It stays on until :meth:`KillSwitch.reset`. Refusing orders is the
-limits' job (:func:`ibconn.risk.limits.kill_switch_refusal`).
+``risk.kill_switch_global_cancel``), all inside :meth:`Pacer.critical
+<ibconn.pacing.Pacer.critical>` so they go out ahead of anything queued; a
+``readonly`` connection sends none. If the link is down the cancels cannot go
+out (the pacer drops what is queued on link loss), so
+:meth:`KillSwitch.resend` sends them again when a session is ready and when a
+degraded link comes back (1102), as long as the switch is on. It stays on
+until :meth:`KillSwitch.reset`. Refusing orders is the limits' job
+(:func:`ibconn.risk.limits.kill_switch_refusal`).
 """
 
 from __future__ import annotations
