@@ -4,8 +4,9 @@ with and without ``connector.serve_metrics()`` served and scraped.
 Usage::
 
     python benchmarks/metrics_cost.py [--count 1000000] [--repeats 3]
-                                      [--arms plain,metrics,metrics_fast]
+                                      [--arms plain,served,metrics,metrics_fast]
                                       [--run-limit 180] [--time-limit 1800]
+    python benchmarks/metrics_cost.py --scrape-cost 500
 
 The gateway (``benchmarks/_harness.py serve``) runs in its own process and, per run,
 streams exactly ``--count`` sequence-numbered quote updates of AAPL as fast as the
@@ -147,6 +148,44 @@ async def _run(port: int, control: int, count: int, client_id: int, arm: str) ->
 RUN_LIMIT = [180.0]
 
 
+async def _scrape_cost(scrapes: int) -> None:
+    """Time one scrape (``status()`` and the text encoding) in process, no socket."""
+    from ibconn import IBConnector  # noqa: PLC0415
+    from ibconn.sim import SimConfig, SimulatedGateway  # noqa: PLC0415
+
+    config = SimConfig(tick_rate=0, fill_delay=0.0, seed=1)
+    async with SimulatedGateway(port=0, config=config) as gw:
+        gw.set_price("AAPL", 190.0)
+        gw.set_price("MSFT", 420.0)
+        connector = IBConnector(
+            "127.0.0.1", gw.port, 1, metrics={"symbols": ["AAPL"]}, journal=False
+        )
+        await connector.connect()
+        await connector.serve_metrics(0)
+        await connector.subscribe_market_data("AAPL")
+        await connector.subscribe_market_data("MSFT")
+        await connector.wait_for_order(
+            await connector.place_market_order("AAPL", 10, "BUY"), timeout=10
+        )
+        for n in range(10):
+            await connector.place_limit_order("MSFT", 1, "BUY", 300.0 + n)
+        metrics = connector._metrics  # the registry, scraped without HTTP
+        assert metrics is not None
+        body = metrics.scrape()
+        times = []
+        for _ in range(scrapes):
+            start = time.perf_counter()
+            metrics.scrape()
+            times.append(time.perf_counter() - start)
+        await connector.disconnect()
+    times.sort()
+    print(
+        f"one scrape: median {median(times) * 1e3:.2f} ms, p99 "
+        f"{times[int(len(times) * 0.99) - 1] * 1e3:.2f} ms, {len(body):,} bytes "
+        f"(2 lines, 1 position, 10 working orders, {scrapes} scrapes)"
+    )
+
+
 async def _main(args: argparse.Namespace) -> None:
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     unknown = [arm for arm in arms if arm not in LABELS]
@@ -220,6 +259,13 @@ def main() -> None:
     parser.add_argument("--arms", default=",".join(LABELS))
     parser.add_argument("--run-limit", type=float, default=180.0)
     parser.add_argument("--time-limit", type=float, default=1800.0)
+    parser.add_argument(
+        "--scrape-cost",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: time N scrapes in process (status() and encoding, no socket)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--control", type=int, help=argparse.SUPPRESS)
@@ -237,7 +283,7 @@ def main() -> None:
         )
         return
     hard_limit(args.time_limit, "metrics_cost.py")
-    asyncio.run(_main(args))
+    asyncio.run(_scrape_cost(args.scrape_cost) if args.scrape_cost else _main(args))
 
 
 if __name__ == "__main__":
