@@ -79,7 +79,7 @@ async def test_scrape_after_orders_a_reconnect_and_errors(gw: SimulatedGateway) 
         assert value(after, "ibconn_kill_switch_engaged") == 0
 
         # a reconnect: not ready while the gateway is away, ready again after
-        restart = asyncio.create_task(gw.restart(downtime=0.5))
+        restart = asyncio.create_task(gw.restart(downtime=3.0))  # long enough on a loaded machine
         await until(lambda: conn.state is ConnectionState.RECONNECTING, timeout=5)
         status, body = await get_json(url + "/readyz")
         assert status == 503
