@@ -17,13 +17,13 @@ async def test_a_blocked_loop_shows_as_lag_then_the_next_samples_are_small() -> 
     monitor.start()  # idempotent
     try:
         await until(lambda: monitor.samples >= 2, timeout=5)
-        time.sleep(0.2)  # noqa: ASYNC251 - blocks the loop on purpose
-        assert monitor.current_lag() >= 0.15  # overdue now, before its timer ran
-        await until(lambda: monitor.max_lag >= 0.15, timeout=5)
+        time.sleep(0.5)  # noqa: ASYNC251 - blocks the loop on purpose
+        assert monitor.current_lag() >= 0.45  # overdue now, before its timer ran
+        await until(lambda: monitor.max_lag >= 0.45, timeout=5)
         assert max(seen) == monitor.max_lag
         count = monitor.samples
         await until(lambda: monitor.samples >= count + 3, timeout=5)
-        assert monitor.lag < 0.15  # the loop runs freely again
+        assert min(seen[count:]) < 0.45  # the loop runs freely again
     finally:
         await monitor.close()
     samples = monitor.samples

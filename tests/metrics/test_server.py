@@ -97,21 +97,21 @@ async def test_a_server_closed_by_hand_stops_listening_and_the_connector_closes_
 
 
 async def test_liveness_fails_while_the_event_loop_is_blocked(gw: SimulatedGateway) -> None:
-    conn = await connected(gw, metrics={"lag_interval": 0.01, "max_loop_lag": 0.1})
+    conn = await connected(gw, metrics={"lag_interval": 0.01, "max_loop_lag": 0.25})
     try:
         server = await conn.serve_metrics(0)
         assert (await get(server.url + "/healthz"))[0] == 200
         metrics = conn._metrics
         assert metrics is not None
         assert metrics.liveness().ok
-        time.sleep(0.3)  # noqa: ASYNC251 - blocks the loop on purpose: its timers run late
+        time.sleep(0.6)  # noqa: ASYNC251 - blocks the loop on purpose: its timers run late
         verdict = metrics.liveness()
         assert not verdict.ok
         assert verdict.reasons[0].startswith("event loop lag 0.")
         await asyncio.sleep(0.05)  # the monitor's timer ran: the lag it measured stays
-        assert metrics.lag.max_lag >= 0.2
+        assert metrics.lag.max_lag >= 0.5
         samples = await scrape(server.url)
-        assert value(samples, "ibconn_event_loop_max_lag_seconds") >= 0.2
+        assert value(samples, "ibconn_event_loop_max_lag_seconds") >= 0.5
         async with asyncio.timeout(5):  # the loop runs freely again: alive
             while (await get(server.url + "/healthz"))[0] != 200:
                 await asyncio.sleep(0.01)
