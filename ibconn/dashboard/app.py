@@ -110,6 +110,8 @@ class DashboardApp(App[None]):
         """Timer ticks that changed something on the screen."""
         self._shown: dict[str, dict[str, Row]] = {name: {} for name in TABLES}
         self._summary: list[Cell] = []
+        self._tables: dict[str, DataTable[Any]] = {}
+        self._statics: dict[str, Static] = {}
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -136,6 +138,11 @@ class DashboardApp(App[None]):
 
     def on_mount(self) -> None:
         """Add the columns, start the consumers and the render timer."""
+        # the widgets of the main screen, kept: a confirmation screen may be on top of it
+        self._tables = {name: self.query_one(f"#{name}", DataTable) for name in TABLES}
+        self._statics = {
+            name: self.query_one(f"#{name}", Static) for name in ("summary", "message")
+        }
         for name, columns in TABLES.items():
             table = self._table(name)
             for column in columns:
@@ -171,7 +178,7 @@ class DashboardApp(App[None]):
                     Text(line.text, style=line.style) if isinstance(line, Styled) else Text(line)
                     for line in lines
                 )
-                self.query_one("#summary", Static).update(text)
+                self._statics["summary"].update(text)
                 drawn = True
         now = time.monotonic()
         builders: dict[str, Callable[[], dict[str, Row]]] = {
@@ -185,13 +192,13 @@ class DashboardApp(App[None]):
             if name in changed:
                 drawn = self._sync(name, build()) or drawn
         if "message" in changed:
-            self.query_one("#message", Static).update(Text(model.message, style="bold"))
+            self._statics["message"].update(Text(model.message, style="bold"))
             drawn = True
         if drawn:
             self.renders += 1
 
     def _table(self, name: str) -> DataTable[Any]:
-        return self.query_one(f"#{name}", DataTable)
+        return self._tables[name]
 
     def _sync(self, name: str, new: dict[str, Row]) -> bool:
         """Bring table ``name`` to ``new``: remove, add and update only what differs."""
