@@ -18,7 +18,19 @@ from ibconn.errors import MissingDependencyError
 if TYPE_CHECKING:
     from ibconn.dashboard.app import DashboardApp
 
-__all__ = ["create_app", "run_dashboard"]
+__all__ = ["create_app", "require_textual", "run_dashboard"]
+
+
+def require_textual() -> None:
+    """Raise :class:`~ibconn.errors.MissingDependencyError` (extra ``tui``) without Textual."""
+    try:
+        importlib.import_module("textual")
+    except ImportError:
+        raise MissingDependencyError(
+            "ibconn dashboard needs Textual: pip install 'ibconn[tui]' (or pip install textual)",
+            package="textual",
+            extra="tui",
+        ) from None
 
 
 def create_app(source: DashboardSource, **options: Any) -> DashboardApp:
@@ -28,14 +40,7 @@ def create_app(source: DashboardSource, **options: Any) -> DashboardApp:
     at most 10), ``stale_after`` (seconds, default 5), ``latency_interval`` (seconds
     between two ``server_time()`` probes, default 5), ``action_timeout`` (default 10).
     """
-    try:
-        importlib.import_module("textual")
-    except ImportError:
-        raise MissingDependencyError(
-            "ibconn dashboard needs Textual: pip install 'ibconn[tui]' (or pip install textual)",
-            package="textual",
-            extra="tui",
-        ) from None
+    require_textual()
     from ibconn.dashboard.app import DashboardApp  # noqa: PLC0415 (the optional dependency)
 
     return DashboardApp(source, **options)
