@@ -21,6 +21,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Footer, Label, Static
+from textual.widgets.data_table import ColumnKey
 
 from ibconn.dashboard import rows
 from ibconn.dashboard.confirm import ConfirmScreen
@@ -216,7 +217,10 @@ class DashboardApp(App[None]):
                 continue
             for column, was, cell in zip(columns, before, row, strict=True):
                 if was != cell:
-                    table.update_cell(key, column, _cell(cell), update_width=True)
+                    # widening re-measures the whole table: only when the text needs it
+                    text = cell.text if isinstance(cell, Styled) else cell
+                    wider = len(text) > table.columns[ColumnKey(column)].content_width
+                    table.update_cell(key, column, _cell(cell), update_width=wider)
         self._shown[name] = new
         return True
 

@@ -109,6 +109,7 @@ class DashboardFeeds:
             except IBConnError as exc:
                 model.stream_ended(name, str(exc))
                 return
+            model.stream_opened(name)
             try:
                 async for batch in stream.batches():
                     for item in batch:

@@ -108,6 +108,12 @@ class DashboardModel:
         line.ended = None
         self._changed.add("streams")
 
+    def stream_opened(self, name: str) -> None:
+        """Stream ``name`` is read from now on (shown before its first item)."""
+        line = self.streams.setdefault(name, StreamLine(name))
+        line.ended = None
+        self._changed.add("streams")
+
     def stream_ended(self, name: str, reason: str) -> None:
         """Stream ``name`` is no longer read, because of ``reason``."""
         line = self.streams.setdefault(name, StreamLine(name))

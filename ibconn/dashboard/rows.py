@@ -77,8 +77,8 @@ def _signed(value: float | None) -> Cell:
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
+    if seconds < 60:  # whole seconds: a live stream's age does not redraw its table each tick
+        return f"{seconds:.0f} s"
     if seconds < 3600:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"

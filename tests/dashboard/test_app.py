@@ -194,10 +194,14 @@ async def test_the_screenshot_in_the_docs_is_made_by_the_dashboard(
     await conn.place_market_order("AAPL", 100, "BUY")
     resting = await conn.place_limit_order("AAPL", 50, "SELL", 195.0)
     app = dashboard(conn, symbols=["AAPL"])
-    async with app.run_test(size=SIZE):
+    async with app.run_test(size=SIZE) as pilot:
         await until(lambda: len(cells(app, "positions")) == 1, 5)
         await until(lambda: [r[0] for r in cells(app, "orders")] == [resting.order_ref], 5)
         await until(lambda: "heartbeat -" not in summary(app), timeout=5)
+        gw.send_error(2105, "HMDS data farm connection is broken:ushmds")
+        await until(lambda: len(cells(app, "alerts")) == 1, timeout=5)
+        assert "ushmds broken" in summary(app)  # the farm, in red
+        await pilot.pause()  # the screen repainted with the tables' latest rows
         svg = app.export_screenshot()
         assert "<svg" in svg and "AAPL" in svg.replace("&#160;", " ")
         if WRITE_SCREENSHOT:
