@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/dashboard_cost.py [--count 300001] [--repeats 5] [--arms plain,dashboard]
-                                        [--run-limit 120] [--time-limit 1800]
+                                        [--steady-seconds 10] [--run-limit 120] [--time-limit 1800]
 
 The gateway (``benchmarks/_harness.py serve``) runs in its own process and, per run,
 streams exactly ``--count`` sequence-numbered market data updates of AAPL (the sim's
@@ -18,7 +18,13 @@ is a fresh client process with one ``async for`` consumer of ``connector.quotes(
   compositor), watching the same symbol.
 
 A run's rate is ``count / (time the consumer saw the last sequence number - time the
-gateway wrote the first update)``. The arms are interleaved, repeated, and the medians
+gateway wrote the first update)``.
+
+**Steady state** (``--steady-seconds``, default 10; 0 skips it): the CPU a process uses
+over that many seconds with a simulated gateway in the same process (prices of AAPL,
+SPY and TSLA moving 20 times a second, ``--demo``'s position and working orders), with
+and without the dashboard at 4 redraws a second watching the three symbols: what
+leaving a dashboard open costs. The arms are interleaved, repeated, and the medians
 compared: the ratio ``dashboard / plain`` is the dashboard's cost (1.0 = none). Quotes
 conflate, so "delivered" counts what the consumer read, not what arrived.
 """
@@ -49,6 +55,7 @@ from _harness import (
 SCRIPT = Path(__file__).resolve()
 SYMBOL = "AAPL"
 ARMS = ("plain", "dashboard")
+STEADY_ARMS = ("steady_plain", "steady_dashboard")
 HEARTBEAT_TIMEOUT = 60.0  # a saturating run keeps the heartbeat's answer queued (see ingest.py)
 
 
@@ -127,6 +134,59 @@ async def _run(port: int, control: int, count: int, client_id: int, arm: str, li
     }
 
 
+async def _steady(seconds: float, dashboard: bool) -> Any:
+    from ibconn import IBConnector  # noqa: PLC0415
+    from ibconn.cli.dashboard import DEMO_SYMBOLS, demo_orders  # noqa: PLC0415
+    from ibconn.dashboard import create_app  # noqa: PLC0415
+    from ibconn.sim import SimConfig, SimulatedGateway  # noqa: PLC0415
+
+    config = SimConfig(tick_rate=20, fill_delay=0.0, message_log_size=0)
+    async with (
+        SimulatedGateway(port=0, config=config) as gw,
+        IBConnector(port=gw.port, journal=False) as connector,
+    ):
+        await demo_orders(connector)
+        app = create_app(connector, symbols=DEMO_SYMBOLS, refresh_hz=4) if dashboard else None
+        pilot = app.run_test(size=(150, 48)) if app is not None else None
+        if pilot is not None:
+            await pilot.__aenter__()
+        await asyncio.sleep(1.0)
+        renders = app.renders if app is not None else 0
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        await asyncio.sleep(seconds)
+        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        renders = (app.renders - renders) if app is not None else 0
+        if pilot is not None:
+            await pilot.__aexit__(None, None, None)
+    return {"cpu_share": cpu / wall, "renders": renders, "seconds": wall}
+
+
+async def _steady_runs(args: argparse.Namespace) -> None:
+    shares: dict[str, list[float]] = {arm: [] for arm in STEADY_ARMS}
+    renders: list[float] = []
+    for repeat in range(args.repeats):
+        for arm in STEADY_ARMS:
+            child = ["--child", arm, "--steady-seconds", str(args.steady_seconds)]
+            result = await run_child(SCRIPT, child, timeout=args.steady_seconds + 60)
+            shares[arm].append(result["cpu_share"])
+            if arm == "steady_dashboard":
+                renders.append(result["renders"] / result["seconds"])
+            print(
+                f"run {repeat + 1}/{args.repeats} {arm:16s} CPU {100 * result['cpu_share']:.1f} % "
+                f"of a core, {result['renders']} redraws",
+                file=sys.stderr,
+                flush=True,
+            )
+    plain, dash = median(shares["steady_plain"]), median(shares["steady_dashboard"])
+    print(
+        f"\nSteady state, {args.steady_seconds:g} s per run, {args.repeats} runs per arm, "
+        f"medians: CPU of the process (connector and in-process gateway) without the "
+        f"dashboard {100 * plain:.1f} % of a core, with it {100 * dash:.1f} % "
+        f"({median(renders):.1f} redraws/s): the dashboard costs {100 * (dash - plain):.1f} "
+        "% of a core."
+    )
+
+
 async def _main(args: argparse.Namespace) -> None:
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     unknown = [arm for arm in arms if arm not in ARMS]
@@ -181,6 +241,8 @@ async def _main(args: argparse.Namespace) -> None:
     )
     if "plain" in med and "dashboard" in med:
         print(f"\n- dashboard / plain: {med['dashboard'] / med['plain']:.3f}")
+    if args.steady_seconds > 0:
+        await _steady_runs(args)
 
 
 def main() -> None:
@@ -188,6 +250,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=300_001)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--steady-seconds", type=float, default=10.0)
     parser.add_argument("--run-limit", type=float, default=120.0)
     parser.add_argument("--time-limit", type=float, default=1800.0)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -199,6 +262,10 @@ def main() -> None:
         parser.error("--count must not be a multiple of 3 (the last update must be a quote)")
     if args.child:
         hard_limit(args.run_limit + 30, f"benchmarks/dashboard_cost.py, arm {args.child}")
+        if args.child in STEADY_ARMS:
+            steady = asyncio.run(_steady(args.steady_seconds, args.child == "steady_dashboard"))
+            print(json.dumps(steady))
+            return
         try:
             result = asyncio.run(
                 _run(

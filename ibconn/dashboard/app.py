@@ -174,12 +174,14 @@ class DashboardApp(App[None]):
         if "summary" in changed:
             lines = rows.summary_lines(model, readonly=self.readonly)
             if lines != self._summary:
+                # a new layout only when the summary's height changes: a repaint is cheaper
+                relayout = len(lines) != len(self._summary)
                 self._summary = lines
                 text = Text("\n").join(
                     Text(line.text, style=line.style) if isinstance(line, Styled) else Text(line)
                     for line in lines
                 )
-                self._statics["summary"].update(text)
+                self._statics["summary"].update(text, layout=relayout)
                 drawn = True
         now = time.monotonic()
         builders: dict[str, Callable[[], dict[str, Row]]] = {
@@ -193,7 +195,7 @@ class DashboardApp(App[None]):
             if name in changed:
                 drawn = self._sync(name, build()) or drawn
         if "message" in changed:
-            self._statics["message"].update(Text(model.message, style="bold"))
+            self._statics["message"].update(Text(model.message, style="bold"), layout=False)
             drawn = True
         if drawn:
             self.renders += 1
