@@ -78,7 +78,7 @@ class DashboardModel:
         self._touch("positions")
 
     def order(self, update: OrderUpdate) -> None:
-        """An order changed: the orders section reads the working orders again."""
+        """An order changed (the working orders themselves come with each ``status()``)."""
         self.updates += 1
         self._changed.add("orders")
 
@@ -125,8 +125,7 @@ class DashboardModel:
     def set_status(self, status: ConnectorStatus) -> None:
         """A new ``connector.status()`` snapshot (taken by the render timer)."""
         self.status = status
-        if self.state is None or status.state is not self.state:
-            self.state = status.state
+        self.state = status.state
         if status.generation is not None:
             self.generation = status.generation
         self._changed.update(("summary", "orders", "streams"))

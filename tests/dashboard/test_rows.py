@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from helpers import connected, until
 
+from ibconn import IBConnector, InvalidInputError
 from ibconn.connection.session import ConnectionEvent, ConnectionState
 from ibconn.dashboard import create_app
 from ibconn.dashboard.model import DashboardModel
@@ -63,6 +65,14 @@ async def test_a_stream_that_fails_is_shown_as_ended_and_the_dashboard_goes_on(
             assert app.model.streams["fills"].ended is None
     finally:
         await connector.disconnect()
+
+
+def test_options_out_of_range_are_refused_with_what_is_allowed() -> None:
+    connector = IBConnector()
+    with pytest.raises(InvalidInputError, match="at most 10"):
+        create_app(connector, refresh_hz=50)
+    with pytest.raises(InvalidInputError, match="stale_after must be a finite number > 0"):
+        create_app(connector, stale_after=0)
 
 
 def test_the_committed_screenshot_exists_and_the_dashboard_page_shows_it() -> None:
