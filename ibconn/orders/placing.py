@@ -38,7 +38,7 @@ from ibconn.orders.registry import OrderRegistry
 from ibconn.orders.spec import OrderOptions, OrderSpec
 from ibconn.orders.updates import OrderPublisher
 from ibconn.orders.validation import check_bracket_prices
-from ibconn.wire.ib_compat import outgoing_queue
+from ibconn.wire.ib_compat import outgoing_queue, place_new_order
 
 __all__ = ["BracketOrder", "OrderPlacer"]
 
@@ -254,7 +254,7 @@ class OrderPlacer:
         queue = outgoing_queue(ib)
         before = len(queue)
         try:
-            ib.placeOrder(resolved.contract, ib_order)
+            place_new_order(ib, resolved.contract, ib_order)
         except ConnectionError as exc:
             self._reg.forget(record)
             raise ConnectionLostError(

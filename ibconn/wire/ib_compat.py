@@ -18,11 +18,13 @@ missing, keeps ``ib_async``'s own receive path instead of refusing to run.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import logging
 from collections import deque
 from typing import Any, Final
 
 import ib_async
-from ib_async import IB
+from ib_async import IB, Contract, Order, OrderStatus, Trade, TradeLogEntry
 from ib_async.client import Client
 from ib_async.wrapper import Wrapper
 
@@ -39,6 +41,7 @@ __all__ = [
     "missing_client_fields",
     "outgoing_queue",
     "pending_requests",
+    "place_new_order",
     "request_result",
 ]
 
@@ -78,8 +81,8 @@ def fast_receive_supported(version: str | None = None) -> bool:
 TESTED_VERSIONS = ((2, 1), (2, 2))
 """ib_async releases ibconn is tested with: at least the first, below the second."""
 
-_WRAPPER_INTERNALS = ("_futures", "_results")
-_WRAPPER_METHODS = ("_endReq",)
+_WRAPPER_INTERNALS = ("_futures", "_results", "trades", "clientId")
+_WRAPPER_METHODS = ("_endReq", "orderKey")
 _CLIENT_METHODS = ("_onSocketHasData", "_onSocketDisconnected")
 
 
@@ -143,3 +146,35 @@ def last_data_arrival(ib: IB) -> float | None:
     if isinstance(arrived, int | float) and arrived > 0:
         return float(arrived)
     return None
+
+
+_ib_log = logging.getLogger("ib_async.ib")  # the logger ib_async's IB writes to
+
+
+def place_new_order(ib: IB, contract: Contract, order: Order) -> Trade:
+    """``ib.placeOrder(contract, order)`` for a new order, minus its eager log formatting.
+
+    ib_async formats the whole ``Trade`` (contract, order, status: about 0.1 ms) into an
+    f-string for its INFO log line right after the write, whether or not anyone logs
+    INFO. This does what ``IB.placeOrder`` does for a new order (send, register the
+    ``Trade`` under the wrapper's order key, the same log line, ``newOrderEvent``) with
+    the line formatted only when ``ib_async.ib`` logs INFO. An order id ib_async already
+    has a trade for is a modification: that goes through ``ib.placeOrder`` itself.
+    """
+    wrapper = ib.wrapper
+    order_id = order.orderId or ib.client.getReqId()
+    key = wrapper.orderKey(wrapper.clientId, order_id, order.permId)
+    if key in wrapper.trades:
+        order.orderId = order_id
+        return ib.placeOrder(contract, order)
+    ib.client.placeOrder(order_id, contract, order)
+    now = datetime.datetime.now(wrapper.defaultTimezone)
+    order.clientId = wrapper.clientId
+    order.orderId = order_id
+    status = OrderStatus(orderId=order_id, status=OrderStatus.PendingSubmit)
+    trade = Trade(contract, order, status, [], [TradeLogEntry(now, status.status)])
+    wrapper.trades[key] = trade
+    if _ib_log.isEnabledFor(logging.INFO):
+        _ib_log.info("placeOrder: New order %s", trade)
+    ib.newOrderEvent.emit(trade)
+    return trade
