@@ -162,6 +162,19 @@ class FilteredFanout(Generic[T]):
         """Whether anyone may be subscribed (a publisher skips building an item otherwise)."""
         return bool(self._subs)
 
+    def targets(self) -> tuple[tuple[Callable[[T], bool] | None, Broadcast[T]], ...]:
+        """The subscriptions now: :meth:`publish_to` offers an item to these alone later."""
+        return tuple(self._subs)
+
+    def publish_to(
+        self, targets: tuple[tuple[Callable[[T], bool] | None, Broadcast[T]], ...], item: T
+    ) -> None:
+        """Offer ``item`` to those of ``targets`` (from :meth:`targets`) still live: an item
+        published late reaches the subscriptions of its time, never a later one."""
+        for predicate, broadcast in targets:
+            if broadcast.subscriber_count and (predicate is None or predicate(item)):
+                broadcast.publish(item)
+
     def publish(self, item: T) -> None:
         """Offer ``item`` to every live subscription."""
         stale = False

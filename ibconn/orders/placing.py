@@ -267,14 +267,16 @@ class OrderPlacer:
                 record.queued = (queue, queue[-1])
             record.sent = True
         self._reg.sync.max_order_id = max(self._reg.sync.max_order_id, ib_order.orderId)
-        _log.info(
-            "placed {} id={} {} {:g} {} {}",
+        # After the write: the log line, the update and the audit event go through the
+        # handoff, behind the caller's acknowledgement (ibconn/orders/handoff.py)
+        self._pub.handoff.later(
+            _log.info, "placed {} id={} {} {:g} {} {}",
             ref, ib_order.orderId, ib_order.action, ib_order.totalQuantity,
             record.symbol, ib_order.orderType,
         )  # fmt: skip
         self._pub.publish(record, UpdateKind.SUBMITTED)
         events = self._pub.events
-        if events is not None and events.has_sinks:  # after the write: nothing added before it
+        if events is not None and events.has_sinks:  # built now, delivered by the handoff
             events.emit(
                 record_event(
                     OrderEventKind.PLACE,

@@ -4,6 +4,11 @@
 per change of an order, settles the ``wait_for_order`` waiters it satisfies,
 and holds each fill back up to :data:`COMMISSION_GRACE` seconds for its
 commission report before it goes out on ``fills()``, in arrival order.
+
+The update, the fill and the audit event, each built at once from the record as
+it stands, are delivered through :attr:`OrderPublisher.handoff`
+(:mod:`ibconn.orders.handoff`), in order: at once, or after the caller whose
+acknowledgement was just settled has resumed.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from ibconn.errors import RequestTimeoutError
 from ibconn.orders.audit import update_event
 from ibconn.orders.enums import OrderStatus, UpdateKind
 from ibconn.orders.events import OrderEvents
+from ibconn.orders.handoff import Handoff
 from ibconn.orders.models import Fill, OrderError, OrderSnapshot, OrderUpdate
 from ibconn.orders.records import AckTimeout, OrderRecord, Until, Waiter, expire_future
 from ibconn.wire.receive import yield_to_waiters
@@ -53,6 +59,8 @@ class OrderPublisher:
         """The ``IB`` whose receive path is told to yield when a waiter is woken."""
         self._pending: deque[_PendingFill] = deque()
         self._flush_handle: asyncio.TimerHandle | None = None
+        self.handoff = Handoff()
+        """Delivers the updates, fills and audit events after the answer (in order)."""
         self.events: OrderEvents | None = None
         """The audit tap every order operation is emitted on (set by the order service)."""
         self.decided_by: Mapping[str, object] = {}
@@ -67,7 +75,9 @@ class OrderPublisher:
         fill: Fill | None = None,
         error: OrderError | None = None,
     ) -> None:
-        """Publish the state of ``record`` as one update; wake the waiters it satisfies."""
+        """Publish the state of ``record`` as one update; wake the waiters it satisfies.
+
+        The update reaches ``order_updates()`` through :attr:`handoff`."""
         if self.updates.has_subscribers:  # nobody reads order_updates(): no update to build
             update = OrderUpdate(
                 kind=kind,
@@ -82,7 +92,8 @@ class OrderPublisher:
                 fill=fill,
                 error=error,
             )
-            self.updates.publish(update)
+            # to the subscriptions of now: one made after the caller resumes never sees it
+            self.handoff.later(self.updates.publish_to, self.updates.targets(), update)
         if record.waiters:
             for waiter in list(record.waiters):
                 if not waiter.future.done() and waiter.until.reached(record):
@@ -104,6 +115,7 @@ class OrderPublisher:
         if acknowledges and record.ack is not None and not record.ack.done():
             record.ack.set_result(None)
             self.wake()
+            self.handoff.hold()  # the caller resumes before this update's delivery
         self.publish(record, kind)
 
     async def wait(self, record: OrderRecord, until: Until, timeout: float | None) -> OrderSnapshot:
@@ -157,7 +169,8 @@ class OrderPublisher:
         now = loop.time()
         queue = self._pending
         while queue and (queue[0].ready or queue[0].deadline <= now):
-            self.fills.publish(queue.popleft().fill)
+            fills = self.fills
+            self.handoff.later(fills.publish_to, fills.targets(), queue.popleft().fill)
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -170,6 +183,7 @@ class OrderPublisher:
 
     def close(self) -> None:
         """Deliver every held-back fill, then end both streams."""
+        self.handoff.run()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
