@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from ib_async import IB
 
@@ -58,6 +59,7 @@ class OrderPublisher:
         self.ib: IB | None = None
         """The ``IB`` whose receive path is told to yield when a waiter is woken."""
         self._pending: deque[_PendingFill] = deque()
+        self._handed: deque[Fill] = deque()  # released, waiting in the handoff (oldest first)
         self._flush_handle: asyncio.TimerHandle | None = None
         self.handoff = Handoff()
         """Delivers the updates, fills and audit events after the answer (in order)."""
@@ -169,17 +171,23 @@ class OrderPublisher:
         now = loop.time()
         queue = self._pending
         while queue and (queue[0].ready or queue[0].deadline <= now):
-            fills = self.fills
-            self.handoff.later(fills.publish_to, fills.targets(), queue.popleft().fill)
+            fill = queue.popleft().fill
+            self._handed.append(fill)
+            self.handoff.later(self._deliver_fill, self.fills.targets(), fill)
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
         if queue:
             self._flush_handle = loop.call_at(queue[0].deadline, self.flush_fills)
 
+    def _deliver_fill(self, targets: tuple[Any, ...], fill: Fill) -> None:
+        self._handed.popleft()
+        self.fills.publish_to(targets, fill)
+
     def unpublished_fills(self) -> list[Fill]:
-        """Fills received but held back for their commission report."""
-        return [pending.fill for pending in self._pending]
+        """Fills received but not on ``fills()`` yet: held back for their commission
+        report, or waiting in the handoff."""
+        return [*self._handed, *(pending.fill for pending in self._pending)]
 
     def close(self) -> None:
         """Deliver every held-back fill, then end both streams."""
