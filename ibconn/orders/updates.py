@@ -95,7 +95,7 @@ class OrderPublisher:
                 error=error,
             )
             # to the subscriptions of now: one made after the caller resumes never sees it
-            self.handoff.later(self.updates.publish_to, self.updates.targets(), update)
+            self.handoff.later(self.updates.publish, update, self.updates.targets())
         if record.waiters:
             for waiter in list(record.waiters):
                 if not waiter.future.done() and waiter.until.reached(record):
@@ -173,16 +173,16 @@ class OrderPublisher:
         while queue and (queue[0].ready or queue[0].deadline <= now):
             fill = queue.popleft().fill
             self._handed.append(fill)
-            self.handoff.later(self._deliver_fill, self.fills.targets(), fill)
+            self.handoff.later(self._deliver_fill, fill, self.fills.targets())
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
         if queue:
             self._flush_handle = loop.call_at(queue[0].deadline, self.flush_fills)
 
-    def _deliver_fill(self, targets: tuple[Any, ...], fill: Fill) -> None:
+    def _deliver_fill(self, fill: Fill, targets: tuple[Any, ...]) -> None:
         self._handed.popleft()
-        self.fills.publish_to(targets, fill)
+        self.fills.publish(fill, targets)
 
     def unpublished_fills(self) -> list[Fill]:
         """Fills received but not on ``fills()`` yet: held back for their commission
