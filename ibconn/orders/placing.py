@@ -14,8 +14,6 @@ import asyncio
 import itertools
 from typing import NamedTuple, Unpack, cast
 
-from ib_async import Order
-
 from ibconn.connection.session import ConnectionState
 from ibconn.contracts.resolver import ContractLike, ResolvedContract, trading_symbol
 from ibconn.core.logs import get_logger
@@ -38,7 +36,7 @@ from ibconn.orders.registry import OrderRegistry
 from ibconn.orders.spec import OrderOptions, OrderSpec
 from ibconn.orders.updates import OrderPublisher
 from ibconn.orders.validation import check_bracket_prices
-from ibconn.wire.ib_compat import outgoing_queue, place_new_order
+from ibconn.wire.ib_compat import new_order, outgoing_queue, place_new_order
 
 __all__ = ["BracketOrder", "OrderPlacer"]
 
@@ -223,7 +221,7 @@ class OrderPlacer:
             self._checks.pre_trade.check(spec, resolved, replaces=None, parent=parent_view)
         ib = self._link.ib
         ref = self._new_ref(spec.tag)
-        ib_order = Order()
+        ib_order = new_order()
         apply_spec(ib_order, spec)
         ib_order.orderRef = ref
         ib_order.transmit = transmit

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from helpers import connected, until
-from ib_async import IB, LimitOrder, Stock, Trade
+from ib_async import IB, LimitOrder, Order, Stock, Trade
 
 from ibconn.sim import SimulatedGateway
-from ibconn.wire.ib_compat import place_new_order
+from ibconn.wire.ib_compat import new_order, place_new_order
 
 
 @pytest.fixture
@@ -94,3 +94,15 @@ async def test_placing_through_the_connector_does_not_format_the_trade(
     finally:
         await connector.disconnect()
     assert at_announcement == [0]
+
+
+def test_new_order_has_every_default_of_order_and_its_own_mutable_fields() -> None:
+    first, second, reference = new_order(), new_order(), Order()
+    assert type(first) is Order
+    assert vars(first).keys() == vars(reference).keys()
+    for name, value in vars(reference).items():
+        assert vars(first)[name] == value, name
+    for name in ("algoParams", "conditions", "orderComboLegs", "softDollarTier"):
+        assert getattr(first, name) is not getattr(second, name), name
+    first.algoParams.append("x")
+    assert second.algoParams == [] and Order().algoParams == []
