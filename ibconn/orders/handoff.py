@@ -13,13 +13,12 @@ on items wait, and run in one loop callback that each new item moves behind the
 coroutines woken so far. The caller of ``place_*`` therefore resumes before the
 bookkeeping of its own acknowledgement (and of the rest of that read), not after
 it. A ``wait_for_order`` waiter is still settled when its update is made, as the
-acknowledgement is.
+acknowledgement is. Outside a running loop nothing waits.
 
-The bookkeeping of the write itself (the ``SUBMITTED`` update, the PLACE audit
-event, the log line) would otherwise run between the order's write and the read
-of TWS's answer, on the CPU the gateway's answer needs. :meth:`Handoff.gate`
-keeps items waiting until the order's acknowledgement is settled (then behind the
-caller), or at most :data:`GATE_LIMIT` seconds. Outside a running loop nothing waits.
+The hold lasts one loop callback: nothing is held across a round trip to TWS (holding
+the write's own bookkeeping until the acknowledgement was tried: with orders in
+flight one after the other it kept every other order's fills waiting for each new
+order's round trip).
 """
 
 from __future__ import annotations
@@ -31,11 +30,7 @@ from typing import Any
 
 from ibconn.core.logs import get_logger
 
-__all__ = ["GATE_LIMIT", "Handoff"]
-
-GATE_LIMIT = 0.1
-"""Seconds a :meth:`Handoff.gate` holds the items at most (an answer that takes longer
-does not hold the order bookkeeping of the whole connector back)."""
+__all__ = ["Handoff"]
 
 _log = get_logger("orders")
 
@@ -43,18 +38,17 @@ _log = get_logger("orders")
 class Handoff:
     """Callbacks run in order in a later loop callback, behind the coroutines woken so far."""
 
-    __slots__ = ("_gates", "_handle", "_items", "_running")
+    __slots__ = ("_handle", "_items", "_running")
 
     def __init__(self) -> None:
         self._items: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
         self._handle: asyncio.Handle | None = None
-        self._gates = 0  # gates not open yet (see gate())
         self._running = False
 
     @property
     def held(self) -> bool:
-        """Whether items wait (for a later callback, or for a gate to open)."""
-        return self._handle is not None or self._gates > 0
+        """Whether items wait for a later callback (see :meth:`hold`)."""
+        return self._handle is not None
 
     def hold(self) -> None:
         """A caller's future was just settled: items wait from now until a loop callback
@@ -67,37 +61,12 @@ class Handoff:
             self._handle.cancel()  # behind the futures settled since it was scheduled
         self._handle = loop.call_soon(self._due)
 
-    def gate(self, answer: asyncio.Future[Any], limit: float = GATE_LIMIT) -> None:
-        """Items wait until ``answer`` is settled (then behind the coroutine awaiting it)
-        or ``limit`` seconds passed, whichever comes first."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._gates += 1
-        is_open: list[bool] = []
-
-        def open_gate(_: object = None) -> None:
-            if is_open:
-                return
-            is_open.append(True)
-            timer.cancel()
-            answer.remove_done_callback(open_gate)
-            self._gates -= 1
-            if not self._gates and self._items:
-                self.hold()  # behind the caller woken by the answer
-
-        timer = loop.call_later(limit, open_gate)
-        answer.add_done_callback(open_gate)
-
     def later(self, callback: Callable[..., object], *args: Any) -> None:
         """Run ``callback(*args)`` after everything handed off before it: now, or while
-        :attr:`held`, later (in a callback that moves behind the coroutines woken so far)."""
+        :attr:`held`, in the callback (which moves behind the coroutines woken so far)."""
         self._items.append((callback, args))
         if self._running:
             return  # run() is draining: it takes this one too
-        if self._gates:
-            return  # the last gate to open schedules the run
         if self._handle is None:
             self.run()
         else:
@@ -105,8 +74,7 @@ class Handoff:
 
     def _due(self) -> None:
         self._handle = None
-        if not self._gates:
-            self.run()
+        self.run()
 
     @property
     def pending(self) -> int:
@@ -114,8 +82,7 @@ class Handoff:
         return len(self._items)
 
     def run(self) -> None:
-        """Run every waiting callback now, in order, gates or not (a callback that
-        raises is logged)."""
+        """Run every waiting callback now, in order (a callback that raises is logged)."""
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None

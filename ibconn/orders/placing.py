@@ -248,8 +248,6 @@ class OrderPlacer:
         )
         record.ack = asyncio.get_running_loop().create_future()
         self._reg.register(record)
-        # what follows the write waits for TWS's answer (ibconn/orders/handoff.py)
-        self._pub.handoff.gate(record.ack)
         paced = self._pacer.installed
         queue = outgoing_queue(ib)
         before = len(queue)
@@ -257,7 +255,7 @@ class OrderPlacer:
             place_new_order(ib, resolved.contract, ib_order)
         except ConnectionError as exc:
             self._reg.forget(record)
-            record.ack.cancel()  # nobody will await it (and the handoff's gate opens)
+            record.ack.cancel()  # nobody will await it
             raise ConnectionLostError(
                 f"order {ref} was NOT sent: the link to TWS is down; placing it again is safe"
             ) from exc
@@ -269,7 +267,7 @@ class OrderPlacer:
             record.sent = True
         self._reg.sync.max_order_id = max(self._reg.sync.max_order_id, ib_order.orderId)
         # After the write: the log line, the update and the audit event go through the
-        # handoff, gated above: after the caller resumed with its acknowledgement
+        # handoff (in order with the rest of the order bookkeeping)
         self._pub.handoff.later(
             _log.info, "placed {} id={} {} {:g} {} {}",
             ref, ib_order.orderId, ib_order.action, ib_order.totalQuantity,
