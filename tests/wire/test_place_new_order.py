@@ -9,6 +9,7 @@ import pytest
 from helpers import connected, until
 from ib_async import IB, LimitOrder, Order, Stock, Trade
 
+from ibconn.core.ib_async_logs import classify_record
 from ibconn.sim import SimulatedGateway
 from ibconn.wire.ib_compat import new_order, place_new_order
 
@@ -106,3 +107,13 @@ def test_new_order_has_every_default_of_order_and_its_own_mutable_fields() -> No
         assert getattr(first, name) is not getattr(second, name), name
     first.algoParams.append("x")
     assert second.algoParams == [] and Order().algoParams == []
+
+
+def test_its_log_line_is_routed_as_ib_async_placeorder_s() -> None:
+    record = logging.LogRecord(
+        "ib_async.ib", logging.INFO, __file__, 1, "placeOrder: New order %s", ("T",), None,
+        func="place_new_order",
+    )  # fmt: skip
+    routed = classify_record(record)
+    assert (routed.category, routed.level) == ("orders", "DEBUG")
+    assert routed.message == "placeOrder: New order T"
