@@ -12,7 +12,8 @@ the order service calls :meth:`Handoff.hold` right after settling it: from then
 on items wait, and run in one loop callback that each new item moves behind the
 coroutines woken so far. The caller of ``place_*`` therefore resumes before the
 bookkeeping of its own acknowledgement, not after it (ibconn's receive path decodes
-the rest of that read after the caller too: ``yield_to_waiters``). A ``wait_for_order`` waiter is still settled when its update is made, as the
+the rest of that read after the caller too: ``yield_to_waiters``). A
+``wait_for_order`` waiter is still settled when its update is made, as the
 acknowledgement is. Outside a running loop nothing waits.
 
 The hold lasts one loop callback: nothing is held across a round trip to TWS (holding
