@@ -32,6 +32,14 @@ ibconn arm (it is on by default, as a user gets it; on, it writes to a temporary
 the ratio to raw ib_async of a run with and one without is the journal's cost.
 ``--time-limit`` bounds the whole run: past it the
 benchmark fails loudly (exit status 2) instead of hanging.
+
+Besides the wall-clock times, every order records the **CPU time of the client's
+thread** (``time.thread_time()``): from the call to the order's socket write
+("pre-write CPU") and from the call to the moment the awaiting code resumes with
+the acknowledgement ("ack CPU": the work before the write, after it and on the
+acknowledging read; the thread sleeps in ``select`` while the gateway works, which
+costs no CPU). Unlike the wall-clock ratio, these do not move with the machine's
+load: they are the client's own work on the path, per arm.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import statistics
 import sys
 import tempfile
@@ -69,6 +78,30 @@ class Arm:
     name: str
     ack: list[float] = field(default_factory=list)
     fill: list[float] = field(default_factory=list)
+    pre_cpu: list[float] = field(default_factory=list)
+    ack_cpu: list[float] = field(default_factory=list)
+
+
+class WriteClock:
+    """The client thread's CPU time at the last write on the wrapped transports."""
+
+    last = 0.0
+
+    @classmethod
+    def wrap(cls, transport: asyncio.BaseTransport) -> None:
+        write = transport.write  # type: ignore[attr-defined]
+
+        def timed(data: bytes) -> None:
+            cls.last = time.thread_time()
+            write(data)
+
+        transport.write = timed  # type: ignore[attr-defined]
+
+
+def record_cpu(arm: Arm, cpu_start: float) -> None:
+    """The pre-write and ack CPU of the order that started at ``cpu_start``."""
+    arm.ack_cpu.append(time.thread_time() - cpu_start)
+    arm.pre_cpu.append(WriteClock.last - cpu_start if WriteClock.last >= cpu_start else math.nan)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -81,11 +114,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def ibconn_once(connector: IBConnector, arm: Arm, kind: str) -> None:
+    cpu_start = time.thread_time()
     start = time.perf_counter()
     handle = await connector.place_limit_order(
         "AAPL", 1, "BUY", PRICES[kind], ack_timeout=ORDER_TIMEOUT
     )
     acked = time.perf_counter()
+    record_cpu(arm, cpu_start)
     arm.ack.append(acked - start)
     if kind == "marketable":
         await connector.wait_for_order(handle, OrderStatus.FILLED, timeout=ORDER_TIMEOUT)
@@ -112,11 +147,13 @@ async def raw_once(ib: IB, contract: Stock, arm: Arm, kind: str, n: int) -> None
         if status == final and not done.done():
             done.set_result(None)
 
+    cpu_start = time.thread_time()
     start = time.perf_counter()
     trade = ib.placeOrder(contract, LimitOrder("BUY", 1, PRICES[kind], orderRef=f"raw-{n}"))
     trade.statusEvent += on_status
     await asyncio.wait_for(ack, ORDER_TIMEOUT)
     acked = time.perf_counter()
+    record_cpu(arm, cpu_start)
     arm.ack.append(acked - start)
     if kind == "resting":
         ib.cancelOrder(trade.order)
@@ -165,6 +202,8 @@ async def run(
         contract = Stock("AAPL", "SMART", "USD")
         await ib.qualifyContractsAsync(contract)
         await connector.resolve("AAPL")
+        for transport in (connector.ib.client.conn.transport, ib.client.conn.transport):
+            WriteClock.wrap(transport)
         # warm-up: market rule cache, first-order paths of both
         for kind in kinds:
             await ibconn_once(connector, Arm("warm"), kind)
@@ -238,6 +277,20 @@ def report(results: Results, orders: int, rounds: int, where: str) -> None:
         )
         per = [statistics.median(o.ack) / statistics.median(r.ack) for o, r in per_round]
         print(f"{kind:10} ack p50 ratio per round: " + ", ".join(f"{x:.2f}" for x in per))
+        cpu = {
+            name: (
+                [x * 1e6 for pair in per_round for x in pair[i].pre_cpu if not math.isnan(x)],
+                [x * 1e6 for pair in per_round for x in pair[i].ack_cpu],
+            )
+            for i, name in enumerate(("ibconn", "ib_async"))
+        }
+        (ours_pre, ours_ack), (raw_pre, raw_ack) = cpu["ibconn"], cpu["ib_async"]
+        print(
+            f"{kind:10} client CPU p50 (us): pre-write ibconn {statistics.median(ours_pre):.0f}"
+            f" / raw {statistics.median(raw_pre):.0f}; call to ack ibconn "
+            f"{statistics.median(ours_ack):.0f} / raw {statistics.median(raw_ack):.0f} "
+            f"({statistics.median(ours_ack) / statistics.median(raw_ack):.2f})"
+        )
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -93,7 +93,8 @@ RULES: tuple[Rule, ...] = (
         "orders",
         _ALL,
     ),
-    _rule("ib", "placeOrder cancelOrder reqGlobalCancel", "orders", _ALL),
+    # (place_new_order: ibconn.wire.ib_compat's placeOrder, logging as ib_async.ib)
+    _rule("ib", "placeOrder place_new_order cancelOrder reqGlobalCancel", "orders", _ALL),
     _rule("wrapper", "position updatePortfolio", "positions", _ALL),
     _rule("ib", "cancelPnL cancelPnLSingle", "positions", _NEVER),
 )

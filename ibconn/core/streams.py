@@ -169,8 +169,23 @@ class FilteredFanout(Generic[T]):
         """Whether anyone may be subscribed (a publisher skips building an item otherwise)."""
         return bool(self._subs)
 
-    def publish(self, item: T) -> None:
-        """Offer ``item`` to every live subscription."""
+    def targets(self) -> tuple[tuple[Callable[[T], bool] | None, Broadcast[T]], ...]:
+        """The subscriptions now: ``publish(item, targets)`` offers an item to these alone."""
+        return tuple(self._subs)
+
+    def publish(
+        self,
+        item: T,
+        targets: tuple[tuple[Callable[[T], bool] | None, Broadcast[T]], ...] | None = None,
+    ) -> None:
+        """Offer ``item`` to every live subscription, or to those of ``targets`` (from
+        :meth:`targets`) still live: an item published late reaches the subscriptions
+        of its time, never a later one."""
+        if targets is not None:
+            for predicate, broadcast in targets:
+                if broadcast.subscriber_count and (predicate is None or predicate(item)):
+                    broadcast.publish(item)
+            return
         stale = False
         for predicate, broadcast in self._subs:
             if broadcast.subscriber_count == 0:

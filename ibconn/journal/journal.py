@@ -118,6 +118,7 @@ class OrderJournal:
 
     async def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every event emitted so far is committed; ``False`` after ``timeout``."""
+        self._events.settle()  # the events still waiting for their handoff go first
         barrier = self._writer.flush()
         try:
             async with asyncio.timeout(timeout):
@@ -128,6 +129,7 @@ class OrderJournal:
 
     async def close(self, timeout: float = 5.0) -> None:
         """Commit what is queued and stop the writer (``disconnect()``)."""
+        self._events.settle()
         if self._writer.running:
             ended = await asyncio.to_thread(self._writer.stop, timeout)
             if not ended:

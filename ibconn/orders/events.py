@@ -3,10 +3,13 @@
 Every order operation (an intent such as place, modify or cancel, a refusal
 before the wire, each status change, fill and rejection, and the kill switch)
 is emitted once on :class:`OrderEvents`. Its sinks (the ``orders`` log
-category, the order journal) are called synchronously on the event loop, so a
-sink must be cheap and must never block: it copies what it needs and defers
-any I/O. A sink that raises is counted and logged, never propagated into the
-order path.
+category, the order journal) are called on the event loop, so a sink must be
+cheap and must never block: it copies what it needs and defers any I/O. With a
+:attr:`OrderEvents.handoff` (the order service sets its own) the sinks are called
+in the handoff's callback, after the caller the operation answers has resumed and
+in order with the order updates (:mod:`ibconn.orders.handoff`); :meth:`OrderEvents.settle`
+delivers what waits. A sink that raises is counted and logged, never propagated
+into the order path.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Protocol
 
 from loguru import logger
 
+from ibconn.orders.handoff import Handoff
 from ibconn.orders.models import Fill, OrderError
 
 __all__ = ["OrderEvent", "OrderEventKind", "OrderEventSink", "OrderEvents"]
@@ -96,6 +100,8 @@ class OrderEvents:
         self._sinks: list[OrderEventSink] = []
         self.sink_errors = 0
         """How many times a sink raised (each is logged, none propagates)."""
+        self.handoff: Handoff | None = None
+        """Where delivery waits for the answer to be read (``None``: at once)."""
 
     def subscribe(self, sink: OrderEventSink) -> Callable[[], None]:
         """Add ``sink``; returns a function that removes it again."""
@@ -113,7 +119,20 @@ class OrderEvents:
         return bool(self._sinks)
 
     def emit(self, event: OrderEvent) -> None:
-        """Give ``event`` to every sink; a sink's exception is logged and counted."""
+        """Give ``event`` to every sink (through :attr:`handoff` when set); a sink's
+        exception is logged and counted."""
+        handoff = self.handoff
+        if handoff is not None:
+            handoff.later(self._deliver, event)
+        else:
+            self._deliver(event)
+
+    def settle(self) -> None:
+        """Deliver now every event (and order update) waiting in :attr:`handoff`."""
+        if self.handoff is not None:
+            self.handoff.run()
+
+    def _deliver(self, event: OrderEvent) -> None:
         for sink in self._sinks:
             try:
                 sink(event)

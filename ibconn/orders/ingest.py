@@ -141,6 +141,7 @@ class OrderIngest:
         if change is not None and not change.done():
             change.set_result(None)
             self._pub.wake()
+            self._pub.handoff.hold()  # the caller resumes before this update's delivery
             self._pub.publish(record, UpdateKind.MODIFIED)
 
     def _on_status(self, trade: Trade) -> None:

@@ -14,8 +14,6 @@ import asyncio
 import itertools
 from typing import NamedTuple, Unpack, cast
 
-from ib_async import Order
-
 from ibconn.connection.session import ConnectionState
 from ibconn.contracts.resolver import ContractLike, ResolvedContract, trading_symbol
 from ibconn.core.logs import get_logger
@@ -38,7 +36,7 @@ from ibconn.orders.registry import OrderRegistry
 from ibconn.orders.spec import OrderOptions, OrderSpec
 from ibconn.orders.updates import OrderPublisher
 from ibconn.orders.validation import check_bracket_prices
-from ibconn.wire.ib_compat import outgoing_queue
+from ibconn.wire.ib_compat import new_order, outgoing_queue, place_new_order
 
 __all__ = ["BracketOrder", "OrderPlacer"]
 
@@ -223,7 +221,7 @@ class OrderPlacer:
             self._checks.pre_trade.check(spec, resolved, replaces=None, parent=parent_view)
         ib = self._link.ib
         ref = self._new_ref(spec.tag)
-        ib_order = Order()
+        ib_order = new_order()
         apply_spec(ib_order, spec)
         ib_order.orderRef = ref
         ib_order.transmit = transmit
@@ -254,9 +252,10 @@ class OrderPlacer:
         queue = outgoing_queue(ib)
         before = len(queue)
         try:
-            ib.placeOrder(resolved.contract, ib_order)
+            place_new_order(ib, resolved.contract, ib_order)
         except ConnectionError as exc:
             self._reg.forget(record)
+            record.ack.cancel()  # nobody will await it
             raise ConnectionLostError(
                 f"order {ref} was NOT sent: the link to TWS is down; placing it again is safe"
             ) from exc
@@ -267,14 +266,16 @@ class OrderPlacer:
                 record.queued = (queue, queue[-1])
             record.sent = True
         self._reg.sync.max_order_id = max(self._reg.sync.max_order_id, ib_order.orderId)
-        _log.info(
-            "placed {} id={} {} {:g} {} {}",
+        # After the write: the log line, the update and the audit event go through the
+        # handoff (in order with the rest of the order bookkeeping)
+        self._pub.handoff.later(
+            _log.info, "placed {} id={} {} {:g} {} {}",
             ref, ib_order.orderId, ib_order.action, ib_order.totalQuantity,
             record.symbol, ib_order.orderType,
         )  # fmt: skip
         self._pub.publish(record, UpdateKind.SUBMITTED)
         events = self._pub.events
-        if events is not None and events.has_sinks:  # after the write: nothing added before it
+        if events is not None and events.has_sinks:  # built now, delivered by the handoff
             events.emit(
                 record_event(
                     OrderEventKind.PLACE,

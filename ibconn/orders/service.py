@@ -97,6 +97,7 @@ class OrderService(Service):
         # ``decided_by`` (risk settings, read-only, account) goes with every PLACE event
         self.events = events if events is not None else OrderEvents()
         self._publisher.events = self.events
+        self.events.handoff = self._publisher.handoff  # one order for updates and audit events
         self._publisher.decided_by = decided_by if decided_by is not None else {}
         self._rules = MarketRules(lambda: link.ib, timeout=settings.market_data_timeout)
         self._checks = OrderChecks(link, contracts, settings, self._rules)

@@ -4,6 +4,11 @@
 per change of an order, settles the ``wait_for_order`` waiters it satisfies,
 and holds each fill back up to :data:`COMMISSION_GRACE` seconds for its
 commission report before it goes out on ``fills()``, in arrival order.
+
+The update, the fill and the audit event, each built at once from the record as
+it stands, are delivered through :attr:`OrderPublisher.handoff`
+(:mod:`ibconn.orders.handoff`), in order: at once, or after the caller whose
+acknowledgement was just settled has resumed.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from ib_async import IB
 
@@ -22,6 +28,7 @@ from ibconn.errors import RequestTimeoutError
 from ibconn.orders.audit import update_event
 from ibconn.orders.enums import OrderStatus, UpdateKind
 from ibconn.orders.events import OrderEvents
+from ibconn.orders.handoff import Handoff
 from ibconn.orders.models import Fill, OrderError, OrderSnapshot, OrderUpdate
 from ibconn.orders.records import AckTimeout, OrderRecord, Until, Waiter, expire_future
 from ibconn.wire.receive import yield_to_waiters
@@ -52,7 +59,10 @@ class OrderPublisher:
         self.ib: IB | None = None
         """The ``IB`` whose receive path is told to yield when a waiter is woken."""
         self._pending: deque[_PendingFill] = deque()
+        self._handed: deque[Fill] = deque()  # released, waiting in the handoff (oldest first)
         self._flush_handle: asyncio.TimerHandle | None = None
+        self.handoff = Handoff()
+        """Delivers the updates, fills and audit events after the answer (in order)."""
         self.events: OrderEvents | None = None
         """The audit tap every order operation is emitted on (set by the order service)."""
         self.decided_by: Mapping[str, object] = {}
@@ -67,7 +77,9 @@ class OrderPublisher:
         fill: Fill | None = None,
         error: OrderError | None = None,
     ) -> None:
-        """Publish the state of ``record`` as one update; wake the waiters it satisfies."""
+        """Publish the state of ``record`` as one update; wake the waiters it satisfies.
+
+        The update reaches ``order_updates()`` through :attr:`handoff`."""
         if self.updates.has_subscribers:  # nobody reads order_updates(): no update to build
             update = OrderUpdate(
                 kind=kind,
@@ -82,7 +94,8 @@ class OrderPublisher:
                 fill=fill,
                 error=error,
             )
-            self.updates.publish(update)
+            # to the subscriptions of now: one made after the caller resumes never sees it
+            self.handoff.later(self.updates.publish, update, self.updates.targets())
         if record.waiters:
             for waiter in list(record.waiters):
                 if not waiter.future.done() and waiter.until.reached(record):
@@ -104,6 +117,7 @@ class OrderPublisher:
         if acknowledges and record.ack is not None and not record.ack.done():
             record.ack.set_result(None)
             self.wake()
+            self.handoff.hold()  # the caller resumes before this update's delivery
         self.publish(record, kind)
 
     async def wait(self, record: OrderRecord, until: Until, timeout: float | None) -> OrderSnapshot:
@@ -157,19 +171,27 @@ class OrderPublisher:
         now = loop.time()
         queue = self._pending
         while queue and (queue[0].ready or queue[0].deadline <= now):
-            self.fills.publish(queue.popleft().fill)
+            fill = queue.popleft().fill
+            self._handed.append(fill)
+            self.handoff.later(self._deliver_fill, fill, self.fills.targets())
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
         if queue:
             self._flush_handle = loop.call_at(queue[0].deadline, self.flush_fills)
 
+    def _deliver_fill(self, fill: Fill, targets: tuple[Any, ...]) -> None:
+        self._handed.popleft()
+        self.fills.publish(fill, targets)
+
     def unpublished_fills(self) -> list[Fill]:
-        """Fills received but held back for their commission report."""
-        return [pending.fill for pending in self._pending]
+        """Fills received but not on ``fills()`` yet: held back for their commission
+        report, or waiting in the handoff."""
+        return [*self._handed, *(pending.fill for pending in self._pending)]
 
     def close(self) -> None:
         """Deliver every held-back fill, then end both streams."""
+        self.handoff.run()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None

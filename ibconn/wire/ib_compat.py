@@ -18,11 +18,14 @@ missing, keeps ``ib_async``'s own receive path instead of refusing to run.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime
+import logging
 from collections import deque
 from typing import Any, Final
 
 import ib_async
-from ib_async import IB
+from ib_async import IB, Contract, Order, OrderStatus, Trade, TradeLogEntry
 from ib_async.client import Client
 from ib_async.wrapper import Wrapper
 
@@ -38,8 +41,10 @@ __all__ = [
     "last_data_arrival",
     "messages_received",
     "missing_client_fields",
+    "new_order",
     "outgoing_queue",
     "pending_requests",
+    "place_new_order",
     "request_result",
 ]
 
@@ -79,8 +84,8 @@ def fast_receive_supported(version: str | None = None) -> bool:
 TESTED_VERSIONS = ((2, 1), (2, 2))
 """ib_async releases ibconn is tested with: at least the first, below the second."""
 
-_WRAPPER_INTERNALS = ("_futures", "_results")
-_WRAPPER_METHODS = ("_endReq",)
+_WRAPPER_INTERNALS = ("_futures", "_results", "trades", "clientId")
+_WRAPPER_METHODS = ("_endReq", "orderKey")
 _CLIENT_METHODS = ("_onSocketHasData", "_onSocketDisconnected")
 
 
@@ -151,3 +156,59 @@ def messages_received(ib: IB) -> int:
     ``Client._numMsgRecv``, counted by ibconn's receive path too; reset on every connect)."""
     count = getattr(ib.client, "_numMsgRecv", 0)
     return count if isinstance(count, int) else 0
+
+
+_ib_log = logging.getLogger("ib_async.ib")  # the logger ib_async's IB writes to
+
+
+def place_new_order(ib: IB, contract: Contract, order: Order) -> Trade:
+    """``ib.placeOrder(contract, order)`` for a new order, minus its eager log formatting.
+
+    ib_async formats the whole ``Trade`` (contract, order, status: about 0.1 ms) into an
+    f-string for its INFO log line right after the write, whether or not anyone logs
+    INFO. This does what ``IB.placeOrder`` does for a new order (send, register the
+    ``Trade`` under the wrapper's order key, the same log line, ``newOrderEvent``) with
+    the line formatted only when ``ib_async.ib`` logs INFO. An order id ib_async already
+    has a trade for is a modification: that goes through ``ib.placeOrder`` itself.
+    """
+    wrapper = ib.wrapper
+    order_id = order.orderId or ib.client.getReqId()
+    key = wrapper.orderKey(wrapper.clientId, order_id, order.permId)
+    if key in wrapper.trades:
+        order.orderId = order_id
+        return ib.placeOrder(contract, order)
+    ib.client.placeOrder(order_id, contract, order)
+    now = datetime.datetime.now(wrapper.defaultTimezone)
+    order.clientId = wrapper.clientId
+    order.orderId = order_id
+    status = OrderStatus(orderId=order_id, status=OrderStatus.PendingSubmit)
+    trade = Trade(contract, order, status, [], [TradeLogEntry(now, status.status)])
+    wrapper.trades[key] = trade
+    if _ib_log.isEnabledFor(logging.INFO):
+        _ib_log.info("placeOrder: New order %s", trade)
+    ib.newOrderEvent.emit(trade)
+    return trade
+
+
+_ORDER_TEMPLATE: Final = Order()
+_ORDER_FACTORIES: Final = tuple(
+    (f.name, f.default_factory)
+    for f in dataclasses.fields(Order)
+    if f.default_factory is not dataclasses.MISSING
+)
+
+
+def new_order() -> Order:
+    """A new ``Order()`` with every field at its default, in about a tenth of the time.
+
+    ib_async's ``Order`` is a dataclass of about 140 fields whose generated
+    ``__init__`` costs about 20 µs, on the order path before the write. This copies
+    the defaults of one pristine instance and builds each mutable default (lists, the
+    soft dollar tier) afresh, so no two orders share one.
+    """
+    order: Order = Order.__new__(Order)
+    fields = order.__dict__
+    fields.update(_ORDER_TEMPLATE.__dict__)
+    for name, factory in _ORDER_FACTORIES:
+        fields[name] = factory()
+    return order

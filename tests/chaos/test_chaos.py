@@ -58,13 +58,13 @@ def _break_fills(mode: str) -> Any:
         publish = fanout.publish
         seen: list[Fill] = []
 
-        def broken(fill: Fill) -> None:
+        def broken(fill: Fill, *targets: Any) -> None:
             seen.append(fill)
             if len(seen) == 1:
                 if mode == "drop":
                     return
-                publish(fill)
-            publish(fill)
+                publish(fill, *targets)
+            publish(fill, *targets)
 
         fanout.publish = broken  # type: ignore[method-assign]
 

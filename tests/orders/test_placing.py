@@ -185,7 +185,10 @@ async def test_reject_raises_with_tws_code_and_text() -> None:
             status = conn.get_order_status(ref)
             assert status.status is S.REJECTED
             assert status.last_error is not None and status.last_error.code == 321
-            assert [u.kind for u in drain(updates)][-1] is UpdateKind.ERROR
+            # the order's updates follow the answer (ibconn/orders/handoff.py), in order
+            await asyncio.sleep(0)
+            kinds = [u.kind for u in drain(updates)]
+            assert kinds == [UpdateKind.SUBMITTED, UpdateKind.ERROR]
         finally:
             await conn.disconnect()
 
