@@ -311,7 +311,7 @@ class _StreamIterator(Generic[T]):
     def __init__(self, stream: MarketStream[T]) -> None:
         self._stream = stream
         self._skip: type = _NoStatus if stream._include_status else StreamStatus
-        self._ready: Iterator[Any] = _NOTHING
+        self._ready: Iterator[T] = _NOTHING
         self._owner: Subscription[Any] | None = None  # the subscription `ready` is from
         self._started = False
         self._done = False
@@ -324,7 +324,7 @@ class _StreamIterator(Generic[T]):
         try:
             for item in self._ready:  # the hot path: the next buffered item
                 if type(item) is not skip:
-                    return cast(T, item)
+                    return item
         except IndexError:  # a queue (quotes) emptied under the reader
             self._ready = _NOTHING
         return await self._refill()
@@ -342,11 +342,12 @@ class _StreamIterator(Generic[T]):
                 if sub is None or (self._owner is sub and not sub._spent(self._ready)):
                     break
                 self._owner = sub
-                ready = self._ready = sub._ready()
+                ready: Iterator[T] = sub._ready()
+                self._ready = ready
                 try:
                     for item in ready:
                         if type(item) is not skip:
-                            return cast(T, item)
+                            return item
                 except IndexError:
                     self._ready = _NOTHING
             self._owner = None  # after a wait, read on from the subscription's buffer
