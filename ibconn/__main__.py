@@ -8,6 +8,7 @@ from ibconn import __version__
 from ibconn.cli.account import add_account_parsers
 from ibconn.cli.check import add_check_parser
 from ibconn.cli.common import Parser
+from ibconn.cli.dashboard import add_dashboard_parser
 from ibconn.cli.demo import add_demo_parser
 from ibconn.cli.journal import add_journal_parser
 from ibconn.cli.market import add_market_parsers
@@ -32,6 +33,7 @@ def build_parser() -> Parser:
     add_trading_parsers(subparsers)  # cancel, cancel-all, flatten, kill-switch
     add_journal_parser(subparsers)  # journal
     add_demo_parser(subparsers)
+    add_dashboard_parser(subparsers)
     add_sim_parser(subparsers)
     parser.set_defaults(commands=subparsers.choices)
     return parser
