@@ -27,6 +27,9 @@ from ibconn import (
 from ibconn.contracts.resolver import ResolvedContract
 from ibconn.core.alerts import Alert
 from ibconn.core.streams import Subscription
+from ibconn.market_data.lines import Feed, InstrumentState
+from ibconn.market_data.models import StreamKind
+from ibconn.market_data.streams import MarketDataSubscription
 from ibconn.sim import SimConfig, SimulatedGateway
 
 AAPL = 265598
@@ -150,3 +153,25 @@ def assert_series(bars: list[Bar], seconds: int) -> None:
         assert bar.low <= min(bar.open, bar.close) <= max(bar.open, bar.close) <= bar.high
     for before, after in itertools.pairwise(bars):
         assert after.start - before.start == timedelta(seconds=seconds), (before, after)
+
+
+class FakeFeeds:
+    """A :class:`~ibconn.market_data.streams.FeedSource` with one instrument's feeds."""
+
+    def __init__(self) -> None:
+        self.inst = InstrumentState(AAPL_RESOLVED, 0.0)
+        self.feed: Feed | None = None
+        self.released: list[Feed] = []
+
+    async def acquire(
+        self, instrument: Any, kind: StreamKind, seconds: int, capacity: int | None
+    ) -> tuple[Feed, Subscription[Any]]:
+        self.feed = Feed(self.inst, kind, seconds, capacity or 3)
+        self.feed.consumers += 1
+        return self.feed, self.feed.broadcast.subscribe(capacity=capacity)
+
+    def release_feed(self, feed: Feed) -> None:
+        self.released.append(feed)
+
+    def release_hold(self, hold: MarketDataSubscription) -> None:
+        raise AssertionError("no holds here")

@@ -20,13 +20,11 @@ from ibconn import (
     Tick,
     TickKind,
 )
-from ibconn.core.streams import Subscription
-from ibconn.market_data.lines import Feed, InstrumentState
 from ibconn.market_data.models import StreamKind
-from ibconn.market_data.streams import MarketDataSubscription, MarketStream
+from ibconn.market_data.streams import MarketStream
 from ibconn.sim import SimulatedGateway
 from market_data.support import (
-    AAPL_RESOLVED,
+    FakeFeeds,
     first,
     session,
     sim_subscriptions,
@@ -220,28 +218,6 @@ async def test_ticks_batches_with_status_and_release_outside_async_with() -> Non
 
 
 # -- the stream over a fake feed source (no gateway) ----------------------------------------
-
-
-class FakeFeeds:
-    """A :class:`~ibconn.market_data.streams.FeedSource` with one instrument's feeds."""
-
-    def __init__(self) -> None:
-        self.inst = InstrumentState(AAPL_RESOLVED, 0.0)
-        self.feed: Feed | None = None
-        self.released: list[Feed] = []
-
-    async def acquire(
-        self, instrument: Any, kind: StreamKind, seconds: int, capacity: int | None
-    ) -> tuple[Feed, Subscription[Any]]:
-        self.feed = Feed(self.inst, kind, seconds, capacity or 3)
-        self.feed.consumers += 1
-        return self.feed, self.feed.broadcast.subscribe(capacity=capacity)
-
-    def release_feed(self, feed: Feed) -> None:
-        self.released.append(feed)
-
-    def release_hold(self, hold: MarketDataSubscription) -> None:
-        raise AssertionError("no holds here")
 
 
 async def test_a_stream_that_ends_while_full_delivers_every_item_then_releases() -> None:
