@@ -1,0 +1,1 @@
+"""The bridge: ibconn over NATS JetStream (bridge process, RemoteConnector, nats-server)."""
