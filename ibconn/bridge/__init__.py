@@ -1,1 +1,5 @@
-"""The bridge: ibconn over NATS JetStream (bridge process, RemoteConnector, nats-server)."""
+"""The NATS bridge: one process owns the connector and fans it out over NATS JetStream.
+
+``ibconn.bridge.protocol`` is the wire contract (no ``nats-py`` needed); the bridge
+process itself needs the optional extra ``ibconn[nats]``.
+"""
