@@ -14,7 +14,6 @@ snapshot kept in step with its streams. See ``docs/bridge.md``, "RemoteConnector
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
 import logging
@@ -22,10 +21,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self, Unpack
+from typing import Any, Self
 
 from ibconn.bridge import protocol
-from ibconn.bridge.remote_commands import CommandClient, NoBridge, new_key
+from ibconn.bridge.remote_commands import CommandClient, NoBridge
 from ibconn.bridge.remote_feeds import RemoteFeeds
 from ibconn.bridge.remote_heartbeat import BridgeLost, BridgeRestored, BridgeState
 from ibconn.bridge.remote_orders import RemoteOrderMethods
@@ -42,7 +41,6 @@ __all__ = ["RemoteConnector", "RemoteStatistics"]
 log = logging.getLogger("ibconn.bridge.remote")
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_PREFIX = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +77,7 @@ class RemoteConnector(RemoteOrderMethods):
     Other keywords go to ``nats.connect`` (``user_credentials``, ``tls``, ...).
     """
 
-    def __init__(  # noqa: PLR0913
+    def __init__(
         self,
         url: str | list[str] = "nats://127.0.0.1:4222",
         *,
@@ -97,11 +95,7 @@ class RemoteConnector(RemoteOrderMethods):
                 f"name={name!r} is not valid: allowed are 1-64 letters, digits, '_' or '-' "
                 "(it names this remote's durable consumer)"
             )
-        if not isinstance(subject_prefix, str) or not _PREFIX.match(subject_prefix):
-            raise InvalidInputError(
-                f"subject_prefix={subject_prefix!r} is not valid: allowed are tokens of "
-                "letters, digits, '_' or '-' separated by dots (the bridge's bridge.subject_prefix)"
-            )
+        protocol.check_prefix(subject_prefix)
         if fills_from not in {"new", "all"}:
             raise InvalidInputError(f"fills_from={fills_from!r} is not valid: 'new' or 'all'")
         self._url = url
@@ -184,7 +178,7 @@ class RemoteConnector(RemoteOrderMethods):
     async def _send_subscribe(self, symbol: str) -> None:
         try:
             await self._command_client().call("subscribe", {"symbol": symbol}, key=None)
-        except Exception as exc:  # noqa: BLE001 - logged; the stream stays open and empty
+        except Exception as exc:
             self._feeds.subscribe_errors[symbol] = f"{type(exc).__name__}: {exc}"
             log.warning("the bridge did not subscribe %s: %s", symbol, exc)
 
@@ -269,6 +263,3 @@ class RemoteConnector(RemoteOrderMethods):
     def name(self) -> str:
         """This remote's durable name."""
         return self._name
-
-
-_ = (protocol, new_key, Unpack)  # re-exported helpers used by the order mixin's callers

@@ -1,17 +1,15 @@
 """A remote's commands to the bridge: request/reply with an idempotency key, errors mapped back.
 
-:class:`CommandClient` sends ``{"v": 1, "key": ..., "args": ...}`` on
-``<prefix>.cmd.<name>`` and turns the reply into its result, or into the
+:class:`CommandClient` sends a :class:`~ibconn.bridge.protocol.CommandRequest` on
+``<prefix>.cmd.<name>`` and turns the reply into its result, or raises the
 :mod:`ibconn.errors` exception the bridge named (the same class and attributes a
-local call raises). No reply in time is a
-:class:`~ibconn.errors.BridgeTimeoutError` carrying the key; no bridge listening
-is a :class:`~ibconn.errors.NotConnectedError`.
+local call raises, :func:`~ibconn.bridge.protocol.error_from_wire`). No reply in
+time is a :class:`~ibconn.errors.BridgeTimeoutError` carrying the key; no bridge
+listening is a :class:`~ibconn.errors.NotConnectedError`.
 """
 
 from __future__ import annotations
 
-import inspect
-import json
 import math
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -19,30 +17,23 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from ibconn import errors
-from ibconn.errors import BridgeTimeoutError, IBConnError, InvalidInputError, NotConnectedError
+from ibconn.bridge import protocol
+from ibconn.errors import BridgeTimeoutError, InvalidInputError, NotConnectedError
 
-__all__ = ["CommandClient", "error_from_reply", "new_key"]
+__all__ = ["CommandClient", "NoBridge", "key_arg", "new_key", "plain"]
 
 Requester = Callable[[str, bytes, float], Awaitable[bytes]]
 """Send a request on a subject and return the reply's payload (nats: ``nc.request``)."""
 
-UNKEYED = frozenset({"subscribe"})
-
 
 def new_key() -> str:
-    """A fresh idempotency key."""
+    """A fresh idempotency key (32 hex digits)."""
     return uuid.uuid4().hex
 
 
 def key_arg(key: object) -> str:
-    """An idempotency key as given, checked: a non-empty text of at most 200 characters."""
-    if not isinstance(key, str) or not key or len(key) > 200 or not key.isprintable():
-        raise InvalidInputError(
-            f"idempotency_key={key!r} is not valid: allowed is a non-empty printable "
-            "text of at most 200 characters (default: a new uuid per call)"
-        )
-    return key
+    """An idempotency key as given, checked (1-64 of letters, digits, ``_=.-``)."""
+    return protocol.check_command_key(key)
 
 
 def plain(value: object) -> object:
@@ -60,12 +51,17 @@ def plain(value: object) -> object:
     return value
 
 
+class NoBridge(Exception):
+    """The request found no responder (raised by the requester the client is given)."""
+
+
 class CommandClient:
     """Send commands to the bridge and map its replies (see the module)."""
 
     def __init__(self, request: Requester, prefix: str, timeout: float) -> None:
         self._request = request
         self._prefix = prefix
+        self._names = protocol.Names(prefix)
         self.timeout = timeout
         self.sent = 0
 
@@ -78,15 +74,15 @@ class CommandClient:
         timeout: float | None = None,
     ) -> Any:
         """Run command ``name`` on the bridge; its result, or the error it raised."""
-        body: dict[str, object] = {"v": 1, "args": plain(args)}
-        if name not in UNKEYED:
-            body["key"] = key_arg(key)
+        if name in protocol.KEYED_COMMANDS:
+            key = key_arg(key)
+        wire_args: Any = plain(args)
+        request = protocol.CommandRequest(key=key, args=wire_args)
         wait = self.timeout if timeout is None else timeout
-        payload = json.dumps(body, separators=(",", ":")).encode()
-        subject = f"{self._prefix}.cmd.{name}"
+        subject = self._names.command(name)
         self.sent += 1
         try:
-            raw = await self._request(subject, payload, wait)
+            raw = await self._request(subject, request.encode(), wait)
         except TimeoutError:
             raise BridgeTimeoutError(
                 f"the bridge did not answer {name!r} within {wait:g} s: it may or may not "
@@ -100,53 +96,4 @@ class CommandClient:
                 f"no bridge answers on {subject!r} (is `ibconn bridge` running with "
                 f"subject prefix {self._prefix!r}?): {exc}"
             ) from None
-        return parse_reply(name, raw)
-
-
-class NoBridge(Exception):  # noqa: N818 - raised by a requester, mapped to NotConnectedError
-    """The request found no responder (raised by the requester the client is given)."""
-
-
-def parse_reply(name: str, raw: bytes) -> Any:
-    """The result of a reply, or raise the error it carries."""
-    try:
-        reply = json.loads(raw)
-    except ValueError as exc:
-        raise IBConnError(f"the bridge's reply to {name!r} is not JSON: {exc}") from None
-    if not isinstance(reply, dict) or reply.get("v") != 1:
-        raise IBConnError(f"the bridge's reply to {name!r} has an unknown form: {raw[:200]!r}")
-    if reply.get("ok") is True:
-        return reply.get("result")
-    raise error_from_reply(reply.get("error"))
-
-
-def error_from_reply(error: object) -> IBConnError:
-    """The :mod:`ibconn.errors` exception a reply's ``error`` describes.
-
-    The class is looked up by name among ibconn's errors (an unknown name gives
-    :class:`~ibconn.errors.IBConnError`); its keyword attributes come from
-    ``details``, and the ones the reply lacks take the constructor's default (or
-    ``None``).
-    """
-    if not isinstance(error, Mapping):
-        return IBConnError(f"the bridge refused the command without saying why: {error!r}")
-    type_name = str(error.get("type", ""))
-    message = str(error.get("message", ""))
-    details = error.get("details")
-    details = details if isinstance(details, Mapping) else {}
-    cls = getattr(errors, type_name, None) if type_name in errors.__all__ else None
-    if not (isinstance(cls, type) and issubclass(cls, IBConnError)):
-        err = IBConnError(f"{type_name or 'error'}: {message}")
-        err.details = dict(details)  # type: ignore[attr-defined]
-        return err
-    exc = cls.__new__(cls)
-    Exception.__init__(exc, message)
-    for param in inspect.signature(cls.__init__).parameters.values():
-        if param.kind is not inspect.Parameter.KEYWORD_ONLY:
-            continue
-        default = None if param.default is inspect.Parameter.empty else param.default
-        value = details.get(param.name, default)
-        if isinstance(value, list):
-            value = tuple(value) if param.name == "results" else value
-        setattr(exc, param.name, value)
-    return exc
+        return protocol.CommandReply.decode(raw).unwrap()

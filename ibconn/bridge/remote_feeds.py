@@ -71,7 +71,7 @@ def fold_position(state: dict[tuple[str, int], Position], position: Position) ->
 class RemoteFeeds:
     """The remote's subscriptions and consumers (see the module)."""
 
-    def __init__(  # noqa: PLR0913
+    def __init__(
         self,
         *,
         prefix: str,
@@ -80,10 +80,10 @@ class RemoteFeeds:
         heartbeat_timeout: float,
         fills_from: str,
         retry_delay: float,
-        on_new_epoch: Callable[[], Awaitable[None]],
+        on_new_epoch: Callable[[], Coroutine[Any, Any, None]],
     ) -> None:
         self._prefix = prefix
-        self._pfx = protocol.stream_prefix(prefix)
+        self._names = protocol.Names(prefix)
         self._name = name
         self._capacity = capacity
         self._fills_from = fills_from
@@ -141,10 +141,11 @@ class RemoteFeeds:
         self._js = nc.jetstream()
         api = importlib.import_module("nats.js.api")
         try:
+            names = self._names
             self._pull = await self._js.pull_subscribe(
-                f"{self._prefix}.fills.>",
+                names.stream_subjects("fills")[0],
                 durable=self._name,
-                stream=f"{self._pfx}_FILLS",
+                stream=names.stream("fills"),
                 config=api.ConsumerConfig(
                     ack_policy=api.AckPolicy.EXPLICIT,
                     deliver_policy=api.DeliverPolicy.ALL
@@ -153,35 +154,36 @@ class RemoteFeeds:
                     max_ack_pending=10_000,
                 ),
             )
-            for subject, stream, feed in (
-                ("orders.>", "ORDERS", self.orders.take_event),
-                ("positions.>", "POSITIONS", self.positions.take_event),
-                ("connection", "CONNECTION", self._take_connection),
+            for stream, feed in (
+                ("orders", self.orders.take_event),
+                ("positions", self.positions.take_event),
+                ("connection", self._take_connection),
             ):
                 self._subs.append(
                     await self._js.subscribe(
-                        f"{self._prefix}.{subject}",
-                        stream=f"{self._pfx}_{stream}",
+                        names.stream_subjects(stream)[0],
+                        stream=names.stream(stream),
                         ordered_consumer=True,
                         deliver_policy=api.DeliverPolicy.NEW,
                         cb=_callback(feed),
                     )
                 )
-            self._kv = await self._js.key_value(f"{self._pfx}_SNAPSHOT")
-            for key, feed in (("orders", self.orders), ("positions", self.positions)):
-                watcher = await self._kv.watch(key)
-                self.spawn(self._watch(watcher, feed))
-                self.spawn(feed.resync(self._retry_delay))
-                feed.view.need_resync()
-                feed.wake.set()
+            self._kv = await self._js.key_value(names.snapshot_bucket)
+            feeds: tuple[SequencedFeed[Any, Any, Any], ...] = (self.orders, self.positions)
+            for seq_feed in feeds:
+                watcher = await self._kv.watch(seq_feed.view.stream)
+                self.spawn(self._watch(watcher, seq_feed))
+                self.spawn(seq_feed.resync(self._retry_delay))
+                seq_feed.view.need_resync()
+                seq_feed.wake.set()
         except Exception as exc:
             raise ConnectError(
-                f"the bridge's streams or snapshot under {self._pfx}_* are missing or "
+                f"the bridge's streams or snapshot under {self._names.upper}_* are missing or "
                 f"unusable ({type(exc).__name__}: {exc}): start `ibconn bridge` with "
                 f"subject prefix {self._prefix!r} first"
             ) from exc
         self._subs.append(
-            await nc.subscribe(f"{self._prefix}.heartbeat", cb=_callback(self._take_heartbeat))
+            await nc.subscribe(self._names.heartbeat, cb=_callback(self._take_heartbeat))
         )
         self.spawn(self.fill_consumer.run())
         self.spawn(self._watchdog())
@@ -239,7 +241,7 @@ class RemoteFeeds:
                 await watcher.stop()
 
     def _take_connection(self, payload: bytes) -> None:
-        opened = _open_record(payload, self.skips, frozenset({"connection"}))
+        opened = _open_record(payload, self.skips, frozenset({"connection_event"}))
         if opened is not None:
             self.connection.publish(opened[1])
 
@@ -287,7 +289,9 @@ class RemoteFeeds:
 
     # -- market data ---------------------------------------------------------------
 
-    def market(self, symbol: str, kind: str, capacity: int | None) -> tuple[Subscription[Any], bool]:
+    def market(
+        self, symbol: str, kind: str, capacity: int | None
+    ) -> tuple[Subscription[Any], bool]:
         """A subscription to ``kind`` of ``symbol``, and whether the symbol is new here."""
         token = protocol.symbol_token(symbol)
         kinds = self._market.get(token)

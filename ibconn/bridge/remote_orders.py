@@ -104,7 +104,7 @@ class RemoteOrderMethods:
             symbol, quantity, action, OrderType.MARKET, idempotency_key, timeout, options
         )
 
-    async def place_limit_order(  # noqa: PLR0917
+    async def place_limit_order(
         self,
         symbol: str,
         quantity: float,
@@ -121,7 +121,7 @@ class RemoteOrderMethods:
             limit_price=limit_price,
         )  # fmt: skip
 
-    async def place_stop_order(  # noqa: PLR0917
+    async def place_stop_order(
         self,
         symbol: str,
         quantity: float,
@@ -138,7 +138,7 @@ class RemoteOrderMethods:
             stop_price=stop_price,
         )  # fmt: skip
 
-    async def place_stop_limit_order(  # noqa: PLR0917
+    async def place_stop_limit_order(
         self,
         symbol: str,
         quantity: float,
@@ -156,7 +156,7 @@ class RemoteOrderMethods:
             stop_price=stop_price, limit_price=limit_price,
         )  # fmt: skip
 
-    async def place_trailing_stop_order(  # noqa: PLR0913
+    async def place_trailing_stop_order(
         self,
         symbol: str,
         quantity: float,

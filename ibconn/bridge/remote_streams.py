@@ -15,11 +15,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
+from datetime import UTC
 from typing import Any, Generic, TypeVar
 
 from ibconn.bridge import protocol
@@ -37,7 +35,7 @@ R = TypeVar("R")
 
 
 class Skips:
-    """Messages a remote skipped, by reason (``malformed``, ``version``, ``kind``, ...)."""
+    """Messages a remote skipped, by reason (``format``, ``version``, ``kind``, ...)."""
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
@@ -54,18 +52,19 @@ class Skips:
 
 
 def open_envelope(payload: bytes, skips: Skips, kinds: frozenset[str]) -> Any | None:
-    """The envelope in ``payload`` when it is one of ``kinds`` of this version, else ``None``
-    (counted in ``skips``)."""
+    """The envelope in ``payload`` when it is one of ``kinds``, else ``None`` (counted in
+    ``skips`` by reason: ``format``, ``version``, ``kind``, or ``unexpected`` for a known
+    kind on the wrong subject)."""
     try:
         envelope = protocol.Envelope.decode(payload)
-    except Exception as exc:  # noqa: BLE001 - any malformed message is skipped, never fatal
-        skips.count("malformed", f"{exc}: {payload[:120]!r}")
+    except protocol.BadMessageError as exc:
+        skips.count(exc.reason, f"{exc}: {payload[:120]!r}")
         return None
-    if envelope.v != protocol.VERSION:
-        skips.count("version", f"v={envelope.v!r}")
+    except Exception as exc:
+        skips.count("format", f"{exc}: {payload[:120]!r}")
         return None
     if envelope.kind not in kinds:
-        skips.count("kind", f"kind={envelope.kind!r}")
+        skips.count("unexpected", f"kind={envelope.kind!r}")
         return None
     return envelope
 
@@ -77,8 +76,8 @@ def open_record(payload: bytes, skips: Skips, kinds: frozenset[str]) -> tuple[An
         return None
     try:
         record = protocol.from_wire(envelope.kind, envelope.data)
-    except Exception as exc:  # noqa: BLE001 - a record that does not decode is skipped
-        skips.count("malformed", f"{envelope.kind}: {exc}")
+    except Exception as exc:
+        skips.count("format", f"{envelope.kind}: {exc}")
         return None
     return envelope, record
 
@@ -153,7 +152,7 @@ class FillConsumer:
                 continue
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - NATS down: retry, the durable keeps our place
+            except Exception as exc:
                 self.errors += 1
                 log.warning("fetching fills failed (%s); retrying", exc)
                 await asyncio.sleep(self._retry_delay)
@@ -221,20 +220,19 @@ class SequencedFeed(Generic[K, R, T]):
             self._fanout.publish(event)
 
     def parse_snapshot(self, payload: bytes) -> Snapshot[K, R] | None:
-        """The snapshot a KV value holds, or ``None`` (counted) when it is malformed."""
+        """The snapshot a KV value holds, or ``None`` (counted) when it cannot be read."""
         try:
-            value = json.loads(payload)
-            seqs = value["seq"]
-            seq = int(seqs.get(self.view.stream, 0)) if isinstance(seqs, Mapping) else int(seqs)
-            records = [protocol.from_wire(self._item_kind, item) for item in value["items"]]
-            return Snapshot(
-                epoch=str(value["epoch"]),
-                seq=seq,
-                items={self._key_of(r): r for r in records},
-            )
-        except Exception as exc:  # noqa: BLE001 - a bad snapshot is skipped, never fatal
+            value = protocol.Snapshot.decode(payload)
+            if value.kind != self._item_kind:
+                raise protocol.BadMessageError(f"items of kind {value.kind!r}", reason="kind")
+        except Exception as exc:
             self._skips.count("snapshot", f"{self.view.stream}: {exc}")
             return None
+        return Snapshot(
+            epoch=value.epoch,
+            seq=value.seq.get(self.view.stream, 0),
+            items={self._key_of(r): r for r in value.items},
+        )
 
     async def resync(self, retry_delay: float) -> None:
         """While the view waits for a snapshot, read the key again (until cancelled)."""
@@ -245,17 +243,8 @@ class SequencedFeed(Generic[K, R, T]):
                     self.take_snapshot(await self._read_snapshot())
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:  # noqa: BLE001 - NATS down: the next try may work
+                except Exception as exc:
                     log.warning("reading the %s snapshot failed: %s", self.view.stream, exc)
                 if not self.view.synced:
                     await asyncio.sleep(retry_delay)
             self.wake.clear()
-
-
-def parse_time(value: object) -> datetime | None:
-    """A unix time in seconds as an aware datetime (``None`` stays ``None``)."""
-    if value is None:
-        return None
-    with contextlib.suppress(TypeError, ValueError, OverflowError):
-        return datetime.fromtimestamp(float(value), UTC)  # type: ignore[arg-type]
-    return None

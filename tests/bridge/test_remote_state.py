@@ -12,7 +12,9 @@ def _sum(state: dict[str, int], event: tuple[str, int]) -> None:
     state[key] = state.get(key, 0) + amount
 
 
-def synced(epoch: str = "a", seq: int = 0, **items: int) -> SequencedView[str, int, tuple[str, int]]:
+def synced(
+    epoch: str = "a", seq: int = 0, **items: int
+) -> SequencedView[str, int, tuple[str, int]]:
     view: SequencedView[str, int, tuple[str, int]] = SequencedView("positions", _sum)
     assert view.load(Snapshot(epoch, seq, items)) == []
     assert view.synced
