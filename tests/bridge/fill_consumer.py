@@ -1,0 +1,65 @@
+"""A remote consumer process of the exactly-once test: every fill it gets, one JSON line.
+
+``python tests/bridge/fill_consumer.py --url nats://127.0.0.1:N --name c3 --out c3.jsonl``
+opens ``RemoteConnector(name=...)``, prints ``READY`` once its fill stream is open, and
+appends each fill to ``--out`` as ``{"exec_id": ..., "order_ref": ..., "pid": ...}``
+(flushed per line, so the file is the ledger of what this process delivered). SIGTERM
+or SIGINT closes the connector cleanly and exits 0: the durable consumer keeps its
+place, and the next process under the same name resumes there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from typing import TextIO
+
+from ibconn.bridge.remote import RemoteConnector
+
+
+async def _consume(args: argparse.Namespace, out: TextIO) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    pid = os.getpid()
+    async with RemoteConnector(
+        url=args.url, name=args.name, subject_prefix=args.prefix, fills_from="all"
+    ) as remote:
+        fills = remote.fills()
+        print("READY", flush=True)
+
+        async def pump() -> None:
+            async for fill in fills:
+                line = {"exec_id": fill.exec_id, "order_ref": fill.order_ref, "pid": pid}
+                out.write(json.dumps(line) + "\n")
+                out.flush()
+
+        pumping = asyncio.create_task(pump())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({pumping, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if pumping.done():
+            pumping.result()  # the stream ended or failed: say so (exit status 1)
+            return 1
+        pumping.cancel()
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--prefix", default="ibconn")
+    args = parser.parse_args()
+    with open(args.out, "a", encoding="utf-8") as out:
+        return asyncio.run(_consume(args, out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
