@@ -135,6 +135,7 @@ class Bridge:
             await self._nc.subscribe(
                 f"{self.names.prefix}.cmd.*", queue="ibconn-bridge", cb=self._on_command
             )
+            await self._nc.flush()  # the server knows the subscription before start() returns
             self._spawn(self._heartbeats())
             self._spawn(self._snapshots())
         except BaseException:
