@@ -76,6 +76,7 @@ class Bridge:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._snapshot_dirty = asyncio.Event()
         self._stopped = asyncio.Event()
+        self._stopping: asyncio.Future[None] | None = None
         self._pnl: dict[str, AccountPnL] = {}
         self._heartbeat_seq = 0
         self._generation: int | None = None
@@ -144,12 +145,24 @@ class Bridge:
         _log.info("bridge up: epoch {} on {}", self.epoch, self.settings.url)
 
     async def run(self) -> None:
-        """Serve until :meth:`stop` is called (by a signal handler, for instance)."""
+        """Serve until :meth:`request_stop` or :meth:`stop` is called."""
         await self._stopped.wait()
 
-    async def stop(self) -> None:
-        """Store what is queued (up to a few seconds), disconnect the gateway and NATS."""
+    def request_stop(self) -> None:
+        """Make :meth:`run` return (safe from a signal handler); ``async with`` then stops."""
         self._stopped.set()
+
+    async def stop(self) -> None:
+        """Store what is queued (up to a few seconds), disconnect the gateway and NATS.
+
+        Calling it again (or concurrently) waits for the first call.
+        """
+        self._stopped.set()
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self) -> None:
         for publisher in self.publishers.values():
             if self._nc is not None and self._nc.is_connected:
                 await publisher.wait_idle(DRAIN_TIMEOUT)

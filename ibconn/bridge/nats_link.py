@@ -7,6 +7,7 @@ and buckets.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import ssl
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,9 @@ from ibconn.bridge.settings import BridgeSettings
 from ibconn.errors import ConfigError, ConnectError, MissingDependencyError
 
 __all__ = ["SHORT_DUPLICATE_WINDOW", "connect_nats", "ensure_jetstream", "require_nats"]
+
+CONNECT_TIMEOUT = 5.0
+"""Seconds the first connect to each NATS server may take before the bridge gives up."""
 
 SHORT_DUPLICATE_WINDOW = 120.0
 """Duplicate window (s) of the streams other than fills: long enough for a retried publish."""
@@ -102,8 +106,13 @@ async def connect_nats(
         options["reconnected_cb"] = reconnected
     if disconnected is not None:
         options["disconnected_cb"] = disconnected
-    try:
-        return await nats.connect(**options)
+    wait = CONNECT_TIMEOUT * len(settings.urls)
+    try:  # nats-py retries the first connect forever when reconnects are unlimited
+        return await asyncio.wait_for(nats.connect(**options), wait)
+    except TimeoutError as exc:
+        raise ConnectError(
+            f"cannot connect to NATS at {settings.url}: no answer within {wait:g} s"
+        ) from exc
     except Exception as exc:  # nats-py raises several types, and OSError
         raise ConnectError(f"cannot connect to NATS at {settings.url}: {exc!r}") from exc
 
