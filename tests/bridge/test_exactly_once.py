@@ -248,9 +248,7 @@ async def test_an_order_placed_twice_with_one_key_reaches_the_gateway_once(
         third = await remote.place_market_order(SYMBOL, 1, "BUY", idempotency_key=key, timeout=10)
         await world.bridge.kill()
         await world.bridge.start()
-        fourth = await remote.place_market_order(
-            SYMBOL, 1, "BUY", idempotency_key=key, timeout=10
-        )
+        fourth = await remote.place_market_order(SYMBOL, 1, "BUY", idempotency_key=key, timeout=10)
         other = await remote.place_market_order(SYMBOL, 1, "BUY", timeout=10)
         orders = await world.gateway.control("orders")
 
