@@ -7,12 +7,14 @@ import json
 
 import pytest
 from helpers import drain, next_item, until
-from bridge.remote_world import HandBridge, fill, order, position, update
 
+from bridge.remote_world import T0, HandBridge, fill, order, position, update
 from ibconn.bridge import protocol
 from ibconn.bridge.remote import RemoteConnector
 from ibconn.bridge.remote_heartbeat import BridgeLost, BridgeRestored
+from ibconn.connection.session import ConnectionEvent, ConnectionState
 from ibconn.errors import ConnectError
+from ibconn.market_data.models import Quote
 from ibconn.orders.enums import OrderStatus
 
 EPOCH = "a" * 32
@@ -189,8 +191,6 @@ async def test_heartbeats_give_the_bridge_state_and_their_silence_a_bridge_lost_
 
 
 async def test_the_bridges_connection_events_reach_the_remote(bridge: HandBridge) -> None:
-    from ibconn.connection.session import ConnectionEvent, ConnectionState
-
     async with remote(bridge) as r:
         events = r.connection_events()
         event = ConnectionEvent(ConnectionState.RECONNECTING, ConnectionState.CONNECTED, "1100")
@@ -202,8 +202,6 @@ async def test_the_bridges_connection_events_reach_the_remote(bridge: HandBridge
 async def test_market_data_arrives_per_symbol_and_asks_the_bridge_to_subscribe(
     bridge: HandBridge,
 ) -> None:
-    from ibconn.market_data.models import Quote
-
     async def ok(_: dict[str, object]) -> bytes:
         return protocol.CommandReply.success({}).encode()
 
@@ -212,19 +210,13 @@ async def test_market_data_arrives_per_symbol_and_asks_the_bridge_to_subscribe(
         quotes = r.quotes("EUR.USD")
         await until(lambda: len(asked) == 1)
         assert asked[0]["args"] == {"symbol": "EUR.USD"}
-        quote = Quote("EUR.USD", 1, bridge_time(), 1.1, 1.2, 1e6, 1e6)
+        quote = Quote("EUR.USD", 1, T0, 1.1, 1.2, 1e6, 1e6)
         body = bridge.envelope(quote, stream="md", epoch=EPOCH, seq=1)
         await bridge.nc.publish(bridge.names.market_data("EUR.USD", "quote"), body)
         assert await next_item(quotes) == quote
         await bridge.heartbeat(EPOCH, 1)
         await bridge.heartbeat(EPOCH2, 1)  # a new bridge: subscribe again
         await until(lambda: len(asked) == 2)
-
-
-def bridge_time() -> object:
-    from bridge.remote_world import T0
-
-    return T0
 
 
 async def test_a_prefix_without_the_bridges_streams_is_a_connect_error(nats_url: str) -> None:
