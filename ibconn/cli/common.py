@@ -245,11 +245,12 @@ _FLAG_KEYS = {
 }
 
 
-def load_settings(args: argparse.Namespace, *, readonly: bool) -> ConnectorSettings:
+def load_settings(args: argparse.Namespace, *, readonly: bool | None) -> ConnectorSettings:
     """The settings of a command: flags, then ``IBCONN_*``, then ``--config``, then defaults.
 
     A command that only reads sets ``readonly``; a command that changes something
-    is refused (:class:`CliError`) when the settings say ``readonly``.
+    is refused (:class:`CliError`) when the settings say ``readonly``; ``None`` keeps
+    what the settings say (``ibconn bridge``: its commands are refused in read-only).
     """
     overrides: dict[str, Any] = {
         key: getattr(args, attr)
@@ -272,7 +273,7 @@ def load_settings(args: argparse.Namespace, *, readonly: bool) -> ConnectorSetti
         settings = settings.replace(**changes) if changes else settings
     except ConfigError as exc:
         raise CliError(exc) from None
-    if not readonly and settings.readonly:
+    if readonly is False and settings.readonly:
         raise CliError(
             f"{args.command_name} changes orders, but the settings say readonly "
             "(IBCONN_READONLY or 'readonly:' in the config file): refused"

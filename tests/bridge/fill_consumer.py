@@ -16,11 +16,12 @@ import json
 import os
 import signal
 import sys
+from typing import TextIO
 
 from ibconn.bridge.remote import RemoteConnector
 
 
-async def _consume(args: argparse.Namespace) -> int:
+async def _consume(args: argparse.Namespace, out: TextIO) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -31,21 +32,21 @@ async def _consume(args: argparse.Namespace) -> int:
     ) as remote:
         fills = remote.fills()
         print("READY", flush=True)
-        with open(args.out, "a", encoding="utf-8") as out:
 
-            async def pump() -> None:
-                async for fill in fills:
-                    line = {"exec_id": fill.exec_id, "order_ref": fill.order_ref, "pid": pid}
-                    out.write(json.dumps(line) + "\n")
-                    out.flush()
+        async def pump() -> None:
+            async for fill in fills:
+                line = {"exec_id": fill.exec_id, "order_ref": fill.order_ref, "pid": pid}
+                out.write(json.dumps(line) + "\n")
+                out.flush()
 
-            pumping = asyncio.create_task(pump())
-            stopping = asyncio.create_task(stop.wait())
-            done, _ = await asyncio.wait({pumping, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            pumping.cancel()
-            stopping.cancel()
-            if pumping in done and pumping.exception() is not None:
-                raise pumping.exception()  # type: ignore[misc]
+        pumping = asyncio.create_task(pump())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({pumping, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if pumping.done():
+            pumping.result()  # the stream ended or failed: say so (exit status 1)
+            return 1
+        pumping.cancel()
     return 0
 
 
@@ -55,7 +56,9 @@ def main() -> int:
     parser.add_argument("--name", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--prefix", default="ibconn")
-    return asyncio.run(_consume(parser.parse_args()))
+    args = parser.parse_args()
+    with open(args.out, "a", encoding="utf-8") as out:
+        return asyncio.run(_consume(args, out))
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ class Child:
         self.starts += 1
         with self.log.open("a") as log:
             log.write(f"--- start {self.starts}: {' '.join(args)}\n")
-        err = self.log.open("a")  # noqa: SIM115 - the child holds it
+        err = self.log.open("a")
         try:
             self.process = subprocess.Popen(
                 args,
