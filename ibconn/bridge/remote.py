@@ -177,7 +177,7 @@ class RemoteConnector(RemoteOrderMethods):
 
     async def _send_subscribe(self, symbol: str) -> None:
         try:
-            await self._command_client().call("subscribe", {"symbol": symbol}, key=None)
+            await self._command_client().call("subscribe", {"symbols": [symbol]}, key=None)
         except Exception as exc:
             self._feeds.subscribe_errors[symbol] = f"{type(exc).__name__}: {exc}"
             log.warning("the bridge did not subscribe %s: %s", symbol, exc)

@@ -192,11 +192,12 @@ class RemoteFeeds:
     async def stop(self) -> None:
         """Cancel every task, unsubscribe, end every iterator."""
         tasks, self._tasks = list(self._tasks), set()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        # nats-py may swallow a cancellation (a request that ends as it is cancelled):
+        # cancel again until every task has ended
+        while pending := [t for t in tasks if not t.done()]:
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=0.1)
         if self.fill_consumer is not None:
             await self.fill_consumer.close()
         for sub in self._subs:
