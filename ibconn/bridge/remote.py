@@ -140,7 +140,7 @@ class RemoteConnector(RemoteOrderMethods):
         nc, self._nc = self._nc, None
         if nc is not None:
             with contextlib.suppress(Exception):
-                await nc.drain()
+                await nc.flush(timeout=2)  # the acknowledgements
             with contextlib.suppress(Exception):
                 await nc.close()
 
@@ -177,7 +177,7 @@ class RemoteConnector(RemoteOrderMethods):
 
     async def _send_subscribe(self, symbol: str) -> None:
         try:
-            await self._command_client().call("subscribe", {"symbol": symbol}, key=None)
+            await self._command_client().call("subscribe", {"symbols": [symbol]}, key=None)
         except Exception as exc:
             self._feeds.subscribe_errors[symbol] = f"{type(exc).__name__}: {exc}"
             log.warning("the bridge did not subscribe %s: %s", symbol, exc)
@@ -248,9 +248,10 @@ class RemoteConnector(RemoteOrderMethods):
     def statistics(self) -> RemoteStatistics:
         """Fills delivered and duplicates, resyncs, skipped messages, commands sent."""
         feeds = self._feeds
+        fills = feeds.fill_consumer
         return RemoteStatistics(
-            fills_delivered=feeds.fill_consumer.delivered,
-            fill_duplicates=feeds.fill_consumer.duplicates,
+            fills_delivered=fills.delivered if fills is not None else 0,
+            fill_duplicates=fills.duplicates if fills is not None else 0,
             resyncs={
                 "orders": feeds.orders.view.resyncs,
                 "positions": feeds.positions.view.resyncs,

@@ -101,9 +101,7 @@ class RemoteFeeds:
         self.connection: Fanout[ConnectionItem] = Fanout(
             "remote.connection_events", capacity, OverflowPolicy.RAISE
         )
-        self.fill_consumer = FillConsumer(
-            self._fetch_fills, self.fills, self.skips, retry_delay=retry_delay
-        )
+        self.fill_consumer: FillConsumer | None = None
         self.orders: SequencedFeed[str, OrderSnapshot, OrderUpdate] = SequencedFeed(
             SequencedView("orders", fold_order),
             self.orders_fanout,
@@ -130,7 +128,6 @@ class RemoteFeeds:
         self._nc: Any = None
         self._js: Any = None
         self._kv: Any = None
-        self._pull: Any = None
         self._behind: dict[str, int] = {}
 
     # -- start and stop ----------------------------------------------------------
@@ -142,7 +139,7 @@ class RemoteFeeds:
         api = importlib.import_module("nats.js.api")
         try:
             names = self._names
-            self._pull = await self._js.pull_subscribe(
+            pull = await self._js.pull_subscribe(
                 names.stream_subjects("fills")[0],
                 durable=self._name,
                 stream=names.stream("fills"),
@@ -185,17 +182,24 @@ class RemoteFeeds:
         self._subs.append(
             await nc.subscribe(self._names.heartbeat, cb=_callback(self._take_heartbeat))
         )
+        self.fill_consumer = FillConsumer(
+            pull, self.fills, self.skips, retry_delay=self._retry_delay
+        )
         self.spawn(self.fill_consumer.run())
         self.spawn(self._watchdog())
+        await nc.flush()  # every subscription is in place at the server
 
     async def stop(self) -> None:
         """Cancel every task, unsubscribe, end every iterator."""
         tasks, self._tasks = list(self._tasks), set()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        # nats-py may swallow a cancellation (a request that ends as it is cancelled):
+        # cancel again until every task has ended
+        while pending := [t for t in tasks if not t.done()]:
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=0.1)
+        if self.fill_consumer is not None:
+            await self.fill_consumer.close()
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -218,10 +222,6 @@ class RemoteFeeds:
             log.error("a RemoteConnector task failed", exc_info=task.exception())
 
     # -- consumers ---------------------------------------------------------------
-
-    async def _fetch_fills(self, batch: int, timeout: float) -> list[Any]:
-        msgs: list[Any] = await self._pull.fetch(batch, timeout=timeout)
-        return msgs
 
     async def _read_key(self, key: str) -> bytes | None:
         kv_errors = importlib.import_module("nats.js.errors")

@@ -11,15 +11,17 @@ the local call's result or error.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Unpack
+from typing import Unpack
 
 from ibconn.bridge import protocol
+from ibconn.bridge.codec import decoder_for
 from ibconn.bridge.remote_commands import CommandClient, key_arg, new_key
-from ibconn.core.arguments import number_arg, text_arg, timeout_arg
+from ibconn.core.arguments import flag_arg, number_arg, text_arg, timeout_arg
 from ibconn.errors import InvalidInputError
 from ibconn.orders.enums import OrderAction, OrderType
 from ibconn.orders.models import MAX_PRICE, MAX_QUANTITY, OrderSnapshot
 from ibconn.orders.spec import OrderChanges, OrderOptions, build_spec
+from ibconn.risk.models import KillSwitchState
 
 __all__ = ["RemoteOrderMethods"]
 
@@ -30,6 +32,9 @@ _WIRE_TYPES = {
     OrderType.STOP_LIMIT: "stop_limit",
     OrderType.TRAILING_STOP: "trailing_stop",
 }
+
+
+_KILL_SWITCH = decoder_for(KillSwitchState)
 
 
 def _order_ref(order: object) -> str:
@@ -73,6 +78,11 @@ class RemoteOrderMethods:
             raise InvalidInputError(
                 f"symbol={symbol!r} is not valid: a remote order takes a symbol text "
                 "(a Contract cannot travel to the bridge)"
+            )
+        if "tag" in options:
+            raise InvalidInputError(
+                "a remote order takes no tag: the bridge derives it from the idempotency key "
+                "(so a key never makes a second order)"
             )
         spec = build_spec(symbol, quantity, action, order_type, prices, options)
         key = _key(idempotency_key)
@@ -191,7 +201,7 @@ class RemoteOrderMethods:
         _check_changes(changes)
         result = await self._command_client().call(
             "modify",
-            {"order": ref, "changes": dict(changes)},
+            {"order_ref": ref, "changes": dict(changes)},
             key=_key(idempotency_key),
             timeout=timeout_arg("timeout", timeout),
         )
@@ -207,7 +217,7 @@ class RemoteOrderMethods:
         """Cancel an order (by order_ref); its final state."""
         result = await self._command_client().call(
             "cancel",
-            {"order": _order_ref(order)},
+            {"order_ref": _order_ref(order)},
             key=_key(idempotency_key),
             timeout=timeout_arg("timeout", timeout),
         )
@@ -230,17 +240,30 @@ class RemoteOrderMethods:
         global_cancel: bool | None = None,
         idempotency_key: str | None = None,
         timeout: float | None = None,
-    ) -> Any:
-        """Engage the bridge's kill switch; its state as the bridge reports it."""
+    ) -> KillSwitchState:
+        """Engage the bridge's kill switch (see ``IBConnector.kill_switch``); its state."""
         reason = text_arg("reason", reason) or ""
         if not reason:
             raise InvalidInputError("kill_switch() needs a reason (a non-empty text)")
         args: dict[str, object] = {"reason": reason}
         if global_cancel is not None:
-            args["global_cancel"] = bool(global_cancel)
-        return await self._command_client().call(
+            args["global_cancel"] = flag_arg("global_cancel", global_cancel)
+        result = await self._command_client().call(
             "kill_switch", args, key=_key(idempotency_key), timeout=timeout_arg("timeout", timeout)
         )
+        return _KILL_SWITCH(result)  # type: ignore[no-any-return]
+
+    async def reset_kill_switch(
+        self, *, idempotency_key: str | None = None, timeout: float | None = None
+    ) -> KillSwitchState:
+        """Turn the bridge's kill switch off; its state."""
+        result = await self._command_client().call(
+            "kill_switch",
+            {"reset": True},
+            key=_key(idempotency_key),
+            timeout=timeout_arg("timeout", timeout),
+        )
+        return _KILL_SWITCH(result)  # type: ignore[no-any-return]
 
 
 def _check_changes(changes: Mapping[str, object]) -> None:

@@ -3,8 +3,8 @@
 * :class:`FillConsumer`: a durable JetStream pull consumer on the fills stream,
   named after the remote. It fetches only while a ``fills()`` iterator is open and
   only as many fills as the fullest iterator has room for; each fill is handed to
-  the iterators' buffer, then acknowledged; an exec id already delivered is
-  skipped. A remote that was down resumes from its durable position.
+  the iterators' buffer and acknowledged once read; an exec id already delivered
+  is skipped. A remote that was down resumes from its durable position.
 * :class:`SequencedFeed`: an ordered JetStream consumer on the orders or positions
   stream plus a watch of the snapshot key, kept in step by a
   :class:`~ibconn.bridge.remote_state.SequencedView`.
@@ -15,7 +15,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC
 from typing import Any, Generic, TypeVar
@@ -83,30 +85,46 @@ def open_record(payload: bytes, skips: Skips, kinds: frozenset[str]) -> tuple[An
 
 
 class Fanout(Generic[T]):
-    """A :class:`Broadcast` that remembers its open subscriptions (for back-pressure)."""
+    """A :class:`Broadcast` that knows its open subscriptions: their room and what they read."""
 
     def __init__(self, name: str, capacity: int, policy: OverflowPolicy) -> None:
         self.broadcast: Broadcast[T] = Broadcast(name, capacity=capacity, policy=policy)
-        self._subs: list[Subscription[T]] = []
+        self._subs: list[tuple[int, Subscription[T]]] = []  # (published before it, it)
+        self.published = 0
+        self._closed_mark = 0  # the most any closed subscription had read
         self.opened = asyncio.Event()
 
     def subscribe(self, capacity: int | None) -> Subscription[T]:
         """A new subscription from now on."""
         sub = self.broadcast.subscribe(capacity=capacity)
-        self._subs.append(sub)
+        self._subs.append((self.published, sub))
         self.opened.set()
         return sub
 
-    def room(self) -> int:
-        """How many items every open subscription can still take (0: none open)."""
-        self._subs = [s for s in self._subs if not s.closed]
+    def _open(self) -> list[tuple[int, Subscription[T]]]:
+        for base, sub in self._subs:
+            if sub.closed:
+                mark = base + sub.statistics().delivered
+                self._closed_mark = max(self._closed_mark, mark)
+        self._subs = [(base, s) for base, s in self._subs if not s.closed]
         if not self._subs:
             self.opened.clear()
-            return 0
-        return min(s.statistics().capacity - s.statistics().buffered for s in self._subs)
+        return self._subs
+
+    def room(self) -> int:
+        """How many items every open subscription can still take (0: none open)."""
+        stats = [s.statistics() for _, s in self._open()]
+        return min((st.capacity - st.buffered for st in stats), default=0)
+
+    def read_mark(self) -> tuple[int, bool]:
+        """How many of the published items every open subscription has read, and whether
+        one is open (none: how many the last one read before it closed)."""
+        marks = [base + s.statistics().delivered for base, s in self._open()]
+        return min(marks, default=self._closed_mark), bool(marks)
 
     def publish(self, item: T) -> None:
         """Deliver to every open subscription."""
+        self.published += 1
         self.broadcast.publish(item)
 
     def close(self) -> None:
@@ -115,23 +133,32 @@ class Fanout(Generic[T]):
 
 
 class FillConsumer:
-    """The remote's durable consumer of fills (see the module)."""
+    """The remote's durable consumer of fills (see the module).
+
+    A message is acknowledged once every open ``fills()`` iterator has read its fill
+    (a duplicate or a skipped message: once everything before it was read). What is
+    fetched but unread when the last iterator closes, or when the remote closes, is
+    handed back to JetStream (``nak``) for the next reader of this durable name.
+    """
 
     def __init__(
         self,
-        fetch: Callable[[int, float], Awaitable[list[Any]]],
+        pull: Any,
         fanout: Fanout[Fill],
         skips: Skips,
         *,
         fetch_timeout: float = 1.0,
+        ack_poll: float = 0.02,
         retry_delay: float = 0.5,
     ) -> None:
-        self._fetch = fetch
+        self._pull = pull  # a nats-py PullSubscription
         self._fanout = fanout
         self._skips = skips
         self._seen = ExecIdSet()
         self._fetch_timeout = fetch_timeout
+        self._ack_poll = ack_poll
         self._retry_delay = retry_delay
+        self._unacked: deque[tuple[int, Any]] = deque()  # (published count it needs read, msg)
         self.delivered = 0
         self.duplicates = 0
         self.errors = 0
@@ -139,27 +166,70 @@ class FillConsumer:
     async def run(self) -> None:
         """Fetch, hand over and acknowledge fills until cancelled."""
         while True:
+            await self._ack_read()
             room = self._fanout.room()
             if room <= 0:
-                if not self._fanout.opened.is_set():
-                    await self._fanout.opened.wait()
+                if self._unacked:
+                    await asyncio.sleep(self._ack_poll)  # a reader is behind
                 else:
-                    await asyncio.sleep(self._retry_delay / 10)  # a reader is behind
+                    await self._fanout.opened.wait()
                 continue
+            wait = self._ack_poll if self._unacked else self._fetch_timeout
             try:
-                msgs = await self._fetch(min(room, 256), self._fetch_timeout)
+                msgs = await self._pull.fetch(min(room, 256), timeout=wait)
             except TimeoutError:
                 continue
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # NATS down: retry, the durable keeps our place
                 self.errors += 1
                 log.warning("fetching fills failed (%s); retrying", exc)
                 await asyncio.sleep(self._retry_delay)
                 continue
+            if len(msgs) > 1:
+                msgs.sort(key=_stream_seq)  # fills handed back come again, maybe out of order
             for msg in msgs:
                 self.take(msg.data)
+                self._unacked.append((self._fanout.published, msg))
+
+    async def _ack_read(self) -> None:
+        mark, reading = self._fanout.read_mark()
+        while self._unacked and self._unacked[0][0] <= mark:
+            _, msg = self._unacked.popleft()
+            try:
                 await msg.ack()
+            except Exception as exc:  # the link is down: JetStream redelivers, dedupe absorbs
+                log.warning("acknowledging a fill failed: %s", exc)
+        if not reading:
+            await self.release()
+
+    async def close(self) -> None:
+        """The remote is closing (the run task is cancelled): acknowledge what was read, and
+        hand back to JetStream what was fetched but not read, and what NATS holds for this
+        consumer that was never fetched, so the next run of the name gets it at once."""
+        held: list[Any] = []
+        for _ in range(100):
+            waiting = int(self._pull.pending_msgs)
+            if waiting <= 0:
+                break
+            try:
+                held.extend(await self._pull.fetch(waiting + 1, timeout=0.05))
+            except Exception:  # nothing more (or the link is gone: JetStream redelivers)
+                break
+        with contextlib.suppress(Exception):
+            await self._pull.unsubscribe()  # no more deliveries to this remote's requests
+        await self._ack_read()
+        await self.release()
+        for msg in held:
+            with contextlib.suppress(Exception):
+                await msg.nak()
+
+    async def release(self) -> None:
+        """Hand every fetched but unread fill back to JetStream."""
+        while self._unacked:
+            _, msg = self._unacked.popleft()
+            with contextlib.suppress(Exception):
+                await msg.nak()
 
     def take(self, payload: bytes) -> None:
         """Hand one message's fill to the iterators unless it is a duplicate or skipped."""
@@ -172,6 +242,14 @@ class FillConsumer:
             return
         self.delivered += 1
         self._fanout.publish(fill)
+
+
+def _stream_seq(msg: Any) -> int:
+    """A JetStream message's sequence in its stream (0 when it has none)."""
+    try:
+        return int(msg.metadata.sequence.stream)
+    except Exception:  # not a JetStream message
+        return 0
 
 
 class SequencedFeed(Generic[K, R, T]):
