@@ -100,11 +100,17 @@ async def test_fills_fetched_but_unread_at_close_go_to_the_next_run_of_the_name(
 
 
 async def test_a_fill_waits_in_jetstream_while_no_iterator_is_open(bridge: HandBridge) -> None:
+    async def waiting() -> tuple[int, int]:
+        info = await bridge.js.consumer_info(bridge.names.stream("fills"), "r1")
+        return info.num_pending, info.num_ack_pending
+
     async with remote(bridge) as r:
         await bridge.publish(fill("e1"), epoch=EPOCH, seq=1)
-        await asyncio.sleep(0)  # the consumer has nothing to hand it to
-        assert r.statistics().fills_delivered == 0
+        assert await waiting() == (1, 0)  # stored, not fetched: nobody would read it
         assert (await next_item(r.fills())).exec_id == "e1"
+        async with asyncio.timeout(5):
+            while await waiting() != (0, 0):  # read, so acknowledged
+                await asyncio.sleep(0.01)
 
 
 async def test_order_updates_follow_the_snapshot_and_skip_what_it_already_reflects(
