@@ -3,12 +3,13 @@
 :meth:`KillSwitch.engage` turns the switch on, sends a cancel for every
 working order this connector knows, and TWS's global cancel (with
 ``risk.kill_switch_global_cancel``), all inside :meth:`Pacer.critical
-<ibconn.pacing.Pacer.critical>` so they go out ahead of anything queued. If
-the link is down the cancels cannot go out (the pacer drops what is queued on
-link loss), so :meth:`KillSwitch.resend` sends them again when a session is
-ready and when a degraded link comes back (1102), as long as the switch is
-on. It stays on until :meth:`KillSwitch.reset`. Refusing orders is the
-limits' job (:func:`ibconn.risk.limits.kill_switch_refusal`).
+<ibconn.pacing.Pacer.critical>` so they go out ahead of anything queued; a
+``readonly`` connection sends none. If the link is down the cancels cannot go
+out (the pacer drops what is queued on link loss), so
+:meth:`KillSwitch.resend` sends them again when a session is ready and when a
+degraded link comes back (1102), as long as the switch is on. It stays on
+until :meth:`KillSwitch.reset`. Refusing orders is the limits' job
+(:func:`ibconn.risk.limits.kill_switch_refusal`).
 """
 
 from __future__ import annotations
@@ -213,7 +214,13 @@ class KillSwitch:
 
         Returns how many messages were handed to the pacer; marks the state
         ``deferred`` when the link is down (they are sent again when it is back).
+        A ``readonly`` connector sends nothing: it never changes orders, not even
+        to cancel them (``ibconn kill-switch status`` connects read-only and must
+        not send TWS's global cancel for a switch it finds engaged in the journal).
         """
+        if self._settings.readonly:
+            _log.info("risk: kill switch on, no cancels sent: the connection is readonly")
+            return 0
         try:
             ib = self._link.ib
         except IBConnError:

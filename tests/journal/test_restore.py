@@ -123,3 +123,28 @@ async def test_sigkilled_connector_leaves_kill_switch_exits_and_every_event_in_t
     place = next(e for e in first_run if e["order_ref"] == bought and e["kind"] == "place")
     assert place["detail"]["decided_by"]["readonly"] is False
     assert "max_position" in place["detail"]["decided_by"]["risk"]
+
+
+async def test_a_readonly_connector_restores_an_engaged_kill_switch_without_sending_cancels(
+    gw: SimulatedGateway, tmp_path: Path
+) -> None:
+    # `ibconn kill-switch status` connects read-only: finding the switch engaged in the
+    # journal must not send TWS's global cancel (or any cancel) on its behalf.
+    path = tmp_path / "journal.sqlite3"
+    first = IBConnector(**fast(gw, journal_path=path))
+    await first.connect()
+    await first.place_limit_order("AAPL", 1, "BUY", 150.0)
+    await first.kill_switch("halt for the readonly test", global_cancel=True)
+    assert await first.journal.flush()
+    await first.disconnect()
+
+    reader = IBConnector(**fast(gw, journal_path=path, readonly=True))
+    await reader.connect()
+    try:
+        assert reader.kill_switch_state.engaged
+        assert reader.kill_switch_state.reason == "halt for the readonly test"
+        await reader.server_time()  # a round trip: anything sent at connect has arrived
+        sent = {m.msg_id for m in gw.received_messages(1)}
+        assert not sent & {4, 58}, f"cancels sent by a read-only connector: {sent & {4, 58}}"
+    finally:
+        await reader.disconnect()
