@@ -240,9 +240,16 @@ class Bridge:
         return len(executions)
 
     async def subscribe(self, symbols: list[str]) -> list[str]:
-        """Publish the quotes, trades and bars of ``symbols`` too; returns all symbols published."""
+        """Publish the quotes, trades and bars of ``symbols`` too; returns all symbols published.
+
+        Each symbol is resolved first: an unknown one raises ``InvalidInputError`` and none
+        of ``symbols`` is added.
+        """
         assert self.market_data is not None
         sink = self.market_data.put
+        for symbol in symbols:  # an unknown symbol raises InvalidInputError before any
+            if symbol not in self._symbols:
+                await self.connector.resolve(symbol)
         for symbol in symbols:
             if symbol in self._symbols:
                 continue

@@ -15,8 +15,10 @@ happened, and the same key may be sent again. A
 ``place`` derives its order's tag (and so its order ref, ``<run>-<n>/<tag>``) from the
 key; the bridge records the key as pending in the bucket before it sends, so a bridge
 restarted while the key was pending looks for the order by that tag among the orders
-the connector knows (TWS reports open and completed orders at connect) and answers
-with it instead of placing a second one.
+the connector knows (working orders, adopted from TWS at connect) and the day's
+executions (an order that filled) and answers with it instead of placing a second one.
+An order that ended unfilled before the restart is not found that way: the key is then
+placed again.
 
 Arguments (JSON objects):
 
@@ -52,7 +54,7 @@ from ibconn.bridge.protocol import (
 )
 from ibconn.connector import IBConnector
 from ibconn.errors import IBConnError, InvalidInputError
-from ibconn.orders.models import OrderSnapshot
+from ibconn.orders.models import OrderSnapshot, OrderStatus
 from ibconn.risk.models import KillSwitchState
 
 __all__ = ["ORDER_TYPES", "CommandHandler", "tag_for_key"]
@@ -222,11 +224,48 @@ class CommandHandler:
         return reply
 
     def _order_with_tag(self, tag: str) -> OrderSnapshot | None:
+        """The order a remote place with this tag made, if the connector knows it.
+
+        A working order is among ``orders()`` (adopted from TWS's open orders); one that
+        filled and ended before the restart is known by its executions only, and is
+        rebuilt from them (quantity = filled, status FILLED).
+        """
         suffix = "/" + tag
         for order in self._connector.orders():
             if order.order_ref.endswith(suffix):
                 return order
-        return None
+        fills = tuple(
+            fill
+            for fill in self._connector.executions()
+            if fill.order_ref is not None and fill.order_ref.endswith(suffix)
+        )
+        if not fills:
+            return None
+        first = fills[0]
+        filled = sum(fill.quantity for fill in fills)
+        average = sum(fill.quantity * fill.price for fill in fills) / filled if filled else None
+        return OrderSnapshot(
+            order_ref=first.order_ref or "",
+            order_id=first.order_id,
+            perm_id=first.perm_id,
+            symbol=first.symbol,
+            action=first.action,
+            order_type="",
+            quantity=filled,
+            status=OrderStatus.FILLED,
+            filled=filled,
+            remaining=0.0,
+            avg_fill_price=average,
+            last_fill_price=fills[-1].price,
+            commission=None,
+            fills=fills,
+            last_error=None,
+            tag=tag,
+            adopted=True,
+            updated_at=fills[-1].time,
+            con_id=first.con_id,
+            account=first.account,
+        )
 
     async def _stored(self, key: str) -> dict[str, Any] | None:
         try:

@@ -38,7 +38,7 @@ def require_nats() -> Any:
 
 def _tls_context(settings: BridgeSettings) -> ssl.SSLContext | None:
     tls = settings.tls
-    if tls is None:
+    if not tls.enabled:
         return None
     try:
         context = ssl.create_default_context(
@@ -95,7 +95,7 @@ async def connect_nats(
     context = _tls_context(settings)
     if context is not None:
         options["tls"] = context
-        if settings.tls is not None and settings.tls.hostname:
+        if settings.tls.hostname:
             options["tls_hostname"] = settings.tls.hostname
 
     async def quiet_error(exc: Exception) -> None:  # nats-py logs every reconnect failure

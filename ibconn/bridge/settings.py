@@ -81,6 +81,11 @@ class TlsSettings(BaseModel):
     key_file: Path | None = Field(None, description="Private key of cert_file.")
     hostname: str | None = Field(None, description="Server name to verify, if not the URL's.")
 
+    @property
+    def enabled(self) -> bool:
+        """Whether any TLS file is set (then the connection uses TLS)."""
+        return any(path is not None for path in (self.ca_file, self.cert_file, self.key_file))
+
 
 class BridgeSettings(BaseModel):
     """Settings of ``ibconn bridge`` (the ``bridge:`` section); see ``docs/bridge.md``."""
@@ -95,7 +100,9 @@ class BridgeSettings(BaseModel):
     password: str | None = Field(None, description="NATS password.", repr=False)
     token: str | None = Field(None, description="NATS token.", repr=False)
     creds_file: Path | None = Field(None, description="NATS credentials file (JWT and NKey).")
-    tls: TlsSettings | None = Field(None, description="TLS files for the NATS connection.")
+    tls: TlsSettings = Field(
+        default_factory=TlsSettings, description="TLS files for the NATS connection."
+    )
     subject_prefix: str = Field("ibconn", description="First token(s) of every subject.")
     streams: _Names = Field(STREAMS, description="Which JetStream streams to publish.")
     market_data: _Names = Field((), description="Symbols whose market data is published.")

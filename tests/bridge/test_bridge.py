@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -216,3 +217,104 @@ async def test_publishing_survives_a_nats_restart_in_order(
         assert [e.seq for e in events] == list(range(1, len(events) + 1))
     finally:
         await client.close()
+
+
+async def test_a_key_left_pending_by_a_stopped_bridge_finds_its_order_instead_of_placing(
+    gw: SimulatedGateway, nats_url: str, nc: Any
+) -> None:
+    connector = ConnectorSettings(**fast(gw))
+    working = {**BUY, "order_type": "limit", "limit_price": 150.0}
+    async with Bridge(bridge_settings(nats_url), connector):
+        filled = await command(nc, "place", BUY, key="crash-filled")
+        resting = await command(nc, "place", working, key="crash-working")
+        assert filled.ok and resting.ok
+    # the bridge stopped after it sent each order and before it stored the reply
+    kv = await nc.jetstream().key_value("IBCONN_COMMANDS")
+    for key in ("crash-filled", "crash-working"):
+        entry = json.loads((await kv.get(key)).value)
+        await kv.put(key, json.dumps({**entry, "state": "pending", "reply": None}).encode())
+    async with Bridge(bridge_settings(nats_url), connector):
+        again_filled = await command(nc, "place", BUY, key="crash-filled")
+        again_resting = await command(nc, "place", working, key="crash-working")
+    assert again_filled.ok and again_resting.ok
+    assert again_filled.result["order_ref"] == filled.result["order_ref"]
+    assert again_filled.result["status"] == "filled" and again_filled.result["filled"] == 10
+    assert again_resting.result["order_ref"] == resting.result["order_ref"]
+    assert messages(gw, PLACE_ORDER) == 2
+
+
+async def test_a_gateway_resync_republishes_the_days_executions(
+    bridge: Bridge, nc: Any, gw: SimulatedGateway
+) -> None:
+    assert (await command(nc, "place", BUY, key="resync")).ok
+    before = bridge.republished
+    await gw.drop_connections()
+
+    async def republished() -> bool:
+        return bridge.republished > before and bridge.publishers["fills"].backlog == 0
+
+    await until(republished)
+    assert bridge.republished - before == len(bridge.connector.executions()) == 1
+    fills = await stored(nc, "fills")
+    assert len(fills) == 1  # the republished fill was absorbed
+    states = [e.record().state for e in await stored(nc, "connection")]
+    assert ConnectionState.RECONNECTING in states and states[-1] is ConnectionState.CONNECTED
+
+
+async def test_quotes_of_configured_and_subscribed_symbols_reach_their_subjects(
+    gw: SimulatedGateway, nats_url: str, nc: Any
+) -> None:
+    quotes: asyncio.Queue[tuple[str, Envelope]] = asyncio.Queue()
+
+    async def on_msg(msg: Any) -> None:
+        await quotes.put((msg.subject, Envelope.decode(msg.data)))
+
+    await nc.subscribe("ibconn.md.*.quote", cb=on_msg)
+    await nc.flush()
+    settings = bridge_settings(nats_url, market_data=["AAPL"])
+    async with Bridge(settings, ConnectorSettings(**fast(gw))) as running:
+        gw.set_price("AAPL", 191.0)
+        subject, envelope = await asyncio.wait_for(quotes.get(), TIMEOUT)
+        assert subject == "ibconn.md.AAPL.quote" and envelope.stream == "md"
+        assert envelope.record().symbol == "AAPL"
+        reply = await command(nc, "subscribe", {"symbols": ["MSFT"]}, key=None)
+        assert reply.ok and reply.result == {"symbols": ["AAPL", "MSFT"]}
+        gw.set_price("MSFT", 421.0)
+
+        async def eur_usd_quote() -> bool:
+            while not quotes.empty():
+                if quotes.get_nowait()[0] == "ibconn.md.MSFT.quote":
+                    return True
+            return False
+
+        await until(eur_usd_quote)
+        for symbols in ([], ["NOSUCH"]):
+            bad = await command(nc, "subscribe", {"symbols": symbols}, key=None)
+            assert not bad.ok and bad.error["type"] == "InvalidInputError"
+        assert (
+            "NOSUCH"
+            not in (await command(nc, "subscribe", {"symbols": ["AAPL"]}, None)).result["symbols"]
+        )
+        assert running.market_data is not None and running.market_data.published >= 2
+
+
+async def test_cancel_modify_and_the_kill_switch_go_through_the_connector(
+    bridge: Bridge, nc: Any, gw: SimulatedGateway
+) -> None:
+    limit = {**BUY, "order_type": "limit", "limit_price": 150.0}
+    placed = await command(nc, "place", limit, key="lmt")
+    assert placed.ok and placed.result["status"] == "submitted"
+    ref = placed.result["order_ref"]
+    modified = await command(nc, "modify", {"order_ref": ref, "changes": {"limit_price": 151.0}})
+    assert modified.ok and modified.result["limit_price"] == 151.0
+    cancelled = await command(nc, "cancel", {"order_ref": ref}, key="c1")
+    assert cancelled.ok and cancelled.result["status"] == "cancelled"
+    unknown = await command(nc, "cancel", {"order_ref": "nope"}, key="c2")
+    assert not unknown.ok and unknown.error["type"] == "InvalidInputError"
+    switched = await command(nc, "kill_switch", {"reason": "test"}, key="ks")
+    assert switched.ok and switched.result["engaged"] is True
+    refused = await command(nc, "place", BUY, key="after-kill")
+    assert not refused.ok and refused.error["type"] == "RiskRejectedError"
+    reset = await command(nc, "kill_switch", {"reset": True}, key="ks-reset")
+    assert reset.ok and reset.result["engaged"] is False
+    assert (await command(nc, "cancel_all", {}, key="ca")).result == {"orders": []}
