@@ -220,7 +220,9 @@ async def _run(args: argparse.Namespace, n: int, url: str, gw: Gateway, run: int
         return times
 
     started = answer["started"]
-    local_lat = _latencies(load("local"), marks, warm, started)
+    local_times = load("local")
+    local_rate = sum(1 for t in local_times[1:] if t >= started) / span
+    local_lat = _latencies(local_times, marks, warm, started)
     remote_lat: list[float] = []
     rates = []
     for name in names:
@@ -230,8 +232,9 @@ async def _run(args: argparse.Namespace, n: int, url: str, gw: Gateway, run: int
     lp50, lp99 = _pct(local_lat, 0.5), _pct(local_lat, 0.99)
     rp50, rp99 = _pct(remote_lat, 0.5), _pct(remote_lat, 0.99)
     return [
-        n, workers, f"{count / span:,.0f}", f"{statistics.median(rates):,.0f}",
-        f"{sum(rates):,.0f}", f"{lp50:.2f} / {lp99:.2f}", f"{rp50:.2f} / {rp99:.2f}",
+        n, workers, f"{count / span:,.0f}", f"{local_rate:,.0f}",
+        f"{statistics.median(rates):,.0f}", f"{sum(rates):,.0f}",
+        f"{lp50:.2f} / {lp99:.2f}", f"{rp50:.2f} / {rp99:.2f}",
         f"{rp50 - lp50:.2f} / {rp99 - lp99:.2f}",
     ]  # fmt: skip
 
@@ -280,8 +283,9 @@ async def _main(args: argparse.Namespace) -> None:
     print(
         table(
             [
-                "remote consumers", "worker processes", "offered quotes/s",
-                "delivered/s per consumer (median)", "delivered/s, all consumers",
+                "remote consumers", "worker processes", "updates/s offered",
+                "local quotes/s", "remote quotes/s per consumer (median)",
+                "remote quotes/s, all consumers",
                 "local p50 / p99 ms", "remote p50 / p99 ms", "added p50 / p99 ms",
             ],
             rows,

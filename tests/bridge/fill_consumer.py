@@ -35,6 +35,8 @@ async def _consume(args: argparse.Namespace, out: TextIO) -> int:
 
         async def pump() -> None:
             async for fill in fills:
+                if args.slow:
+                    await asyncio.sleep(args.slow)  # a consumer that falls behind
                 line = {"exec_id": fill.exec_id, "order_ref": fill.order_ref, "pid": pid}
                 out.write(json.dumps(line) + "\n")
                 out.flush()
@@ -56,6 +58,7 @@ def main() -> int:
     parser.add_argument("--name", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--prefix", default="ibconn")
+    parser.add_argument("--slow", type=float, default=0.0, help="seconds of work per fill")
     args = parser.parse_args()
     with open(args.out, "a", encoding="utf-8") as out:
         return asyncio.run(_consume(args, out))

@@ -138,8 +138,8 @@ class GatewayProcess(Child):
              str(self.tick_rate), "--fill-delay", "0", "--state-file", str(self.state_file),
              "--log-level", "WARNING"]
         )  # fmt: skip
-        listening = await self._expect("LISTENING", 30)
-        control = await self._expect("CONTROL", 30)
+        listening = await self._expect("LISTENING", 60)
+        control = await self._expect("CONTROL", 60)
         self.port = int(listening.split()[1].rsplit(":", 1)[1])
         self.control_port = int(control.split()[1].rsplit(":", 1)[1])
         self._drain()
@@ -167,7 +167,7 @@ class BridgeProcess(Child):
         super().__init__("bridge", workdir / "bridge.log")
         self.config = config
 
-    async def start(self, timeout: float = 30.0) -> None:
+    async def start(self, timeout: float = 60.0) -> None:
         self._spawn([sys.executable, "-m", "ibconn", "bridge", "--config", str(self.config)])
         await self._expect("BRIDGE", timeout)
         self._drain()
@@ -181,11 +181,13 @@ class ConsumerProcess(Child):
         self.out = workdir / f"{name}.jsonl"
         self.url = url
         self.prefix = prefix
+        self.slow = 0.0  # seconds of work per fill (a consumer that falls behind)
 
-    async def start(self, timeout: float = 30.0) -> None:
+    async def start(self, timeout: float = 120.0) -> None:
         self._spawn(
             [sys.executable, str(HERE / "fill_consumer.py"), "--url", self.url,
-             "--name", self.name, "--out", str(self.out), "--prefix", self.prefix]
+             "--name", self.name, "--out", str(self.out), "--prefix", self.prefix,
+             "--slow", str(self.slow)]
         )  # fmt: skip
         await self._expect("READY", timeout)
         self._drain()
