@@ -19,12 +19,19 @@ from typing import Any
 from ibconn.bridge import protocol
 from ibconn.bridge.remote_heartbeat import BridgeLost, BridgeRestored, HeartbeatWatch
 from ibconn.bridge.remote_state import SequencedView
-from ibconn.bridge.remote_streams import Fanout, FillConsumer, SequencedFeed, Skips, open_envelope
+from ibconn.bridge.remote_streams import (
+    Fanout,
+    FillConsumer,
+    FillFanout,
+    SequencedFeed,
+    Skips,
+    open_envelope,
+)
 from ibconn.bridge.remote_streams import open_record as _open_record
 from ibconn.connection.session import ConnectionEvent
 from ibconn.core.streams import OverflowPolicy, Subscription
 from ibconn.errors import ConnectError
-from ibconn.orders.models import Fill, OrderSnapshot, OrderUpdate
+from ibconn.orders.models import OrderSnapshot, OrderUpdate
 from ibconn.positions.models import Position
 
 __all__ = ["RemoteFeeds"]
@@ -91,7 +98,7 @@ class RemoteFeeds:
         self._on_new_epoch = on_new_epoch
         self.skips = Skips()
         self.heartbeat = HeartbeatWatch(heartbeat_timeout)
-        self.fills: Fanout[Fill] = Fanout("remote.fills", capacity, OverflowPolicy.RAISE)
+        self.fills = FillFanout(capacity)
         self.orders_fanout: Fanout[OrderUpdate] = Fanout(
             "remote.order_updates", capacity, OverflowPolicy.RAISE
         )

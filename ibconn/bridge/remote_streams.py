@@ -3,8 +3,9 @@
 * :class:`FillConsumer`: a durable JetStream pull consumer on the fills stream,
   named after the remote. It fetches only while a ``fills()`` iterator is open and
   only as many fills as the fullest iterator has room for; each fill is handed to
-  the iterators' buffer and acknowledged once read; an exec id already delivered
-  is skipped. A remote that was down resumes from its durable position.
+  the iterators' buffer and acknowledged once its reader is done with it (came
+  back for the next); an exec id already delivered is skipped. A remote that was
+  down resumes from its durable position.
 * :class:`SequencedFeed`: an ordered JetStream consumer on the orders or positions
   stream plus a watch of the snapshot key, kept in step by a
   :class:`~ibconn.bridge.remote_state.SequencedView`.
@@ -18,12 +19,13 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC
 from typing import Any, Generic, TypeVar
 
 from ibconn.bridge import protocol
 from ibconn.bridge.remote_state import ExecIdSet, SequencedView, Snapshot
+from ibconn.core.stream_queue import QueueSubscription
 from ibconn.core.streams import Broadcast, OverflowPolicy, Subscription
 from ibconn.orders.models import Fill
 
@@ -85,46 +87,18 @@ def open_record(payload: bytes, skips: Skips, kinds: frozenset[str]) -> tuple[An
 
 
 class Fanout(Generic[T]):
-    """A :class:`Broadcast` that knows its open subscriptions: their room and what they read."""
+    """A :class:`Broadcast` whose subscribers are opened on demand (``opened`` is set once one
+    was)."""
 
     def __init__(self, name: str, capacity: int, policy: OverflowPolicy) -> None:
         self.broadcast: Broadcast[T] = Broadcast(name, capacity=capacity, policy=policy)
-        self._subs: list[tuple[int, Subscription[T]]] = []  # (published before it, it)
-        self.published = 0
-        self._closed_mark = 0  # the most any closed subscription had read
-        self.opened = asyncio.Event()
 
     def subscribe(self, capacity: int | None) -> Subscription[T]:
         """A new subscription from now on."""
-        sub = self.broadcast.subscribe(capacity=capacity)
-        self._subs.append((self.published, sub))
-        self.opened.set()
-        return sub
-
-    def _open(self) -> list[tuple[int, Subscription[T]]]:
-        for base, sub in self._subs:
-            if sub.closed:
-                mark = base + sub.statistics().delivered
-                self._closed_mark = max(self._closed_mark, mark)
-        self._subs = [(base, s) for base, s in self._subs if not s.closed]
-        if not self._subs:
-            self.opened.clear()
-        return self._subs
-
-    def room(self) -> int:
-        """How many items every open subscription can still take (0: none open)."""
-        stats = [s.statistics() for _, s in self._open()]
-        return min((st.capacity - st.buffered for st in stats), default=0)
-
-    def read_mark(self) -> tuple[int, bool]:
-        """How many of the published items every open subscription has read, and whether
-        one is open (none: how many the last one read before it closed)."""
-        marks = [base + s.statistics().delivered for base, s in self._open()]
-        return min(marks, default=self._closed_mark), bool(marks)
+        return self.broadcast.subscribe(capacity=capacity)
 
     def publish(self, item: T) -> None:
         """Deliver to every open subscription."""
-        self.published += 1
         self.broadcast.publish(item)
 
     def close(self) -> None:
@@ -132,19 +106,110 @@ class Fanout(Generic[T]):
         self.broadcast.close()
 
 
+class FillSubscription(QueueSubscription[Fill]):
+    """A ``fills()`` iterator that knows which fills its reader is done with.
+
+    ``settled`` is how many fills the reader had taken when it last came back for more
+    (``async for``, :meth:`next_batch`, :meth:`get_nowait`, :meth:`take_ready`): those
+    it has handled; the ones taken since are in its hands. Never overflows: the
+    consumer fetches only what fits (:meth:`FillFanout.room`).
+    """
+
+    __slots__ = ("settled",)
+
+    def __init__(
+        self, name: str, capacity: int, on_close: Callable[[Subscription[Fill]], None]
+    ) -> None:
+        super().__init__(name, capacity, OverflowPolicy.RAISE, on_close)
+        self.settled = 0
+
+    async def __anext__(self) -> Fill:
+        self.settled = self._delivered()
+        return await super().__anext__()
+
+    async def next_batch(self) -> list[Fill]:
+        """Everything buffered now (see :meth:`Subscription.next_batch`)."""
+        self.settled = self._delivered()
+        return await super().next_batch()
+
+    def get_nowait(self) -> Fill | None:
+        """The next buffered fill, or ``None``."""
+        self.settled = self._delivered()
+        return super().get_nowait()
+
+    def take_ready(self) -> Iterator[Fill]:
+        """Take the fills buffered now, one per step (see :meth:`Subscription.take_ready`)."""
+        self.settled = self._delivered()
+        return super().take_ready()
+
+
+class FillFanout:
+    """The ``fills()`` iterators of one remote: their room, and what their readers settled."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._subs: list[tuple[int, FillSubscription]] = []  # (published before it, it)
+        self.published = 0
+        self._closed_mark = 0  # the most any closed iterator had settled
+        self._ended = False
+        self.opened = asyncio.Event()
+
+    def subscribe(self, capacity: int | None) -> Subscription[Fill]:
+        """A new iterator of the fills from now on."""
+        sub = FillSubscription("remote.fills", capacity or self._capacity, self._closed)
+        if self._ended:
+            sub._end()
+        else:
+            self._subs.append((self.published, sub))
+            self.opened.set()
+        return sub
+
+    def _closed(self, sub: Subscription[Fill]) -> None:
+        for base, open_sub in self._subs:
+            if open_sub is sub:
+                self._closed_mark = max(self._closed_mark, base + open_sub.settled)
+        self._subs = [(base, s) for base, s in self._subs if s is not sub]
+        if not self._subs:
+            self.opened.clear()
+
+    def room(self) -> int:
+        """How many fills every open iterator can still take (0: none open)."""
+        stats = [s.statistics() for _, s in self._subs]
+        return min((st.capacity - st.buffered for st in stats), default=0)
+
+    def read_mark(self) -> tuple[int, bool]:
+        """How many of the published fills every open iterator's reader has settled, and
+        whether one is open (none: how many the last one settled before it closed)."""
+        marks = [base + s.settled for base, s in self._subs]
+        return min(marks, default=self._closed_mark), bool(marks)
+
+    def publish(self, fill: Fill) -> None:
+        """Hand ``fill`` to every open iterator."""
+        self.published += 1
+        for _, sub in self._subs:
+            sub._push(fill)
+
+    def close(self) -> None:
+        """End every iterator once read."""
+        self._ended = True
+        for _, sub in self._subs:
+            sub._end()
+
+
 class FillConsumer:
     """The remote's durable consumer of fills (see the module).
 
-    A message is acknowledged once every open ``fills()`` iterator has read its fill
-    (a duplicate or a skipped message: once everything before it was read). What is
-    fetched but unread when the last iterator closes, or when the remote closes, is
-    handed back to JetStream (``nak``) for the next reader of this durable name.
+    A message is acknowledged once every open ``fills()`` iterator's reader is done with
+    its fill: it came back for the next one (a duplicate or a skipped message: once
+    everything before it was). What is fetched but not done with when the last
+    iterator closes, or when the remote closes, is handed back to JetStream (``nak``)
+    for the next reader of this durable name.
     """
 
     def __init__(
         self,
         pull: Any,
-        fanout: Fanout[Fill],
+        fanout: FillFanout,
         skips: Skips,
         *,
         fetch_timeout: float = 1.0,

@@ -36,11 +36,26 @@ async def test_a_remote_limit_order_rests_shows_in_open_orders_and_cancels(
     assert isinstance(placed, OrderSnapshot)
     assert placed.status is OrderStatus.SUBMITTED and placed.limit_price == 180.0
     await until(lambda: [o.order_ref for o in remote.open_orders()] == [placed.order_ref])
+    moved = await remote.modify_order(placed, limit_price=179.5)
+    assert (moved.order_ref, moved.limit_price) == (placed.order_ref, 179.5)
     done = await remote.cancel_order(placed.order_ref)
     assert done.status is OrderStatus.CANCELLED
     await next_item(updates, lambda u: u.status is OrderStatus.CANCELLED)
     await until(lambda: remote.open_orders() == [])
-    assert messages(gw, PLACE_ORDER) == 1
+    assert messages(gw, PLACE_ORDER) == 2  # the order and its modification
+
+
+async def test_the_remote_kill_switch_cancels_the_bridges_orders_and_resets(
+    remote: RemoteConnector,
+) -> None:
+    placed = await remote.place_limit_order("AAPL", 10, "BUY", 180.0)
+    state = await remote.kill_switch("remote test")
+    assert (state.engaged, state.reason) == (True, "remote test")
+    await until(lambda: remote.open_orders() == [])
+    with pytest.raises(RiskRejectedError):
+        await remote.place_limit_order("AAPL", 10, "BUY", 180.0)
+    assert not (await remote.reset_kill_switch()).engaged
+    assert placed.order_ref not in {o.order_ref for o in remote.open_orders()}
 
 
 async def test_the_same_idempotency_key_reaches_the_gateway_once(

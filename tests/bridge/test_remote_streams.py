@@ -74,18 +74,21 @@ async def test_a_remote_that_was_down_catches_up_from_its_durable_position(
         fills = r.fills()
         await bridge.publish(fill("e1"), epoch=EPOCH, seq=1)
         assert (await next_item(fills)).exec_id == "e1"
+        assert fills.get_nowait() is None  # back for more: done with e1
     for n in range(2, 6):  # while it is down
         await bridge.publish(fill(f"e{n}"), epoch=EPOCH, seq=n)
     async with remote(bridge, name="late") as r:
-        got = await read(r.fills(), 4)
+        fills = r.fills()
+        got = await read(fills, 4)
         assert [f.exec_id for f in got] == ["e2", "e3", "e4", "e5"]  # type: ignore[attr-defined]
+        assert fills.get_nowait() is None
     async with remote(bridge, name="late") as r:  # everything was acknowledged
         fills = r.fills()
         await bridge.publish(fill("e6"), epoch=EPOCH, seq=6)
         assert (await next_item(fills)).exec_id == "e6"
 
 
-async def test_fills_fetched_but_unread_at_close_go_to_the_next_run_of_the_name(
+async def test_fills_not_done_with_at_close_go_to_the_next_run_of_the_name(
     bridge: HandBridge,
 ) -> None:
     async with remote(bridge, name="slow") as r:
@@ -93,18 +96,31 @@ async def test_fills_fetched_but_unread_at_close_go_to_the_next_run_of_the_name(
         for n in range(1, 4):
             await bridge.publish(fill(f"e{n}"), epoch=EPOCH, seq=n)
         assert (await next_item(fills)).exec_id == "e1"
-        await until(lambda: fills.statistics().buffered == 2)  # fetched, never read
-    async with remote(bridge, name="slow") as r:
-        got = await read(r.fills(), 2)
+        assert (await next_item(fills)).exec_id == "e2"  # done with e1; e2 in hand
+        await until(lambda: fills.statistics().buffered == 1)  # e3 fetched, never read
+    async with remote(bridge, name="slow") as r:  # e2 and e3 again, nothing else
+        fills = r.fills()
+        got = await read(fills, 2)
         assert [f.exec_id for f in got] == ["e2", "e3"]  # type: ignore[attr-defined]
+        await bridge.publish(fill("e4"), epoch=EPOCH, seq=4)
+        assert (await next_item(fills)).exec_id == "e4"
 
 
 async def test_a_fill_waits_in_jetstream_while_no_iterator_is_open(bridge: HandBridge) -> None:
+    async def waiting() -> tuple[int, int]:
+        info = await bridge.js.consumer_info(bridge.names.stream("fills"), "r1")
+        return info.num_pending, info.num_ack_pending
+
     async with remote(bridge) as r:
         await bridge.publish(fill("e1"), epoch=EPOCH, seq=1)
-        await asyncio.sleep(0)  # the consumer has nothing to hand it to
-        assert r.statistics().fills_delivered == 0
-        assert (await next_item(r.fills())).exec_id == "e1"
+        assert await waiting() == (1, 0)  # stored, not fetched: nobody would read it
+        fills = r.fills()
+        assert (await next_item(fills)).exec_id == "e1"
+        assert await waiting() == (0, 1)  # in the reader's hands
+        assert fills.get_nowait() is None  # back for more: done with it
+        async with asyncio.timeout(5):
+            while await waiting() != (0, 0):  # so acknowledged
+                await asyncio.sleep(0.01)
 
 
 async def test_order_updates_follow_the_snapshot_and_skip_what_it_already_reflects(
