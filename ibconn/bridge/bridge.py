@@ -49,6 +49,8 @@ STREAM_CAPACITY = 100_000
 """Buffer of the bridge's own subscriptions to the connector (it reads without waiting)."""
 DRAIN_TIMEOUT = 5.0
 """Seconds a stopping bridge waits for queued JetStream messages to be stored."""
+CLOSE_TIMEOUT = 10.0
+"""Seconds a stopping bridge allows each of: disconnecting the gateway, closing NATS."""
 
 
 class Bridge:
@@ -163,18 +165,19 @@ class Bridge:
         await asyncio.shield(self._stopping)
 
     async def _stop(self) -> None:
-        for publisher in self.publishers.values():
-            if self._nc is not None and self._nc.is_connected:
-                await publisher.wait_idle(DRAIN_TIMEOUT)
+        if self._nc is not None and self._nc.is_connected:  # one deadline for every stream
+            await asyncio.gather(*(p.wait_idle(DRAIN_TIMEOUT) for p in self.publishers.values()))
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await self.connector.disconnect()
+        with contextlib.suppress(Exception):  # never hangs: each step has a deadline
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self.connector.disconnect()
         if self._nc is not None and not self._nc.is_closed:
             with contextlib.suppress(Exception):
-                await self._nc.close()
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await self._nc.close()
 
     # -- what the connector reports -------------------------------------------------------------
 

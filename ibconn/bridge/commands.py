@@ -27,12 +27,14 @@ Arguments (JSON objects):
   (``limit_price``, ``stop_price``; ``trailing_amount`` / ``trailing_percent`` /
   ``trail_stop_price``), ``options`` (the keywords of ``OrderOptions`` but ``tag``;
   ``good_till`` as ISO 8601 text) and ``ack_timeout`` -> an ``order_snapshot``;
-* ``modify``: ``order_ref`` and ``changes`` (``OrderChanges``) -> an ``order_snapshot``;
-* ``cancel``: ``order_ref`` -> an ``order_snapshot``;
+* ``modify``: ``order_ref`` (or ``order``) and ``changes`` (``OrderChanges``) -> an
+  ``order_snapshot``;
+* ``cancel``: ``order_ref`` (or ``order``) -> an ``order_snapshot``;
 * ``cancel_all``: nothing -> ``{"orders": [order_snapshot, ...]}``;
 * ``kill_switch``: ``reason`` and ``global_cancel`` (optional), or ``reset: true`` ->
   the switch's state (``engaged``, ``reason``, ``since``, ...);
-* ``subscribe``: ``symbols`` -> ``{"symbols": [every symbol published]}``.
+* ``subscribe``: ``symbols`` (or one ``symbol``) -> ``{"symbols": [every symbol
+  published]}``.
 """
 
 from __future__ import annotations
@@ -141,6 +143,24 @@ def _options(command: str, value: object) -> dict[str, Any]:
         except ValueError as exc:
             raise _refuse(f"{command}: options.good_till must be ISO 8601 text: {exc}") from exc
     return options
+
+
+_ALIASES: Final[dict[str, tuple[str, str]]] = {
+    "modify": ("order", "order_ref"),
+    "cancel": ("order", "order_ref"),
+    "subscribe": ("symbol", "symbols"),
+}
+
+
+def _canonical(command: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Accept the short spellings ``order`` (for ``order_ref``) and ``symbol`` (one symbol)."""
+    alias = _ALIASES.get(command)
+    if alias is None or alias[0] not in args or alias[1] in args:
+        return args
+    short, name = alias
+    out = {k: v for k, v in args.items() if k != short}
+    out[name] = [args[short]] if name == "symbols" else args[short]
+    return out
 
 
 def _retriable_failure(reply: bytes) -> bool:
@@ -303,6 +323,7 @@ class CommandHandler:
             return self._place(args, key or "")
         if command not in _ALLOWED:
             raise _refuse(f"unknown command {command!r}")
+        args = _canonical(command, args)
         _check_keys(command, args, _ALLOWED[command])
         match command:
             case "modify":

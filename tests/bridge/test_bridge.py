@@ -277,7 +277,7 @@ async def test_quotes_of_configured_and_subscribed_symbols_reach_their_subjects(
         subject, envelope = await asyncio.wait_for(quotes.get(), TIMEOUT)
         assert subject == "ibconn.md.AAPL.quote" and envelope.stream == "md"
         assert envelope.record().symbol == "AAPL"
-        reply = await command(nc, "subscribe", {"symbols": ["MSFT"]}, key=None)
+        reply = await command(nc, "subscribe", {"symbol": "MSFT"}, key=None)
         assert reply.ok and reply.result == {"symbols": ["AAPL", "MSFT"]}
         gw.set_price("MSFT", 421.0)
 
@@ -307,7 +307,7 @@ async def test_cancel_modify_and_the_kill_switch_go_through_the_connector(
     ref = placed.result["order_ref"]
     modified = await command(nc, "modify", {"order_ref": ref, "changes": {"limit_price": 151.0}})
     assert modified.ok and modified.result["limit_price"] == 151.0
-    cancelled = await command(nc, "cancel", {"order_ref": ref}, key="c1")
+    cancelled = await command(nc, "cancel", {"order": ref}, key="c1")  # the short spelling
     assert cancelled.ok and cancelled.result["status"] == "cancelled"
     unknown = await command(nc, "cancel", {"order_ref": "nope"}, key="c2")
     assert not unknown.ok and unknown.error["type"] == "InvalidInputError"
