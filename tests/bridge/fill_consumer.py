@@ -4,8 +4,10 @@
 opens ``RemoteConnector(name=...)``, prints ``READY`` once its fill stream is open, and
 appends each fill to ``--out`` as ``{"exec_id": ..., "order_ref": ..., "pid": ...}``
 (flushed per line, so the file is the ledger of what this process delivered). SIGTERM
-or SIGINT closes the connector cleanly and exits 0: the durable consumer keeps its
-place, and the next process under the same name resumes there.
+or SIGINT stops it between two fills (the fill in hand is written first: a remote
+acknowledges a fill once the loop took it), closes the connector and exits 0: the
+durable consumer keeps its place, and the next process under the same name resumes
+there. ``--slow S`` spends S seconds on each fill (a consumer that falls behind).
 """
 
 from __future__ import annotations
@@ -48,7 +50,10 @@ async def _consume(args: argparse.Namespace, out: TextIO) -> int:
         if pumping.done():
             pumping.result()  # the stream ended or failed: say so (exit status 1)
             return 1
-        pumping.cancel()
+        # stop between two fills: the iterator ends, the fill in hand is written first
+        # (a remote acknowledges a fill once the loop took it; the unread are handed back)
+        fills.close()
+        await pumping
     return 0
 
 

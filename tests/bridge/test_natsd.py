@@ -146,3 +146,14 @@ def test_a_binary_on_path_is_found(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setattr(natsd.sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(fake.parent))
     assert find_nats_server() == fake
+
+
+async def test_nothing_listens_but_the_client_port_on_loopback(nats_server: NatsServer) -> None:
+    assert nats_server.log_file is not None
+    listening = [
+        line for line in nats_server.log_file.read_text().splitlines() if "Listening for" in line
+    ]
+    assert listening == [
+        line for line in listening if f"client connections on 127.0.0.1:{nats_server.port}" in line
+    ]
+    assert len(listening) == 1, listening
