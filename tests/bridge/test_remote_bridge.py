@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +15,12 @@ from bridge.test_bridge import bridge_settings
 from ibconn import ConnectorSettings, OrderStatus, RiskRejectedError
 from ibconn.bridge.bridge import Bridge
 from ibconn.bridge.remote import RemoteConnector
-from ibconn.errors import BridgeTimeoutError, InvalidInputError, NotConnectedError
+from ibconn.errors import (
+    BridgeTimeoutError,
+    InvalidInputError,
+    MissingDependencyError,
+    NotConnectedError,
+)
 from ibconn.orders.models import OrderSnapshot
 from ibconn.sim import SimulatedGateway
 
@@ -150,3 +156,29 @@ async def test_no_bridge_listening_is_not_connected(nats_url: str) -> None:
         async with RemoteConnector(url=nats_url, name="r") as remote:
             with pytest.raises(NotConnectedError, match="no bridge answers"):
                 await remote.cancel_all_orders()
+
+
+async def test_without_nats_py_connecting_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "nats", None)  # import nats raises ImportError
+    remote = RemoteConnector(url="nats://127.0.0.1:4222", name="r")
+    with pytest.raises(MissingDependencyError, match=r"ibconn\[nats\]") as missing:
+        await remote.connect()
+    assert (missing.value.package, missing.value.extra) == ("nats", "nats")
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"name": "has space"}, "name="),
+        ({"name": ""}, "name="),
+        ({"name": "r", "subject_prefix": "a..b"}, "subject prefix"),
+        ({"name": "r", "fills_from": "yesterday"}, "fills_from"),
+        ({"name": "r", "capacity": 0}, "capacity"),
+        ({"name": "r", "command_timeout": -1}, "command_timeout"),
+    ],
+)
+def test_bad_settings_are_refused_at_construction(options: dict[str, Any], match: str) -> None:
+    with pytest.raises(InvalidInputError, match=match):
+        RemoteConnector(url="nats://127.0.0.1:4222", **options)
