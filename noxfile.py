@@ -97,7 +97,7 @@ def bench(session: nox.Session) -> None:
     Takes about 10 minutes on a 2-core VM; ``nox -s bench -- --quick`` runs
     one short repeat of each. Run it on a quiet machine: other load skews it.
     """
-    session.install("-e", ".[bench]")  # uvloop for the ingest benchmark's uvloop arms
+    session.install("-e", ".[bench,tui]")  # uvloop (ingest's uvloop arms), Textual (dashboard)
     quick = "--quick" in session.posargs
     short = ["--repeats", "1"] if quick else []
     session.run(
@@ -110,6 +110,12 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/memory.py", *(["--count", "300000"] if quick else []))
     session.run("python", "benchmarks/streams_cost.py", *short)
     session.run("python", "benchmarks/fanout.py", *short)
+    session.run(  # the tui extra: Textual
+        "python",
+        "benchmarks/dashboard_cost.py",
+        *short,
+        *(["--steady-seconds", "3"] if quick else []),
+    )
     session.run(
         "python",
         "benchmarks/order_latency.py",

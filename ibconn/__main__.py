@@ -9,6 +9,7 @@ from ibconn.cli.account import add_account_parsers
 from ibconn.cli.bridge import add_bridge_parser
 from ibconn.cli.check import add_check_parser
 from ibconn.cli.common import Parser
+from ibconn.cli.dashboard import add_dashboard_parser
 from ibconn.cli.demo import add_demo_parser
 from ibconn.cli.journal import add_journal_parser
 from ibconn.cli.market import add_market_parsers
@@ -34,6 +35,7 @@ def build_parser() -> Parser:
     add_journal_parser(subparsers)  # journal
     add_bridge_parser(subparsers)  # bridge
     add_demo_parser(subparsers)
+    add_dashboard_parser(subparsers)
     add_sim_parser(subparsers)
     parser.set_defaults(commands=subparsers.choices)
     return parser

@@ -108,7 +108,8 @@ async def connect_nats(
         options["disconnected_cb"] = disconnected
     wait = CONNECT_TIMEOUT * len(settings.urls)
     try:  # nats-py retries the first connect forever when reconnects are unlimited
-        return await asyncio.wait_for(nats.connect(**options), wait)
+        async with asyncio.timeout(wait):
+            return await nats.connect(**options)
     except TimeoutError as exc:
         raise ConnectError(
             f"cannot connect to NATS at {settings.url}: no answer within {wait:g} s"

@@ -257,11 +257,13 @@ class NatsServer:
     async def _greets(self, port: int) -> bool:
         """True when a client connection to ``port`` gets the server's INFO (with JetStream)."""
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), 1.0)
+            async with asyncio.timeout(1.0):
+                reader, writer = await asyncio.open_connection(HOST, port)
         except (OSError, TimeoutError):
             return False
         try:
-            line = await asyncio.wait_for(reader.readline(), 1.0)
+            async with asyncio.timeout(1.0):
+                line = await reader.readline()
         except (OSError, TimeoutError):
             return False
         finally:

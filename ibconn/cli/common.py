@@ -249,8 +249,10 @@ def load_settings(args: argparse.Namespace, *, readonly: bool | None) -> Connect
     """The settings of a command: flags, then ``IBCONN_*``, then ``--config``, then defaults.
 
     A command that only reads sets ``readonly``; a command that changes something
-    is refused (:class:`CliError`) when the settings say ``readonly``; ``None`` keeps
-    what the settings say (``ibconn bridge``: its commands are refused in read-only).
+    (``readonly=False``) is refused (:class:`CliError`) when the settings say
+    ``readonly``; ``readonly=None`` keeps what the settings say (the dashboard,
+    which refuses its order keys itself; ``ibconn bridge``, whose commands are
+    refused in read-only).
     """
     overrides: dict[str, Any] = {
         key: getattr(args, attr)

@@ -4,10 +4,13 @@
 opens ``RemoteConnector(name=...)``, prints ``READY`` once its fill stream is open, and
 appends each fill to ``--out`` as ``{"exec_id": ..., "order_ref": ..., "pid": ...}``
 (flushed per line, so the file is the ledger of what this process delivered). SIGTERM
-or SIGINT stops it between two fills (the fill in hand is written first: a remote
-acknowledges a fill once the loop took it), closes the connector and exits 0: the
-durable consumer keeps its place, and the next process under the same name resumes
-there. ``--slow S`` spends S seconds on each fill (a consumer that falls behind).
+or SIGINT stops it between two fills: the fill in hand is written, the loop comes back
+to the iterator without taking another (``take_ready()``, not iterated), and the
+iterator is closed (a remote acknowledges a fill once its reader came back for more; the
+fills still buffered are handed back to JetStream and come to the next process). Then
+it closes the connector and exits 0: the durable consumer keeps its place, and the next
+process under the same name resumes there. ``--slow S`` spends S seconds on each fill
+(a consumer that falls behind).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import sys
 from typing import TextIO
 
 from ibconn.bridge.remote import RemoteConnector
+from ibconn.orders.models import Fill
 
 
 async def _consume(args: argparse.Namespace, out: TextIO) -> int:
@@ -35,13 +39,27 @@ async def _consume(args: argparse.Namespace, out: TextIO) -> int:
         fills = remote.fills()
         print("READY", flush=True)
 
+        in_hand = False  # a fill taken from the iterator and not yet written
+
+        async def handle(fill: Fill) -> None:
+            if args.slow:
+                await asyncio.sleep(args.slow)  # a consumer that falls behind
+            line = {"exec_id": fill.exec_id, "order_ref": fill.order_ref, "pid": pid}
+            out.write(json.dumps(line) + "\n")
+            out.flush()
+
         async def pump() -> None:
+            nonlocal in_hand
             async for fill in fills:
-                if args.slow:
-                    await asyncio.sleep(args.slow)  # a consumer that falls behind
-                line = {"exec_id": fill.exec_id, "order_ref": fill.order_ref, "pid": pid}
-                out.write(json.dumps(line) + "\n")
-                out.flush()
+                in_hand = True
+                await handle(fill)
+                in_hand = False
+                if stop.is_set():
+                    # come back to the iterator without taking a fill (what was handled
+                    # is settled), then end it: the fills still buffered are handed back
+                    fills.take_ready()
+                    fills.close()
+                    return
 
         pumping = asyncio.create_task(pump())
         stopping = asyncio.create_task(stop.wait())
@@ -50,9 +68,8 @@ async def _consume(args: argparse.Namespace, out: TextIO) -> int:
         if pumping.done():
             pumping.result()  # the stream ended or failed: say so (exit status 1)
             return 1
-        # stop between two fills: the iterator ends, the fill in hand is written first
-        # (a remote acknowledges a fill once the loop took it; the unread are handed back)
-        fills.close()
+        if not in_hand:
+            fills.close()  # waiting for the next fill: nothing taken, the iterator ends
         await pumping
     return 0
 
