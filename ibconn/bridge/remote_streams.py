@@ -260,11 +260,12 @@ class FillConsumer:
     async def _ack_read(self) -> None:
         mark, reading = self._fanout.read_mark()
         while self._unacked and self._unacked[0][0] <= mark:
-            _, msg = self._unacked.popleft()
-            try:
+            msg = self._unacked[0][1]
+            try:  # taken off only once acknowledged: a cancelled ack is tried again at close
                 await msg.ack()
             except Exception as exc:  # the link is down: JetStream redelivers, dedupe absorbs
                 log.warning("acknowledging a fill failed: %s", exc)
+            self._unacked.popleft()
         if not reading:
             await self.release()
 
@@ -292,9 +293,9 @@ class FillConsumer:
     async def release(self) -> None:
         """Hand every fetched but unread fill back to JetStream."""
         while self._unacked:
-            _, msg = self._unacked.popleft()
             with contextlib.suppress(Exception):
-                await msg.nak()
+                await self._unacked[0][1].nak()
+            self._unacked.popleft()
 
     def take(self, payload: bytes) -> None:
         """Hand one message's fill to the iterators unless it is a duplicate or skipped."""
