@@ -7,6 +7,9 @@ of its main branch, against that source too;
 ``nox -s chaos -- --seeds N`` (not run by default) runs the chaos suite's long tier;
 ``nox -s bench`` (not run by default) runs the benchmarks of ``docs/benchmarks.md``;
 ``nox -s clients`` (not run by default) runs foreign TWS clients against the simulator;
+``nox -s exactly_once -- --seeds N`` (not run by default) repeats the bridge's
+multi-process exactly-once test over seeds; ``nox -s bridge_bench`` (not run by default)
+runs the bridge's fan-out benchmark (docs/bridge.md);
 ``nox -s docs`` builds the documentation site into docs/_build/html, warnings as errors."""
 
 from __future__ import annotations
@@ -128,6 +131,40 @@ def bench(session: nox.Session) -> None:
         "process",
         *(["--orders", "100", "--rounds", "1"] if quick else ["--orders", "300", "--rounds", "3"]),
     )
+
+
+@nox.session
+def exactly_once(session: nox.Session) -> None:
+    """The bridge's exactly-once test (tests/bridge/test_exactly_once.py, docs/bridge.md)
+    over several seeds: ``nox -s exactly_once -- --seeds 5 [--start 100] [--downtime 60]``.
+
+    Each seed is a new schedule (fault times, order pace, which consumer goes down) and a
+    run of about 2 minutes; the session stops at the first failing seed and names it.
+    """
+    session.install("-e", ".[dev]")
+    args = list(session.posargs)
+
+    def option(name: str, default: str) -> str:
+        return args[args.index(name) + 1] if name in args else default
+
+    start, seeds = int(option("--start", "1")), int(option("--seeds", "5"))
+    downtime = option("--downtime", "60")
+    for seed in range(start, start + seeds):
+        session.log(f"exactly-once, seed {seed}")
+        session.run(
+            "pytest", "-q", "-p", "no:cacheprovider", "--timeout", "600",
+            "tests/bridge/test_exactly_once.py",
+            env={"EXACTLY_ONCE_SEED": str(seed), "EXACTLY_ONCE_DOWNTIME": downtime},
+        )  # fmt: skip
+
+
+@nox.session
+def bridge_bench(session: nox.Session) -> None:
+    """The bridge's quote fan-out benchmark (benchmarks/bridge_fanout.py, docs/bridge.md):
+    delivered quotes/s and added latency for 1, 10 and 50 remote consumers; arguments pass
+    through (``-- --consumers 1,10 --rate 1000``)."""
+    session.install("-e", ".[dev]")
+    session.run("python", "benchmarks/bridge_fanout.py", *session.posargs)
 
 
 @nox.session

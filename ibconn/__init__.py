@@ -18,6 +18,7 @@ from ibconn.core.logs import disable_logging, enable_logging
 from ibconn.core.moved import install_old_module_finder
 from ibconn.core.streams import OverflowPolicy, StreamStatistics, Subscription
 from ibconn.errors import (
+    BridgeTimeoutError,
     CancelNotConfirmedError,
     ConfigError,
     ConnectError,
@@ -104,6 +105,7 @@ __all__ = [
     "Bar",
     "BarSource",
     "BracketOrder",
+    "BridgeTimeoutError",
     "CancelNotConfirmedError",
     "CodeCategory",
     "CodeInfo",

@@ -6,6 +6,7 @@ import sys
 
 from ibconn import __version__
 from ibconn.cli.account import add_account_parsers
+from ibconn.cli.bridge import add_bridge_parser
 from ibconn.cli.check import add_check_parser
 from ibconn.cli.common import Parser
 from ibconn.cli.dashboard import add_dashboard_parser
@@ -34,6 +35,7 @@ def build_parser() -> Parser:
     add_trading_parsers(subparsers)  # cancel, cancel-all, flatten, kill-switch
     add_journal_parser(subparsers)  # journal
     add_metrics_parser(subparsers)  # metrics
+    add_bridge_parser(subparsers)  # bridge
     add_demo_parser(subparsers)
     add_dashboard_parser(subparsers)
     add_sim_parser(subparsers)

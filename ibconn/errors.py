@@ -14,6 +14,7 @@ timeout), ``False`` when the input or the account has to change first.
     ├── ConnectionLostError         the session dropped while a request waited
     ├── NotConnectedError           a request was made while not connected
     ├── RequestTimeoutError         (also TimeoutError) no answer in time
+    │   └── BridgeTimeoutError      a bridge command got no reply: retry with the same key
     ├── InvalidInputError           (also ValueError) bad user input, never sent
     ├── OrderRejectedError          TWS rejected an order (code and text)
     ├── OrderStateUnknownError      an order's fate is not known yet (order_ref)
@@ -29,6 +30,7 @@ timeout), ``False`` when the input or the account has to change first.
 from __future__ import annotations
 
 __all__ = [
+    "BridgeTimeoutError",
     "CancelNotConfirmedError",
     "ConfigError",
     "ConnectError",
@@ -104,6 +106,20 @@ class RequestTimeoutError(IBConnError, TimeoutError):
     """TWS gave no answer within the allowed time."""
 
     retriable = True
+
+
+class BridgeTimeoutError(RequestTimeoutError):
+    """A command sent to the bridge got no reply in time (``RemoteConnector``).
+
+    The command may or may not have run: an order may exist. Sending it again
+    with the same ``key`` (its idempotency key) is safe: the bridge runs a key
+    once and answers a retry with the first reply. ``command`` names it.
+    """
+
+    def __init__(self, message: str, *, command: str, key: str | None) -> None:
+        super().__init__(message)
+        self.command = command
+        self.key = key
 
 
 class InvalidInputError(IBConnError, ValueError):

@@ -251,7 +251,8 @@ def load_settings(args: argparse.Namespace, *, readonly: bool | None) -> Connect
     A command that only reads sets ``readonly``; a command that changes something
     (``readonly=False``) is refused (:class:`CliError`) when the settings say
     ``readonly``; ``readonly=None`` keeps what the settings say (the dashboard,
-    which refuses its order keys itself).
+    which refuses its order keys itself; ``ibconn bridge``, whose commands are
+    refused in read-only).
     """
     overrides: dict[str, Any] = {
         key: getattr(args, attr)

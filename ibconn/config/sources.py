@@ -33,6 +33,7 @@ from ibconn.errors import ConfigError
 __all__ = [
     "ENV_PREFIX",
     "NESTED_DELIMITER",
+    "OTHER_SECTIONS",
     "StrictEnvSource",
     "YamlSectionSource",
     "building",
@@ -47,6 +48,10 @@ ENV_PREFIX = "IBCONN_"
 
 NESTED_DELIMITER = "__"
 """Separates a section from its key in environment variables: ``IBCONN_RISK__MAX_POSITION``."""
+
+OTHER_SECTIONS = frozenset({"bridge"})
+"""Sections of the ``IBCONN_`` namespace read by other parts, not by the connector
+(``IBCONN_BRIDGE__URL``: ``ibconn bridge``'s settings); the connector leaves them alone."""
 
 
 @dataclass
@@ -154,6 +159,8 @@ class StrictEnvSource(EnvSettingsSource):
             head, nested, _ = key.partition(NESTED_DELIMITER)
             if nested and head in sections:
                 continue  # IBCONN_RISK__X: pydantic-settings nests it; the section rejects typos
+            if nested and head in OTHER_SECTIONS:
+                continue  # IBCONN_BRIDGE__X: read and checked by the bridge's settings
             if key not in fields:
                 data[name] = value
         return data
