@@ -22,6 +22,7 @@ from ibconn.cli.common import (
     positive_int,
     run,
 )
+from ibconn.cli.metrics import add_metrics_arguments
 from ibconn.config.settings import ConnectorSettings
 from ibconn.connector import IBConnector
 from ibconn.dashboard import create_app, require_textual
@@ -37,7 +38,9 @@ age and drops; pacer load; alerts. Keys: c cancels the selected order, a cancels
 k flips the kill switch (each asks first; refused in read-only settings), q quits.
 
 --demo starts a simulated gateway in this process (prices move, a position and a few
-working orders are made) so you can see it without TWS. Needs: pip install 'ibconn[tui]'.
+working orders are made) so you can see it without TWS. --metrics-port also serves the
+connector's Prometheus metrics, /healthz and /readyz (extra 'metrics') while it runs.
+Needs: pip install 'ibconn[tui]'.
 """
 
 DEMO_SYMBOLS = ("AAPL", "SPY", "TSLA")
@@ -93,6 +96,7 @@ def add_dashboard_parser(subparsers: Any) -> None:
         default=1,
         help="seed of the simulated prices (--demo)",
     )
+    add_metrics_arguments(parser, default_port=None)
 
 
 async def run_dashboard_command(args: argparse.Namespace, show: Show | None = None) -> int:
@@ -104,6 +108,8 @@ async def run_dashboard_command(args: argparse.Namespace, show: Show | None = No
         raise CliError("--demo starts its own simulated gateway: leave out --port")
     settings = load_settings(args, readonly=None)
     async with _environment(args, settings) as (connector, symbols):
+        if args.metrics_port is not None:  # stopped with the connector
+            await connector.serve_metrics(args.metrics_port, args.metrics_host)
         await (show or _show)(connector, symbols, args)
     return 0
 

@@ -17,7 +17,7 @@ from typing import Any
 from ibconn.cli.common import add_command, connected, load_settings, positive_float, run
 from ibconn.cli.output import print_json
 
-__all__ = ["add_metrics_parser"]
+__all__ = ["add_metrics_arguments", "add_metrics_parser"]
 
 DESCRIPTION = """\
 Connect and serve Prometheus metrics (/metrics), liveness (/healthz) and readiness
@@ -37,6 +37,29 @@ def _metrics_port(text: str) -> int:
     return value
 
 
+def add_metrics_arguments(parser: argparse.ArgumentParser, *, default_port: int | None) -> None:
+    """Add ``--metrics-port`` and ``--metrics-host`` (``default_port=None``: serve nothing
+    unless a port is given, as ``ibconn dashboard`` does)."""
+    port_help = (
+        "the HTTP port to serve Prometheus metrics, /healthz and /readyz on (0 = a free one)"
+        + (f" (default: {default_port})" if default_port is not None else " (default: none)")
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=_metrics_port,
+        default=default_port,
+        metavar="PORT",
+        help=port_help,
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="the address to serve metrics on (default: 127.0.0.1, this machine only; "
+        "0.0.0.0 for every interface)",
+    )
+
+
 def add_metrics_parser(subparsers: Any) -> None:
     """Add ``ibconn metrics``."""
     parser = add_command(
@@ -46,20 +69,7 @@ def add_metrics_parser(subparsers: Any) -> None:
         DESCRIPTION,
         _run,
     )
-    parser.add_argument(
-        "--metrics-port",
-        type=_metrics_port,
-        default=9464,
-        metavar="PORT",
-        help="the HTTP port to serve on (0 = a free one, printed) (default: 9464)",
-    )
-    parser.add_argument(
-        "--metrics-host",
-        default="127.0.0.1",
-        metavar="HOST",
-        help="the address to serve on (default: 127.0.0.1, this machine only; "
-        "0.0.0.0 for every interface)",
-    )
+    add_metrics_arguments(parser, default_port=9464)
     parser.add_argument(
         "--seconds",
         type=positive_float("seconds"),

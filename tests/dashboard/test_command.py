@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -105,3 +106,33 @@ def test_without_textual_create_app_raises_missing_dependency(
         create_app(IBConnector())
     assert info.value.extra == "tui" and info.value.package == "textual"
     assert isinstance(info.value, ImportError)
+
+
+async def test_metrics_port_serves_the_connectors_metrics_while_the_dashboard_runs() -> None:
+    from metrics.scrape import get, scrape, value  # noqa: PLC0415 (a sibling test package)
+
+    with socket.socket() as probe:  # a port free a moment ago (the flag takes a number)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    seen: dict[str, object] = {}
+
+    async def show(
+        connector: IBConnector, symbols: Sequence[str], args: argparse.Namespace
+    ) -> None:
+        seen["samples"] = await scrape(url)
+        seen["ready"] = (await get(url + "/readyz"))[0]
+
+    assert await run_dashboard_command(parse("--demo", "--metrics-port", str(port)), show) == 0
+    samples = seen["samples"]
+    assert isinstance(samples, dict)
+    assert value(samples, "ibconn_connected") == 1
+    assert value(samples, "ibconn_working_orders") == len(DEMO_ORDERS)  # read at the scrape
+    assert seen["ready"] == 200
+    with pytest.raises(OSError):  # stopped with the connector
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_without_metrics_port_the_dashboard_serves_nothing() -> None:
+    assert parse("--demo").metrics_port is None
+    assert parse("--demo", "--metrics-port", "0").metrics_port == 0
