@@ -6,23 +6,24 @@ pacer's queue: its request leaves ahead of everything (the pacer's URGENT
 lane), and its clock starts when it is *written*, so a full pacing window
 never passes for a dead link.
 
-Its answer still queues behind every byte already on the way, so a flood can
-delay it past the timeout on a link that is alive. Data that keeps arriving is
-proof of life: a ping goes unanswered only when nothing at all arrived within
-the timeout, and is otherwise sent again.
+Its answer still queues behind every message already on the way, so a flood
+can delay it past the timeout on a link that is alive. Messages that keep
+arriving are proof of life: a ping that times out while whole messages were
+decoded is sent again. Bytes alone are not: after a frame whose length prefix
+promises more than ever comes, every later answer is swallowed into that frame,
+and the link is as dead as a silent one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 
 from ib_async import IB
 
 from ibconn.connection.policy import Loss
 from ibconn.connection.ports import LinkPacer
-from ibconn.wire.ib_compat import last_data_arrival
+from ibconn.wire.ib_compat import messages_received
 from ibconn.wire.outgoing import REQ_CURRENT_TIME
 
 __all__ = ["heartbeat", "ping"]
@@ -47,11 +48,11 @@ async def heartbeat(
         await asyncio.sleep(interval)
         if not ib.isConnected():
             continue
+        decoded = messages_received(ib)
         try:
             await ping(ib, pacer, timeout)
         except TimeoutError:
-            arrived = last_data_arrival(ib)
-            if arrived is not None and time.time() - arrived < timeout:
+            if messages_received(ib) != decoded:
                 continue  # answer queued behind a flood: the link is alive, ping again
             mark_lost(Loss(f"heartbeat unanswered for {timeout} s (half-open link to TWS)"))
             return

@@ -38,7 +38,6 @@ __all__ = [
     "check_ib_async",
     "end_request",
     "fast_receive_supported",
-    "last_data_arrival",
     "messages_received",
     "missing_client_fields",
     "new_order",
@@ -137,18 +136,6 @@ def outgoing_queue(ib: IB) -> deque[Any]:
     """ib_async's own queue of messages its throttle holds back (unsent)."""
     queue: deque[Any] = ib.client._msgQ
     return queue
-
-
-def last_data_arrival(ib: IB) -> float | None:
-    """Wall-clock time (``time.time()``) of the last bytes from TWS, ``None`` before any.
-
-    ib_async's ``Wrapper.tcpDataArrived`` records it as ``wrapper.time`` on every read
-    (ibconn's receive path calls that hook too); an ib_async without it gives ``None``.
-    """
-    arrived = getattr(ib.wrapper, "time", None)
-    if isinstance(arrived, int | float) and arrived > 0:
-        return float(arrived)
-    return None
 
 
 def messages_received(ib: IB) -> int:

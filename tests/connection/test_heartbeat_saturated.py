@@ -1,8 +1,11 @@
-"""The heartbeat on a saturated link: data still arriving is proof of life.
+"""The heartbeat on a saturated link: messages still arriving are proof of life.
 
-The heartbeat's answer queues behind every byte already in the socket buffers,
+The heartbeat's answer queues behind every message already in the socket buffers,
 so a flood can delay it past ``heartbeat_timeout`` on a link that is alive. A
-link that delivers data is not half-open; one that delivers nothing is.
+link that delivers messages is not half-open; one that delivers nothing is, and so
+is one whose bytes never complete a message (a frame whose length prefix promises
+megabytes that never come: every later answer, the heartbeat's too, is swallowed
+into it).
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from ibconn.wire.outgoing import REQ_CURRENT_TIME
 class _SilentTws:
     """An ``IB`` whose TWS never answers ``reqCurrentTime`` but may keep streaming data."""
 
-    def __init__(self, *, streaming: bool) -> None:
+    def __init__(self, *, streaming: str | None) -> None:
         self.wrapper = SimpleNamespace(time=-1.0)
-        self.streaming = streaming
+        self.client = SimpleNamespace(_numMsgRecv=0)
+        self.streaming = streaming  # "messages", "bytes" (never a whole message) or None
         self.sent: list[Callable[[int, int | None], None]] = []
 
     def isConnected(self) -> bool:
@@ -51,6 +55,8 @@ async def _run(tws: _SilentTws, seconds: float) -> list[Loss]:
     async def stream() -> None:
         while True:
             tws.wrapper.time = time.time()  # what ib_async's tcpDataArrived records
+            if tws.streaming == "messages":
+                tws.client._numMsgRecv += 1  # what the receive path counts per message
             await asyncio.sleep(0.01)
 
     feeder = asyncio.create_task(stream()) if tws.streaming else None
@@ -74,11 +80,19 @@ async def _run(tws: _SilentTws, seconds: float) -> list[Loss]:
 
 
 async def test_a_link_that_streams_data_is_not_declared_dead_while_its_ping_waits() -> None:
-    losses = await _run(_SilentTws(streaming=True), seconds=0.6)
+    losses = await _run(_SilentTws(streaming="messages"), seconds=0.6)
     assert losses == []
 
 
 async def test_a_link_that_delivers_nothing_is_declared_dead() -> None:
-    losses = await _run(_SilentTws(streaming=False), seconds=0.6)
+    losses = await _run(_SilentTws(streaming=None), seconds=0.6)
+    assert len(losses) == 1
+    assert "heartbeat unanswered" in losses[0].reason
+
+
+async def test_a_link_whose_bytes_never_complete_a_message_is_declared_dead() -> None:
+    # the fuzz finding: a length prefix just under the 16 MiB limit, then the gateway's
+    # answers keep arriving as bytes of that frame: the link looked alive for ever
+    losses = await _run(_SilentTws(streaming="bytes"), seconds=0.6)
     assert len(losses) == 1
     assert "heartbeat unanswered" in losses[0].reason
