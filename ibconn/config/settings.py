@@ -168,6 +168,12 @@ class ConnectorSettings(BaseSettings):
     heartbeat_timeout: float = positive_number(
         5.0, "Seconds a heartbeat may go unanswered before the link counts as dead."
     )
+    heartbeat_flood_timeout: float = positive_number(
+        30.0,
+        "Seconds heartbeats may stay unanswered while messages keep arriving (answers queued "
+        "behind a flood) before the link counts as dead: a TWS that streams data but answers "
+        "no request.",
+    )
     resync_timeout: float = positive_number(
         10.0, "Seconds allowed for the resync of orders, positions and subscriptions."
     )

@@ -11,7 +11,10 @@ can delay it past the timeout on a link that is alive. Messages that keep
 arriving are proof of life: a ping that times out while whole messages were
 decoded is sent again. Bytes alone are not: after a frame whose length prefix
 promises more than ever comes, every later answer is swallowed into that frame,
-and the link is as dead as a silent one.
+and the link is as dead as a silent one. Messages are proof of life for
+``flood_timeout`` at most, counted from the first unanswered ping: a TWS whose
+request handling froze while its market data still flows answers no order, and
+a flood that delays an answer that long leaves data as stale as a dead link.
 """
 
 from __future__ import annotations
@@ -35,31 +38,52 @@ async def heartbeat(
     *,
     interval: float,
     timeout: float,
+    flood_timeout: float,
     mark_lost: Callable[[Loss], None],
     unexpected: Callable[[BaseException, str], None],
 ) -> None:
     """Ping every ``interval`` while connected; ``mark_lost`` when one goes unanswered.
 
-    Runs until cancelled, or until it has called ``mark_lost``. An unexpected
-    exception is reported and the heartbeat goes on (a heartbeat that dies
-    would hide a half-open link).
+    A ping that times out while whole messages keep arriving is sent again, until
+    no ping was answered for ``flood_timeout`` seconds. Runs until cancelled, or
+    until it has called ``mark_lost``. An unexpected exception is reported and the
+    heartbeat goes on (a heartbeat that dies would hide a half-open link).
     """
+    loop = asyncio.get_running_loop()
+    unanswered_since: float | None = None  # when the first ping of a flood went out
     while True:
         await asyncio.sleep(interval)
         if not ib.isConnected():
+            unanswered_since = None
             continue
         decoded = messages_received(ib)
+        asked = loop.time()
         try:
             await ping(ib, pacer, timeout)
         except TimeoutError:
-            if messages_received(ib) != decoded:
+            if messages_received(ib) == decoded:
+                mark_lost(Loss(f"heartbeat unanswered for {timeout} s (half-open link to TWS)"))
+                return
+            if unanswered_since is None:
+                unanswered_since = asked
+            waited = loop.time() - unanswered_since
+            if waited < flood_timeout:
                 continue  # answer queued behind a flood: the link is alive, ping again
-            mark_lost(Loss(f"heartbeat unanswered for {timeout} s (half-open link to TWS)"))
+            mark_lost(
+                Loss(
+                    f"heartbeat unanswered for {waited:.1f} s while messages kept arriving "
+                    f"(heartbeat_flood_timeout {flood_timeout} s: TWS streams but answers "
+                    "no request)"
+                )
+            )
             return
         except ConnectionError:
+            unanswered_since = None
             continue
         except Exception as exc:  # a heartbeat that dies would hide a half-open link
             unexpected(exc, "the heartbeat")
+        else:
+            unanswered_since = None
 
 
 async def ping(ib: IB, pacer: LinkPacer, timeout: float) -> None:

@@ -436,6 +436,7 @@ class Supervisor(Generic[PacerT]):
                 self._pacer,
                 interval=self._settings.heartbeat_interval,
                 timeout=self._settings.heartbeat_timeout,
+                flood_timeout=self._settings.heartbeat_flood_timeout,
                 mark_lost=self._mark_lost,
                 unexpected=self._unexpected,
             ),

@@ -23,6 +23,7 @@ POSITIVE_FLOATS = [
     "market_data_timeout",
     "heartbeat_interval",
     "heartbeat_timeout",
+    "heartbeat_flood_timeout",
     "resync_timeout",
     "degraded_timeout",
     "pacing_backlog_alert_after",

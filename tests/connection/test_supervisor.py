@@ -37,6 +37,7 @@ pytestmark = pytest.mark.timeout(40)
 S = ConnectionState
 REQ_OPEN_ORDERS = 5
 REQ_POSITIONS = 61
+REQ_CURRENT_TIME = 49
 
 
 def fast(gw: SimulatedGateway, **overrides: Any) -> dict[str, Any]:
@@ -199,6 +200,25 @@ async def test_the_heartbeat_survives_an_unexpected_exception(gw: SimulatedGatew
         lost = await next_state(events, S.RECONNECTING)
         assert "heartbeat" in lost.reason
         gw.unstall()
+
+
+async def test_a_tws_that_streams_data_but_answers_no_request_is_reconnected() -> None:
+    # TWS's request handling froze (every request, the heartbeat's included, waits) while
+    # its market data kept flowing: messages arrive, no ping is ever answered
+    async with orders_helpers.gateway(tick_rate=50) as gw:
+        settings = fast(
+            gw, heartbeat_interval=0.05, heartbeat_timeout=0.2, heartbeat_flood_timeout=0.6
+        )
+        connector = IBConnector(**settings)
+        events = connector.connection_events()
+        async with connector, connector.quotes("AAPL") as quotes:
+            await orders_helpers.next_item(quotes, lambda q: q.bid is not None)
+            frozen = time.monotonic()
+            gw.delay_next(REQ_CURRENT_TIME, 2.0)
+            lost = await next_state(events, S.RECONNECTING, timeout=5)
+            assert "while messages kept arriving" in lost.reason, lost.reason
+            assert 0.6 <= time.monotonic() - frozen < 2.0
+            await next_state(events, S.CONNECTED, timeout=10)
 
 
 async def test_unknown_and_system_codes_reach_the_alert_bus(gw: SimulatedGateway) -> None:
