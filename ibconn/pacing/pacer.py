@@ -235,7 +235,9 @@ class Pacer:
         if transport is not self._transport:
             self._new_link(transport, now)
         item = Queued(msg, msg_id, request_id, priority, self._epoch, now, historical)
-        if transport is None or transport is self._lost_transport:
+        if transport is None or transport is self._lost_transport or _closing(transport):
+            # closing: ib_async's disconnect (or the receive path refusing a frame) closed
+            # it, connection_lost comes later; asyncio refuses a write after write_eof()
             self._drops.report(item, "there is no live socket to TWS", now)
             return
         if msg_id == CANCEL_ORDER:
@@ -382,10 +384,12 @@ class Pacer:
 
     def _link_alive(self) -> bool:
         client = self._client
+        transport = self._transport
         return (
             client is not None
-            and self._transport is not None
-            and client.conn.transport is self._transport
+            and transport is not None
+            and client.conn.transport is transport
+            and not _closing(transport)
         )
 
     def _may_send_now(self, item: Queued, now: float) -> bool:
@@ -519,3 +523,9 @@ class Pacer:
             f"<Pacer {self._limit}/{self._window:g}s queued={len(self._lanes)} "
             f"sent={self._sent_total} dropped={self._drops.total} epoch={self._epoch}>"
         )
+
+
+def _closing(transport: object) -> bool:
+    """Whether ``transport`` was closed (``connection_lost`` may still be to come): no write."""
+    is_closing = getattr(transport, "is_closing", None)
+    return bool(is_closing()) if callable(is_closing) else False

@@ -272,6 +272,57 @@ async def test_link_lost_called_before_the_close_refuses_sends_on_the_dying_sock
     assert late is not None and late.msg_id == 49 and "no live socket" in late.reason
 
 
+class HalfClosingTransport(FakeTransport):
+    """asyncio's socket transport: ``write`` raises after ``write_eof``; closing once closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.eof = False
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        if self.eof:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        super().write(data)
+
+    def write_eof(self) -> None:
+        self.eof = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+async def test_a_socket_closed_under_a_backlog_takes_no_write_and_the_backlog_is_dropped(
+    make: Callable[..., tuple[IB, Pacer, FakeTransport, AlertBus]],
+) -> None:
+    # the fuzz finding: the receive path closed the socket (a frame over the size limit)
+    # while messages waited for the window; the pacer's timer then wrote to the closed
+    # transport and asyncio's RuntimeError reached the event loop's exception handler
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        ib, pacer, _, _ = make(burst=1)
+        transport = HalfClosingTransport()
+        ib.client.conn.transport = transport
+        notified: list[DroppedMessage] = []
+        pacer.on_dropped(notified.append)
+        details(ib, 3)
+        assert pacer.queued == 2 and transport.ids() == [9]
+        ib.client.conn.disconnect()  # half-close, then close; connection_lost comes later
+        ib.client.reqCurrentTime()  # a send on the closed socket: dropped, never raised
+        await until(lambda: len(notified) == 3, timeout=5)
+        await asyncio.sleep(0.05)  # a stray timer would fire now
+        assert errors == []
+        assert transport.ids() == [9] and pacer.queued == 0
+        assert sorted(d.msg_id for d in notified) == [9, 9, 49]
+    finally:
+        loop.set_exception_handler(None)
+
+
 async def test_on_sent_tells_an_order_service_which_order_left_the_door(
     make: Callable[..., tuple[IB, Pacer, FakeTransport, AlertBus]],
 ) -> None:
