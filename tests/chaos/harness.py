@@ -59,7 +59,15 @@ FAULTS = (
     "slow_start_up_sync",
     "start_up_sync_timeout",
     "connector_restart",
+    # drawn from a second stream (draw_plan): the seeds keep the plans they had before
+    "requests_frozen_while_streaming",
+    "drop_after_ack",
 )
+LATER_FAULTS = ("requests_frozen_while_streaming", "drop_after_ack")
+FIRST_FAULTS = tuple(f for f in FAULTS if f not in LATER_FAULTS)
+"""Kinds added after the first long runs: a seed's plan draws them from a stream of its
+own, so that the plan of every older seed (the regression seeds') stays what it was, but
+for a fault step that this stream turns into one of these (about 2 of 20)."""
 ACTIONS = (
     "marketable_limit",
     "resting_limit",
@@ -89,6 +97,7 @@ def connector_settings(port: int) -> dict[str, Any]:
         "market_data_timeout": 2,
         "heartbeat_interval": 0.15,
         "heartbeat_timeout": 0.4,
+        "heartbeat_flood_timeout": 0.8,
         "resync_timeout": 3,
         "degraded_timeout": 0.4,
         "order_ack_timeout": 2,
@@ -133,6 +142,9 @@ def draw_plan(
 ) -> Plan:
     """The plan of ``seed``: about 14 steps, 1-``max_faults`` of them with a fault."""
     rng = random.Random(seed)
+    later_rng = random.Random(seed ^ 0x1A7E_FA17)
+    first = tuple(f for f in faults if f not in LATER_FAULTS)
+    later = tuple(f for f in faults if f in LATER_FAULTS)
     count = steps if steps is not None else rng.randint(10, 16)
     fault_steps = set(rng.sample(range(2, count), k=min(count - 2, rng.randint(1, max_faults))))
     out: list[Step] = []
@@ -140,7 +152,11 @@ def draw_plan(
         width = rng.choice((1, 1, 1, 2, 2, 3))
         ops = rng.choices(ACTIONS, weights=ACTION_WEIGHTS, k=width)
         if i in fault_steps and faults:
-            ops[rng.randrange(width)] = rng.choice(faults)
+            kind = rng.choice(first or later)  # drawn before the slot, as it always was
+            slot = rng.randrange(width)
+            if first and later and later_rng.random() < len(later) / len(faults):
+                kind = later_rng.choice(later)
+            ops[slot] = kind
             if "connector_restart" in ops:  # a program restart: nothing else runs meanwhile
                 ops = ["connector_restart"]
         if i < 2:  # start with a position and something resting
@@ -615,6 +631,51 @@ class ChaosRun:
         await self.noticed()  # then a failed attempt (the sync times out) and a new one
         await self.recovered(what, timeout=12)
 
+    async def op_requests_frozen_while_streaming(self, rng: random.Random) -> None:
+        # TWS's request handling freezes (the next heartbeat and every later request of
+        # this session wait) while its market data keeps flowing: only the heartbeat's
+        # heartbeat_flood_timeout finds it, within its bound; the freeze lasts longer, and
+        # TWS notices the closed socket when it thaws
+        settings = connector_settings(0)
+        bound = sum(
+            settings[k]
+            for k in ("heartbeat_flood_timeout", "heartbeat_interval", "heartbeat_timeout")
+        )
+        self.gw.delay_next(In.REQ_CURRENT_TIME, bound + 1.5 + rng.uniform(0, 0.5))
+        frozen = time.monotonic()
+        deadline = frozen + bound + 1.0  # the bound, and a margin for a busy machine
+        while self.conn.state is ConnectionState.CONNECTED and time.monotonic() < deadline:
+            self.walk("AAPL", rng)  # a quote every 20 ms: messages keep arriving
+            await asyncio.sleep(0.02)
+        if self.conn.state is ConnectionState.CONNECTED:
+            self.violations.append(
+                f"a TWS that answered no request for {time.monotonic() - frozen:.1f} s "
+                "while streaming stayed CONNECTED"
+            )
+        await self.recovered("requests frozen while data streams", timeout=10)
+
+    async def op_drop_after_ack(self, rng: random.Random) -> None:
+        # TWS answers a place, modify or cancel (an acknowledgement, fills at once for a
+        # marketable order), then the link closes: the caller resumes on the answer while
+        # the rest of the read and the deferred bookkeeping meet the loss
+        order = self.working(rng)
+        what = rng.choice(("place", "modify", "cancel")) if order is not None else "place"
+        msg = In.CANCEL_ORDER if what == "cancel" else In.PLACE_ORDER
+        self.gw.drop_after_reply(msg, client_id=CLIENT_ID)
+        try:
+            if what == "place":
+                if rng.random() < 0.5:
+                    await self.op_marketable_limit(rng)
+                else:
+                    await self.op_resting_limit(rng)
+            elif what == "modify" and order is not None:
+                await self._modify(order, rng)
+            elif order is not None:
+                await self.conn.cancel_order(order.order_ref, wait_timeout=5)
+        finally:
+            await self.noticed()
+            await self.recovered(f"a drop right after the answer to a {what}")
+
     async def op_connector_restart(self, rng: random.Random) -> None:
         old = self.conn
         await old.disconnect()
@@ -749,18 +810,41 @@ class ChaosRun:
         return found
 
     def check_streams(self) -> list[str]:
-        """order_updates() ends each finished order on its final status; position_updates()
-        each position on its quantity."""
+        """order_updates() delivers each update once, each order's in the order they were
+        made, and ends every order on its status and filled quantity; position_updates()
+        ends each position on its quantity."""
         found: list[str] = []
         last_update: dict[str, OrderUpdate] = {}
+        delivered: set[OrderUpdate] = set()
         for update in self.updates:
+            if update in delivered:
+                found.append(
+                    f"order_updates() delivered an update of {update.order_ref} twice "
+                    f"({update.status.value}, filled {update.filled:g})"
+                )
+            delivered.add(update)
+            previous = last_update.get(update.order_ref)
+            if previous is not None and (
+                update.time < previous.time or update.filled < previous.filled
+            ):
+                found.append(
+                    f"order_updates() delivered {update.order_ref}'s updates out of order "
+                    f"({previous.status.value} filled {previous.filled:g}, then "
+                    f"{update.status.value} filled {update.filled:g} made before it)"
+                )
             last_update[update.order_ref] = update
         for snap in self.conn.orders():
             update = last_update.get(snap.order_ref)
-            if snap.status.is_done and update is not None and update.status is not snap.status:
+            if update is None:
+                if not snap.adopted:
+                    found.append(
+                        f"order_updates() never delivered {snap.order_ref} ({snap.status.value})"
+                    )
+            elif update.status is not snap.status or update.filled != snap.filled:
                 found.append(
-                    f"order_updates() left {snap.order_ref} at {update.status.value}, "
-                    f"its status is {snap.status.value}"
+                    f"order_updates() left {snap.order_ref} at {update.status.value} "
+                    f"filled {update.filled:g}, its status is {snap.status.value} "
+                    f"filled {snap.filled:g}"
                 )
         last_position: dict[int, float] = {}
         for position in self.position_updates:

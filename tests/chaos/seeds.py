@@ -8,6 +8,7 @@ from __future__ import annotations
 # fmt: off
 QUICK_SEEDS: tuple[int, ...] = (
     1, 3, 4, 6, 7, 8, 9, 12, 13, 14, 16, 17, 20, 21, 23, 24, 27, 28, 31, 34, 35, 92, 98, 113,
+    1007, 1023,
 )
 # fmt: on
 """Run by every ``pytest`` (tests/chaos/test_chaos.py): seeds that pass today and together
@@ -54,6 +55,12 @@ REGRESSION_SEEDS: dict[int, str] = {
 }
 """The seed that first found each defect, with what it found: each is a named test in
 test_chaos.py (none is an expected failure)."""
+
+FOUND_BEFORE_LATER_FAULTS: frozenset[int] = frozenset(
+    {95, 245, 78, 194, 297, 71, 257, 19, 37, 36, 88, 5, 867, 110, 974}
+)
+"""Regression seeds found before the harness had ``LATER_FAULTS``: they replay with
+``FIRST_FAULTS``, the plan that found them (194's plan changed with the new kinds)."""
 
 KNOWN_FAILING: dict[int, str] = {}
 """Seeds of 1..1000 that still fail (docs/reliability.md, "Results"), each with the defect

@@ -14,7 +14,8 @@ the pure engine it
   account updates multi, account summary, PnL, PnL single) and refreshes them
   with price moves every ``account_update_interval`` / ``pnl_interval``
   seconds (only changed values are re-sent);
-* implements the ``drop_after_next`` fault (through the gateway's received hooks).
+* implements the ``drop_after_next`` and ``drop_after_reply`` faults (through the
+  gateway's received hooks).
 
 Orders, executions and positions live in the broker, not in connections:
 a client that reconnects with the same client id finds its orders again.
@@ -138,7 +139,7 @@ class GatewayBroker(Broker):
         self._position_subs: set[ClientLink] = set()
         self._value_subs: list[_ValueSub] = []
         self._pnl_subs: list[_PnLSub] = []
-        self._drop_next: list[tuple[int, int | None]] = []
+        self._drop_next: list[tuple[int, int | None, bool]] = []
         self._tasks: list[asyncio.Task[None]] = []
         gateway.market.add_listener(self._on_market)
         gateway.add_received_hook(self._on_received)
@@ -226,22 +227,33 @@ class GatewayBroker(Broker):
             msg_id: int | None = int(fields[0])
         except (ValueError, IndexError):
             msg_id = None
-        for i, (wanted, client_id) in enumerate(self._drop_next):
+        for i, (wanted, client_id, after_reply) in enumerate(self._drop_next):
             if wanted == msg_id and (client_id is None or client_id == session.client_id):
                 del self._drop_next[i]
                 _log.info(
-                    "dropping client {} after its message {} (fault control)",
+                    "dropping client {} after {} {} (fault control)",
                     session.client_id,
+                    "the replies to its message" if after_reply else "its message",
                     msg_id,
                 )
-                # Abort now: the handler still runs, but nothing it sends is written.
-                session.abort()
+                if after_reply:
+                    # The handler runs (and writes its replies) right after this hook, in
+                    # the same callback: close once it did, the replies before the FIN.
+                    asyncio.get_running_loop().call_soon(session.close)
+                else:
+                    # Abort now: the handler still runs, but nothing it sends is written.
+                    session.abort()
                 break
 
     def drop_after_next(self, msg_id: int, client_id: int | None = None) -> None:
         """Process the next message ``msg_id`` (of ``client_id``, or any client), then
         drop that connection before any reply is written."""
-        self._drop_next.append((int(msg_id), client_id))
+        self._drop_next.append((int(msg_id), client_id, False))
+
+    def drop_after_reply(self, msg_id: int, client_id: int | None = None) -> None:
+        """Process the next message ``msg_id`` (of ``client_id``, or any client), write its
+        replies (an acknowledgement, fills), then close that connection."""
+        self._drop_next.append((int(msg_id), client_id, True))
 
     # ------------------------------------------------------------------ routing
 

@@ -52,6 +52,10 @@ class ClientLink(Protocol):
         """Wait until the write buffer drained."""
         ...
 
+    def close(self) -> None:
+        """Close gracefully: what was written reaches the client before the socket closes."""
+        ...
+
     def abort(self) -> None:
         """Close the connection at once."""
         ...

@@ -127,6 +127,12 @@ class SimulatedGateway(GatewayConnections):
         connection before any reply is written (e.g. an order in flight when the link dies)."""
         self.broker.drop_after_next(msg_id, client_id)
 
+    def drop_after_reply(self, msg_id: int, client_id: int | None = None) -> None:
+        """Process the next message ``msg_id`` (of ``client_id`` or anyone), write its replies
+        (an order's acknowledgement and fills), then close that connection (e.g. the link
+        dies right after TWS acknowledged an order)."""
+        self.broker.drop_after_reply(msg_id, client_id)
+
     @property
     def executions(self) -> list[Any]:
         """Every execution (ground truth), corrections included."""

@@ -392,6 +392,20 @@ async def test_fault_drop_after_next_place_order(
     assert [t.order.orderRef for t in ib2.openTrades()] == ["in-flight"]
 
 
+async def test_fault_drop_after_reply_writes_the_acknowledgement_then_closes(
+    ibs: Callable[[], IB], gw: SimulatedGateway
+) -> None:
+    ib = await connect(ibs, gw)
+    gw.drop_after_reply(3)
+    trade = ib.placeOrder(aapl(), LimitOrder("BUY", 100, 180.00, orderRef="acked"))
+    await wait_until(lambda: not ib.isConnected(), what="link closed")
+    assert trade.orderStatus.status == "Submitted"  # the acknowledgement came before the FIN
+    (order,) = gw.orders
+    assert order.order_ref == "acked" and order.status == "Submitted"
+    ib2 = await connect(ibs, gw)  # the fault was used up: the next session is served
+    assert [t.order.orderRef for t in ib2.openTrades()] == ["acked"]
+
+
 async def test_ground_truth_properties(ibs: Callable[[], IB], gw: SimulatedGateway) -> None:
     ib = await connect(ibs, gw)
     trade = ib.placeOrder(aapl(), MarketOrder("BUY", 10))
