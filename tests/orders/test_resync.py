@@ -139,6 +139,42 @@ async def test_a_placement_in_flight_when_the_link_drops(
         assert final.status is S.CANCELLED
 
 
+@pytest.mark.parametrize(
+    ("limit", "expected"), [(185.0, S.SUBMITTED), (191.0, S.FILLED)], ids=["resting", "marketable"]
+)
+async def test_a_placement_answered_just_before_the_link_closes(
+    gw: SimulatedGateway, connector: IBConnector, limit: float, expected: OrderStatus
+) -> None:
+    # the acknowledgement (and a marketable order's fill, in the same read) arrives, then
+    # the FIN: the caller resumes before the bookkeeping deferred behind it, which then
+    # meets the loss; nothing of it may be lost or delivered twice after the reconnect
+    updates = connector.order_updates()
+    fills = connector.fills()
+    events = connector.connection_events()
+    gw.drop_after_reply(PLACE_ORDER, client_id=1)
+    handle = await connector.place_limit_order("AAPL", 100, "BUY", limit)
+    await next_item(events, lambda e: e.state is ConnectionState.RECONNECTING)
+    await connector.wait_connected(5)
+    seen: list[OrderUpdate] = []
+
+    def final(update: OrderUpdate) -> bool:
+        seen.append(update)
+        return update.order_ref == handle.order_ref and update.status is expected
+
+    await next_item(updates, final)
+    await asyncio.sleep(0.2)  # anything delivered twice (by the resync) would come now
+    seen += drain(updates)
+    delivered = [u for u in seen if u.order_ref == handle.order_ref]
+    assert S.SUBMITTED in [u.status for u in delivered]  # the acknowledgement's update
+    assert delivered[-1].status is expected
+    assert len(set(delivered)) == len(delivered)  # none twice
+    assert connector.get_order_status(handle.order_ref).status is expected
+    assert messages(gw, PLACE_ORDER) == 1 and orders_at_gateway(gw, handle.order_ref) == 1
+    if expected is S.FILLED:
+        (fill,) = drain(fills)
+        assert fill.order_ref == handle.order_ref and fill.quantity == 100
+
+
 async def test_orders_still_queued_when_the_link_drops_were_never_sent(
     gw: SimulatedGateway,
 ) -> None:
