@@ -38,6 +38,7 @@ from ibconn.config.settings import ConnectorSettings
 from ibconn.connection.session import ConnectionState
 from ibconn.connector import IBConnector
 from ibconn.core.log_categories import get_logger
+from ibconn.core.tasks import cancel_all
 from ibconn.positions.models import AccountPnL
 
 __all__ = ["Bridge"]
@@ -168,9 +169,7 @@ class Bridge:
         if self._nc is not None and self._nc.is_connected:  # one deadline for every stream
             await asyncio.gather(*(p.wait_idle(DRAIN_TIMEOUT) for p in self.publishers.values()))
         tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(tasks)
         with contextlib.suppress(Exception):  # never hangs: each step has a deadline
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await self.connector.disconnect()

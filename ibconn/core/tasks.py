@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from ibconn.core.logs import Category, get_logger
@@ -104,6 +104,18 @@ class ServiceTasks:
             self._log.opt(exception=exc).error(
                 "{} task {} failed: {!r}", self.owner, task.get_name(), exc
             )
+
+
+async def cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel every task and wait until all have ended (their results and errors are dropped).
+
+    A cancellation of the task running this code still goes on (it is not swallowed).
+    """
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
 
 
 async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
