@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from ibconn.core.tasks import ServiceTasks, cancel_and_wait
+from ibconn.core.tasks import ServiceTasks, cancel_all, cancel_and_wait
 
 
 async def test_cancel_running_waits_until_every_task_has_ended_and_spawning_goes_on() -> None:
@@ -56,3 +56,38 @@ async def test_cancel_and_wait_ignores_what_the_task_raised_and_a_finished_task(
     await cancel_and_wait(task)
     assert task.done() and isinstance(task.exception(), RuntimeError)
     await cancel_and_wait(task)  # already done: a no-op
+
+
+async def test_cancel_all_ends_every_task_even_one_that_fails_on_cancel() -> None:
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise RuntimeError("cleanup failed") from None
+
+    tasks = [asyncio.create_task(asyncio.sleep(3600)), asyncio.create_task(stubborn())]
+    await asyncio.sleep(0)
+    await cancel_all(tasks)
+    assert all(task.done() for task in tasks)
+    assert tasks[0].cancelled()
+    assert isinstance(tasks[1].exception(), RuntimeError)
+
+
+async def test_cancel_all_lets_the_callers_own_cancellation_through() -> None:
+    release = asyncio.Event()
+
+    async def slow_to_end() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await release.wait()
+
+    inner = asyncio.create_task(slow_to_end())
+    await asyncio.sleep(0)
+    closer = asyncio.create_task(cancel_all([inner]))
+    await asyncio.sleep(0)
+    closer.cancel()
+    release.set()  # the inner task swallows its cancellation and ends normally
+    with pytest.raises(asyncio.CancelledError):
+        await closer
+    assert inner.done() and not inner.cancelled()
