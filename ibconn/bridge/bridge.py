@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from ibconn.bridge.commands import CommandHandler
-from ibconn.bridge.nats_link import connect_nats, ensure_jetstream
+from ibconn.bridge.nats_link import connect_nats, ensure_jetstream, flush_through
 from ibconn.bridge.protocol import (
     STREAMS,
     Envelope,
@@ -139,7 +139,7 @@ class Bridge:
             await self._nc.subscribe(
                 f"{self.names.prefix}.cmd.*", queue="ibconn-bridge", cb=self._on_command
             )
-            await self._nc.flush()  # the server knows the subscription before start() returns
+            await flush_through(self._nc)  # the server knows the subscription before start returns
             self._spawn(self._heartbeats())
             self._spawn(self._snapshots())
         except BaseException:

@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from ibconn.bridge import protocol
+from ibconn.bridge.nats_link import flush_through
 from ibconn.bridge.remote_heartbeat import BridgeLost, BridgeRestored, HeartbeatWatch
 from ibconn.bridge.remote_state import SequencedView
 from ibconn.bridge.remote_streams import (
@@ -194,7 +195,7 @@ class RemoteFeeds:
         )
         self.spawn(self.fill_consumer.run())
         self.spawn(self._watchdog())
-        await nc.flush()  # every subscription is in place at the server
+        await flush_through(nc)  # every subscription is in place at the server
 
     async def stop(self) -> None:
         """Cancel every task, unsubscribe, end every iterator."""

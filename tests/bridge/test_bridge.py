@@ -13,6 +13,7 @@ from helpers import PLACE_ORDER, fast, messages
 
 from ibconn import ConnectionEvent, ConnectionState, ConnectorSettings, Fill, OrderStatus
 from ibconn.bridge.bridge import Bridge
+from ibconn.bridge.nats_link import flush_through
 from ibconn.bridge.natsd import NatsServer
 from ibconn.bridge.protocol import CommandReply, CommandRequest, Envelope, Names, Snapshot
 from ibconn.bridge.settings import BridgeSettings
@@ -270,7 +271,7 @@ async def test_quotes_of_configured_and_subscribed_symbols_reach_their_subjects(
         await quotes.put((msg.subject, Envelope.decode(msg.data)))
 
     await nc.subscribe("ibconn.md.*.quote", cb=on_msg)
-    await nc.flush()
+    await flush_through(nc)
     settings = bridge_settings(nats_url, market_data=["AAPL"])
     async with Bridge(settings, ConnectorSettings(**fast(gw))) as running:
         gw.set_price("AAPL", 191.0)

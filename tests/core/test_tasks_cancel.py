@@ -90,4 +90,41 @@ async def test_cancel_all_lets_the_callers_own_cancellation_through() -> None:
     release.set()  # the inner task swallows its cancellation and ends normally
     with pytest.raises(asyncio.CancelledError):
         await closer
-    assert inner.done() and not inner.cancelled()
+    await inner
+    assert not inner.cancelled()
+
+
+class _SwallowsOnce:
+    """A task that loses its first cancellation, as one looping around Python 3.11's
+    ``asyncio.wait_for`` does when the cancellation lands as the awaited call completes."""
+
+    def __init__(self) -> None:
+        self.swallowed = 0
+
+    async def run(self) -> None:
+        wake = asyncio.Event()
+        while True:
+            try:
+                await wake.wait()
+            except asyncio.CancelledError:
+                if self.swallowed:
+                    raise
+                self.swallowed += 1
+
+
+async def test_cancel_all_cancels_again_a_task_that_lost_its_cancellation() -> None:
+    stubborn = _SwallowsOnce()
+    task = asyncio.create_task(stubborn.run())
+    await asyncio.sleep(0)
+    async with asyncio.timeout(5):
+        await cancel_all([task], again_after=0.05)
+    assert task.cancelled() and stubborn.swallowed == 1
+
+
+async def test_cancel_and_wait_ends_a_task_that_lost_its_cancellation() -> None:
+    stubborn = _SwallowsOnce()
+    task = asyncio.create_task(stubborn.run())
+    await asyncio.sleep(0)
+    async with asyncio.timeout(5):
+        await cancel_and_wait(task)
+    assert task.cancelled() and stubborn.swallowed == 1
