@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import functools
 import logging
 from collections import deque
 from typing import Any, Final
@@ -38,9 +39,11 @@ __all__ = [
     "check_ib_async",
     "end_request",
     "fast_receive_supported",
+    "install_order_status",
     "messages_received",
     "missing_client_fields",
     "new_order",
+    "order_status",
     "outgoing_queue",
     "pending_requests",
     "place_new_order",
@@ -199,3 +202,102 @@ def new_order() -> Order:
     for name, factory in _ORDER_FACTORIES:
         fields[name] = factory()
     return order
+
+
+_ORDER_STATUS_ATTR: Final = "_ibconn_order_status"
+
+
+def order_status(  # noqa: PLR0917
+    wrapper: Wrapper,
+    orderId: int,  # ib_async's names: the decoder passes the values by position
+    status: str,
+    filled: float,
+    remaining: float,
+    avgFillPrice: float,
+    permId: int,
+    parentId: int,
+    lastFillPrice: float,
+    clientId: int,
+    whyHeld: str,
+    mktCapPrice: float = 0.0,
+) -> None:
+    """ib_async 2.1's ``Wrapper.orderStatus``, minus its eager log formatting.
+
+    ib_async formats the whole ``Trade`` into an f-string for an INFO line (about
+    0.1 ms) before it emits the events the order service settles an acknowledgement
+    on. This does the same bookkeeping (the status fields, the trade log entry,
+    ``orderStatusEvent``, ``statusEvent``, ``filledEvent`` / ``cancelledEvent``, in
+    that order) with the line formatted only when ``ib_async.wrapper`` logs INFO.
+    """
+    trade = wrapper.trades.get(wrapper.orderKey(clientId, orderId, permId))
+    if trade is None:
+        wrapper._logger.error(
+            "orderStatus: No order found for orderId %s and clientId %s", orderId, clientId
+        )
+        return
+    current = trade.orderStatus
+    old_status = current.status
+    new = {
+        "status": status,
+        "filled": filled,
+        "remaining": remaining,
+        "avgFillPrice": avgFillPrice,
+        "permId": permId,
+        "parentId": parentId,
+        "lastFillPrice": lastFillPrice,
+        "clientId": clientId,
+        "whyHeld": whyHeld,
+        "mktCapPrice": mktCapPrice,
+    }
+    fields = current.__dict__
+    # ib_async compares two dicts: a value equals when it is the same object or ==
+    changed = False
+    for name, value in new.items():
+        old = fields[name]
+        if old is not value and old != value:
+            changed = True
+            break
+    msg: str
+    if changed:
+        fields.update(new)
+        msg = ""
+    elif status == "Submitted" and trade.log and trade.log[-1].message == "Modify":
+        msg = "Modified"  # the acknowledgement of a modification
+    else:
+        return
+    trade.log.append(TradeLogEntry(wrapper.lastTime, status, msg))
+    if wrapper._logger.isEnabledFor(logging.INFO):  # the text of now, as ib_async logs it
+        wrapper._logger.info(f"orderStatus: {trade}")
+    ib = wrapper.ib
+    ib.orderStatusEvent.emit(trade)
+    trade.statusEvent.emit(trade)
+    if status != old_status:
+        if status == OrderStatus.Filled:
+            trade.filledEvent.emit(trade)
+        elif status == OrderStatus.Cancelled:
+            trade.cancelledEvent.emit(trade)
+
+
+def install_order_status(ib: IB) -> bool:
+    """Make :func:`order_status` ``ib``'s handler of TWS's orderStatus; once per ``IB``.
+
+    Only for the ib_async releases it replicates (:data:`SUPPORTED_IB_ASYNC`) and a
+    ``Wrapper`` with the internals it reads; otherwise ib_async's own handler stays
+    and this returns False. The decoder looks the handler up on the wrapper at every
+    message, so an instance attribute replaces it for this ``IB`` alone.
+    """
+    wrapper = ib.wrapper
+    if getattr(wrapper, _ORDER_STATUS_ATTR, False):
+        return False
+    fields = getattr(Wrapper, "__dataclass_fields__", {})
+    usable = (
+        fast_receive_supported()
+        and type(wrapper).orderStatus is Wrapper.orderStatus
+        and all(name in fields for name in ("trades", "lastTime", "_logger", "ib"))
+        and hasattr(Wrapper, "orderKey")
+    )
+    if not usable:
+        return False
+    wrapper.orderStatus = functools.partial(order_status, wrapper)  # type: ignore[method-assign]
+    setattr(wrapper, _ORDER_STATUS_ATTR, True)
+    return True
