@@ -31,6 +31,7 @@ from ib_async.client import Client
 from ib_async.wrapper import Wrapper
 
 from ibconn.errors import ConfigError
+from ibconn.wire.order_text import OrderTexts
 
 __all__ = [
     "CLIENT_FIELDS",
@@ -44,6 +45,7 @@ __all__ = [
     "missing_client_fields",
     "new_order",
     "order_status",
+    "order_texts",
     "outgoing_queue",
     "pending_requests",
     "place_new_order",
@@ -149,6 +151,13 @@ def messages_received(ib: IB) -> int:
 
 
 _ib_log = logging.getLogger("ib_async.ib")  # the logger ib_async's IB writes to
+_ORDER_TEXTS_ATTR: Final = "_ibconn_order_texts"
+
+
+def order_texts(ib: IB) -> OrderTexts | None:
+    """The placeOrder templates of ``ib``'s client (``None`` before its first order)."""
+    texts: OrderTexts | None = getattr(ib.client, _ORDER_TEXTS_ATTR, None)
+    return texts
 
 
 def place_new_order(ib: IB, contract: Contract, order: Order) -> Trade:
@@ -158,7 +167,9 @@ def place_new_order(ib: IB, contract: Contract, order: Order) -> Trade:
     f-string for its INFO log line right after the write, whether or not anyone logs
     INFO. This does what ``IB.placeOrder`` does for a new order (send, register the
     ``Trade`` under the wrapper's order key, the same log line, ``newOrderEvent``) with
-    the line formatted only when ``ib_async.ib`` logs INFO. An order id ib_async already
+    the line formatted only when ``ib_async.ib`` logs INFO, and the message's text made
+    from a per-contract template when the order fits one (:mod:`ibconn.wire.order_text`:
+    the same bytes as ib_async's ``Client.placeOrder``). An order id ib_async already
     has a trade for is a modification: that goes through ``ib.placeOrder`` itself.
     """
     wrapper = ib.wrapper
@@ -167,7 +178,18 @@ def place_new_order(ib: IB, contract: Contract, order: Order) -> Trade:
     if key in wrapper.trades:
         order.orderId = order_id
         return ib.placeOrder(contract, order)
-    ib.client.placeOrder(order_id, contract, order)
+    client = ib.client
+    texts: OrderTexts | None = getattr(client, _ORDER_TEXTS_ATTR, None)
+    if texts is None:
+        texts = OrderTexts()
+        setattr(client, _ORDER_TEXTS_ATTR, texts)
+    text = texts.text(client.serverVersion(), order_id, contract, order)
+    if text is None:
+        client.placeOrder(order_id, contract, order)
+    elif not client.isConnected():
+        raise ConnectionError("Not connected")  # what Client.send raises
+    else:
+        client.sendMsg(text)
     now = datetime.datetime.now(wrapper.defaultTimezone)
     order.clientId = wrapper.clientId
     order.orderId = order_id
