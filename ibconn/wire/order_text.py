@@ -25,6 +25,7 @@ ways over random orders, contracts and server versions.
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any, Final
 
 from ib_async import Contract, Order
@@ -44,7 +45,8 @@ VARYING: Final = (
 )
 """The ``Order`` fields a template leaves open (besides the order id, sent on its own)."""
 
-_LISTS: Final = ("algoParams", "conditions", "orderComboLegs", "smartComboRoutingParams")
+_varying: Final = operator.attrgetter(*VARYING)
+_BLANK: Final = dict.fromkeys((*VARYING, "orderId"))  # what a template's shape leaves out
 _MAX_TEMPLATES: Final = 256
 _MARK: Final = "\x01ibconn-{}\x01"
 
@@ -99,9 +101,10 @@ class _Template:
         "contract",
         "contract_fields",
         "contract_types",
-        "parts",
-        "rest",
+        "keys",
+        "slots",
         "types",
+        "values",
         "version",
     )
 
@@ -116,18 +119,12 @@ class _Template:
         self.contract = contract  # held, so that its id is never reused while cached
         self.contract_fields = dict(contract.__dict__)
         self.contract_types = tuple(map(type, self.contract_fields.values()))
-        self.rest = rest
-        self.types = tuple(map(type, rest.values()))
-        self.parts = parts
-
-
-def _rest(order: Order) -> dict[str, Any]:
-    """The order's fields with the varying ones (and its own id, not sent) blanked."""
-    rest = dict(order.__dict__)
-    for name in VARYING:
-        rest[name] = None
-    rest["orderId"] = None
-    return rest
+        self.keys = tuple(rest)
+        self.values = tuple(rest.values())
+        self.types = tuple(map(type, self.values))
+        # the text between the values, with a slot for each value: parts[0], _, parts[1], ...
+        self.slots: list[str | None] = [None] * (2 * len(parts) - 1)
+        self.slots[0::2] = parts
 
 
 class OrderTexts:
@@ -148,19 +145,30 @@ class OrderTexts:
         As ib_async's ``placeOrder`` does, a non-VOL order's ``volatility`` is cleared."""
         if not order.orderType.startswith("VOL"):
             order.volatility = None  # type: ignore[assignment]  # what ib_async's placeOrder does
-        values = [order_id]
-        values += [getattr(order, name) for name in VARYING]
-        texts = [_text(value) for value in values]
-        if None in texts or not self._plain(contract, order):
+        texts = [_text(order_id), *map(_text, _varying(order))]
+        if (
+            None in texts
+            or contract.secType == "BAG"
+            or contract.deltaNeutralContract is not None
+            or order.algoParams
+            or order.conditions
+            or order.orderComboLegs
+            or order.smartComboRoutingParams
+            or type(order.softDollarTier.name) is not str
+            or type(order.softDollarTier.val) is not str
+        ):
             return None
+        rest = order.__dict__.copy()
+        rest.update(_BLANK)
+        values = tuple(rest.values())  # compared in order: same object, or equal and same type
         template = self._templates.get(id(contract))
-        rest = _rest(order)
         if (
             template is None
             or template.contract is not contract
             or template.version != version
-            or template.rest != rest
-            or template.types != tuple(map(type, rest.values()))
+            or template.values != values
+            or template.types != tuple(map(type, values))
+            or template.keys != tuple(rest)
             or template.contract_fields != contract.__dict__
             or template.contract_types != tuple(map(type, contract.__dict__.values()))
         ):
@@ -168,21 +176,9 @@ class OrderTexts:
             if template is None:
                 return None
         self.used += 1
-        parts = template.parts
-        out = [parts[0]]
-        for value_text, part in zip(texts, parts[1:], strict=True):
-            out.append(value_text)  # type: ignore[arg-type]  # None was ruled out above
-            out.append(part)
-        return "".join(out)
-
-    @staticmethod
-    def _plain(contract: Contract, order: Order) -> bool:
-        if contract.secType == "BAG" or contract.deltaNeutralContract is not None:
-            return False
-        if any(getattr(order, name) for name in _LISTS):
-            return False
-        tier = order.softDollarTier
-        return type(tier.name) is str and type(tier.val) is str
+        out = template.slots.copy()
+        out[1::2] = texts
+        return "".join(out)  # type: ignore[arg-type]  # None was ruled out above
 
     def _build(
         self, version: int, contract: Contract, order: Order, rest: dict[str, Any]
