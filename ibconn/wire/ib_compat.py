@@ -181,7 +181,7 @@ def place_new_order(ib: IB, contract: Contract, order: Order) -> Trade:
     client = ib.client
     texts: OrderTexts | None = getattr(client, _ORDER_TEXTS_ATTR, None)
     if texts is None:
-        texts = OrderTexts()
+        texts = OrderTexts(client)
         setattr(client, _ORDER_TEXTS_ATTR, texts)
     text = texts.text(client.serverVersion(), order_id, contract, order)
     if text is None:

@@ -130,10 +130,19 @@ class _Template:
 class OrderTexts:
     """Per-contract placeOrder templates of one client (see the module docstring)."""
 
-    __slots__ = ("_templates", "built", "used")
+    __slots__ = ("_templates", "built", "enabled", "used")
 
-    def __init__(self) -> None:
+    def __init__(self, client: Client | None = None) -> None:
         self._templates: dict[int, _Template] = {}
+        kind = type(client)
+        self.enabled = client is None or (
+            getattr(kind, "placeOrder", None) is Client.placeOrder
+            and getattr(kind, "send", None) is Client.send
+            and "placeOrder" not in vars(client)
+            and "send" not in vars(client)
+        )
+        """False for a client whose ``placeOrder`` or ``send`` is not ib_async's own
+        (a subclass, or a patched instance): its orders keep going through them."""
         self.built = 0
         """Templates made (a new contract or order shape)."""
         self.used = 0
@@ -143,6 +152,8 @@ class OrderTexts:
         """The placeOrder text of ``order`` (``None``: send through ib_async's own path).
 
         As ib_async's ``placeOrder`` does, a non-VOL order's ``volatility`` is cleared."""
+        if not self.enabled:
+            return None
         if not order.orderType.startswith("VOL"):
             order.volatility = None  # type: ignore[assignment]  # what ib_async's placeOrder does
         texts = [_text(order_id), *map(_text, _varying(order))]

@@ -11,6 +11,7 @@ from helpers import connected
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from ib_async import (
+    IB,
     Contract,
     DeltaNeutralContract,
     Forex,
@@ -21,7 +22,9 @@ from ib_async import (
     Stock,
     TagValue,
 )
+from ib_async.client import Client
 from ib_async.util import UNSET_DOUBLE, UNSET_INTEGER
+from ib_async.wrapper import Wrapper
 
 from ibconn import OrderStatus
 from ibconn.sim import SimulatedGateway
@@ -182,3 +185,17 @@ async def test_orders_placed_through_the_connector_use_the_template(gw: Simulate
             assert snapshot.status is OrderStatus.CANCELLED  # the gateway read both orders
     finally:
         await connector.disconnect()
+
+
+def test_a_client_with_its_own_place_order_or_send_keeps_them() -> None:
+    class Custom(Client):
+        def placeOrder(self, *args: Any) -> None:
+            pass
+
+    patched = Client(Wrapper(IB()))
+    patched.send = lambda *fields, makeEmpty=True: None  # type: ignore[method-assign]
+    assert OrderTexts(Client(Wrapper(IB()))).enabled
+    for client in (Custom(Wrapper(IB())), patched):
+        texts = OrderTexts(client)
+        assert not texts.enabled
+        assert texts.text(178, 1, Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 1, 1.0)) is None
