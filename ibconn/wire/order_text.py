@@ -6,7 +6,7 @@ machine, several times that on the order path of a loaded one, before the
 write. Of those fields a plain order varies in eight: the order id, action,
 quantity, limit and aux prices, order reference, transmit flag and parent id.
 
-:class:`OrderTexts` keeps, per contract, the text ib_async produced for the
+:class:`OrderTexts` keeps, per contract and order type, the text ib_async produced for the
 last order **shape** seen (everything but those eight fields: the contract,
 the server version, every other field of the ``Order`` with its type), with
 the eight fields cut out. A new order of the same shape is the template with
@@ -133,7 +133,7 @@ class OrderTexts:
     __slots__ = ("_templates", "built", "enabled", "used")
 
     def __init__(self, client: Client | None = None) -> None:
-        self._templates: dict[int, _Template] = {}
+        self._templates: dict[tuple[int, str], _Template] = {}
         kind = type(client)
         self.enabled = client is None or (
             getattr(kind, "placeOrder", None) is Client.placeOrder
@@ -172,7 +172,8 @@ class OrderTexts:
         rest = order.__dict__.copy()
         rest.update(_BLANK)
         values = tuple(rest.values())  # compared in order: same object, or equal and same type
-        template = self._templates.get(id(contract))
+        key = (id(contract), order.orderType)  # a bracket's LMT and STP: one template each
+        template = self._templates.get(key)
         if (
             template is None
             or template.contract is not contract
@@ -183,7 +184,7 @@ class OrderTexts:
             or template.contract_fields != contract.__dict__
             or template.contract_types != tuple(map(type, contract.__dict__.values()))
         ):
-            template = self._build(version, contract, order, rest)
+            template = self._build(key, version, contract, order, rest)
             if template is None:
                 return None
         self.used += 1
@@ -192,7 +193,12 @@ class OrderTexts:
         return "".join(out)  # type: ignore[arg-type]  # None was ruled out above
 
     def _build(
-        self, version: int, contract: Contract, order: Order, rest: dict[str, Any]
+        self,
+        key: tuple[int, str],
+        version: int,
+        contract: Contract,
+        order: Order,
+        rest: dict[str, Any],
     ) -> _Template | None:
         """Let ib_async write ``order`` with a marker in each varying field; cut them out."""
         marked = Order.__new__(Order)
@@ -213,6 +219,6 @@ class OrderTexts:
         if len(self._templates) >= _MAX_TEMPLATES:
             self._templates.clear()
         template = _Template(version, contract, rest, tuple(parts))
-        self._templates[id(contract)] = template
+        self._templates[key] = template
         self.built += 1
         return template

@@ -156,6 +156,19 @@ def test_another_shape_or_version_or_changed_contract_makes_a_new_template() -> 
     assert texts.built == 4
 
 
+def test_a_bracket_s_order_types_each_keep_their_template() -> None:
+    texts = OrderTexts()
+    contract = Stock("AAPL", "SMART", "USD")
+    for n in range(3):
+        entry = LimitOrder("BUY", 1, 150.0 + n, transmit=False)
+        stop = Order(action="SELL", totalQuantity=1, orderType="STP", auxPrice=140.0 + n)
+        for order_id, order in ((10 * n, entry), (10 * n + 1, stop)):
+            assert texts.text(178, order_id, contract, order) == ib_async_text(
+                178, order_id, contract, order
+            )
+    assert (texts.built, texts.used) == (2, 6)
+
+
 def test_what_a_template_cannot_write_goes_through_ib_async() -> None:
     texts = OrderTexts()
     contract = Stock("AAPL", "SMART", "USD")
