@@ -15,11 +15,12 @@ made by ib_async itself (``Client.placeOrder`` and ``Client.send``, on a
 stand-in client that captures the text), with a unique marker in each
 varying field, so every field and branch of ib_async's message is ib_async's.
 
-Anything else (another shape, a value of a type whose conversion is not the
-plain one, list-valued fields that are not empty, a combo or delta-neutral
-contract) returns ``None``: the caller sends through ib_async's own
-``placeOrder``. ``tests/wire/test_order_text.py`` compares the bytes of both
-ways over random orders, contracts and server versions.
+An order of another shape makes a new template. What a template cannot write
+(a value of a type whose conversion is not the plain one, list-valued fields
+that are not empty, a combo or delta-neutral contract, a client whose
+``placeOrder`` or ``send`` is not ib_async's own) returns ``None``: the caller
+sends through ib_async's own ``placeOrder``. ``tests/wire/test_order_text.py``
+compares the bytes of both ways over random orders, contracts and server versions.
 """
 
 from __future__ import annotations

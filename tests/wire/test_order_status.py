@@ -11,6 +11,7 @@ from helpers import connected
 from ib_async import IB, LimitOrder, OrderStatus, Stock, Trade, TradeLogEntry
 from ib_async.wrapper import Wrapper
 
+from ibconn.core.ib_async_logs import classify_record
 from ibconn.sim import SimulatedGateway
 from ibconn.wire.ib_compat import install_order_status
 from ibconn.wire.prepare import prepare_ib
@@ -187,3 +188,13 @@ async def test_an_order_is_acknowledged_without_formatting_the_trade(
         await connector.cancel_order(handle)
     finally:
         await connector.disconnect()
+
+
+def test_its_log_line_is_routed_as_ib_async_s_order_status_line() -> None:
+    record = logging.LogRecord(
+        "ib_async.wrapper", logging.INFO, __file__, 1, "orderStatus: T", (), None,
+        func="order_status",
+    )  # fmt: skip
+    routed = classify_record(record)
+    assert (routed.category, routed.level) == ("orders", "DEBUG")
+    assert routed.message == "orderStatus: T"
