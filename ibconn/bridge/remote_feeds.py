@@ -18,6 +18,7 @@ from typing import Any
 
 from ibconn.bridge import protocol
 from ibconn.bridge.remote_heartbeat import BridgeLost, BridgeRestored, HeartbeatWatch
+from ibconn.bridge.remote_market import MarketFeed
 from ibconn.bridge.remote_state import SequencedView
 from ibconn.bridge.remote_streams import (
     Fanout,
@@ -37,12 +38,6 @@ from ibconn.positions.models import Position
 __all__ = ["RemoteFeeds"]
 
 log = logging.getLogger("ibconn.bridge.remote")
-
-_MARKET_POLICY = {
-    "quote": OverflowPolicy.CONFLATE,
-    "trade": OverflowPolicy.DROP_OLDEST,
-    "bar": OverflowPolicy.RAISE,
-}
 
 ConnectionItem = ConnectionEvent | BridgeLost | BridgeRestored
 
@@ -127,7 +122,7 @@ class RemoteFeeds:
             key_of=lambda p: (p.account, p.con_id),
             read_snapshot=lambda: self._read_key("positions"),
         )
-        self._market: dict[str, dict[str, Fanout[Any]]] = {}
+        self._market: dict[str, MarketFeed] = {}
         self._symbols: dict[str, str] = {}  # token -> the symbol asked for
         self.subscribe_errors: dict[str, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -213,9 +208,8 @@ class RemoteFeeds:
         self._subs = []
         for fanout in (self.fills, self.orders_fanout, self.positions_fanout, self.connection):
             fanout.close()
-        for kinds in self._market.values():
-            for fanout in kinds.values():
-                fanout.close()
+        for feed in self._market.values():
+            feed.close()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` as one of the remote's tasks (cancelled by :meth:`stop`)."""
@@ -301,34 +295,33 @@ class RemoteFeeds:
     ) -> tuple[Subscription[Any], bool]:
         """A subscription to ``kind`` of ``symbol``, and whether the symbol is new here."""
         token = protocol.symbol_token(symbol)
-        kinds = self._market.get(token)
-        new = kinds is None
-        if kinds is None:
-            kinds = {
-                k: Fanout(f"remote.{k}s:{symbol}", self._capacity, policy)
-                for k, policy in _MARKET_POLICY.items()
-            }
-            self._market[token] = kinds
+        feed = self._market.get(token)
+        new = feed is None
+        if feed is None:
+            feed = MarketFeed(symbol, self._capacity, self._decode_market)
+            self._market[token] = feed
             self._symbols[token] = symbol
             self.spawn(self._subscribe_market(token))
-        return kinds[kind].subscribe(capacity), new
+        return feed.subscribe(kind, capacity), new
 
     def market_symbols(self) -> list[str]:
         """The symbols this remote follows (subscribed again after a bridge restart)."""
         return list(self._symbols.values())
 
+    def _decode_market(self, kind: str, payload: bytes) -> Any | None:
+        opened = _open_record(payload, self.skips, frozenset({kind}))
+        return None if opened is None else opened[1]
+
     async def _subscribe_market(self, token: str) -> None:
-        kinds = self._market[token]
-        every = frozenset(_MARKET_POLICY)
+        take = self._market[token].take
+        skips = self.skips
 
-        def take(payload: bytes) -> None:
-            opened = _open_record(payload, self.skips, every)
-            if opened is not None:
-                kinds[opened[0].kind].publish(opened[1])
+        async def callback(msg: Any) -> None:  # the least work per message: no decoding
+            subject: str = msg.subject
+            if not take(subject[subject.rfind(".") + 1 :], msg.data):
+                skips.count("unexpected", f"subject {subject}")
 
-        self._subs.append(
-            await self._nc.subscribe(f"{self._prefix}.md.{token}.*", cb=_callback(take))
-        )
+        self._subs.append(await self._nc.subscribe(f"{self._prefix}.md.{token}.*", cb=callback))
 
 
 def _callback(take: Callable[[bytes], None]) -> Callable[[Any], Awaitable[None]]:

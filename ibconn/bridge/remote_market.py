@@ -1,0 +1,217 @@
+"""A remote's market data: messages kept undecoded until a reader takes them.
+
+Every remote receives every quote the bridge publishes for its symbols, and a
+process may hold many remotes. Decoding a message (the JSON envelope and the
+record) costs far more than receiving it, so a :class:`MarketFeed` only files
+the message's bytes in each open subscription of its kind (:class:`LazySubscription`)
+and decodes it when a reader takes it, once however many subscriptions share it
+(:class:`RawMessage`). Quotes conflate: a new quote replaces the unread one (counted
+as dropped), so a reader that falls behind decodes only the latest, never a backlog.
+Trades drop the oldest unread past ``capacity`` (counted); bars end the stream with
+:class:`~ibconn.errors.StreamOverflowError`. A kind nobody reads is not decoded at all.
+A message that does not decode is skipped (counted by reason) when it is reached.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+from ibconn.core.subscription import OverflowPolicy, Subscription
+
+__all__ = ["MARKET_POLICY", "LazySubscription", "MarketFeed", "RawMessage"]
+
+T = TypeVar("T")
+
+MARKET_POLICY = {
+    "quote": OverflowPolicy.CONFLATE,
+    "trade": OverflowPolicy.DROP_OLDEST,
+    "bar": OverflowPolicy.RAISE,
+}
+"""What a remote's market data subscription does when its reader falls behind, by kind."""
+
+_UNDECODED: Any = object()
+
+
+class RawMessage(Generic[T]):
+    """One received message, decoded on first use (``None``: it does not decode)."""
+
+    __slots__ = ("_decode", "_item", "payload")
+
+    def __init__(self, payload: bytes, decode: Callable[[bytes], T | None]) -> None:
+        self.payload = payload
+        self._decode = decode
+        self._item: Any = _UNDECODED
+
+    def item(self) -> T | None:
+        """The decoded record (decoded once, shared by every subscription holding it)."""
+        if self._item is _UNDECODED:
+            self._item = self._decode(self.payload)
+        item: T | None = self._item
+        return item
+
+
+class LazySubscription(Subscription[T]):
+    """A bounded subscription that holds :class:`RawMessage`s and decodes what it hands out.
+
+    ``CONFLATE`` keeps one unread message (a new one replaces it, counted as dropped),
+    ``DROP_OLDEST`` drops the oldest past ``capacity`` (counted), ``RAISE`` ends the
+    stream with :class:`~ibconn.errors.StreamOverflowError` past ``capacity``. A message
+    that does not decode is skipped when reached (neither delivered nor dropped).
+    """
+
+    __slots__ = ("_accepted", "_accepting", "_buffer", "_conflate", "_ended", "_raises")
+
+    def __init__(
+        self,
+        name: str,
+        capacity: int,
+        policy: OverflowPolicy,
+        on_close: Callable[[Subscription[T]], None],
+    ) -> None:
+        super().__init__(name, capacity, policy, on_close)
+        self._conflate = policy is OverflowPolicy.CONFLATE
+        self._raises = policy is OverflowPolicy.RAISE
+        self._buffer: deque[RawMessage[T]] = deque()
+        self._accepting = True
+        self._ended = False
+        self._accepted = 0
+
+    # -- producer side -------------------------------------------------------
+
+    def push(self, raw: RawMessage[T]) -> None:
+        """File one received message (never decodes, never blocks)."""
+        if not self._accepting:
+            return
+        buffer = self._buffer
+        if buffer and self._conflate:
+            buffer[-1] = raw
+            self._dropped += 1
+        else:
+            if len(buffer) >= self._capacity:
+                if self._raises:
+                    self._overflowed = True
+                    self._accepting = False
+                    self._clear()
+                    self._wake()
+                    return
+                buffer.popleft()
+                self._dropped += 1
+            buffer.append(raw)
+        self._accepted += 1
+        self._wake()
+
+    def end(self) -> None:
+        """The feed closed: the reader gets what is buffered, then the end."""
+        if self._accepting:
+            self._accepting = False
+            self._ended = True
+            self._wake()
+
+    def _stop_accepting(self) -> None:
+        self._accepting = False
+
+    # -- the buffer ----------------------------------------------------------
+
+    def _pop(self) -> T:
+        buffer = self._buffer
+        while True:
+            item = buffer.popleft().item()  # IndexError when none is buffered
+            if item is not None:
+                return item
+            self._discarded += 1
+
+    def _take_all(self) -> list[T]:
+        items = []
+        while self._buffer:
+            item = self._buffer.popleft().item()
+            if item is None:
+                self._discarded += 1
+            else:
+                items.append(item)
+        return items
+
+    def _buffered(self) -> int:
+        return len(self._buffer)
+
+    def _at_end(self) -> bool:
+        return self._ended and not self._buffer
+
+    def _clear(self) -> None:
+        self._discarded += len(self._buffer)
+        self._buffer.clear()
+
+    def _delivered(self) -> int:
+        return self._accepted - self._dropped - self._discarded - len(self._buffer)
+
+    def take_ready(self) -> Iterator[T]:
+        """Take the items buffered now, one per step (see :meth:`Subscription.take_ready`)."""
+        return self._take_each(len(self._buffer))
+
+    def _take_each(self, count: int) -> Iterator[T]:
+        buffer = self._buffer
+        for _ in range(count):
+            item = buffer.popleft().item()  # IndexError when emptied meanwhile
+            if item is None:
+                self._discarded += 1
+            else:
+                yield item
+
+
+class MarketFeed:
+    """The quotes, trades and bars of one symbol in one remote (see the module).
+
+    ``decode(kind, payload)`` returns the record, or ``None`` when the message is
+    skipped (it counts why).
+    """
+
+    def __init__(
+        self, symbol: str, capacity: int, decode: Callable[[str, bytes], Any | None]
+    ) -> None:
+        self.symbol = symbol
+        self._capacity = capacity
+        self._decode = decode
+        self._subs: dict[str, list[LazySubscription[Any]]] = {k: [] for k in MARKET_POLICY}
+        self._decoders: dict[str, Callable[[bytes], Any | None]] = {
+            kind: self._decoder(kind) for kind in MARKET_POLICY
+        }
+        self._closed = False
+
+    def _decoder(self, kind: str) -> Callable[[bytes], Any | None]:
+        decode = self._decode
+        return lambda payload: decode(kind, payload)
+
+    def subscribe(self, kind: str, capacity: int | None) -> Subscription[Any]:
+        """A new subscription to ``kind`` (``quote``, ``trade``, ``bar``) from now on."""
+        subs = self._subs[kind]
+        sub: LazySubscription[Any] = LazySubscription(
+            f"remote.{kind}s:{self.symbol}",
+            capacity or self._capacity,
+            MARKET_POLICY[kind],
+            lambda closed: subs.remove(closed) if closed in subs else None,  # type: ignore[arg-type]
+        )
+        if self._closed:
+            sub.end()
+        else:
+            subs.append(sub)
+        return sub
+
+    def take(self, kind: str, payload: bytes) -> bool:
+        """File one message of ``kind`` in every open subscription of that kind, undecoded;
+        False when ``kind`` is not a market data kind."""
+        subs = self._subs.get(kind)
+        if subs is None:
+            return False
+        if subs:
+            raw: RawMessage[Any] = RawMessage(payload, self._decoders[kind])
+            for sub in subs:
+                sub.push(raw)
+        return True
+
+    def close(self) -> None:
+        """End every subscription once read."""
+        self._closed = True
+        for subs in self._subs.values():
+            for sub in subs:
+                sub.end()
