@@ -107,9 +107,10 @@ async def test_trades_stay_bounded_and_a_slow_reader_loses_the_oldest_counted(
 ) -> None:
     async with RemoteConnector(url=bridge.url, name="r1") as remote:
         trades = remote.trades("AAPL", capacity=4)
+        trade = Trade("AAPL", 1, T0, 190.0, 1.0, TradeSource.LAST_TICK)
         await bridge.nc.flush()
         for n in range(1, 11):
-            await publish(bridge, "trade", Trade("AAPL", 1, T0, 190.0, float(n), TradeSource.LAST_TICK), n)
+            await publish(bridge, "trade", trade._replace(size=float(n)), n)
         await bridge.nc.flush()
         await until(lambda: trades.statistics().dropped == 6)
         assert trades.statistics().buffered == 4
@@ -120,7 +121,8 @@ async def test_bars_past_capacity_end_the_stream_with_an_overflow(bridge: HandBr
     async with RemoteConnector(url=bridge.url, name="r1") as remote:
         bars = remote.bars("AAPL", capacity=2)
         await bridge.nc.flush()
-        trade = Trade("AAPL", 1, T0, 190.0, 1.0, TradeSource.LAST_TICK)  # any record: the overflow comes before decoding
+        # any record: the overflow comes before decoding
+        trade = Trade("AAPL", 1, T0, 190.0, 1.0, TradeSource.LAST_TICK)
         for n in range(1, 4):
             await publish(bridge, "bar", trade, n)
         await bridge.nc.flush()
