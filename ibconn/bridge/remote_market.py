@@ -185,11 +185,12 @@ class MarketFeed:
     def subscribe(self, kind: str, capacity: int | None) -> Subscription[Any]:
         """A new subscription to ``kind`` (``quote``, ``trade``, ``bar``) from now on."""
         subs = self._subs[kind]
+
+        def closed(sub: Subscription[Any]) -> None:
+            self._subs[kind] = [s for s in self._subs[kind] if s is not sub]
+
         sub: LazySubscription[Any] = LazySubscription(
-            f"remote.{kind}s:{self.symbol}",
-            capacity or self._capacity,
-            MARKET_POLICY[kind],
-            lambda closed: subs.remove(closed) if closed in subs else None,  # type: ignore[arg-type]
+            f"remote.{kind}s:{self.symbol}", capacity or self._capacity, MARKET_POLICY[kind], closed
         )
         if self._closed:
             sub.end()
