@@ -45,11 +45,13 @@ _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 @dataclass(frozen=True, slots=True)
 class RemoteStatistics:
-    """What a remote received and skipped: fills delivered and duplicates dropped, resyncs
+    """What a remote received and skipped: fills delivered, duplicates dropped and late
+    commissions delivered (``fill_commissions``), resyncs
     of orders and positions, messages skipped by reason, commands sent."""
 
     fills_delivered: int
     fill_duplicates: int
+    fill_commissions: int
     resyncs: Mapping[str, int]
     skipped: Mapping[str, int]
     commands: int
@@ -252,6 +254,7 @@ class RemoteConnector(RemoteOrderMethods):
         return RemoteStatistics(
             fills_delivered=fills.delivered if fills is not None else 0,
             fill_duplicates=fills.duplicates if fills is not None else 0,
+            fill_commissions=fills.commissions if fills is not None else 0,
             resyncs={
                 "orders": feeds.orders.view.resyncs,
                 "positions": feeds.positions.view.resyncs,

@@ -20,6 +20,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from datetime import UTC
 from typing import Any, Generic, TypeVar
 
@@ -220,12 +221,14 @@ class FillConsumer:
         self._fanout = fanout
         self._skips = skips
         self._seen = ExecIdSet()
+        self._commissioned = ExecIdSet()  # exec ids delivered with their commission
         self._fetch_timeout = fetch_timeout
         self._ack_poll = ack_poll
         self._retry_delay = retry_delay
         self._unacked: deque[tuple[int, Any]] = deque()  # (published count it needs read, msg)
         self.delivered = 0
         self.duplicates = 0
+        self.commissions = 0
         self.errors = 0
 
     async def run(self) -> None:
@@ -298,15 +301,26 @@ class FillConsumer:
             self._unacked.popleft()
 
     def take(self, payload: bytes) -> None:
-        """Hand one message's fill to the iterators unless it is a duplicate or skipped."""
+        """Hand one message's fill to the iterators unless it is a duplicate or skipped.
+
+        A fill already delivered without its commission comes again once with it, as a
+        correction of itself (``corrects`` = its own exec id).
+        """
         opened = open_record(payload, self._skips, frozenset({"fill"}))
         if opened is None:
             return
         fill: Fill = opened[1]
-        if not self._seen.add(fill.exec_id, fill.time.astimezone(UTC).date()):
+        day = fill.time.astimezone(UTC).date()
+        if self._seen.add(fill.exec_id, day):
+            self.delivered += 1
+        elif fill.commission is not None and fill.exec_id not in self._commissioned:
+            self.commissions += 1
+            fill = replace(fill, corrects=fill.exec_id)
+        else:
             self.duplicates += 1
             return
-        self.delivered += 1
+        if fill.commission is not None:
+            self._commissioned.add(fill.exec_id, day)
         self._fanout.publish(fill)
 
 
