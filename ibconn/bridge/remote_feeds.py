@@ -18,7 +18,7 @@ from typing import Any
 
 from ibconn.bridge import protocol
 from ibconn.bridge.remote_heartbeat import BridgeLost, BridgeRestored, HeartbeatWatch
-from ibconn.bridge.remote_market import MarketFeed
+from ibconn.bridge.remote_market import MarketFeed, MarketHub
 from ibconn.bridge.remote_state import SequencedView
 from ibconn.bridge.remote_streams import (
     Fanout,
@@ -131,6 +131,7 @@ class RemoteFeeds:
         self._js: Any = None
         self._kv: Any = None
         self._behind: dict[str, int] = {}
+        self._hub_members: list[tuple[MarketHub, str, Callable[[str, bytes], None]]] = []
 
     # -- start and stop ----------------------------------------------------------
 
@@ -206,6 +207,10 @@ class RemoteFeeds:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         self._subs = []
+        members, self._hub_members = self._hub_members, []
+        for hub, subject, member in members:
+            with contextlib.suppress(Exception):
+                await hub.leave(subject, member)
         for fanout in (self.fills, self.orders_fanout, self.positions_fanout, self.connection):
             fanout.close()
         for feed in self._market.values():
@@ -316,12 +321,14 @@ class RemoteFeeds:
         take = self._market[token].take
         skips = self.skips
 
-        async def callback(msg: Any) -> None:  # the least work per message: no decoding
-            subject: str = msg.subject
-            if not take(subject[subject.rfind(".") + 1 :], msg.data):
+        def member(subject: str, payload: bytes) -> None:
+            if not take(subject[subject.rfind(".") + 1 :], payload):
                 skips.count("unexpected", f"subject {subject}")
 
-        self._subs.append(await self._nc.subscribe(f"{self._prefix}.md.{token}.*", cb=callback))
+        subject = f"{self._prefix}.md.{token}.*"
+        hub = MarketHub.of(self._nc)
+        self._hub_members.append((hub, subject, member))
+        await hub.join(subject, member)
 
 
 def _callback(take: Callable[[bytes], None]) -> Callable[[Any], Awaitable[None]]:

@@ -10,17 +10,27 @@ as dropped), so a reader that falls behind decodes only the latest, never a back
 Trades drop the oldest unread past ``capacity`` (counted); bars end the stream with
 :class:`~ibconn.errors.StreamOverflowError`. A kind nobody reads is not decoded at all.
 A message that does not decode is skipped (counted by reason) when it is reached.
+
+Receiving a message costs nats-py several microseconds per subscription, so remotes
+that share one NATS client (``RemoteConnector(nats_client=...)``) share one
+subscription per market data subject (:class:`MarketHub`): the message is received
+once per process and filed in each remote's feed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from ibconn.core.subscription import OverflowPolicy, Subscription
 
-__all__ = ["MARKET_POLICY", "LazySubscription", "MarketFeed", "RawMessage"]
+__all__ = ["MARKET_POLICY", "LazySubscription", "MarketFeed", "MarketHub", "RawMessage"]
+
+log = logging.getLogger("ibconn.bridge.remote")
 
 T = TypeVar("T")
 
@@ -216,3 +226,87 @@ class MarketFeed:
         for subs in self._subs.values():
             for sub in subs:
                 sub.end()
+
+
+Member = Callable[[str, bytes], None]
+"""A hub member: takes a market data message's subject and payload (never raises)."""
+
+
+class _Subject:
+    __slots__ = ("members", "sub")
+
+    def __init__(self) -> None:
+        self.members: list[Member] = []
+        self.sub: Any = None
+
+
+class MarketHub:
+    """One core NATS subscription per market data subject for every remote on a client."""
+
+    _hubs: ClassVar[weakref.WeakKeyDictionary[Any, MarketHub]] = weakref.WeakKeyDictionary()
+
+    def __init__(self, nc: Any) -> None:
+        self._nc = nc
+        self._subjects: dict[str, _Subject] = {}
+
+    @classmethod
+    def of(cls, nc: Any) -> MarketHub:
+        """The hub of the NATS client ``nc`` (made on first use)."""
+        hub = cls._hubs.get(nc)
+        if hub is None:
+            hub = cls._hubs[nc] = cls(nc)
+        return hub
+
+    async def join(self, subject: str, member: Member) -> None:
+        """Hand every message of ``subject`` (a wildcard is fine) to ``member`` too."""
+        entry = self._subjects.get(subject)
+        if entry is not None:
+            entry.members.append(member)
+            return
+        entry = self._subjects[subject] = _Subject()
+        entry.members.append(member)
+        members = entry.members
+
+        async def callback(msg: Any) -> None:  # the least work per message: no decoding
+            subject_of: str = msg.subject
+            data: bytes = msg.data
+            for take in members:
+                try:
+                    take(subject_of, data)
+                except Exception:
+                    log.exception("a market data message could not be handled")
+
+        try:
+            entry.sub = await self._nc.subscribe(subject, cb=callback)
+        except BaseException:
+            if self._subjects.get(subject) is entry:
+                del self._subjects[subject]
+            raise
+        if not entry.members:  # everyone left while it was subscribing
+            await self._drop(subject, entry)
+
+    async def leave(self, subject: str, member: Member) -> None:
+        """Stop handing ``subject`` to ``member``; the last one out unsubscribes."""
+        entry = self._subjects.get(subject)
+        if entry is None:
+            return
+        if member in entry.members:
+            entry.members.remove(member)
+        if not entry.members and entry.sub is not None:
+            await self._drop(subject, entry)
+
+    async def _drop(self, subject: str, entry: _Subject) -> None:
+        if self._subjects.get(subject) is entry:
+            del self._subjects[subject]
+        sub, entry.sub = entry.sub, None
+        if sub is not None:
+            try:
+                await sub.unsubscribe()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the connection is gone: nothing to undo
+                log.debug("unsubscribing %s failed: %s", subject, exc)
+
+    def subjects(self) -> dict[str, int]:
+        """Members per subscribed subject (for tests and diagnostics)."""
+        return {subject: len(entry.members) for subject, entry in self._subjects.items()}

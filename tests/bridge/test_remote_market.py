@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import nats
 import pytest
 from helpers import next_item, until
 
 from bridge.remote_world import T0, HandBridge
 from ibconn.bridge import protocol
 from ibconn.bridge.remote import RemoteConnector
+from ibconn.bridge.remote_market import MarketHub
 from ibconn.errors import StreamOverflowError
 from ibconn.market_data.models import Quote, Trade, TradeSource
 
@@ -128,3 +132,37 @@ async def test_bars_past_capacity_end_the_stream_with_an_overflow(bridge: HandBr
         await bridge.nc.flush()
         with pytest.raises(StreamOverflowError):
             await next_item(bars)
+
+
+async def test_remotes_on_one_client_share_one_subscription_per_subject(
+    bridge: HandBridge,
+) -> None:
+    nc = await nats.connect(bridge.url)
+    try:
+        hub = MarketHub.of(nc)
+        first = RemoteConnector(name="r1", nats_client=nc)
+        second = RemoteConnector(name="r2", nats_client=nc)
+        await first.connect()
+        await second.connect()
+        one, two = first.quotes("AAPL"), second.quotes("AAPL")
+        await until(lambda: hub.subjects() == {"ibconn.md.AAPL.*": 2})
+        await nc.flush()
+        await publish(bridge, "quote", QUOTE, 1)
+        assert await next_item(one) == QUOTE
+        assert await next_item(two) == QUOTE
+        await first.close()
+        await asyncio.wait_for(drain_end(one), 5)  # its quotes ended with it
+        assert hub.subjects() == {"ibconn.md.AAPL.*": 1}
+        await publish(bridge, "quote", QUOTE._replace(bid=191.0), 2)
+        assert (await next_item(two)).bid == 191.0
+        await second.close()
+        assert hub.subjects() == {}
+        assert nc.is_connected  # a client passed in stays open
+    finally:
+        await nc.close()
+
+
+async def drain_end(sub: object) -> None:
+    """Read ``sub`` to its end."""
+    async for _ in sub:  # type: ignore[attr-defined]
+        pass
