@@ -18,7 +18,7 @@ from typing import Any
 
 from ibconn.bridge import protocol
 from ibconn.bridge.remote_heartbeat import BridgeLost, BridgeRestored, HeartbeatWatch
-from ibconn.bridge.remote_market import MarketFeed, MarketHub
+from ibconn.bridge.remote_market import MarketFeed, MarketHub, RawMessage
 from ibconn.bridge.remote_state import SequencedView
 from ibconn.bridge.remote_streams import (
     Fanout,
@@ -131,7 +131,7 @@ class RemoteFeeds:
         self._js: Any = None
         self._kv: Any = None
         self._behind: dict[str, int] = {}
-        self._hub_members: list[tuple[MarketHub, str, Callable[[str, bytes], None]]] = []
+        self._hub_members: list[tuple[MarketHub, str, Callable[[RawMessage], None]]] = []
 
     # -- start and stop ----------------------------------------------------------
 
@@ -303,7 +303,7 @@ class RemoteFeeds:
         feed = self._market.get(token)
         new = feed is None
         if feed is None:
-            feed = MarketFeed(symbol, self._capacity, self._decode_market)
+            feed = MarketFeed(symbol, self._capacity, self.skips.skipped)
             self._market[token] = feed
             self._symbols[token] = symbol
             self.spawn(self._subscribe_market(token))
@@ -313,17 +313,13 @@ class RemoteFeeds:
         """The symbols this remote follows (subscribed again after a bridge restart)."""
         return list(self._symbols.values())
 
-    def _decode_market(self, kind: str, payload: bytes) -> Any | None:
-        opened = _open_record(payload, self.skips, frozenset({kind}))
-        return None if opened is None else opened[1]
-
     async def _subscribe_market(self, token: str) -> None:
         take = self._market[token].take
         skips = self.skips
 
-        def member(subject: str, payload: bytes) -> None:
-            if not take(subject[subject.rfind(".") + 1 :], payload):
-                skips.count("unexpected", f"subject {subject}")
+        def member(raw: RawMessage) -> None:
+            if not take(raw):
+                skips.count("unexpected", f"market data kind {raw.kind!r}")
 
         subject = f"{self._prefix}.md.{token}.*"
         hub = MarketHub.of(self._nc)

@@ -24,8 +24,9 @@ import logging
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, TypeVar
 
+from ibconn.bridge.remote_streams import Skipped, read_record
 from ibconn.core.subscription import OverflowPolicy, Subscription
 
 __all__ = ["MARKET_POLICY", "LazySubscription", "MarketFeed", "MarketHub", "RawMessage"]
@@ -44,21 +45,28 @@ MARKET_POLICY = {
 _UNDECODED: Any = object()
 
 
-class RawMessage(Generic[T]):
-    """One received message, decoded on first use (``None``: it does not decode)."""
+_KINDS = {kind: frozenset({kind}) for kind in MARKET_POLICY}
 
-    __slots__ = ("_decode", "_item", "payload")
 
-    def __init__(self, payload: bytes, decode: Callable[[bytes], T | None]) -> None:
+class RawMessage:
+    """One received market data message of ``kind``, decoded on first use: the record, or
+    :class:`~ibconn.bridge.remote_streams.Skipped` when it does not decode (or is not of
+    ``kind``). Shared by every subscription, of every remote on the client, that holds it.
+    """
+
+    __slots__ = ("_item", "kind", "payload")
+
+    def __init__(self, kind: str, payload: bytes) -> None:
+        self.kind = kind
         self.payload = payload
-        self._decode = decode
         self._item: Any = _UNDECODED
 
-    def item(self) -> T | None:
-        """The decoded record (decoded once, shared by every subscription holding it)."""
-        if self._item is _UNDECODED:
-            self._item = self._decode(self.payload)
-        item: T | None = self._item
+    def item(self) -> Any:
+        """The decoded record, or why it is skipped (decoded once)."""
+        item = self._item
+        if item is _UNDECODED:
+            opened = read_record(self.payload, _KINDS.get(self.kind, frozenset()))
+            item = self._item = opened if isinstance(opened, Skipped) else opened[1]
         return item
 
 
@@ -68,10 +76,19 @@ class LazySubscription(Subscription[T]):
     ``CONFLATE`` keeps one unread message (a new one replaces it, counted as dropped),
     ``DROP_OLDEST`` drops the oldest past ``capacity`` (counted), ``RAISE`` ends the
     stream with :class:`~ibconn.errors.StreamOverflowError` past ``capacity``. A message
-    that does not decode is skipped when reached (neither delivered nor dropped).
+    that does not decode is skipped when reached (neither delivered nor dropped) and
+    handed to ``on_skip``.
     """
 
-    __slots__ = ("_accepted", "_accepting", "_buffer", "_conflate", "_ended", "_raises")
+    __slots__ = (
+        "_accepted",
+        "_accepting",
+        "_buffer",
+        "_conflate",
+        "_ended",
+        "_on_skip",
+        "_raises",
+    )
 
     def __init__(
         self,
@@ -79,18 +96,20 @@ class LazySubscription(Subscription[T]):
         capacity: int,
         policy: OverflowPolicy,
         on_close: Callable[[Subscription[T]], None],
+        on_skip: Callable[[Skipped], None],
     ) -> None:
         super().__init__(name, capacity, policy, on_close)
+        self._on_skip = on_skip
         self._conflate = policy is OverflowPolicy.CONFLATE
         self._raises = policy is OverflowPolicy.RAISE
-        self._buffer: deque[RawMessage[T]] = deque()
+        self._buffer: deque[RawMessage] = deque()
         self._accepting = True
         self._ended = False
         self._accepted = 0
 
     # -- producer side -------------------------------------------------------
 
-    def push(self, raw: RawMessage[T]) -> None:
+    def push(self, raw: RawMessage) -> None:
         """File one received message (never decodes, never blocks)."""
         if not self._accepting:
             return
@@ -128,16 +147,20 @@ class LazySubscription(Subscription[T]):
         buffer = self._buffer
         while True:
             item = buffer.popleft().item()  # IndexError when none is buffered
-            if item is not None:
-                return item
-            self._discarded += 1
+            if not isinstance(item, Skipped):
+                return item  # type: ignore[no-any-return]
+            self._skip(item)
+
+    def _skip(self, skipped: Skipped) -> None:
+        self._discarded += 1
+        self._on_skip(skipped)
 
     def _take_all(self) -> list[T]:
         items = []
         while self._buffer:
             item = self._buffer.popleft().item()
-            if item is None:
-                self._discarded += 1
+            if isinstance(item, Skipped):
+                self._skip(item)
             else:
                 items.append(item)
         return items
@@ -163,34 +186,22 @@ class LazySubscription(Subscription[T]):
         buffer = self._buffer
         for _ in range(count):
             item = buffer.popleft().item()  # IndexError when emptied meanwhile
-            if item is None:
-                self._discarded += 1
+            if isinstance(item, Skipped):
+                self._skip(item)
             else:
                 yield item
 
 
 class MarketFeed:
-    """The quotes, trades and bars of one symbol in one remote (see the module).
+    """The quotes, trades and bars of one symbol in one remote (see the module); what its
+    readers skip goes to ``on_skip``."""
 
-    ``decode(kind, payload)`` returns the record, or ``None`` when the message is
-    skipped (it counts why).
-    """
-
-    def __init__(
-        self, symbol: str, capacity: int, decode: Callable[[str, bytes], Any | None]
-    ) -> None:
+    def __init__(self, symbol: str, capacity: int, on_skip: Callable[[Skipped], None]) -> None:
         self.symbol = symbol
         self._capacity = capacity
-        self._decode = decode
+        self._on_skip = on_skip
         self._subs: dict[str, list[LazySubscription[Any]]] = {k: [] for k in MARKET_POLICY}
-        self._decoders: dict[str, Callable[[bytes], Any | None]] = {
-            kind: self._decoder(kind) for kind in MARKET_POLICY
-        }
         self._closed = False
-
-    def _decoder(self, kind: str) -> Callable[[bytes], Any | None]:
-        decode = self._decode
-        return lambda payload: decode(kind, payload)
 
     def subscribe(self, kind: str, capacity: int | None) -> Subscription[Any]:
         """A new subscription to ``kind`` (``quote``, ``trade``, ``bar``) from now on."""
@@ -200,7 +211,11 @@ class MarketFeed:
             self._subs[kind] = [s for s in self._subs[kind] if s is not sub]
 
         sub: LazySubscription[Any] = LazySubscription(
-            f"remote.{kind}s:{self.symbol}", capacity or self._capacity, MARKET_POLICY[kind], closed
+            f"remote.{kind}s:{self.symbol}",
+            capacity or self._capacity,
+            MARKET_POLICY[kind],
+            closed,
+            self._on_skip,
         )
         if self._closed:
             sub.end()
@@ -208,16 +223,14 @@ class MarketFeed:
             subs.append(sub)
         return sub
 
-    def take(self, kind: str, payload: bytes) -> bool:
-        """File one message of ``kind`` in every open subscription of that kind, undecoded;
-        False when ``kind`` is not a market data kind."""
-        subs = self._subs.get(kind)
+    def take(self, raw: RawMessage) -> bool:
+        """File one message in every open subscription of its kind, undecoded; False when
+        its kind is not a market data kind."""
+        subs = self._subs.get(raw.kind)
         if subs is None:
             return False
-        if subs:
-            raw: RawMessage[Any] = RawMessage(payload, self._decoders[kind])
-            for sub in subs:
-                sub.push(raw)
+        for sub in subs:
+            sub.push(raw)
         return True
 
     def close(self) -> None:
@@ -228,8 +241,8 @@ class MarketFeed:
                 sub.end()
 
 
-Member = Callable[[str, bytes], None]
-"""A hub member: takes a market data message's subject and payload (never raises)."""
+Member = Callable[[RawMessage], None]
+"""A hub member: takes each market data message (undecoded)."""
 
 
 class _Subject:
@@ -269,10 +282,10 @@ class MarketHub:
 
         async def callback(msg: Any) -> None:  # the least work per message: no decoding
             subject_of: str = msg.subject
-            data: bytes = msg.data
+            raw = RawMessage(subject_of[subject_of.rfind(".") + 1 :], msg.data)
             for take in members:
                 try:
-                    take(subject_of, data)
+                    take(raw)
                 except Exception:
                     log.exception("a market data message could not be handled")
 

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from datetime import UTC
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from ibconn.bridge import protocol
 from ibconn.bridge.remote_state import ExecIdSet, SequencedView, Snapshot
@@ -30,7 +30,15 @@ from ibconn.core.stream_queue import QueueSubscription
 from ibconn.core.streams import Broadcast, OverflowPolicy, Subscription
 from ibconn.orders.models import Fill
 
-__all__ = ["FillConsumer", "SequencedFeed", "Skips", "open_envelope"]
+__all__ = [
+    "FillConsumer",
+    "SequencedFeed",
+    "Skipped",
+    "Skips",
+    "open_envelope",
+    "open_record",
+    "read_record",
+]
 
 log = logging.getLogger("ibconn.bridge.remote")
 
@@ -50,41 +58,67 @@ class Skips:
         self.counts[reason] = self.counts.get(reason, 0) + 1
         log.warning("bridge message skipped (%s) %s", reason, detail[:200])
 
+    def skipped(self, skipped: Skipped) -> None:
+        """Count one skipped message by its reason."""
+        self.count(skipped.reason, skipped.detail)
+
     @property
     def total(self) -> int:
         """Every message skipped."""
         return sum(self.counts.values())
 
 
-def open_envelope(payload: bytes, skips: Skips, kinds: frozenset[str]) -> Any | None:
-    """The envelope in ``payload`` when it is one of ``kinds``, else ``None`` (counted in
-    ``skips`` by reason: ``format``, ``version``, ``kind``, or ``unexpected`` for a known
-    kind on the wrong subject)."""
+class Skipped(NamedTuple):
+    """Why a message is skipped: ``reason`` (``format``, ``version``, ``kind``,
+    ``unexpected``) and what it was."""
+
+    reason: str
+    detail: str
+
+
+def read_envelope(payload: bytes, kinds: frozenset[str]) -> Any:
+    """The envelope in ``payload`` when it is one of ``kinds``, else why it is skipped
+    (:class:`Skipped`: ``unexpected`` is a known kind on the wrong subject)."""
     try:
         envelope = protocol.Envelope.decode(payload)
     except protocol.BadMessageError as exc:
-        skips.count(exc.reason, f"{exc}: {payload[:120]!r}")
-        return None
+        return Skipped(exc.reason, f"{exc}: {payload[:120]!r}")
     except Exception as exc:
-        skips.count("format", f"{exc}: {payload[:120]!r}")
-        return None
+        return Skipped("format", f"{exc}: {payload[:120]!r}")
     if envelope.kind not in kinds:
-        skips.count("unexpected", f"kind={envelope.kind!r}")
+        return Skipped("unexpected", f"kind={envelope.kind!r}")
+    return envelope
+
+
+def read_record(payload: bytes, kinds: frozenset[str]) -> tuple[Any, Any] | Skipped:
+    """``(envelope, record)`` of ``payload``, or why it is skipped."""
+    envelope = read_envelope(payload, kinds)
+    if isinstance(envelope, Skipped):
+        return envelope
+    try:
+        record = protocol.from_wire(envelope.kind, envelope.data)
+    except Exception as exc:
+        return Skipped("format", f"{envelope.kind}: {exc}")
+    return envelope, record
+
+
+def open_envelope(payload: bytes, skips: Skips, kinds: frozenset[str]) -> Any | None:
+    """The envelope in ``payload`` when it is one of ``kinds``, else ``None`` (counted in
+    ``skips``, see :func:`read_envelope`)."""
+    envelope = read_envelope(payload, kinds)
+    if isinstance(envelope, Skipped):
+        skips.skipped(envelope)
         return None
     return envelope
 
 
 def open_record(payload: bytes, skips: Skips, kinds: frozenset[str]) -> tuple[Any, Any] | None:
-    """``(envelope, record)`` of ``payload``, or ``None`` when it is skipped."""
-    envelope = open_envelope(payload, skips, kinds)
-    if envelope is None:
+    """``(envelope, record)`` of ``payload``, or ``None`` when it is skipped (counted)."""
+    opened = read_record(payload, kinds)
+    if isinstance(opened, Skipped):
+        skips.skipped(opened)
         return None
-    try:
-        record = protocol.from_wire(envelope.kind, envelope.data)
-    except Exception as exc:
-        skips.count("format", f"{envelope.kind}: {exc}")
-        return None
-    return envelope, record
+    return opened
 
 
 class Fanout(Generic[T]):
