@@ -38,6 +38,7 @@ from ibconn.config.settings import ConnectorSettings
 from ibconn.connection.session import ConnectionState
 from ibconn.connector import IBConnector
 from ibconn.core.log_categories import get_logger
+from ibconn.core.tasks import cancel_all
 from ibconn.orders.enums import UpdateKind
 from ibconn.orders.models import Fill, OrderUpdate
 from ibconn.positions.models import AccountPnL
@@ -170,10 +171,7 @@ class Bridge:
     async def _stop(self) -> None:
         if self._nc is not None and self._nc.is_connected:  # one deadline for every stream
             await asyncio.gather(*(p.wait_idle(DRAIN_TIMEOUT) for p in self.publishers.values()))
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(list(self._tasks))  # a task may drop one cancellation (3.11)
         with contextlib.suppress(Exception):  # never hangs: each step has a deadline
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await self.connector.disconnect()

@@ -31,6 +31,7 @@ from ibconn.bridge.remote_streams import (
 from ibconn.bridge.remote_streams import open_record as _open_record
 from ibconn.connection.session import ConnectionEvent
 from ibconn.core.streams import OverflowPolicy, Subscription
+from ibconn.core.tasks import cancel_all
 from ibconn.errors import ConnectError
 from ibconn.orders.models import OrderSnapshot, OrderUpdate
 from ibconn.positions.models import Position
@@ -195,12 +196,7 @@ class RemoteFeeds:
     async def stop(self) -> None:
         """Cancel every task, unsubscribe, end every iterator."""
         tasks, self._tasks = list(self._tasks), set()
-        # nats-py may swallow a cancellation (a request that ends as it is cancelled):
-        # cancel again until every task has ended
-        while pending := [t for t in tasks if not t.done()]:
-            for task in pending:
-                task.cancel()
-            await asyncio.wait(pending, timeout=0.1)
+        await cancel_all(tasks)  # nats-py may drop a cancellation: cancelled until ended
         if self.fill_consumer is not None:
             await self.fill_consumer.close()
         for sub in self._subs:
