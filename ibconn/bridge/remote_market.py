@@ -246,11 +246,12 @@ Member = Callable[[RawMessage], None]
 
 
 class _Subject:
-    __slots__ = ("members", "sub")
+    __slots__ = ("members", "ready", "sub")
 
     def __init__(self) -> None:
         self.members: list[Member] = []
         self.sub: Any = None
+        self.ready: asyncio.Future[None] | None = None
 
 
 class MarketHub:
@@ -271,13 +272,19 @@ class MarketHub:
         return hub
 
     async def join(self, subject: str, member: Member) -> None:
-        """Hand every message of ``subject`` (a wildcard is fine) to ``member`` too."""
+        """Hand every message of ``subject`` (a wildcard is fine) to ``member`` too; returns
+        once the subscription is made (a member cancelled meanwhile does not undo it for
+        the others)."""
         entry = self._subjects.get(subject)
-        if entry is not None:
-            entry.members.append(member)
-            return
-        entry = self._subjects[subject] = _Subject()
+        if entry is None:
+            entry = self._subjects[subject] = _Subject()
+            entry.ready = asyncio.ensure_future(self._subscribe(subject, entry))
+            entry.ready.add_done_callback(_retrieve)
         entry.members.append(member)
+        assert entry.ready is not None
+        await asyncio.shield(entry.ready)
+
+    async def _subscribe(self, subject: str, entry: _Subject) -> None:
         members = entry.members
 
         async def callback(msg: Any) -> None:  # the least work per message: no decoding
@@ -321,5 +328,15 @@ class MarketHub:
                 log.debug("unsubscribing %s failed: %s", subject, exc)
 
     def subjects(self) -> dict[str, int]:
-        """Members per subscribed subject (for tests and diagnostics)."""
-        return {subject: len(entry.members) for subject, entry in self._subjects.items()}
+        """Members per subject subscribed (the subscription made) on this client."""
+        return {
+            subject: len(entry.members)
+            for subject, entry in self._subjects.items()
+            if entry.sub is not None
+        }
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark a subscribe's failure as seen (its members got it, or all left)."""
+    if not future.cancelled():
+        future.exception()

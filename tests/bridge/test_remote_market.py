@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import nats
 import pytest
@@ -24,6 +25,24 @@ async def bridge(nats_url: str) -> HandBridge:
         await hand.snapshot("orders", EPOCH, 0, [])
         await hand.snapshot("positions", EPOCH, 0, [])
         yield hand  # type: ignore[misc]
+
+
+@pytest.fixture
+async def client(nats_url: str) -> Any:
+    """A NATS client the test's remotes share (its hub shows their subscriptions)."""
+    nc = await nats.connect(nats_url)
+    yield nc
+    await nc.close()
+
+
+def remote(client: Any, name: str = "r1") -> RemoteConnector:
+    return RemoteConnector(name=name, nats_client=client)
+
+
+async def subscribed(client: Any, members: int = 1) -> None:
+    """Wait until the remotes' subscription to AAPL's market data is at the server."""
+    await until(lambda: MarketHub.of(client).subjects() == {"ibconn.md.AAPL.*": members})
+    await client.flush()
 
 
 @pytest.fixture
@@ -49,11 +68,11 @@ async def publish(bridge: HandBridge, kind: str, record: object, seq: int) -> No
 
 
 async def test_a_reader_behind_decodes_only_the_latest_quote_and_counts_the_rest_dropped(
-    bridge: HandBridge, decoded: list[str]
+    bridge: HandBridge, client: Any, decoded: list[str]
 ) -> None:
-    async with RemoteConnector(url=bridge.url, name="r1") as remote:
-        quotes = remote.quotes("AAPL")
-        await bridge.nc.flush()
+    async with remote(client) as r:
+        quotes = r.quotes("AAPL")
+        await subscribed(client)
         for n in range(1, 201):
             await publish(bridge, "quote", QUOTE._replace(bid_size=float(n)), n)
         await bridge.nc.flush()
@@ -66,10 +85,12 @@ async def test_a_reader_behind_decodes_only_the_latest_quote_and_counts_the_rest
         assert (stats.delivered, stats.dropped, stats.buffered) == (1, 199, 0)
 
 
-async def test_a_kind_nobody_reads_is_not_decoded(bridge: HandBridge, decoded: list[str]) -> None:
-    async with RemoteConnector(url=bridge.url, name="r1") as remote:
-        quotes = remote.quotes("AAPL")
-        await bridge.nc.flush()
+async def test_a_kind_nobody_reads_is_not_decoded(
+    bridge: HandBridge, client: Any, decoded: list[str]
+) -> None:
+    async with remote(client) as r:
+        quotes = r.quotes("AAPL")
+        await subscribed(client)
         trade = Trade("AAPL", 1, T0, 190.0, 5.0, TradeSource.LAST_TICK)
         for n in range(1, 51):
             await publish(bridge, "trade", trade, n)
@@ -79,11 +100,11 @@ async def test_a_kind_nobody_reads_is_not_decoded(bridge: HandBridge, decoded: l
 
 
 async def test_two_readers_of_one_quote_share_one_decode(
-    bridge: HandBridge, decoded: list[str]
+    bridge: HandBridge, client: Any, decoded: list[str]
 ) -> None:
-    async with RemoteConnector(url=bridge.url, name="r1") as remote:
-        first, second = remote.quotes("AAPL"), remote.quotes("AAPL")
-        await bridge.nc.flush()
+    async with remote(client) as r:
+        first, second = r.quotes("AAPL"), r.quotes("AAPL")
+        await subscribed(client)
         await publish(bridge, "quote", QUOTE, 1)
         assert await next_item(first) == QUOTE
         assert await next_item(second) == QUOTE
@@ -91,28 +112,28 @@ async def test_two_readers_of_one_quote_share_one_decode(
 
 
 async def test_a_malformed_quote_is_skipped_when_reached_and_the_reader_gets_the_next(
-    bridge: HandBridge,
+    bridge: HandBridge, client: Any
 ) -> None:
-    async with RemoteConnector(url=bridge.url, name="r1") as remote:
-        quotes = remote.quotes("AAPL")
-        await bridge.nc.flush()
+    async with remote(client) as r:
+        quotes = r.quotes("AAPL")
+        await subscribed(client)
         await bridge.nc.publish(bridge.names.market_data("AAPL", "quote"), b"{not json")
         await bridge.nc.flush()
         await until(lambda: quotes.statistics().buffered == 1)
         assert quotes.get_nowait() is None  # reached, skipped
-        assert remote.statistics().skipped == {"format": 1}
+        assert r.statistics().skipped == {"format": 1}
         await publish(bridge, "quote", QUOTE, 2)
         assert await next_item(quotes) == QUOTE
         assert quotes.statistics().delivered == 1
 
 
 async def test_trades_stay_bounded_and_a_slow_reader_loses_the_oldest_counted(
-    bridge: HandBridge,
+    bridge: HandBridge, client: Any
 ) -> None:
-    async with RemoteConnector(url=bridge.url, name="r1") as remote:
-        trades = remote.trades("AAPL", capacity=4)
+    async with remote(client) as r:
+        trades = r.trades("AAPL", capacity=4)
         trade = Trade("AAPL", 1, T0, 190.0, 1.0, TradeSource.LAST_TICK)
-        await bridge.nc.flush()
+        await subscribed(client)
         for n in range(1, 11):
             await publish(bridge, "trade", trade._replace(size=float(n)), n)
         await bridge.nc.flush()
@@ -121,10 +142,12 @@ async def test_trades_stay_bounded_and_a_slow_reader_loses_the_oldest_counted(
         assert [t.size for t in trades.take_ready()] == [7.0, 8.0, 9.0, 10.0]
 
 
-async def test_bars_past_capacity_end_the_stream_with_an_overflow(bridge: HandBridge) -> None:
-    async with RemoteConnector(url=bridge.url, name="r1") as remote:
-        bars = remote.bars("AAPL", capacity=2)
-        await bridge.nc.flush()
+async def test_bars_past_capacity_end_the_stream_with_an_overflow(
+    bridge: HandBridge, client: Any
+) -> None:
+    async with remote(client) as r:
+        bars = r.bars("AAPL", capacity=2)
+        await subscribed(client)
         # any record: the overflow comes before decoding
         trade = Trade("AAPL", 1, T0, 190.0, 1.0, TradeSource.LAST_TICK)
         for n in range(1, 4):
@@ -135,31 +158,25 @@ async def test_bars_past_capacity_end_the_stream_with_an_overflow(bridge: HandBr
 
 
 async def test_remotes_on_one_client_share_one_subscription_per_subject(
-    bridge: HandBridge,
+    bridge: HandBridge, client: Any
 ) -> None:
-    nc = await nats.connect(bridge.url)
-    try:
-        hub = MarketHub.of(nc)
-        first = RemoteConnector(name="r1", nats_client=nc)
-        second = RemoteConnector(name="r2", nats_client=nc)
-        await first.connect()
-        await second.connect()
-        one, two = first.quotes("AAPL"), second.quotes("AAPL")
-        await until(lambda: hub.subjects() == {"ibconn.md.AAPL.*": 2})
-        await nc.flush()
-        await publish(bridge, "quote", QUOTE, 1)
-        assert await next_item(one) == QUOTE
-        assert await next_item(two) == QUOTE
-        await first.close()
-        await asyncio.wait_for(drain_end(one), 5)  # its quotes ended with it
-        assert hub.subjects() == {"ibconn.md.AAPL.*": 1}
-        await publish(bridge, "quote", QUOTE._replace(bid=191.0), 2)
-        assert (await next_item(two)).bid == 191.0
-        await second.close()
-        assert hub.subjects() == {}
-        assert nc.is_connected  # a client passed in stays open
-    finally:
-        await nc.close()
+    hub = MarketHub.of(client)
+    first, second = remote(client, "r1"), remote(client, "r2")
+    await first.connect()
+    await second.connect()
+    one, two = first.quotes("AAPL"), second.quotes("AAPL")
+    await subscribed(client, members=2)
+    await publish(bridge, "quote", QUOTE, 1)
+    assert await next_item(one) == QUOTE
+    assert await next_item(two) == QUOTE
+    await first.close()
+    await asyncio.wait_for(drain_end(one), 5)  # its quotes ended with it
+    assert hub.subjects() == {"ibconn.md.AAPL.*": 1}
+    await publish(bridge, "quote", QUOTE._replace(bid=191.0), 2)
+    assert (await next_item(two)).bid == 191.0
+    await second.close()
+    assert hub.subjects() == {}
+    assert client.is_connected  # a client passed in stays open
 
 
 async def drain_end(sub: object) -> None:
