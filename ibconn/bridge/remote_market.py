@@ -260,7 +260,7 @@ class MarketHub:
     _hubs: ClassVar[weakref.WeakKeyDictionary[Any, MarketHub]] = weakref.WeakKeyDictionary()
 
     def __init__(self, nc: Any) -> None:
-        self._nc = nc
+        self._nc = weakref.ref(nc)  # the hub must not keep its client (the map's key) alive
         self._subjects: dict[str, _Subject] = {}
 
     @classmethod
@@ -297,7 +297,10 @@ class MarketHub:
                     log.exception("a market data message could not be handled")
 
         try:
-            entry.sub = await self._nc.subscribe(subject, cb=callback)
+            nc = self._nc()
+            if nc is None:
+                raise ConnectionError("the NATS client of this hub is gone")
+            entry.sub = await nc.subscribe(subject, cb=callback)
         except BaseException:
             if self._subjects.get(subject) is entry:
                 del self._subjects[subject]
