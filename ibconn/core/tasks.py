@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from ibconn.core.logs import Category, get_logger
 from ibconn.core.streams import Subscription
 from ibconn.errors import StreamOverflowError
 
-__all__ = ["ServiceTasks", "cancel_and_wait"]
+__all__ = ["ServiceTasks", "cancel_all", "cancel_and_wait"]
 
 _T = TypeVar("_T")
 
@@ -125,3 +125,20 @@ async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
         get_logger("connection").debug(
             "task {} ended with {!r} while cancelled", task.get_name(), exc
         )
+
+
+async def cancel_all(tasks: Iterable[asyncio.Task[Any]], *, again_after: float = 0.1) -> None:
+    """Cancel ``tasks`` and wait until every one has ended.
+
+    A task still running ``again_after`` seconds later is cancelled again: on Python
+    3.11 ``asyncio.wait_for`` returns a result that arrived as it was cancelled and
+    drops the cancellation (nats-py's requests and JetStream publishes wait that way),
+    so a loop cancelled at that moment goes on, and a plain ``gather`` would wait for
+    it for ever. What the tasks raise is theirs to report (their done callbacks).
+    """
+    pending = [task for task in tasks if not task.done()]
+    while pending:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=again_after)
+        pending = [task for task in pending if not task.done()]

@@ -1,12 +1,14 @@
-"""ServiceTasks.cancel_running and cancel_and_wait (ibconn/core/tasks.py): tasks really end."""
+"""ServiceTasks.cancel_running, cancel_and_wait and cancel_all (ibconn/core/tasks.py): tasks
+really end."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+from helpers import dropping_one_cancellation
 
-from ibconn.core.tasks import ServiceTasks, cancel_and_wait
+from ibconn.core.tasks import ServiceTasks, cancel_all, cancel_and_wait
 
 
 async def test_cancel_running_waits_until_every_task_has_ended_and_spawning_goes_on() -> None:
@@ -56,3 +58,12 @@ async def test_cancel_and_wait_ignores_what_the_task_raised_and_a_finished_task(
     await cancel_and_wait(task)
     assert task.done() and isinstance(task.exception(), RuntimeError)
     await cancel_and_wait(task)  # already done: a no-op
+
+
+async def test_cancel_all_ends_a_task_that_dropped_its_cancellation() -> None:
+    started = asyncio.Event()
+    task = asyncio.create_task(dropping_one_cancellation(started))
+    plain = asyncio.create_task(asyncio.sleep(10))
+    await started.wait()
+    await asyncio.wait_for(cancel_all([task, plain], again_after=0.01), 5)
+    assert task.cancelled() and plain.cancelled()
