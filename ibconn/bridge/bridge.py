@@ -39,6 +39,8 @@ from ibconn.connection.session import ConnectionState
 from ibconn.connector import IBConnector
 from ibconn.core.log_categories import get_logger
 from ibconn.core.tasks import cancel_all
+from ibconn.orders.enums import UpdateKind
+from ibconn.orders.models import Fill, OrderUpdate
 from ibconn.positions.models import AccountPnL
 
 __all__ = ["Bridge"]
@@ -85,6 +87,7 @@ class Bridge:
         self._generation: int | None = None
         self.snapshots_written = 0
         self.republished = 0
+        self._uncommissioned: set[str] = set()  # fills published before their commission
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -168,8 +171,7 @@ class Bridge:
     async def _stop(self) -> None:
         if self._nc is not None and self._nc.is_connected:  # one deadline for every stream
             await asyncio.gather(*(p.wait_idle(DRAIN_TIMEOUT) for p in self.publishers.values()))
-        tasks = list(self._tasks)
-        await cancel_all(tasks)
+        await cancel_all(list(self._tasks))  # a task may drop one cancellation (3.11)
         with contextlib.suppress(Exception):  # never hangs: each step has a deadline
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await self.connector.disconnect()
@@ -204,7 +206,7 @@ class Bridge:
     def _follow_connector(self) -> None:
         connector = self.connector
         self._follow(connector.order_updates(capacity=STREAM_CAPACITY), self._on_order_update)
-        self._follow(connector.fills(capacity=STREAM_CAPACITY), self._to("fills"))
+        self._follow(connector.fills(capacity=STREAM_CAPACITY), self._on_fill)
         self._follow(connector.position_updates(STREAM_CAPACITY), self._on_position)
         self._follow(connector.connection_events(STREAM_CAPACITY), self._on_connection_event)
 
@@ -214,9 +216,23 @@ class Bridge:
             return lambda record: None
         return publisher.put
 
-    def _on_order_update(self, update: object) -> None:
+    def _on_fill(self, fill: Fill) -> None:
+        if fill.commission is None:  # its report may still come (an order update)
+            self._uncommissioned.add(fill.exec_id)
+        self._to("fills")(fill)
+
+    def _on_order_update(self, update: OrderUpdate) -> None:
         self._to("orders")(update)
         self._snapshot_dirty.set()
+        late = update.fill
+        if (
+            update.kind is UpdateKind.COMMISSION
+            and late is not None
+            and late.commission is not None
+            and late.exec_id in self._uncommissioned
+        ):  # the commission came after its fill went out: publish the fill with it
+            self._uncommissioned.discard(late.exec_id)
+            self._to("fills")(late)
 
     def _on_position(self, position: object) -> None:
         self._to("positions")(position)

@@ -10,7 +10,7 @@ from ibconn.core.logs import Category, get_logger
 from ibconn.core.streams import Subscription
 from ibconn.errors import StreamOverflowError
 
-__all__ = ["ServiceTasks", "cancel_and_wait"]
+__all__ = ["ServiceTasks", "cancel_all", "cancel_and_wait"]
 
 _T = TypeVar("_T")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import nats
 import pytest
-from helpers import PLACE_ORDER, fast, messages
+from helpers import PLACE_ORDER, dropping_one_cancellation, fast, messages
 
 from ibconn import ConnectionEvent, ConnectionState, ConnectorSettings, Fill, OrderStatus
 from ibconn.bridge.bridge import Bridge
@@ -319,3 +319,18 @@ async def test_cancel_modify_and_the_kill_switch_go_through_the_connector(
     reset = await command(nc, "kill_switch", {"reset": True}, key="ks-reset")
     assert reset.ok and reset.result["engaged"] is False
     assert (await command(nc, "cancel_all", {}, key="ca")).result == {"orders": []}
+
+
+async def test_a_bridge_stops_even_when_a_task_drops_its_cancellation(
+    gw: SimulatedGateway, nats_url: str
+) -> None:
+    started = asyncio.Event()
+    bridge = Bridge(bridge_settings(nats_url), ConnectorSettings(**fast(gw)))
+    await bridge.start()
+    task = bridge._spawn(dropping_one_cancellation(started))  # a snapshot write, say
+    await started.wait()
+    try:
+        await asyncio.wait_for(bridge.stop(), 10)
+    finally:
+        task.cancel()  # on a failure: let the stuck stop end
+    assert task.cancelled()

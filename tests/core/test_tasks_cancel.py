@@ -1,10 +1,12 @@
-"""ServiceTasks.cancel_running and cancel_and_wait (ibconn/core/tasks.py): tasks really end."""
+"""ServiceTasks.cancel_running, cancel_and_wait and cancel_all (ibconn/core/tasks.py): tasks
+really end."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+from helpers import dropping_one_cancellation
 
 from ibconn.core.tasks import ServiceTasks, cancel_all, cancel_and_wait
 
@@ -128,3 +130,12 @@ async def test_cancel_and_wait_ends_a_task_that_lost_its_cancellation() -> None:
     async with asyncio.timeout(5):
         await cancel_and_wait(task)
     assert task.cancelled() and stubborn.swallowed == 1
+
+
+async def test_cancel_all_ends_a_task_that_dropped_its_cancellation() -> None:
+    started = asyncio.Event()
+    task = asyncio.create_task(dropping_one_cancellation(started))
+    plain = asyncio.create_task(asyncio.sleep(10))
+    await started.wait()
+    await asyncio.wait_for(cancel_all([task, plain], again_after=0.01), 5)
+    assert task.cancelled() and plain.cancelled()
