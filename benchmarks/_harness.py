@@ -62,7 +62,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -379,6 +379,43 @@ async def run_child(script: Path, args: Sequence[str], timeout: float = 300) -> 
         raise RuntimeError(f"{script.name} {' '.join(args)} failed:\n{err.decode()[-3000:]}")
     result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
     return result
+
+
+async def interleaved_runs(
+    script: Path,
+    arms: Sequence[str],
+    repeats: int,
+    child_args: Sequence[str],
+    *,
+    timeout: float,
+    report: Callable[[str, dict[str, Any]], str],
+    first_client_id: int = 300,
+) -> dict[str, list[dict[str, Any]]]:
+    """Run every arm ``repeats`` times against one benchmark gateway, arms interleaved run
+    by run, each run a fresh ``script --child ARM`` process with its own client id.
+
+    ``child_args`` are passed to every run (after ``--port``, ``--control`` and
+    ``--client-id``); ``report(arm, result)`` is the progress line printed to stderr.
+    Returns the results per arm, in run order.
+    """
+    gw = await Gateway.start()
+    runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
+    client_id = first_client_id
+    try:
+        for repeat in range(repeats):
+            for arm in arms:
+                client_id += 1
+                child = [
+                    "--child", arm, "--port", str(gw.port), "--control", str(gw.control_port),
+                    "--client-id", str(client_id), *child_args,
+                ]  # fmt: skip
+                result = await run_child(script, child, timeout=timeout)
+                runs[arm].append(result)
+                line = f"run {repeat + 1}/{repeats} {report(arm, result)}"
+                print(line, file=sys.stderr, flush=True)
+    finally:
+        await gw.stop()
+    return runs
 
 
 def machine() -> dict[str, str]:

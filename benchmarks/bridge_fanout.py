@@ -3,15 +3,16 @@
 Usage::
 
     python benchmarks/bridge_fanout.py [--consumers 1,10,50] [--rate 2000] [--seconds 5]
-        [--warmup 1] [--workers 2] [--time-limit 600]
+        [--warmup 1] [--workers 2] [--shared] [--time-limit 600]
 
 Processes, all on 127.0.0.1: the gateway (``benchmarks/_harness.py serve``), a
 nats-server with JetStream (:class:`ibconn.bridge.natsd.NatsServer`), ``python -m
 ibconn bridge`` publishing AAPL's quotes, one **local** process (an ``IBConnector``
 on the same gateway, client id 2, reading ``connector.quotes("AAPL")``) and
 ``--workers`` **remote** worker processes among which the N remote consumers are
-spread as asyncio tasks, each its own ``RemoteConnector`` (its own NATS connection)
-reading ``remote.quotes("AAPL")``.
+spread as asyncio tasks, each its own ``RemoteConnector`` (its own NATS connection,
+or with ``--shared`` one NATS client per worker passed to every remote as
+``nats_client``) reading ``remote.quotes("AAPL")``.
 
 The gateway sends sequence-numbered AAPL updates (a tickPrice whose size is the
 sequence number) paced at ``--rate`` per second for ``--seconds``, to the bridge's and
@@ -72,6 +73,7 @@ async def _child(args: argparse.Namespace) -> None:
     recv: dict[str, array[float]] = {}
     tasks: list[asyncio.Task[None]] = []
     closers: list[Any] = []
+    client: Any = None  # --shared: the NATS client of this worker's remotes
 
     async def pump(name: str, stream: Any) -> None:
         times = recv[name]
@@ -98,8 +100,14 @@ async def _child(args: argparse.Namespace) -> None:
     else:
         from ibconn.bridge.remote import RemoteConnector  # noqa: PLC0415
 
+        if args.shared:
+            import nats  # noqa: PLC0415
+
+            client = await nats.connect(args.url)
         for name in args.names.split(","):
-            remote = RemoteConnector(url=args.url, name=name, subject_prefix=PREFIX)
+            remote = RemoteConnector(
+                url=args.url, name=name, subject_prefix=PREFIX, nats_client=client
+            )
             await remote.connect()
             closers.append(remote.close)
             recv[name] = array("d", bytes(8 * (count + 1)))
@@ -115,6 +123,8 @@ async def _child(args: argparse.Namespace) -> None:
     for close in closers:
         with contextlib.suppress(Exception):
             await close()
+    if client is not None:
+        await client.close()
     print(json.dumps({"names": sorted(recv)}), flush=True)
 
 
@@ -200,7 +210,8 @@ async def _run(args: argparse.Namespace, n: int, url: str, gw: Gateway, run: int
         *(
             _Proc.start(
                 f"remote worker {w}", str(SCRIPT), "--child", "--url", url,
-                "--names", ",".join(group), *common, ready="READY", timeout=120,
+                "--names", ",".join(group), *common, *(["--shared"] if args.shared else []),
+                ready="READY", timeout=120,
             )
             for w, group in enumerate(groups)
         )
@@ -275,9 +286,10 @@ async def _main(args: argparse.Namespace) -> None:
         await nats.close()
         await gw.stop()
     info = machine()
+    connections = "one NATS client per worker" if args.shared else "a NATS connection per remote"
     print(
         f"\nbridge fan-out, {args.rate:,.0f} quotes/s offered for {args.seconds:g} s "
-        f"(warm-up {args.warmup:g} s); {info['nproc']} cores, {info['cpu']}, "
+        f"(warm-up {args.warmup:g} s), {connections}; {info['nproc']} cores, {info['cpu']}, "
         f"Python {info['python']}, {info['date']}\n"
     )
     print(
@@ -302,6 +314,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--workers", type=int, default=2, help="remote worker processes")
+    parser.add_argument(
+        "--shared", action="store_true", help="the remotes of a worker share one NATS client"
+    )
     parser.add_argument("--time-limit", type=float, default=600.0)
     # child mode
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

@@ -46,6 +46,7 @@ from _harness import (
     Gateway,
     MeasurementError,
     hard_limit,
+    interleaved_runs,
     machine,
     median,
     run_child,
@@ -192,28 +193,17 @@ async def _main(args: argparse.Namespace) -> None:
     unknown = [arm for arm in arms if arm not in ARMS]
     if unknown:
         raise SystemExit(f"unknown arm(s) {', '.join(unknown)}; known: {', '.join(ARMS)}")
-    gw = await Gateway.start()
-    runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
-    client_id = 300
-    try:
-        for repeat in range(args.repeats):
-            for arm in arms:
-                client_id += 1
-                child = [
-                    "--child", arm, "--port", str(gw.port), "--control", str(gw.control_port),
-                    "--count", str(args.count), "--client-id", str(client_id),
-                    "--run-limit", str(args.run_limit),
-                ]  # fmt: skip
-                result = await run_child(SCRIPT, child, timeout=args.run_limit + 60)
-                runs[arm].append(result)
-                print(
-                    f"run {repeat + 1}/{args.repeats} {arm:9s} {result['rate']:>10,.0f} msg/s "
-                    f"cpu {result['cpu_us_per_msg']:.2f} us/msg renders {result['renders']}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-    finally:
-        await gw.stop()
+    runs = await interleaved_runs(
+        SCRIPT,
+        arms,
+        args.repeats,
+        ["--count", str(args.count), "--run-limit", str(args.run_limit)],
+        timeout=args.run_limit + 60,
+        report=lambda arm, result: (
+            f"{arm:9s} {result['rate']:>10,.0f} msg/s "
+            f"cpu {result['cpu_us_per_msg']:.2f} us/msg renders {result['renders']}"
+        ),
+    )
     med = {arm: median([r["rate"] for r in runs[arm]]) for arm in arms}
     rows = []
     for arm in arms:

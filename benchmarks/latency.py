@@ -38,9 +38,9 @@ from _harness import (
     MeasurementError,
     fail_on_disconnect,
     hard_limit,
+    interleaved_runs,
     machine,
     median,
-    run_child,
     table,
 )
 
@@ -159,30 +159,20 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _main(args: argparse.Namespace) -> None:
-    gw = await Gateway.start()
-    runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
-    client_id = 200
-    try:
-        for repeat in range(args.repeats):
-            for arm in ARMS:
-                client_id += 1
-                child = [
-                    "--child", arm, "--port", str(gw.port), "--control", str(gw.control_port),
-                    "--client-id", str(client_id), "--rate", str(args.rate),
-                    "--seconds", str(args.seconds), "--warmup", str(args.warmup),
-                ]  # fmt: skip
-                result = await run_child(SCRIPT, child)
-                runs[arm].append(result)
-                print(
-                    f"run {repeat + 1}/{args.repeats} {arm:8s} p50 {result['p50']:7.0f} us "
-                    f"p99 {result['p99']:7.0f} us max {result['max']:7.0f} us "
-                    f"({result['samples']:,} samples, {result['missing']} missing, "
-                    f"offered {result['offered']:,.0f}/s in {result['writes']:,} writes)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-    finally:
-        await gw.stop()
+    runs = await interleaved_runs(
+        SCRIPT,
+        ARMS,
+        args.repeats,
+        ["--rate", str(args.rate), "--seconds", str(args.seconds), "--warmup", str(args.warmup)],
+        timeout=300,
+        report=lambda arm, result: (
+            f"{arm:8s} p50 {result['p50']:7.0f} us p99 {result['p99']:7.0f} us "
+            f"max {result['max']:7.0f} us ({result['samples']:,} samples, "
+            f"{result['missing']} missing, offered {result['offered']:,.0f}/s in "
+            f"{result['writes']:,} writes)"
+        ),
+        first_client_id=200,
+    )
     rows = []
     for arm in ARMS:
         r = runs[arm]

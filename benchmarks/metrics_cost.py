@@ -43,7 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import Gateway, MeasurementError, hard_limit, machine, median, run_child, table
+from _harness import Gateway, MeasurementError, hard_limit, interleaved_runs, machine, median, table
 
 SCRIPT = Path(__file__).resolve()
 SYMBOL = "AAPL"
@@ -191,29 +191,17 @@ async def _main(args: argparse.Namespace) -> None:
     unknown = [arm for arm in arms if arm not in LABELS]
     if unknown:
         raise SystemExit(f"unknown arm(s) {', '.join(unknown)}; known: {', '.join(LABELS)}")
-    gw = await Gateway.start()
-    runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
-    client_id = 300
-    try:
-        for repeat in range(args.repeats):
-            for arm in arms:
-                client_id += 1
-                child = [
-                    "--child", arm, "--port", str(gw.port), "--control", str(gw.control_port),
-                    "--count", str(args.count), "--client-id", str(client_id),
-                    "--run-limit", str(args.run_limit),
-                ]  # fmt: skip
-                result = await run_child(SCRIPT, child, timeout=args.run_limit + 60)
-                runs[arm].append(result)
-                print(
-                    f"run {repeat + 1}/{args.repeats} {arm:12s} {result['rate']:>11,.0f} "
-                    f"updates/s cpu {result['cpu_us']:.2f} us/update "
-                    f"scrapes {result['scrapes']} slowest {result['slowest_scrape'] * 1000:.1f} ms",
-                    file=sys.stderr,
-                    flush=True,
-                )
-    finally:
-        await gw.stop()
+    runs = await interleaved_runs(
+        SCRIPT,
+        arms,
+        args.repeats,
+        ["--count", str(args.count), "--run-limit", str(args.run_limit)],
+        timeout=args.run_limit + 60,
+        report=lambda arm, result: (
+            f"{arm:12s} {result['rate']:>11,.0f} updates/s cpu {result['cpu_us']:.2f} us/update "
+            f"scrapes {result['scrapes']} slowest {result['slowest_scrape'] * 1000:.1f} ms"
+        ),
+    )
     base = median([r["rate"] for r in runs.get("plain", [])]) if "plain" in runs else None
     rows = []
     for arm in arms:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -116,3 +117,13 @@ async def refused(call: Awaitable[object]) -> RiskRejectedError:
 def sim_order(gw: SimulatedGateway, order_ref: str) -> Any:
     """The gateway's order with ``order_ref``."""
     return next(o for o in gw.orders if o.order_ref == order_ref)
+
+
+async def dropping_one_cancellation(started: asyncio.Event) -> None:
+    """A loop that drops its first cancellation, as Python 3.11's ``wait_for`` does when the
+    awaited reply arrives as it is cancelled, and then waits for more work."""
+    started.set()
+    # the reply came at the same moment as the cancellation: the cancellation is lost
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(10)  # a request under way
+    await asyncio.Event().wait()  # back to waiting for the next piece of work

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from ibconn.bridge.commands import CommandHandler
-from ibconn.bridge.nats_link import connect_nats, ensure_jetstream
+from ibconn.bridge.nats_link import connect_nats, ensure_jetstream, flush_through
 from ibconn.bridge.protocol import (
     STREAMS,
     Envelope,
@@ -38,6 +38,9 @@ from ibconn.config.settings import ConnectorSettings
 from ibconn.connection.session import ConnectionState
 from ibconn.connector import IBConnector
 from ibconn.core.log_categories import get_logger
+from ibconn.core.tasks import cancel_all
+from ibconn.orders.enums import UpdateKind
+from ibconn.orders.models import Fill, OrderUpdate
 from ibconn.positions.models import AccountPnL
 
 __all__ = ["Bridge"]
@@ -84,6 +87,7 @@ class Bridge:
         self._generation: int | None = None
         self.snapshots_written = 0
         self.republished = 0
+        self._uncommissioned: set[str] = set()  # fills published before their commission
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -138,7 +142,7 @@ class Bridge:
             await self._nc.subscribe(
                 f"{self.names.prefix}.cmd.*", queue="ibconn-bridge", cb=self._on_command
             )
-            await self._nc.flush()  # the server knows the subscription before start() returns
+            await flush_through(self._nc)  # the server knows the subscription before start returns
             self._spawn(self._heartbeats())
             self._spawn(self._snapshots())
         except BaseException:
@@ -167,10 +171,7 @@ class Bridge:
     async def _stop(self) -> None:
         if self._nc is not None and self._nc.is_connected:  # one deadline for every stream
             await asyncio.gather(*(p.wait_idle(DRAIN_TIMEOUT) for p in self.publishers.values()))
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(list(self._tasks))  # a task may drop one cancellation (3.11)
         with contextlib.suppress(Exception):  # never hangs: each step has a deadline
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await self.connector.disconnect()
@@ -205,7 +206,7 @@ class Bridge:
     def _follow_connector(self) -> None:
         connector = self.connector
         self._follow(connector.order_updates(capacity=STREAM_CAPACITY), self._on_order_update)
-        self._follow(connector.fills(capacity=STREAM_CAPACITY), self._to("fills"))
+        self._follow(connector.fills(capacity=STREAM_CAPACITY), self._on_fill)
         self._follow(connector.position_updates(STREAM_CAPACITY), self._on_position)
         self._follow(connector.connection_events(STREAM_CAPACITY), self._on_connection_event)
 
@@ -215,9 +216,23 @@ class Bridge:
             return lambda record: None
         return publisher.put
 
-    def _on_order_update(self, update: object) -> None:
+    def _on_fill(self, fill: Fill) -> None:
+        if fill.commission is None:  # its report may still come (an order update)
+            self._uncommissioned.add(fill.exec_id)
+        self._to("fills")(fill)
+
+    def _on_order_update(self, update: OrderUpdate) -> None:
         self._to("orders")(update)
         self._snapshot_dirty.set()
+        late = update.fill
+        if (
+            update.kind is UpdateKind.COMMISSION
+            and late is not None
+            and late.commission is not None
+            and late.exec_id in self._uncommissioned
+        ):  # the commission came after its fill went out: publish the fill with it
+            self._uncommissioned.discard(late.exec_id)
+            self._to("fills")(late)
 
     def _on_position(self, position: object) -> None:
         self._to("positions")(position)

@@ -17,7 +17,13 @@ from ibconn.bridge.protocol import Names
 from ibconn.bridge.settings import BridgeSettings
 from ibconn.errors import ConfigError, ConnectError, MissingDependencyError
 
-__all__ = ["SHORT_DUPLICATE_WINDOW", "connect_nats", "ensure_jetstream", "require_nats"]
+__all__ = [
+    "SHORT_DUPLICATE_WINDOW",
+    "connect_nats",
+    "ensure_jetstream",
+    "flush_through",
+    "require_nats",
+]
 
 CONNECT_TIMEOUT = 5.0
 """Seconds the first connect to each NATS server may take before the bridge gives up."""
@@ -116,6 +122,19 @@ async def connect_nats(
         ) from exc
     except Exception as exc:  # nats-py raises several types, and OSError
         raise ConnectError(f"cannot connect to NATS at {settings.url}: {exc!r}") from exc
+
+
+async def flush_through(nc: Any, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Return once the server has processed everything ``nc`` sent so far (its SUBs above all).
+
+    nats-py's ``flush()`` writes its PING straight to the socket, ahead of the commands
+    still queued for its flusher task, so its PONG can come back before a SUB just made
+    has reached the server (another client's request then gets "no responders"). Those
+    commands are written before that PONG is read (the flusher task runs before the loop
+    polls the socket again), so a second PING follows them and its PONG proves them done.
+    """
+    await nc.flush(timeout=timeout)
+    await nc.flush(timeout=timeout)
 
 
 async def ensure_jetstream(js: Any, settings: BridgeSettings, names: Names) -> dict[str, Any]:

@@ -5,9 +5,11 @@ conflating market data publisher.
 the connector never waits on NATS) and published one at a time, in order, each awaited
 until JetStream acknowledges it. A publish that fails (NATS down, a timeout) is retried
 with the same body every ``publish_retry_interval``: nothing is dropped or reordered.
-Every message carries ``Nats-Msg-Id``: the exec id for a fill (so a republished fill is
-absorbed inside ``fill_dedupe_window``), ``<epoch>:<stream>:<seq>`` otherwise (so a retry
-whose first attempt was stored is absorbed). The seq of a message is the last stored seq
+Every message carries ``Nats-Msg-Id``: for a fill its exec id, or ``<exec id>:commission``
+once the fill carries its commission (:func:`fill_message_id`: a republished fill is
+absorbed inside ``fill_dedupe_window``, and a commission that came after its fill is
+stored once), ``<epoch>:<stream>:<seq>`` otherwise (so a retry whose first attempt was
+stored is absorbed). The seq of a message is the last stored seq
 plus one and is used up only when JetStream stored it: a fill absorbed as a duplicate of
 an earlier one leaves no gap. When a retried fill comes back as a duplicate, the stored
 message is read back to tell "our own earlier attempt" (the seq is used) from "an older
@@ -119,7 +121,9 @@ class StreamPublisher:
         )
         payload = envelope.encode()
         msg_id = (
-            record.exec_id if isinstance(record, Fill) else f"{self._epoch}:{self.stream}:{seq}"
+            fill_message_id(record)
+            if isinstance(record, Fill)
+            else f"{self._epoch}:{self.stream}:{seq}"
         )
         subject = self._names.subject_of(record)
         attempts = 0
@@ -159,6 +163,16 @@ class StreamPublisher:
         except Exception:  # a gap is safe, a reused seq is not
             return True
         return envelope.epoch == self._epoch and envelope.seq == seq
+
+
+def fill_message_id(fill: Fill) -> str:
+    """The ``Nats-Msg-Id`` of a fill: its exec id, ``<exec id>:commission`` with a commission.
+
+    JetStream stores each once: a fill published again (a reconnect, a bridge restart) is
+    absorbed, and a fill published without its commission and again with it (the report
+    came after the fill went out) is stored twice, the second time carrying the commission.
+    """
+    return fill.exec_id if fill.commission is None else f"{fill.exec_id}:commission"
 
 
 class MarketDataPublisher:

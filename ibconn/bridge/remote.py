@@ -45,11 +45,13 @@ _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 @dataclass(frozen=True, slots=True)
 class RemoteStatistics:
-    """What a remote received and skipped: fills delivered and duplicates dropped, resyncs
+    """What a remote received and skipped: fills delivered, duplicates dropped and late
+    commissions delivered (``fill_commissions``), resyncs
     of orders and positions, messages skipped by reason, commands sent."""
 
     fills_delivered: int
     fill_duplicates: int
+    fill_commissions: int
     resyncs: Mapping[str, int]
     skipped: Mapping[str, int]
     commands: int
@@ -75,6 +77,9 @@ class RemoteConnector(RemoteOrderMethods):
     stopped). ``fills_from`` is ``"new"`` (a new name starts with the fills
     published from its first start) or ``"all"`` (every fill the stream keeps).
     Other keywords go to ``nats.connect`` (``user_credentials``, ``tls``, ...).
+    ``nats_client`` is a connected nats-py client to use instead (``url`` and the
+    options are then unused, and :meth:`close` leaves it open): remotes of one process
+    on one client share one subscription per market data subject.
     """
 
     def __init__(
@@ -88,6 +93,7 @@ class RemoteConnector(RemoteOrderMethods):
         heartbeat_timeout: float = 3.0,
         fills_from: str = "new",
         retry_delay: float = 0.5,
+        nats_client: Any = None,
         **nats_options: Any,
     ) -> None:
         if not isinstance(name, str) or not _NAME.match(name):
@@ -104,6 +110,7 @@ class RemoteConnector(RemoteOrderMethods):
         self._capacity = capacity_arg("capacity", capacity) or 1024
         self._command_timeout = timeout_arg("command_timeout", command_timeout) or 10.0
         self._nats_options = nats_options
+        self._client = nats_client
         self._nc: Any = None
         self._feeds = RemoteFeeds(
             prefix=subject_prefix,
@@ -121,12 +128,17 @@ class RemoteConnector(RemoteOrderMethods):
     async def connect(self) -> None:
         """Connect to NATS and start following the bridge (its consumers and snapshot)."""
         nats = _import_nats()
-        servers = [self._url] if isinstance(self._url, str) else list(self._url)
-        options = {"name": f"ibconn-remote-{self._name}", **self._nats_options}
-        try:
-            self._nc = await nats.connect(servers=servers, **options)
-        except Exception as exc:
-            raise ConnectError(f"could not connect to NATS at {servers}: {exc}") from exc
+        if self._client is not None:
+            if not self._client.is_connected:
+                raise ConnectError("nats_client is not connected: connect it first")
+            self._nc = self._client
+        else:
+            servers = [self._url] if isinstance(self._url, str) else list(self._url)
+            options = {"name": f"ibconn-remote-{self._name}", **self._nats_options}
+            try:
+                self._nc = await nats.connect(servers=servers, **options)
+            except Exception as exc:
+                raise ConnectError(f"could not connect to NATS at {servers}: {exc}") from exc
         self._commands = CommandClient(self._request, self._prefix, self._command_timeout)
         try:
             await self._feeds.start(self._nc)
@@ -135,14 +147,16 @@ class RemoteConnector(RemoteOrderMethods):
             raise
 
     async def close(self) -> None:
-        """Stop following the bridge and close the NATS connection; iterators end."""
+        """Stop following the bridge and close the NATS connection (not a ``nats_client``
+        passed in); iterators end."""
         await self._feeds.stop()
         nc, self._nc = self._nc, None
         if nc is not None:
             with contextlib.suppress(Exception):
                 await nc.flush(timeout=2)  # the acknowledgements
-            with contextlib.suppress(Exception):
-                await nc.close()
+            if nc is not self._client:
+                with contextlib.suppress(Exception):
+                    await nc.close()
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -252,6 +266,7 @@ class RemoteConnector(RemoteOrderMethods):
         return RemoteStatistics(
             fills_delivered=fills.delivered if fills is not None else 0,
             fill_duplicates=fills.duplicates if fills is not None else 0,
+            fill_commissions=fills.commissions if fills is not None else 0,
             resyncs={
                 "orders": feeds.orders.view.resyncs,
                 "positions": feeds.positions.view.resyncs,

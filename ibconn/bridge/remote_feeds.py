@@ -17,7 +17,9 @@ from dataclasses import replace
 from typing import Any
 
 from ibconn.bridge import protocol
+from ibconn.bridge.nats_link import flush_through
 from ibconn.bridge.remote_heartbeat import BridgeLost, BridgeRestored, HeartbeatWatch
+from ibconn.bridge.remote_market import MarketFeed, MarketHub, RawMessage
 from ibconn.bridge.remote_state import SequencedView
 from ibconn.bridge.remote_streams import (
     Fanout,
@@ -30,6 +32,7 @@ from ibconn.bridge.remote_streams import (
 from ibconn.bridge.remote_streams import open_record as _open_record
 from ibconn.connection.session import ConnectionEvent
 from ibconn.core.streams import OverflowPolicy, Subscription
+from ibconn.core.tasks import cancel_all
 from ibconn.errors import ConnectError
 from ibconn.orders.models import OrderSnapshot, OrderUpdate
 from ibconn.positions.models import Position
@@ -37,12 +40,6 @@ from ibconn.positions.models import Position
 __all__ = ["RemoteFeeds"]
 
 log = logging.getLogger("ibconn.bridge.remote")
-
-_MARKET_POLICY = {
-    "quote": OverflowPolicy.CONFLATE,
-    "trade": OverflowPolicy.DROP_OLDEST,
-    "bar": OverflowPolicy.RAISE,
-}
 
 ConnectionItem = ConnectionEvent | BridgeLost | BridgeRestored
 
@@ -127,7 +124,7 @@ class RemoteFeeds:
             key_of=lambda p: (p.account, p.con_id),
             read_snapshot=lambda: self._read_key("positions"),
         )
-        self._market: dict[str, dict[str, Fanout[Any]]] = {}
+        self._market: dict[str, MarketFeed] = {}
         self._symbols: dict[str, str] = {}  # token -> the symbol asked for
         self.subscribe_errors: dict[str, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -136,6 +133,7 @@ class RemoteFeeds:
         self._js: Any = None
         self._kv: Any = None
         self._behind: dict[str, int] = {}
+        self._hub_members: list[tuple[MarketHub, str, Callable[[RawMessage], None]]] = []
 
     # -- start and stop ----------------------------------------------------------
 
@@ -194,28 +192,26 @@ class RemoteFeeds:
         )
         self.spawn(self.fill_consumer.run())
         self.spawn(self._watchdog())
-        await nc.flush()  # every subscription is in place at the server
+        await flush_through(nc)  # every subscription is in place at the server
 
     async def stop(self) -> None:
         """Cancel every task, unsubscribe, end every iterator."""
         tasks, self._tasks = list(self._tasks), set()
-        # nats-py may swallow a cancellation (a request that ends as it is cancelled):
-        # cancel again until every task has ended
-        while pending := [t for t in tasks if not t.done()]:
-            for task in pending:
-                task.cancel()
-            await asyncio.wait(pending, timeout=0.1)
+        await cancel_all(tasks)  # nats-py may drop a cancellation: cancelled until ended
         if self.fill_consumer is not None:
             await self.fill_consumer.close()
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         self._subs = []
+        members, self._hub_members = self._hub_members, []
+        for hub, subject, member in members:
+            with contextlib.suppress(Exception):
+                await hub.leave(subject, member)
         for fanout in (self.fills, self.orders_fanout, self.positions_fanout, self.connection):
             fanout.close()
-        for kinds in self._market.values():
-            for fanout in kinds.values():
-                fanout.close()
+        for feed in self._market.values():
+            feed.close()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` as one of the remote's tasks (cancelled by :meth:`stop`)."""
@@ -301,34 +297,31 @@ class RemoteFeeds:
     ) -> tuple[Subscription[Any], bool]:
         """A subscription to ``kind`` of ``symbol``, and whether the symbol is new here."""
         token = protocol.symbol_token(symbol)
-        kinds = self._market.get(token)
-        new = kinds is None
-        if kinds is None:
-            kinds = {
-                k: Fanout(f"remote.{k}s:{symbol}", self._capacity, policy)
-                for k, policy in _MARKET_POLICY.items()
-            }
-            self._market[token] = kinds
+        feed = self._market.get(token)
+        new = feed is None
+        if feed is None:
+            feed = MarketFeed(symbol, self._capacity, self.skips.skipped)
+            self._market[token] = feed
             self._symbols[token] = symbol
             self.spawn(self._subscribe_market(token))
-        return kinds[kind].subscribe(capacity), new
+        return feed.subscribe(kind, capacity), new
 
     def market_symbols(self) -> list[str]:
         """The symbols this remote follows (subscribed again after a bridge restart)."""
         return list(self._symbols.values())
 
     async def _subscribe_market(self, token: str) -> None:
-        kinds = self._market[token]
-        every = frozenset(_MARKET_POLICY)
+        take = self._market[token].take
+        skips = self.skips
 
-        def take(payload: bytes) -> None:
-            opened = _open_record(payload, self.skips, every)
-            if opened is not None:
-                kinds[opened[0].kind].publish(opened[1])
+        def member(raw: RawMessage) -> None:
+            if not take(raw):
+                skips.count("unexpected", f"market data kind {raw.kind!r}")
 
-        self._subs.append(
-            await self._nc.subscribe(f"{self._prefix}.md.{token}.*", cb=_callback(take))
-        )
+        subject = f"{self._prefix}.md.{token}.*"
+        hub = MarketHub.of(self._nc)
+        self._hub_members.append((hub, subject, member))
+        await hub.join(subject, member)
 
 
 def _callback(take: Callable[[bytes], None]) -> Callable[[Any], Awaitable[None]]:

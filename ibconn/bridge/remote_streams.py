@@ -20,8 +20,9 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from datetime import UTC
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from ibconn.bridge import protocol
 from ibconn.bridge.remote_state import ExecIdSet, SequencedView, Snapshot
@@ -29,7 +30,15 @@ from ibconn.core.stream_queue import QueueSubscription
 from ibconn.core.streams import Broadcast, OverflowPolicy, Subscription
 from ibconn.orders.models import Fill
 
-__all__ = ["FillConsumer", "SequencedFeed", "Skips", "open_envelope"]
+__all__ = [
+    "FillConsumer",
+    "SequencedFeed",
+    "Skipped",
+    "Skips",
+    "open_envelope",
+    "open_record",
+    "read_record",
+]
 
 log = logging.getLogger("ibconn.bridge.remote")
 
@@ -49,41 +58,67 @@ class Skips:
         self.counts[reason] = self.counts.get(reason, 0) + 1
         log.warning("bridge message skipped (%s) %s", reason, detail[:200])
 
+    def skipped(self, skipped: Skipped) -> None:
+        """Count one skipped message by its reason."""
+        self.count(skipped.reason, skipped.detail)
+
     @property
     def total(self) -> int:
         """Every message skipped."""
         return sum(self.counts.values())
 
 
-def open_envelope(payload: bytes, skips: Skips, kinds: frozenset[str]) -> Any | None:
-    """The envelope in ``payload`` when it is one of ``kinds``, else ``None`` (counted in
-    ``skips`` by reason: ``format``, ``version``, ``kind``, or ``unexpected`` for a known
-    kind on the wrong subject)."""
+class Skipped(NamedTuple):
+    """Why a message is skipped: ``reason`` (``format``, ``version``, ``kind``,
+    ``unexpected``) and what it was."""
+
+    reason: str
+    detail: str
+
+
+def read_envelope(payload: bytes, kinds: frozenset[str]) -> Any:
+    """The envelope in ``payload`` when it is one of ``kinds``, else why it is skipped
+    (:class:`Skipped`: ``unexpected`` is a known kind on the wrong subject)."""
     try:
         envelope = protocol.Envelope.decode(payload)
     except protocol.BadMessageError as exc:
-        skips.count(exc.reason, f"{exc}: {payload[:120]!r}")
-        return None
+        return Skipped(exc.reason, f"{exc}: {payload[:120]!r}")
     except Exception as exc:
-        skips.count("format", f"{exc}: {payload[:120]!r}")
-        return None
+        return Skipped("format", f"{exc}: {payload[:120]!r}")
     if envelope.kind not in kinds:
-        skips.count("unexpected", f"kind={envelope.kind!r}")
+        return Skipped("unexpected", f"kind={envelope.kind!r}")
+    return envelope
+
+
+def read_record(payload: bytes, kinds: frozenset[str]) -> tuple[Any, Any] | Skipped:
+    """``(envelope, record)`` of ``payload``, or why it is skipped."""
+    envelope = read_envelope(payload, kinds)
+    if isinstance(envelope, Skipped):
+        return envelope
+    try:
+        record = protocol.from_wire(envelope.kind, envelope.data)
+    except Exception as exc:
+        return Skipped("format", f"{envelope.kind}: {exc}")
+    return envelope, record
+
+
+def open_envelope(payload: bytes, skips: Skips, kinds: frozenset[str]) -> Any | None:
+    """The envelope in ``payload`` when it is one of ``kinds``, else ``None`` (counted in
+    ``skips``, see :func:`read_envelope`)."""
+    envelope = read_envelope(payload, kinds)
+    if isinstance(envelope, Skipped):
+        skips.skipped(envelope)
         return None
     return envelope
 
 
 def open_record(payload: bytes, skips: Skips, kinds: frozenset[str]) -> tuple[Any, Any] | None:
-    """``(envelope, record)`` of ``payload``, or ``None`` when it is skipped."""
-    envelope = open_envelope(payload, skips, kinds)
-    if envelope is None:
+    """``(envelope, record)`` of ``payload``, or ``None`` when it is skipped (counted)."""
+    opened = read_record(payload, kinds)
+    if isinstance(opened, Skipped):
+        skips.skipped(opened)
         return None
-    try:
-        record = protocol.from_wire(envelope.kind, envelope.data)
-    except Exception as exc:
-        skips.count("format", f"{envelope.kind}: {exc}")
-        return None
-    return envelope, record
+    return opened
 
 
 class Fanout(Generic[T]):
@@ -220,12 +255,14 @@ class FillConsumer:
         self._fanout = fanout
         self._skips = skips
         self._seen = ExecIdSet()
+        self._commissioned = ExecIdSet()  # exec ids delivered with their commission
         self._fetch_timeout = fetch_timeout
         self._ack_poll = ack_poll
         self._retry_delay = retry_delay
         self._unacked: deque[tuple[int, Any]] = deque()  # (published count it needs read, msg)
         self.delivered = 0
         self.duplicates = 0
+        self.commissions = 0
         self.errors = 0
 
     async def run(self) -> None:
@@ -298,15 +335,26 @@ class FillConsumer:
             self._unacked.popleft()
 
     def take(self, payload: bytes) -> None:
-        """Hand one message's fill to the iterators unless it is a duplicate or skipped."""
+        """Hand one message's fill to the iterators unless it is a duplicate or skipped.
+
+        A fill already delivered without its commission comes again once with it, as a
+        correction of itself (``corrects`` = its own exec id).
+        """
         opened = open_record(payload, self._skips, frozenset({"fill"}))
         if opened is None:
             return
         fill: Fill = opened[1]
-        if not self._seen.add(fill.exec_id, fill.time.astimezone(UTC).date()):
+        day = fill.time.astimezone(UTC).date()
+        if self._seen.add(fill.exec_id, day):
+            self.delivered += 1
+        elif fill.commission is not None and fill.exec_id not in self._commissioned:
+            self.commissions += 1
+            fill = replace(fill, corrects=fill.exec_id)
+        else:
             self.duplicates += 1
             return
-        self.delivered += 1
+        if fill.commission is not None:
+            self._commissioned.add(fill.exec_id, day)
         self._fanout.publish(fill)
 
 

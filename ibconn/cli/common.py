@@ -34,6 +34,7 @@ __all__ = [
     "add_command",
     "confirm",
     "connected",
+    "listen_port",
     "load_settings",
     "one_line",
     "port_number",
@@ -100,12 +101,22 @@ class Parser(argparse.ArgumentParser):
 
 def port_number(text: str) -> int:
     """An argparse type: a TCP port, 1..65535."""
+    return _port(text, low=1)
+
+
+def listen_port(text: str) -> int:
+    """An argparse type: a port to listen on, 0..65535 (0 = a free port)."""
+    return _port(text, low=0)
+
+
+def _port(text: str, *, low: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"port must be a whole number, not {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 1..65535, not {value}")
+    if not low <= value <= 65535:
+        free = " (0 = a free port)" if low == 0 else ""
+        raise argparse.ArgumentTypeError(f"port must be {low}..65535{free}, not {value}")
     return value
 
 

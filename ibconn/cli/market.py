@@ -24,6 +24,7 @@ from ibconn.cli.common import (
 )
 from ibconn.cli.output import cell, print_json, print_table
 from ibconn.connector import IBConnector
+from ibconn.core.tasks import cancel_all
 from ibconn.market_data.bars import HISTORICAL_BAR_SIZES, STREAM_BAR_SIZES
 from ibconn.market_data.models import Bar, Quote
 
@@ -148,9 +149,7 @@ async def _merged(streams: Sequence[Any]) -> AsyncGenerator[Any, None]:
                 raise error
             yield item
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(tasks)
 
 
 async def _resolve_all(connector: IBConnector, symbols: Sequence[str]) -> None:

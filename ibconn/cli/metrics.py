@@ -14,7 +14,14 @@ import contextlib
 import signal
 from typing import Any
 
-from ibconn.cli.common import add_command, connected, load_settings, positive_float, run
+from ibconn.cli.common import (
+    add_command,
+    connected,
+    listen_port,
+    load_settings,
+    positive_float,
+    run,
+)
 from ibconn.cli.output import print_json
 
 __all__ = ["add_metrics_arguments", "add_metrics_parser"]
@@ -27,16 +34,6 @@ setting (IBCONN_METRICS__SYMBOLS=AAPL,MSFT or the --config file).
 """
 
 
-def _metrics_port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"port must be a whole number, not {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0..65535 (0 = a free port), not {value}")
-    return value
-
-
 def add_metrics_arguments(parser: argparse.ArgumentParser, *, default_port: int | None) -> None:
     """Add ``--metrics-port`` and ``--metrics-host`` (``default_port=None``: serve nothing
     unless a port is given, as ``ibconn dashboard`` does)."""
@@ -46,7 +43,7 @@ def add_metrics_arguments(parser: argparse.ArgumentParser, *, default_port: int 
     )
     parser.add_argument(
         "--metrics-port",
-        type=_metrics_port,
+        type=listen_port,
         default=default_port,
         metavar="PORT",
         help=port_help,

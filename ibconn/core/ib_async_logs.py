@@ -87,9 +87,10 @@ RULES: tuple[Rule, ...] = (
     _rule("ib", "connectAsync", "connection", _ALL, starts="API connection failed"),
     _rule("ib", "connectAsync disconnect", "connection", _INFO),
     # order objects dumped on every change: the orders category logs them (the audit tap)
+    # (order_status: ibconn.wire.ib_compat's orderStatus, logging as ib_async.wrapper)
     _rule(
         "wrapper",
-        "openOrder orderStatus execDetails commissionReport completedOrder error",
+        "openOrder orderStatus order_status execDetails commissionReport completedOrder error",
         "orders",
         _ALL,
     ),

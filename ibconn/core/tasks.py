@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from ibconn.core.logs import Category, get_logger
 from ibconn.core.streams import Subscription
 from ibconn.errors import StreamOverflowError
 
-__all__ = ["ServiceTasks", "cancel_and_wait"]
+__all__ = ["ServiceTasks", "cancel_all", "cancel_and_wait"]
 
 _T = TypeVar("_T")
 
@@ -106,22 +106,39 @@ class ServiceTasks:
             )
 
 
-async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
-    """Cancel ``task`` and wait for it to end, without swallowing our own cancellation.
+AGAIN_AFTER = 1.0
+"""Seconds after which :func:`cancel_all` cancels a task that is still running again."""
 
-    Whatever the task itself raised is of no interest here; but if the task
-    running this code is being cancelled meanwhile, that cancellation must go on.
+
+async def cancel_all(
+    tasks: Iterable[asyncio.Task[Any]], *, again_after: float = AGAIN_AFTER
+) -> None:
+    """Cancel every task and wait until all have ended (their results and errors are dropped).
+
+    A task still running ``again_after`` seconds after its cancellation is cancelled
+    again: on Python 3.11, ``asyncio.wait_for`` (which ib_async and nats-py use) drops a
+    cancellation that lands as the awaited operation completes, and a task looping
+    around it would then wait for ever. A cancellation of the task running this code
+    still goes on (it is not swallowed).
     """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        done, pending = await asyncio.wait(pending, timeout=again_after)
+        for task in done:
+            if not task.cancelled():
+                task.exception()  # retrieved: whatever it was, the task is over
+
+
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait for it to end (see :func:`cancel_all`), without swallowing
+    our own cancellation; a failure of the task itself is logged at DEBUG."""
     if task.done():
         return
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise
-    except Exception as exc:  # the task's own failure; it is ending either way
+    await cancel_all([task])
+    exc = None if task.cancelled() else task.exception()
+    if exc is not None:  # the task's own failure; it ended either way
         get_logger("connection").debug(
             "task {} ended with {!r} while cancelled", task.get_name(), exc
         )

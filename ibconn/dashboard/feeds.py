@@ -10,11 +10,11 @@ opened again and the state it carries is read afresh from the connector. A probe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from ibconn.core.tasks import cancel_all
 from ibconn.dashboard.model import DashboardModel
 from ibconn.dashboard.ports import DashboardSource, DashboardStream
 from ibconn.errors import IBConnError, StreamOverflowError
@@ -73,11 +73,7 @@ class DashboardFeeds:
     async def aclose(self) -> None:
         """Stop every consumer and close its stream."""
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(tasks)
 
     def _seed_positions(self) -> None:
         for position in self._source.positions(include_flat=True):

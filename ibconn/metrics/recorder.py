@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from ibconn.connection.session import ConnectionEvent, ConnectionState
 from ibconn.core.alerts import Alert
 from ibconn.core.subscription import Subscription
+from ibconn.core.tasks import cancel_all
 from ibconn.errors import StreamOverflowError
 from ibconn.metrics.ports import MetricsSource
 from ibconn.orders.enums import OrderStatus, UpdateKind
@@ -193,10 +194,7 @@ class StreamRecorder:
     async def close(self) -> None:
         """Stop following the streams."""
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        await cancel_all(tasks)
 
 
 async def _batches(sub: Subscription[T]) -> AsyncIterator[list[T]]:

@@ -68,8 +68,10 @@ class OrderChecks:
         increments = self._rules.cached(rule_ids[0]) if rule_ids else ()
         if increments is None:
             increments = await self._rules.for_contract(resolved)
-        quote = self._quote(resolved) if quote_check else None
-        if quote_check and snapshot and needs_quote(spec) and quote_reference(spec, quote) is None:
+        # only a trigger price is checked against the market: no quote read for the others
+        trigger = quote_check and needs_quote(spec)
+        quote = self._quote(resolved) if trigger else None
+        if trigger and snapshot and quote_reference(spec, quote) is None:
             quote = await self._snapshot_quote(spec, resolved)
         checked = validate_order(spec, resolved, increments, quote)
         if self.pre_trade is not None and self.pre_trade.needs_prepare(checked, resolved):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import functools
 import logging
 from collections import deque
 from typing import Any, Final
@@ -30,6 +31,7 @@ from ib_async.client import Client
 from ib_async.wrapper import Wrapper
 
 from ibconn.errors import ConfigError
+from ibconn.wire.order_text import OrderTexts
 
 __all__ = [
     "CLIENT_FIELDS",
@@ -38,9 +40,12 @@ __all__ = [
     "check_ib_async",
     "end_request",
     "fast_receive_supported",
+    "install_order_status",
     "messages_received",
     "missing_client_fields",
     "new_order",
+    "order_status",
+    "order_texts",
     "outgoing_queue",
     "pending_requests",
     "place_new_order",
@@ -146,6 +151,13 @@ def messages_received(ib: IB) -> int:
 
 
 _ib_log = logging.getLogger("ib_async.ib")  # the logger ib_async's IB writes to
+_ORDER_TEXTS_ATTR: Final = "_ibconn_order_texts"
+
+
+def order_texts(ib: IB) -> OrderTexts | None:
+    """The placeOrder templates of ``ib``'s client (``None`` before its first order)."""
+    texts: OrderTexts | None = getattr(ib.client, _ORDER_TEXTS_ATTR, None)
+    return texts
 
 
 def place_new_order(ib: IB, contract: Contract, order: Order) -> Trade:
@@ -155,7 +167,9 @@ def place_new_order(ib: IB, contract: Contract, order: Order) -> Trade:
     f-string for its INFO log line right after the write, whether or not anyone logs
     INFO. This does what ``IB.placeOrder`` does for a new order (send, register the
     ``Trade`` under the wrapper's order key, the same log line, ``newOrderEvent``) with
-    the line formatted only when ``ib_async.ib`` logs INFO. An order id ib_async already
+    the line formatted only when ``ib_async.ib`` logs INFO, and the message's text made
+    from a per-contract template when the order fits one (:mod:`ibconn.wire.order_text`:
+    the same bytes as ib_async's ``Client.placeOrder``). An order id ib_async already
     has a trade for is a modification: that goes through ``ib.placeOrder`` itself.
     """
     wrapper = ib.wrapper
@@ -164,7 +178,18 @@ def place_new_order(ib: IB, contract: Contract, order: Order) -> Trade:
     if key in wrapper.trades:
         order.orderId = order_id
         return ib.placeOrder(contract, order)
-    ib.client.placeOrder(order_id, contract, order)
+    client = ib.client
+    texts: OrderTexts | None = getattr(client, _ORDER_TEXTS_ATTR, None)
+    if texts is None:
+        texts = OrderTexts(client)
+        setattr(client, _ORDER_TEXTS_ATTR, texts)
+    text = texts.text(client.serverVersion(), order_id, contract, order)
+    if text is None:
+        client.placeOrder(order_id, contract, order)
+    elif not client.isConnected():
+        raise ConnectionError("Not connected")  # what Client.send raises
+    else:
+        client.sendMsg(text)
     now = datetime.datetime.now(wrapper.defaultTimezone)
     order.clientId = wrapper.clientId
     order.orderId = order_id
@@ -199,3 +224,102 @@ def new_order() -> Order:
     for name, factory in _ORDER_FACTORIES:
         fields[name] = factory()
     return order
+
+
+_ORDER_STATUS_ATTR: Final = "_ibconn_order_status"
+
+
+def order_status(  # noqa: PLR0917
+    wrapper: Wrapper,
+    orderId: int,  # ib_async's names: the decoder passes the values by position
+    status: str,
+    filled: float,
+    remaining: float,
+    avgFillPrice: float,
+    permId: int,
+    parentId: int,
+    lastFillPrice: float,
+    clientId: int,
+    whyHeld: str,
+    mktCapPrice: float = 0.0,
+) -> None:
+    """ib_async 2.1's ``Wrapper.orderStatus``, minus its eager log formatting.
+
+    ib_async formats the whole ``Trade`` into an f-string for an INFO line (about
+    0.1 ms) before it emits the events the order service settles an acknowledgement
+    on. This does the same bookkeeping (the status fields, the trade log entry,
+    ``orderStatusEvent``, ``statusEvent``, ``filledEvent`` / ``cancelledEvent``, in
+    that order) with the line formatted only when ``ib_async.wrapper`` logs INFO.
+    """
+    trade = wrapper.trades.get(wrapper.orderKey(clientId, orderId, permId))
+    if trade is None:
+        wrapper._logger.error(
+            "orderStatus: No order found for orderId %s and clientId %s", orderId, clientId
+        )
+        return
+    current = trade.orderStatus
+    old_status = current.status
+    new = {
+        "status": status,
+        "filled": filled,
+        "remaining": remaining,
+        "avgFillPrice": avgFillPrice,
+        "permId": permId,
+        "parentId": parentId,
+        "lastFillPrice": lastFillPrice,
+        "clientId": clientId,
+        "whyHeld": whyHeld,
+        "mktCapPrice": mktCapPrice,
+    }
+    fields = current.__dict__
+    # ib_async compares two dicts: a value equals when it is the same object or ==
+    changed = False
+    for name, value in new.items():
+        old = fields[name]
+        if old is not value and old != value:
+            changed = True
+            break
+    msg: str
+    if changed:
+        fields.update(new)
+        msg = ""
+    elif status == "Submitted" and trade.log and trade.log[-1].message == "Modify":
+        msg = "Modified"  # the acknowledgement of a modification
+    else:
+        return
+    trade.log.append(TradeLogEntry(wrapper.lastTime, status, msg))
+    if wrapper._logger.isEnabledFor(logging.INFO):  # the text of now, as ib_async logs it
+        wrapper._logger.info(f"orderStatus: {trade}")
+    ib = wrapper.ib
+    ib.orderStatusEvent.emit(trade)
+    trade.statusEvent.emit(trade)
+    if status != old_status:
+        if status == OrderStatus.Filled:
+            trade.filledEvent.emit(trade)
+        elif status == OrderStatus.Cancelled:
+            trade.cancelledEvent.emit(trade)
+
+
+def install_order_status(ib: IB) -> bool:
+    """Make :func:`order_status` ``ib``'s handler of TWS's orderStatus; once per ``IB``.
+
+    Only for the ib_async releases it replicates (:data:`SUPPORTED_IB_ASYNC`) and a
+    ``Wrapper`` with the internals it reads; otherwise ib_async's own handler stays
+    and this returns False. The decoder looks the handler up on the wrapper at every
+    message, so an instance attribute replaces it for this ``IB`` alone.
+    """
+    wrapper = ib.wrapper
+    if getattr(wrapper, _ORDER_STATUS_ATTR, False):
+        return False
+    fields = getattr(Wrapper, "__dataclass_fields__", {})
+    usable = (
+        fast_receive_supported()
+        and type(wrapper).orderStatus is Wrapper.orderStatus
+        and all(name in fields for name in ("trades", "lastTime", "_logger", "ib"))
+        and hasattr(Wrapper, "orderKey")
+    )
+    if not usable:
+        return False
+    wrapper.orderStatus = functools.partial(order_status, wrapper)  # type: ignore[method-assign]
+    setattr(wrapper, _ORDER_STATUS_ATTR, True)
+    return True

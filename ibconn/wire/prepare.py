@@ -12,7 +12,10 @@
    (:mod:`ibconn.wire.inbound`);
 5. with ``fast_receive``, ibconn's receive path replaces ib_async's
    (:mod:`ibconn.wire.receive`; it keeps ib_async's own path, and logs why,
-   when ib_async's client is not the one it was built for).
+   when ib_async's client is not the one it was built for);
+6. TWS's orderStatus is handled by :func:`ibconn.wire.ib_compat.order_status`, ib_async's
+   own bookkeeping without its eager log formatting (for the ib_async releases it
+   replicates; otherwise ib_async's handler stays).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Callable
 from ib_async import IB
 
 from ibconn.wire.closing import install_safe_close, retrieve_failures_on_close
+from ibconn.wire.ib_compat import install_order_status
 from ibconn.wire.inbound import InboundReport, install_inbound_guard
 from ibconn.wire.receive import install_fast_receive
 
@@ -43,6 +47,7 @@ def prepare_ib(
     install_safe_close(ib)
     install_sender(ib)  # replaces ib.client.sendMsg; ib_async's throttle off
     install_inbound_guard(ib, report)
+    install_order_status(ib)
     if fast_receive:
         receiver = install_fast_receive(ib)
         if receiver is not None:  # None: ib_async's own path stays (logged)

@@ -18,6 +18,7 @@ from ib_async import Stock
 from nats.js.api import KeyValueConfig, StreamConfig
 
 from ibconn.bridge import protocol
+from ibconn.bridge.nats_link import flush_through
 from ibconn.orders.enums import OrderAction, OrderStatus, UpdateKind
 from ibconn.orders.models import Fill, OrderSnapshot, OrderUpdate
 from ibconn.positions.models import Position, PositionSource
@@ -158,5 +159,5 @@ class HandBridge:
                 await msg.respond(reply)
 
         await self.nc.subscribe(self.names.command(command), cb=handle)
-        await self.nc.flush()
+        await flush_through(self.nc)
         return seen

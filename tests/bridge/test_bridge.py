@@ -9,10 +9,11 @@ from typing import Any
 
 import nats
 import pytest
-from helpers import PLACE_ORDER, fast, messages
+from helpers import PLACE_ORDER, dropping_one_cancellation, fast, messages
 
 from ibconn import ConnectionEvent, ConnectionState, ConnectorSettings, Fill, OrderStatus
 from ibconn.bridge.bridge import Bridge
+from ibconn.bridge.nats_link import flush_through
 from ibconn.bridge.natsd import NatsServer
 from ibconn.bridge.protocol import CommandReply, CommandRequest, Envelope, Names, Snapshot
 from ibconn.bridge.settings import BridgeSettings
@@ -270,7 +271,7 @@ async def test_quotes_of_configured_and_subscribed_symbols_reach_their_subjects(
         await quotes.put((msg.subject, Envelope.decode(msg.data)))
 
     await nc.subscribe("ibconn.md.*.quote", cb=on_msg)
-    await nc.flush()
+    await flush_through(nc)
     settings = bridge_settings(nats_url, market_data=["AAPL"])
     async with Bridge(settings, ConnectorSettings(**fast(gw))) as running:
         gw.set_price("AAPL", 191.0)
@@ -318,3 +319,18 @@ async def test_cancel_modify_and_the_kill_switch_go_through_the_connector(
     reset = await command(nc, "kill_switch", {"reset": True}, key="ks-reset")
     assert reset.ok and reset.result["engaged"] is False
     assert (await command(nc, "cancel_all", {}, key="ca")).result == {"orders": []}
+
+
+async def test_a_bridge_stops_even_when_a_task_drops_its_cancellation(
+    gw: SimulatedGateway, nats_url: str
+) -> None:
+    started = asyncio.Event()
+    bridge = Bridge(bridge_settings(nats_url), ConnectorSettings(**fast(gw)))
+    await bridge.start()
+    task = bridge._spawn(dropping_one_cancellation(started))  # a snapshot write, say
+    await started.wait()
+    try:
+        await asyncio.wait_for(bridge.stop(), 10)
+    finally:
+        task.cancel()  # on a failure: let the stuck stop end
+    assert task.cancelled()

@@ -48,3 +48,30 @@ async def test_an_unreachable_server_is_a_connect_error(monkeypatch: pytest.Monk
     settings = BridgeSettings.build({"url": "nats://127.0.0.1:1"})
     with pytest.raises(ConnectError, match=r"cannot connect to NATS at nats://127.0.0.1:1"):
         await nats_link.connect_nats(settings, name="t")
+
+
+async def test_after_flush_through_another_client_always_finds_a_new_subscription(
+    nats_url: str,
+) -> None:
+    # nats-py's flush() alone returned before the SUB reached the server in 17 of 300
+    # rounds of this loop (load ~2): the bridge's first command then got "no responders".
+    nats = nats_link.require_nats()
+    responder, requester = await nats.connect(nats_url), await nats.connect(nats_url)
+    misses = 0
+    try:
+        for n in range(300):
+
+            async def answer(msg: Any) -> None:
+                await msg.respond(b"ok")
+
+            sub = await responder.subscribe(f"probe.{n}", queue="q", cb=answer)
+            await nats_link.flush_through(responder)
+            try:
+                await requester.request(f"probe.{n}", b"?", timeout=5)
+            except nats.errors.NoRespondersError:
+                misses += 1
+            await sub.unsubscribe()
+    finally:
+        await responder.close()
+        await requester.close()
+    assert misses == 0

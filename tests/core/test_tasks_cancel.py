@@ -1,12 +1,14 @@
-"""ServiceTasks.cancel_running and cancel_and_wait (ibconn/core/tasks.py): tasks really end."""
+"""ServiceTasks.cancel_running, cancel_and_wait and cancel_all (ibconn/core/tasks.py): tasks
+really end."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+from helpers import dropping_one_cancellation
 
-from ibconn.core.tasks import ServiceTasks, cancel_and_wait
+from ibconn.core.tasks import ServiceTasks, cancel_all, cancel_and_wait
 
 
 async def test_cancel_running_waits_until_every_task_has_ended_and_spawning_goes_on() -> None:
@@ -56,3 +58,84 @@ async def test_cancel_and_wait_ignores_what_the_task_raised_and_a_finished_task(
     await cancel_and_wait(task)
     assert task.done() and isinstance(task.exception(), RuntimeError)
     await cancel_and_wait(task)  # already done: a no-op
+
+
+async def test_cancel_all_ends_every_task_even_one_that_fails_on_cancel() -> None:
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise RuntimeError("cleanup failed") from None
+
+    tasks = [asyncio.create_task(asyncio.sleep(3600)), asyncio.create_task(stubborn())]
+    await asyncio.sleep(0)
+    await cancel_all(tasks)
+    assert all(task.done() for task in tasks)
+    assert tasks[0].cancelled()
+    assert isinstance(tasks[1].exception(), RuntimeError)
+
+
+async def test_cancel_all_lets_the_callers_own_cancellation_through() -> None:
+    release = asyncio.Event()
+
+    async def slow_to_end() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await release.wait()
+
+    inner = asyncio.create_task(slow_to_end())
+    await asyncio.sleep(0)
+    closer = asyncio.create_task(cancel_all([inner]))
+    await asyncio.sleep(0)
+    closer.cancel()
+    release.set()  # the inner task swallows its cancellation and ends normally
+    with pytest.raises(asyncio.CancelledError):
+        await closer
+    await inner
+    assert not inner.cancelled()
+
+
+class _SwallowsOnce:
+    """A task that loses its first cancellation, as one looping around Python 3.11's
+    ``asyncio.wait_for`` does when the cancellation lands as the awaited call completes."""
+
+    def __init__(self) -> None:
+        self.swallowed = 0
+
+    async def run(self) -> None:
+        wake = asyncio.Event()
+        while True:
+            try:
+                await wake.wait()
+            except asyncio.CancelledError:
+                if self.swallowed:
+                    raise
+                self.swallowed += 1
+
+
+async def test_cancel_all_cancels_again_a_task_that_lost_its_cancellation() -> None:
+    stubborn = _SwallowsOnce()
+    task = asyncio.create_task(stubborn.run())
+    await asyncio.sleep(0)
+    async with asyncio.timeout(5):
+        await cancel_all([task], again_after=0.05)
+    assert task.cancelled() and stubborn.swallowed == 1
+
+
+async def test_cancel_and_wait_ends_a_task_that_lost_its_cancellation() -> None:
+    stubborn = _SwallowsOnce()
+    task = asyncio.create_task(stubborn.run())
+    await asyncio.sleep(0)
+    async with asyncio.timeout(5):
+        await cancel_and_wait(task)
+    assert task.cancelled() and stubborn.swallowed == 1
+
+
+async def test_cancel_all_ends_a_task_that_dropped_its_cancellation() -> None:
+    started = asyncio.Event()
+    task = asyncio.create_task(dropping_one_cancellation(started))
+    plain = asyncio.create_task(asyncio.sleep(10))
+    await started.wait()
+    await asyncio.wait_for(cancel_all([task, plain], again_after=0.01), 5)
+    assert task.cancelled() and plain.cancelled()

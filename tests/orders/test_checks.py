@@ -17,6 +17,7 @@ from ibconn import (
     InvalidInputError,
     MarketDataError,
 )
+from ibconn.orders.checks import OrderChecks
 from ibconn.orders.models import OrderStatus
 from ibconn.sim import SimulatedGateway
 from ibconn.sim.protocol.ids import In
@@ -88,3 +89,24 @@ async def test_a_stop_is_refused_when_no_quote_can_be_had(
         await connector.place_stop_order("AAPL", 10, "BUY", 185.0)
     assert messages(gw, PLACE_ORDER) == before
     assert not [o for o in gw.orders if o.order_type == "STP"]
+
+
+async def test_only_an_order_with_a_trigger_price_reads_the_quote(
+    gw: SimulatedGateway, connector: IBConnector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[str] = []
+    original = OrderChecks._quote
+
+    def counting(self: OrderChecks, resolved: object) -> object:
+        reads.append("quote")
+        return original(self, resolved)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(OrderChecks, "_quote", counting)
+    async with connector.quotes("AAPL") as quotes:
+        await anext(aiter(quotes))  # a live line: its quote is at hand
+        await connector.place_limit_order("AAPL", 1, "BUY", 150.0)
+        await connector.place_market_order("AAPL", 1, "BUY")
+        assert reads == []  # a limit or market order has no trigger to check
+        with pytest.raises(InvalidInputError, match=r"BUY STP.*below the market"):
+            await connector.place_stop_order("AAPL", 10, "BUY", 185.0)
+        assert reads == ["quote"]  # the stop is checked against the live quote

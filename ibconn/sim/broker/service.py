@@ -24,13 +24,13 @@ a client that reconnects with the same client id finds its orders again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from ibconn.core.logs import get_logger
+from ibconn.core.tasks import cancel_all
 from ibconn.sim.broker import account_wire as aw
 from ibconn.sim.broker import order_wire as om
 from ibconn.sim.broker.accounts import DEFAULT_COMMISSIONS, AccountValue, CommissionRate
@@ -165,11 +165,7 @@ class GatewayBroker(Broker):
     async def stop(self) -> None:
         """Stop the periodic refreshes (state stays)."""
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(tasks)
 
     def on_session_started(self, session: ClientLink) -> None:
         """A client finished startApi (nothing to do: its orders wait in the broker)."""

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from ibconn.core.logs import get_logger
+from ibconn.core.tasks import cancel_all
 from ibconn.sim.config import SimConfig
 from ibconn.sim.market.clock import SimClock
 from ibconn.sim.market.history import (
@@ -538,10 +539,7 @@ class MarketDataFeeds:
                 if sub.task is not None:
                     tasks.append(sub.task)
             self.forget(session)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(tasks)
 
     def start_task(self, sub: Subscription, coro: Any) -> None:
         sub.task = sub.session.spawn(coro, name=f"sim-{sub.kind}-{sub.req_id}")

@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterable
 
 from ibconn.core.logs import get_logger
+from ibconn.core.tasks import cancel_all
 from ibconn.sim.config import SimConfig
 from ibconn.sim.market.clock import SimClock
 from ibconn.sim.market.instruments import Instrument, InstrumentBook
@@ -285,11 +286,7 @@ class Market:
     async def stop(self) -> None:
         """Stop the price tasks and wait for them."""
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(tasks)
 
     def _walking(self) -> list[Instrument]:
         return [

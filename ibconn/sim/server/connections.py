@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 from ibconn.core.logs import get_logger
+from ibconn.core.tasks import cancel_all
 from ibconn.sim.protocol.fields import FieldReader
 from ibconn.sim.protocol.framing import (
     API_PREFIX,
@@ -108,10 +109,7 @@ class GatewayConnections(GatewayCore):
         await self._stop_listening()
         await self._drop(None, graceful=False)
         tasks = list(self._conn_tasks) + list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(tasks)
         broker_stop = getattr(self.broker, "stop", None)
         if broker_stop is not None:
             result = broker_stop()
