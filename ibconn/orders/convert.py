@@ -9,8 +9,9 @@ Pure functions: no state, no I/O.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from ib_async import Contract, Order
 from ib_async import Fill as IBFill
@@ -24,10 +25,12 @@ from ibconn.orders.models import EPS, Fill
 from ibconn.orders.spec import OrderSpec
 
 __all__ = [
+    "APPLIED_FIELDS",
     "NOT_SENT_OPTIONS",
     "OPTION_ATTRIBUTES",
     "FillOwner",
     "absorb_order",
+    "applied_shape",
     "apply_spec",
     "aware_utc",
     "map_tws_status",
@@ -128,6 +131,33 @@ def apply_spec(order: Order, spec: OrderSpec) -> None:
     if spec.oca_group:
         order.ocaGroup = spec.oca_group
         order.ocaType = spec.oca_type
+
+
+APPLIED_FIELDS: Final = (
+    "orderType",
+    "tif",
+    "outsideRth",
+    "trailingPercent",
+    "trailStopPrice",
+    "goodTillDate",
+    "account",
+    "ocaGroup",
+    "ocaType",
+)
+"""The ``Order`` fields :func:`apply_spec` and the placer set on a ``new_order()``
+besides the ones that vary order to order (``ibconn.wire.order_text.VARYING``: action,
+quantity, prices, order_ref, transmit, parent id). ``tests/orders/test_convert.py``
+checks that nothing else is ever set."""
+
+_applied: Final = operator.attrgetter(*APPLIED_FIELDS)
+
+
+def applied_shape(order: Order) -> tuple[object, ...]:
+    """The values of :data:`APPLIED_FIELDS` with their types: for a ``new_order()`` with
+    a spec applied, everything its placeOrder text depends on besides the varying fields
+    and the contract (the key of its message template)."""
+    values: tuple[object, ...] = _applied(order)
+    return (*values, *map(type, values))
 
 
 _LIVE_FIELDS = ("totalQuantity", "orderType", "lmtPrice", "auxPrice")

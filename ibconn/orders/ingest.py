@@ -97,10 +97,20 @@ class OrderIngest:
             record = self._reg.by_id.get(request_id)
             if record is not None:
                 record.sent = True
+                return
+            writing = self._reg.writing
+            if writing is not None and writing.order_id == request_id:
+                writing.sent = True
 
     def message_dropped(self, dropped: DroppedMessage) -> None:
         """The pacer dropped a message unsent: an order that never left ibconn."""
         if not dropped.is_order:
+            return
+        writing = self._reg.writing
+        if writing is not None and (
+            dropped.order_ref == writing.order_ref or dropped.request_id == writing.order_id
+        ):
+            writing.dropped = dropped  # the placer reports it: its record is not made yet
             return
         self._tasks.guard("dropped", lambda: self._handle_dropped(dropped))
 

@@ -27,12 +27,12 @@ from ibconn.errors import (
 )
 from ibconn.orders.audit import record_event, refused_event
 from ibconn.orders.checks import OrderChecks
-from ibconn.orders.convert import apply_spec
+from ibconn.orders.convert import applied_shape, apply_spec
 from ibconn.orders.enums import OrderAction, OrderType, UpdateKind
 from ibconn.orders.events import OrderEventKind
 from ibconn.orders.ports import ContractSource, OrderLink, OrderPacer, OrderSettings
 from ibconn.orders.records import AckTimeout, OrderHandle, OrderRecord, new_run_prefix
-from ibconn.orders.registry import OrderRegistry
+from ibconn.orders.registry import OrderRegistry, Writing
 from ibconn.orders.spec import OrderOptions, OrderSpec
 from ibconn.orders.updates import OrderPublisher
 from ibconn.orders.validation import check_bracket_prices
@@ -213,7 +213,13 @@ class OrderPlacer:
         parent: OrderRecord | None = None,
         transmit: bool = True,
     ) -> OrderRecord:
-        """Register and send one order (synchronous: nothing awaits in between)."""
+        """Send one order, then register it (synchronous: nothing awaits in between).
+
+        Only what must come first precedes the write: the pre-trade check, the order
+        id and the ib_async ``Order``. The record is made and registered right after
+        it, before anything from TWS can be read; what the pacer reports during the
+        hand-off waits in :attr:`OrderRegistry.writing` for it.
+        """
         # PRE-TRADE RISK CHOKE POINT (1 of 2, with modify_order): every new order passes
         # here, synchronously, right before it goes to ib_async and the pacer.
         if self._checks.pre_trade is not None:
@@ -235,6 +241,23 @@ class OrderPlacer:
             raise ConnectionLostError(
                 f"order {ref} was NOT sent: the link to TWS is down; placing it again is safe"
             ) from exc
+        paced = self._pacer.installed
+        queue = outgoing_queue(ib)
+        before = len(queue)
+        writing = self._reg.writing = Writing(ib_order.orderId, ref)
+        try:
+            place_new_order(ib, resolved.contract, ib_order, shape=applied_shape(ib_order))
+        except ConnectionError as exc:
+            raise ConnectionLostError(
+                f"order {ref} was NOT sent: the link to TWS is down; placing it again is safe"
+            ) from exc
+        finally:
+            self._reg.writing = None
+        if writing.dropped is not None:
+            raise ConnectionLostError(
+                f"order {ref} was NOT sent ({writing.dropped.reason}): it never left ibconn, "
+                "so TWS never saw it; placing it again is safe"
+            ) from writing.dropped.error
         record = OrderRecord(
             ref,
             symbol=trading_symbol(resolved.contract),
@@ -246,19 +269,9 @@ class OrderPlacer:
             tag=spec.tag,
             parent_ref=parent.order_ref if parent is not None else None,
         )
+        record.sent = writing.sent
         record.ack = asyncio.get_running_loop().create_future()
         self._reg.register(record)
-        paced = self._pacer.installed
-        queue = outgoing_queue(ib)
-        before = len(queue)
-        try:
-            place_new_order(ib, resolved.contract, ib_order)
-        except ConnectionError as exc:
-            self._reg.forget(record)
-            record.ack.cancel()  # nobody will await it
-            raise ConnectionLostError(
-                f"order {ref} was NOT sent: the link to TWS is down; placing it again is safe"
-            ) from exc
         if not paced:
             # Without the pacer ib_async throttles on its own: a message left in its
             # queue has not been sent (and ib_async empties that queue on disconnect).

@@ -17,8 +17,9 @@ from ib_async import Trade
 from ibconn.errors import InvalidInputError
 from ibconn.orders.fills import FillLedger
 from ibconn.orders.records import OrderHandle, OrderLike, OrderRecord, WorkingIndex, record_of
+from ibconn.pacing import DroppedMessage
 
-__all__ = ["OrderRegistry", "SessionSync"]
+__all__ = ["OrderRegistry", "SessionSync", "Writing"]
 
 
 @dataclass(slots=True)
@@ -34,10 +35,34 @@ class SessionSync:
     seen_exec: set[str] = field(default_factory=set)
 
 
+@dataclass(slots=True)
+class Writing:
+    """A new order's placeOrder while it is being handed to the pacer, before its record
+    is registered: what the pacer reported for it during the hand-off.
+
+    The record is made and registered right after the write, in the same synchronous
+    step (no answer from TWS can be read in between); the pacer reports a write or a
+    drop synchronously, so those reports land here instead of on a record."""
+
+    order_id: int
+    order_ref: str
+    sent: bool = False
+    dropped: DroppedMessage | None = None
+
+
 class OrderRegistry:
     """Every order record of this run, found by order_ref, order id, perm id or exec id."""
 
-    __slots__ = ("by_id", "by_perm", "by_ref", "exec_owner", "orphans", "sync", "working")
+    __slots__ = (
+        "by_id",
+        "by_perm",
+        "by_ref",
+        "exec_owner",
+        "orphans",
+        "sync",
+        "working",
+        "writing",
+    )
 
     def __init__(self) -> None:
         self.by_ref: dict[str, OrderRecord] = {}
@@ -52,6 +77,8 @@ class OrderRegistry:
         """Executions of orders this connector does not track (finished before it started, or
         of another client): known, so that a later correction replaces, never adds."""
         self.sync = SessionSync()
+        self.writing: Writing | None = None
+        """The new order being handed to the pacer right now (see :class:`Writing`)."""
 
     def register(self, record: OrderRecord) -> None:
         """Store ``record`` under its order_ref, order id and perm id."""

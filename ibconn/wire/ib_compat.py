@@ -23,6 +23,7 @@ import datetime
 import functools
 import logging
 from collections import deque
+from collections.abc import Hashable
 from typing import Any, Final
 
 import ib_async
@@ -160,7 +161,9 @@ def order_texts(ib: IB) -> OrderTexts | None:
     return texts
 
 
-def place_new_order(ib: IB, contract: Contract, order: Order) -> Trade:
+def place_new_order(
+    ib: IB, contract: Contract, order: Order, *, shape: Hashable | None = None
+) -> Trade:
     """``ib.placeOrder(contract, order)`` for a new order, minus its eager log formatting.
 
     ib_async formats the whole ``Trade`` (contract, order, status: about 0.1 ms) into an
@@ -171,6 +174,8 @@ def place_new_order(ib: IB, contract: Contract, order: Order) -> Trade:
     from a per-contract template when the order fits one (:mod:`ibconn.wire.order_text`:
     the same bytes as ib_async's ``Client.placeOrder``). An order id ib_async already
     has a trade for is a modification: that goes through ``ib.placeOrder`` itself.
+    ``shape`` is :meth:`OrderTexts.text`'s (an order made by :func:`new_order` and set
+    only in the fields ``shape`` holds the values of, besides the varying ones).
     """
     wrapper = ib.wrapper
     order_id = order.orderId or ib.client.getReqId()
@@ -183,7 +188,7 @@ def place_new_order(ib: IB, contract: Contract, order: Order) -> Trade:
     if texts is None:
         texts = OrderTexts(client)
         setattr(client, _ORDER_TEXTS_ATTR, texts)
-    text = texts.text(client.serverVersion(), order_id, contract, order)
+    text = texts.text(client.serverVersion(), order_id, contract, order, shape)
     if text is None:
         client.placeOrder(order_id, contract, order)
     elif not client.isConnected():

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Hashable
 from typing import Any, Final
 
 from ib_async import Contract, Order
@@ -128,13 +129,21 @@ class _Template:
         self.slots[0::2] = parts
 
 
+def _filled(template: _Template, texts: list[str | None]) -> str:
+    """The template's text with ``texts`` (none of them ``None``) in its slots."""
+    out = template.slots.copy()
+    out[1::2] = texts
+    return "".join(out)  # type: ignore[arg-type]  # the caller ruled out None
+
+
 class OrderTexts:
     """Per-contract placeOrder templates of one client (see the module docstring)."""
 
-    __slots__ = ("_templates", "built", "enabled", "used")
+    __slots__ = ("_shapes", "_templates", "built", "enabled", "used")
 
     def __init__(self, client: Client | None = None) -> None:
         self._templates: dict[tuple[int, str], _Template] = {}
+        self._shapes: dict[tuple[int, int, Hashable], _Template] = {}  # see text(shape=...)
         kind = type(client)
         self.enabled = client is None or (
             getattr(kind, "placeOrder", None) is Client.placeOrder
@@ -149,15 +158,37 @@ class OrderTexts:
         self.used = 0
         """Orders whose text came from a template."""
 
-    def text(self, version: int, order_id: int, contract: Contract, order: Order) -> str | None:
+    def text(
+        self,
+        version: int,
+        order_id: int,
+        contract: Contract,
+        order: Order,
+        shape: Hashable | None = None,
+    ) -> str | None:
         """The placeOrder text of ``order`` (``None``: send through ib_async's own path).
 
-        As ib_async's ``placeOrder`` does, a non-VOL order's ``volatility`` is cleared."""
+        ``shape``: for an ``Order`` that differs from a new ``Order()`` only in the
+        :data:`VARYING` fields and in fields whose values (and types) ``shape`` holds,
+        the template is found by it, without comparing every field of the order (a
+        template for it is made, or checked field by field, only the first time).
+        As ib_async's ``placeOrder`` does, a non-VOL order's ``volatility`` is cleared.
+        """
         if not self.enabled:
             return None
         if not order.orderType.startswith("VOL"):
             order.volatility = None  # type: ignore[assignment]  # what ib_async's placeOrder does
         texts = [_text(order_id), *map(_text, _varying(order))]
+        if shape is not None and None not in texts:
+            known = self._shapes.get((id(contract), version, shape))
+            if (
+                known is not None
+                and known.contract is contract
+                and known.contract_fields == contract.__dict__
+                and known.contract_types == tuple(map(type, contract.__dict__.values()))
+            ):
+                self.used += 1
+                return _filled(known, texts)
         if (
             None in texts
             or contract.secType == "BAG"
@@ -188,10 +219,12 @@ class OrderTexts:
             template = self._build(key, version, contract, order, rest)
             if template is None:
                 return None
+        if shape is not None:
+            if len(self._shapes) >= _MAX_TEMPLATES:
+                self._shapes.clear()
+            self._shapes[id(contract), version, shape] = template
         self.used += 1
-        out = template.slots.copy()
-        out[1::2] = texts
-        return "".join(out)  # type: ignore[arg-type]  # None was ruled out above
+        return _filled(template, texts)
 
     def _build(
         self,

@@ -17,13 +17,16 @@ from helpers import (
 )
 
 from ibconn import (
+    ConnectionLostError,
     IBConnector,
     InvalidInputError,
     NotConnectedError,
     OrderRejectedError,
 )
 from ibconn.core.codes import Severity
+from ibconn.errors import MessageNotSentError
 from ibconn.orders.models import OrderSpec, OrderStatus, OrderType, UpdateKind
+from ibconn.orders.records import record_of
 from ibconn.sim import SimulatedGateway
 
 pytestmark = pytest.mark.timeout(30)
@@ -343,3 +346,35 @@ async def test_execution_correction_replaces_the_fill(
     assert status.filled == 100  # not 200
     assert status.avg_fill_price == 189.0
     assert [f.exec_id for f in status.fills] == [corrected.exec_id]
+
+
+# -- the write and the record ----------------------------------------------------------
+
+
+async def test_an_order_the_pacer_drops_during_its_write_is_not_sent_and_not_kept(
+    gw: SimulatedGateway, connector: IBConnector
+) -> None:
+    # The record is made right after the write: a drop reported during it (the socket
+    # closed, connection_lost not run yet) must still fail the call, and leave nothing.
+    first = await connector.place_limit_order("AAPL", 5, "BUY", 150.0)  # the rule is known
+    dropped = connector.pacer.dropped()
+    updates = connector.order_updates()
+    connector.ib.client.conn.transport.close()
+    with pytest.raises(ConnectionLostError, match=r"NOT sent.*safe") as raised:
+        await connector.place_limit_order("AAPL", 5, "BUY", 150.0)
+    assert isinstance(raised.value.__cause__, MessageNotSentError)
+    item = dropped.get_nowait()
+    assert item is not None and item.is_order and item.order_ref in str(raised.value)
+    assert [o.order_ref for o in connector.orders()] == [first.order_ref]
+    assert drain(updates) == []  # no SUBMITTED update for an order that was never sent
+    assert messages(gw, PLACE_ORDER) == 1
+
+
+async def test_an_order_written_at_once_is_marked_sent_by_its_write(
+    connector: IBConnector,
+) -> None:
+    handles = await asyncio.gather(
+        *(connector.place_limit_order("AAPL", 1, "BUY", 150.0 + n / 100) for n in range(3))
+    )
+    for handle in handles:
+        assert record_of(handle).sent  # reported by the pacer before the record existed

@@ -27,9 +27,10 @@ from ib_async.util import UNSET_DOUBLE, UNSET_INTEGER
 from ib_async.wrapper import Wrapper
 
 from ibconn import OrderStatus
+from ibconn.orders.convert import APPLIED_FIELDS, applied_shape
 from ibconn.sim import SimulatedGateway
 from ibconn.wire.ib_compat import new_order, order_texts
-from ibconn.wire.order_text import OrderTexts, ib_async_text
+from ibconn.wire.order_text import VARYING, OrderTexts, ib_async_text
 
 VERSIONS = st.integers(157, 178)  # ib_async's MinClientVersion .. MaxClientVersion
 TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=12)
@@ -212,3 +213,71 @@ def test_a_client_with_its_own_place_order_or_send_keeps_them() -> None:
         texts = OrderTexts(client)
         assert not texts.enabled
         assert texts.text(178, 1, Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 1, 1.0)) is None
+
+
+@st.composite
+def applied_shapes(draw: st.DrawFn) -> dict[str, Any]:
+    """Values of the fields a spec sets on a new order besides the varying ones."""
+    shape = {
+        "orderType": draw(st.sampled_from(ORDER_TYPES)),
+        "tif": draw(st.sampled_from(["DAY", "GTC", "IOC", "GTD"])),
+        "outsideRth": draw(st.booleans()),
+        "account": draw(st.sampled_from(["", "DU123"])),
+        "ocaGroup": draw(st.sampled_from(["", "g1"])),
+        "ocaType": draw(st.sampled_from([0, 1, 3])),
+        "goodTillDate": draw(st.sampled_from(["", "20261231-20:00:00"])),
+        "trailingPercent": draw(st.one_of(st.none(), FLOAT)),
+        "trailStopPrice": draw(st.one_of(st.none(), FLOAT)),
+    }
+    assert set(shape) == set(APPLIED_FIELDS)
+    return shape
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), contracts(), applied_shapes(), VERSIONS)
+def test_a_template_found_by_shape_is_ib_async_s_text_byte_for_byte(
+    data: st.DataObject, contract: Contract, base: dict[str, Any], version: int
+) -> None:
+    # orders of up to three shapes, interleaved, each found by its shape after the first;
+    # the others differ from the first in one field each: a field the key missed would
+    # give one shape's text to an order of another
+    shapes = [base]
+    for _ in range(data.draw(st.integers(0, 2))):
+        name = data.draw(st.sampled_from(APPLIED_FIELDS))
+        shapes.append({**base, name: data.draw(applied_shapes())[name]})
+    texts = OrderTexts()
+    for n in range(6):
+        order = new_order()
+        for name, value in shapes[n % len(shapes)].items():
+            setattr(order, name, value)
+        order_id, varied = data.draw(orders({}))
+        for name in VARYING:
+            setattr(order, name, getattr(varied, name))
+        reference = copy.deepcopy(order)
+        expected = ib_async_text(version, order_id, copy.deepcopy(contract), reference)
+        ours = texts.text(version, order_id, contract, order, applied_shape(order))
+        event("template" if ours is not None else "ib_async")
+        if ours is not None:
+            assert ours.encode() == expected.encode()
+        assert vars(order) == vars(reference)
+
+
+def test_orders_of_one_shape_skip_the_field_by_field_check() -> None:
+    texts = OrderTexts()
+    contract = Stock("AAPL", "SMART", "USD")
+    day, gtc = new_order(), new_order()
+    gtc.tif = "GTC"
+    for n in range(6):
+        order = copy.deepcopy(day if n % 2 else gtc)
+        order.action, order.totalQuantity, order.lmtPrice = "BUY", 1 + n, 150.0 + n
+        order.orderType = "LMT"
+        text = texts.text(178, n, contract, order, applied_shape(order))
+        assert text == ib_async_text(178, n, contract, order)
+    assert (texts.built, texts.used) == (2, 6)
+    contract.primaryExchange = "NASDAQ"  # a contract changed in place: never the old text
+    order = copy.deepcopy(day)
+    order.orderType = "LMT"
+    assert texts.text(178, 9, contract, order, applied_shape(order)) == ib_async_text(
+        178, 9, contract, order
+    )
+    assert texts.built == 3
