@@ -16,10 +16,12 @@ the rest of that read after the caller too: ``yield_to_waiters``). A
 ``wait_for_order`` waiter is still settled when its update is made, as the
 acknowledgement is. Outside a running loop nothing waits.
 
-The hold lasts one loop callback: nothing is held across a round trip to TWS (holding
-the write's own bookkeeping until the acknowledgement was tried: with orders in
-flight one after the other it kept every other order's fills waiting for each new
-order's round trip).
+The hold lasts one loop callback. Across a round trip to TWS only a new order's own
+bookkeeping waits (:meth:`Handoff.hold_for_answer`): the update, audit event and log
+line of the write, until the acknowledgement settles the caller, until anything else
+is handed off (which then runs behind them at once: nothing else ever waits for a
+round trip), or until a time limit. On a machine where the client and TWS share
+cores, work done during the round trip delays the answer by about as much.
 """
 
 from __future__ import annotations
@@ -39,12 +41,14 @@ _log = get_logger("orders")
 class Handoff:
     """Callbacks run in order in a later loop callback, behind the coroutines woken so far."""
 
-    __slots__ = ("_handle", "_items", "_running")
+    __slots__ = ("_collecting", "_for_answer", "_handle", "_items", "_running")
 
     def __init__(self) -> None:
         self._items: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
         self._handle: asyncio.Handle | None = None
         self._running = False
+        self._for_answer = False  # the hold is hold_for_answer's (ends at the next item)
+        self._collecting = False  # between collect() and hold_for_answer()
 
     @property
     def held(self) -> bool:
@@ -61,14 +65,41 @@ class Handoff:
         if self._handle is not None:
             self._handle.cancel()  # behind the futures settled since it was scheduled
         self._handle = loop.call_soon(self._due)
+        self._for_answer = False
+
+    def collect(self) -> None:
+        """Items handed off from now until :meth:`hold_for_answer` are a new order's own
+        bookkeeping: they wait (see there)."""
+        self._collecting = True
+
+    def hold_for_answer(self, limit: float) -> None:
+        """The items collected since :meth:`collect` (a new order's update, audit event
+        and log line, made right after its write) wait until the answer settles the
+        caller (:meth:`hold`), until anything else is handed off (then everything runs
+        at once, in order), or for ``limit`` seconds.
+
+        Keeps that work off the clock of the order's round trip without making any
+        other delivery wait for it. Items already held stay under their hold; outside
+        a running loop they run now.
+        """
+        self._collecting = False
+        if not self._items or self._handle is not None or self._running:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.run()
+            return
+        self._handle = loop.call_later(limit, self._due)
+        self._for_answer = True
 
     def later(self, callback: Callable[..., object], *args: Any) -> None:
         """Run ``callback(*args)`` after everything handed off before it: now, or while
         :attr:`held`, in the callback (which moves behind the coroutines woken so far)."""
         self._items.append((callback, args))
-        if self._running:
-            return  # run() is draining: it takes this one too
-        if self._handle is None:
+        if self._running or self._collecting:
+            return  # run() is draining: it takes this one too; or a new order's own item
+        if self._handle is None or self._for_answer:
             self.run()
         else:
             self.hold()
@@ -87,6 +118,7 @@ class Handoff:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        self._for_answer = False
         if self._running:
             return
         self._running = True

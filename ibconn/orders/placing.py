@@ -42,6 +42,9 @@ __all__ = ["BracketOrder", "OrderPlacer"]
 
 _log = get_logger("orders")
 
+_ANSWER_HOLD_LIMIT = 0.05
+"""Seconds a new order's own bookkeeping may wait for its acknowledgement (Handoff)."""
+
 
 class BracketOrder(NamedTuple):
     """The three orders of a bracket: the entry and its two exits (an OCA pair)."""
@@ -280,7 +283,20 @@ class OrderPlacer:
             record.sent = True
         self._reg.sync.max_order_id = max(self._reg.sync.max_order_id, ib_order.orderId)
         # After the write: the log line, the update and the audit event go through the
-        # handoff (in order with the rest of the order bookkeeping)
+        # handoff (in order with the rest of the order bookkeeping), delivered after the
+        # acknowledgement (or when anything else is handed off): off its round trip
+        handoff = self._pub.handoff
+        handoff.collect()
+        try:
+            self._announce(record, spec, transmit)
+        finally:
+            handoff.hold_for_answer(_ANSWER_HOLD_LIMIT)
+        return record
+
+    def _announce(self, record: OrderRecord, spec: OrderSpec, transmit: bool) -> None:
+        """Hand off a new order's log line, SUBMITTED update and audit event."""
+        ib_order = record.ib_order
+        ref = record.order_ref
         self._pub.handoff.later(
             _log.info, "placed {} id={} {} {:g} {} {}",
             ref, ib_order.orderId, ib_order.action, ib_order.totalQuantity,
@@ -305,7 +321,6 @@ class OrderPlacer:
                     },
                 )
             )
-        return record
 
     async def _await_acks(self, records: list[OrderRecord], ack_timeout: float | None) -> None:
         """Wait for every record's first acknowledgement (or its rejection).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from helpers import connected, drain
+from helpers import connected, drain, until
 
 from ibconn import OrderEvent, OrderEventKind, OrderStatus, UpdateKind
 from ibconn.orders.handoff import Handoff
@@ -100,6 +100,53 @@ async def test_an_item_handed_off_while_running_runs_in_the_same_pass() -> None:
     assert ran == ["outer", "next", "inner"]
 
 
+async def test_a_new_order_s_items_wait_for_its_answer() -> None:
+    handoff = Handoff()
+    ran: list[str] = []
+    handoff.collect()
+    handoff.later(ran.append, "submitted")
+    handoff.later(ran.append, "place event")
+    handoff.hold_for_answer(60)
+    await asyncio.sleep(0)
+    assert ran == [] and handoff.held
+    handoff.hold()  # the answer settled the caller: one callback later, in order
+    handoff.later(ran.append, "acknowledged")
+    assert ran == []
+    await asyncio.sleep(0)
+    assert ran == ["submitted", "place event", "acknowledged"] and not handoff.held
+
+
+async def test_anything_else_handed_off_runs_at_once_behind_a_new_order_s_items() -> None:
+    handoff = Handoff()
+    ran: list[str] = []
+    handoff.collect()
+    handoff.later(ran.append, "submitted")
+    handoff.hold_for_answer(60)
+    handoff.later(ran.append, "another order's fill")  # never waits for a round trip
+    assert ran == ["submitted", "another order's fill"] and not handoff.held
+
+
+async def test_a_new_order_s_items_run_after_the_limit_without_an_answer() -> None:
+    handoff = Handoff()
+    ran: list[str] = []
+    handoff.collect()
+    handoff.later(ran.append, "submitted")
+    handoff.hold_for_answer(0.01)
+    await asyncio.sleep(0)
+    assert ran == []
+    await until(lambda: ran == ["submitted"], timeout=2)
+
+
+def test_outside_a_loop_a_new_order_s_items_run_at_once() -> None:
+    handoff = Handoff()
+    ran: list[str] = []
+    handoff.collect()
+    handoff.later(ran.append, "submitted")
+    assert ran == []
+    handoff.hold_for_answer(60)
+    assert ran == ["submitted"]
+
+
 # -- on the order path ---------------------------------------------------------------------
 
 
@@ -112,7 +159,8 @@ async def test_the_caller_resumes_before_its_acknowledgement_reaches_consumers(
     try:
         updates = connector.order_updates()
         handle = await connector.place_limit_order("AAPL", 1, "BUY", 150.0)
-        # resumed: the acknowledging update and audit event wait one callback
+        # resumed: the write's own bookkeeping (held for the answer) and the
+        # acknowledging update and audit event wait one callback
         assert handle.status is OrderStatus.SUBMITTED
         early = [(u.kind, u.status) for u in drain(updates)]
         early_events = [(e.kind, e.status) for e in seen]
@@ -124,10 +172,13 @@ async def test_the_caller_resumes_before_its_acknowledgement_reaches_consumers(
     finally:
         unsubscribe()
         await connector.disconnect()
-    # the acknowledgement's bookkeeping did not run in front of the answer; then it did
-    assert early == [(UpdateKind.SUBMITTED, OrderStatus.PENDING_SUBMIT)]
-    assert early_events == [(OrderEventKind.PLACE, "pending_submit")]
-    assert late == [(UpdateKind.STATUS, OrderStatus.SUBMITTED)]
+    # neither the write's nor the acknowledgement's bookkeeping ran in front of the
+    # answer; then both did, in the order they happened
+    assert early == [] and early_events == []
+    assert late == [
+        (UpdateKind.SUBMITTED, OrderStatus.PENDING_SUBMIT),
+        (UpdateKind.STATUS, OrderStatus.SUBMITTED),
+    ]
     assert [(e.kind, e.status) for e in seen[:2]] == [
         (OrderEventKind.PLACE, "pending_submit"),
         (OrderEventKind.STATUS, "submitted"),
