@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, TypeVar
 
 from ibconn.bridge.remote_streams import Skipped, read_record
+from ibconn.core.stream_queue import QueueSubscription
 from ibconn.core.subscription import OverflowPolicy, Subscription
 
 __all__ = ["MARKET_POLICY", "LazySubscription", "MarketFeed", "MarketHub", "RawMessage"]
@@ -70,25 +71,23 @@ class RawMessage:
         return item
 
 
-class LazySubscription(Subscription[T]):
+def _any_unread(old: object, new: object) -> bool:
+    """A remote's quote replaces whatever quote is unread (they are all one kind)."""
+    return True
+
+
+class LazySubscription(QueueSubscription[T]):
     """A bounded subscription that holds :class:`RawMessage`s and decodes what it hands out.
 
-    ``CONFLATE`` keeps one unread message (a new one replaces it, counted as dropped),
-    ``DROP_OLDEST`` drops the oldest past ``capacity`` (counted), ``RAISE`` ends the
-    stream with :class:`~ibconn.errors.StreamOverflowError` past ``capacity``. A message
-    that does not decode is skipped when reached (neither delivered nor dropped) and
-    handed to ``on_skip``.
+    The buffer and its policies are :class:`~ibconn.core.stream_queue.QueueSubscription`'s
+    (``CONFLATE``: a new message replaces the unread one, counted as dropped;
+    ``DROP_OLDEST``: the oldest past ``capacity`` is dropped, counted; ``RAISE``: the
+    stream ends with :class:`~ibconn.errors.StreamOverflowError` past ``capacity``); only
+    the reading differs. A message that does not decode is skipped when reached (neither
+    delivered nor dropped) and handed to ``on_skip``.
     """
 
-    __slots__ = (
-        "_accepted",
-        "_accepting",
-        "_buffer",
-        "_conflate",
-        "_ended",
-        "_on_skip",
-        "_raises",
-    )
+    __slots__ = ("_on_skip",)
 
     def __init__(
         self,
@@ -98,53 +97,23 @@ class LazySubscription(Subscription[T]):
         on_close: Callable[[Subscription[T]], None],
         on_skip: Callable[[Skipped], None],
     ) -> None:
-        super().__init__(name, capacity, policy, on_close)
+        super().__init__(name, capacity, policy, on_close, replaces=_any_unread)
         self._on_skip = on_skip
-        self._conflate = policy is OverflowPolicy.CONFLATE
-        self._raises = policy is OverflowPolicy.RAISE
-        self._buffer: deque[RawMessage] = deque()
-        self._accepting = True
-        self._ended = False
-        self._accepted = 0
 
     # -- producer side -------------------------------------------------------
 
     def push(self, raw: RawMessage) -> None:
         """File one received message (never decodes, never blocks)."""
-        if not self._accepting:
-            return
-        buffer = self._buffer
-        if buffer and self._conflate:
-            buffer[-1] = raw
-            self._dropped += 1
-        else:
-            if len(buffer) >= self._capacity:
-                if self._raises:
-                    self._overflowed = True
-                    self._accepting = False
-                    self._clear()
-                    self._wake()
-                    return
-                buffer.popleft()
-                self._dropped += 1
-            buffer.append(raw)
-        self._accepted += 1
-        self._wake()
+        self._push(raw)  # type: ignore[arg-type]  # the buffer holds messages; reads decode
 
     def end(self) -> None:
         """The feed closed: the reader gets what is buffered, then the end."""
-        if self._accepting:
-            self._accepting = False
-            self._ended = True
-            self._wake()
+        self._end()
 
-    def _stop_accepting(self) -> None:
-        self._accepting = False
-
-    # -- the buffer ----------------------------------------------------------
+    # -- reading: decode, skip what does not decode --------------------------
 
     def _pop(self) -> T:
-        buffer = self._buffer
+        buffer: deque[RawMessage] = self._buffer  # type: ignore[assignment]
         while True:
             item = buffer.popleft().item()  # IndexError when none is buffered
             if not isinstance(item, Skipped):
@@ -156,34 +125,14 @@ class LazySubscription(Subscription[T]):
         self._on_skip(skipped)
 
     def _take_all(self) -> list[T]:
-        items = []
-        while self._buffer:
-            item = self._buffer.popleft().item()
-            if isinstance(item, Skipped):
-                self._skip(item)
-            else:
-                items.append(item)
-        return items
-
-    def _buffered(self) -> int:
-        return len(self._buffer)
-
-    def _at_end(self) -> bool:
-        return self._ended and not self._buffer
-
-    def _clear(self) -> None:
-        self._discarded += len(self._buffer)
-        self._buffer.clear()
-
-    def _delivered(self) -> int:
-        return self._accepted - self._dropped - self._discarded - len(self._buffer)
+        return list(self._take_each(len(self._buffer)))
 
     def take_ready(self) -> Iterator[T]:
         """Take the items buffered now, one per step (see :meth:`Subscription.take_ready`)."""
         return self._take_each(len(self._buffer))
 
     def _take_each(self, count: int) -> Iterator[T]:
-        buffer = self._buffer
+        buffer: deque[RawMessage] = self._buffer  # type: ignore[assignment]
         for _ in range(count):
             item = buffer.popleft().item()  # IndexError when emptied meanwhile
             if isinstance(item, Skipped):
