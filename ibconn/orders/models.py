@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
+from ibconn.contracts.resolver import ContractLike
 from ibconn.orders.enums import OrderAction, OrderStatus, OrderType, TimeInForce, UpdateKind
 from ibconn.orders.spec import MAX_PRICE, MAX_QUANTITY, TAG_PATTERN, OrderSpec
 
@@ -32,6 +34,7 @@ __all__ = [  # the enums and the spec too: the import path the rest of ibconn us
     "OrderUpdate",
     "TimeInForce",
     "UpdateKind",
+    "WorkingOrderView",
     "exec_prefix",
 ]
 
@@ -109,6 +112,24 @@ class OrderUpdate:
     fill: Fill | None = None
     error: OrderError | None = None
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class WorkingOrderView(NamedTuple):
+    """What the risk limits read of one working order: a few fields of its
+    :class:`OrderSnapshot`, without building one (they run on every new order)."""
+
+    order_ref: str
+    account: str
+    con_id: int
+    symbol: ContractLike | None
+    """The spec's symbol (``None`` for an order without a spec)."""
+    action: OrderAction
+    remaining: float
+    oca_group: str | None
+    parent_ref: str | None
+    limit_price: float | None
+    stop_price: float | None
+    """``None`` for a trailing stop (its aux price is the trailing amount)."""
 
 
 @dataclass(frozen=True, slots=True)

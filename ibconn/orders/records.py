@@ -26,7 +26,7 @@ from ibconn.errors import InvalidInputError
 from ibconn.orders.convert import CHANGE_FIELDS, absorb_order, spec_following, spec_key
 from ibconn.orders.enums import OrderAction, OrderStatus
 from ibconn.orders.fills import FillLedger
-from ibconn.orders.models import EPS, OrderError, OrderSnapshot
+from ibconn.orders.models import EPS, OrderError, OrderSnapshot, WorkingOrderView
 from ibconn.orders.spec import OrderSpec
 
 __all__ = [
@@ -84,6 +84,9 @@ class WorkingIndex:
 
     def records(self) -> list[OrderRecord]:
         return list(self._records.values())
+
+    def __len__(self) -> int:
+        return len(self._records)
 
 
 class OrderRecord:
@@ -203,6 +206,22 @@ class OrderRecord:
             return False
         queue, text = self.queued
         return any(item is text for item in queue)
+
+    def working_view(self) -> WorkingOrderView:
+        """What the risk limits read of this order (see :class:`WorkingOrderView`)."""
+        order = self.ib_order
+        return WorkingOrderView(
+            self.order_ref,
+            order.account or "",
+            self.con_id,
+            self.spec.symbol if self.spec is not None else None,
+            OrderAction(order.action.upper()),
+            self.remaining,
+            order.ocaGroup or None,
+            self.parent_ref,
+            number_or_none(order.lmtPrice),
+            number_or_none(order.auxPrice) if order.orderType != "TRAIL" else None,
+        )
 
     def snapshot(self) -> OrderSnapshot:
         order = self.ib_order

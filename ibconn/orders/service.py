@@ -33,7 +33,7 @@ from ibconn.orders.convert import map_tws_status
 from ibconn.orders.enums import OrderAction, OrderStatus
 from ibconn.orders.events import OrderEvents
 from ibconn.orders.ingest import OrderIngest
-from ibconn.orders.models import Fill, OrderSnapshot, OrderUpdate
+from ibconn.orders.models import Fill, OrderSnapshot, OrderUpdate, WorkingOrderView
 from ibconn.orders.placing import BracketOrder, OrderPlacer
 from ibconn.orders.ports import (
     AlertPublisher,
@@ -278,6 +278,15 @@ class OrderService(Service):
         if working_only:
             return [r.snapshot() for r in self._registry.working.records()]
         return [r.snapshot() for r in self._registry.by_ref.values()]
+
+    def working_count(self) -> int:
+        """How many orders work now (in-flight ones and bracket exits included)."""
+        return len(self._registry.working)
+
+    def working_views(self) -> list[WorkingOrderView]:
+        """The working orders as the risk limits read them, in placement order: the same
+        orders as ``orders(working_only=True)``, without building their snapshots."""
+        return [r.working_view() for r in self._registry.working.records()]
 
     async def wait_for_order(
         self,

@@ -82,22 +82,22 @@ class RiskBook:
 
     def working(self, exclude: str | None = None) -> list[WorkingOrder]:
         """This connector's working orders (in-flight ones included) as the limits count them."""
-        snapshots = [s for s in self._orders.orders(working_only=True) if s.order_ref != exclude]
+        snapshots = [s for s in self._orders.working_views() if s.order_ref != exclude]
         refs = {s.order_ref for s in snapshots}
         default = self.default_account()
         out: list[WorkingOrder] = []
         for snap in snapshots:
             if snap.parent_ref is not None and snap.parent_ref in refs:
                 continue  # a bracket exit whose entry still works
-            remaining = max(0.0, snap.quantity - snap.filled)
+            remaining = snap.remaining
             if remaining <= EPS:
                 continue
             group = snap.oca_group
             if group is None and snap.parent_ref is not None:
                 group = f"parent:{snap.parent_ref}"  # a bracket's exits: one implicit OCA group
             con_id = snap.con_id
-            if not con_id and snap.spec is not None:
-                cached = self._contracts.cached(snap.spec.symbol)
+            if not con_id and snap.symbol is not None:
+                cached = self._contracts.cached(snap.symbol)
                 con_id = cached.con_id if cached is not None else 0
             price = snap.limit_price if snap.limit_price is not None else snap.stop_price
             out.append(
@@ -115,7 +115,7 @@ class RiskBook:
 
     def open_orders(self) -> int:
         """Working orders of this connector, in-flight ones and bracket exits included."""
-        return len(self._orders.orders(working_only=True))
+        return self._orders.working_count()
 
     def holdings(self) -> list[Holding]:
         """The positions the limits see: the position service's, else ib_async's portfolio."""

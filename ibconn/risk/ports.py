@@ -15,7 +15,7 @@ from ib_async import IB
 from ibconn.connection.session import ConnectionEvent, ConnectionState, Session
 from ibconn.contracts.resolver import ContractLike, ResolvedContract
 from ibconn.core.streams import Subscription
-from ibconn.orders.models import Fill, OrderSnapshot, OrderSpec, OrderUpdate
+from ibconn.orders.models import Fill, OrderSnapshot, OrderSpec, OrderUpdate, WorkingOrderView
 from ibconn.orders.records import OrderHandle, OrderLike
 from ibconn.risk.models import Holding, KillSwitchState, SavedExitPlan
 
@@ -106,6 +106,12 @@ class OrderBook(Protocol):
 
     def orders(self, *, working_only: bool = False) -> list[OrderSnapshot]:
         """Every order this connector knows (the working ones only)."""
+
+    def working_count(self) -> int:
+        """How many orders work now (in-flight ones and bracket exits included)."""
+
+    def working_views(self) -> list[WorkingOrderView]:
+        """The working orders, as the limits read them, in placement order."""
 
     def get_order_status(self, order: OrderLike) -> OrderSnapshot:
         """The locally tracked state of an order."""

@@ -378,3 +378,27 @@ async def test_an_order_written_at_once_is_marked_sent_by_its_write(
     )
     for handle in handles:
         assert record_of(handle).sent  # reported by the pacer before the record existed
+
+
+async def test_the_working_views_are_the_working_snapshots_without_building_them(
+    gw: SimulatedGateway, connector: IBConnector
+) -> None:
+    # what the risk limits read of every working order, on every new order
+    await connector.place_limit_order("AAPL", 100, "BUY", 185.0, oca_group="pair")
+    partial = await connector.place_limit_order("AAPL", 50, "SELL", 195.0, account="DU0000001")
+    await connector.place_trailing_stop_order("AAPL", 10, "SELL", trailing_amount=1.5)
+    await connector.place_bracket_order("AAPL", 20, "BUY", 180.0, 200.0, 170.0)
+    await gw.fill(partial.order_ref, quantity=20, price=195.0)
+    await until(lambda: connector.get_order_status(partial).filled == 20)
+    service = connector.order_service
+    snapshots = connector.orders(working_only=True)
+    expected = [
+        (
+            s.order_ref, s.account, s.con_id, s.spec.symbol if s.spec else None, s.action,
+            s.remaining, s.oca_group, s.parent_ref, s.limit_price, s.stop_price,
+        )
+        for s in snapshots
+    ]  # fmt: skip
+    assert [tuple(v) for v in service.working_views()] == expected
+    assert service.working_count() == len(snapshots) == 6
+    assert {v.remaining for v in service.working_views()} >= {30.0}

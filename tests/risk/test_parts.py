@@ -16,7 +16,7 @@ from ibconn.core.alerts import AlertBus
 from ibconn.core.codes import Severity
 from ibconn.core.streams import Subscription
 from ibconn.errors import NotConnectedError
-from ibconn.orders.models import Fill, OrderSnapshot, OrderSpec, OrderUpdate
+from ibconn.orders.models import Fill, OrderSnapshot, OrderSpec, OrderUpdate, WorkingOrderView
 from ibconn.orders.records import OrderHandle, OrderLike
 from ibconn.risk.exits import ExitService
 from ibconn.risk.models import Holding, KillSwitchState
@@ -78,6 +78,12 @@ class NoOrders:
     """An order service with nothing working and no ``set_pre_trade_check``."""
 
     def orders(self, *, working_only: bool = False) -> list[OrderSnapshot]:
+        return []
+
+    def working_count(self) -> int:
+        return 0
+
+    def working_views(self) -> list[WorkingOrderView]:
         return []
 
     def get_order_status(self, order: OrderLike) -> OrderSnapshot:
