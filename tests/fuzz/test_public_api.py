@@ -436,3 +436,89 @@ def test_exit_levels_refuse_bad_arguments(rig: Rig, method: str, field: str, dat
     args: dict[str, Any] = {"price": 150.0} if field != "percent" else {}
     args[field] = value
     expect_refused(rig, method, (field,), lambda: getattr(rig.connector, method)("AAPL", **args))
+
+
+# -- what reaches the gateway ------------------------------------------------------------------
+
+_SHAPES = st.fixed_dictionaries(
+    {
+        "kind": st.sampled_from(["LMT", "STP", "STP LMT", "TRAIL"]),
+        "quantity": st.integers(1, 300) | st.sampled_from([1.0, 12.0]),
+        "cents": st.integers(10_000, 17_000),
+        "tif": st.sampled_from(["DAY", "GTC"]),
+        "outside_rth": st.booleans(),
+        "oca_group": st.sampled_from([None, "fuzz-a", "fuzz-b"]),
+        "account": st.sampled_from([None, "DU0000001"]),
+        "tag": st.sampled_from([None, "t1", "t2"]),
+    }
+)
+
+
+def _spec(shape: dict[str, Any]) -> OrderSpec:
+    """A valid order away from the market (190): it rests until cancelled."""
+    price = shape["cents"] / 100
+    prices: dict[str, float] = {}
+    if shape["kind"] == "LMT":
+        prices["limit_price"] = price  # a buy below the market
+    elif shape["kind"] in ("STP", "STP LMT"):
+        prices["stop_price"] = (38_000 - shape["cents"]) / 100  # a buy stop above the market
+        if shape["kind"] == "STP LMT":
+            prices["limit_price"] = (38_100 - shape["cents"]) / 100
+    else:
+        prices["trailing_amount"] = 1.5
+    return OrderSpec(
+        symbol="AAPL",
+        action="SELL" if shape["kind"] == "TRAIL" else "BUY",
+        quantity=shape["quantity"],
+        order_type=shape["kind"],
+        tif=shape["tif"],
+        outside_rth=shape["outside_rth"],
+        oca_group=shape["oca_group"],
+        account=shape["account"],
+        tag=shape["tag"],
+        **prices,
+    )
+
+
+@given(shapes=st.lists(_SHAPES, min_size=1, max_size=4))
+def test_every_order_reaches_the_gateway_as_it_was_asked(
+    rig: Rig, shapes: list[dict[str, Any]]
+) -> None:
+    # orders of several shapes in a row, on one connector for the whole run: the message
+    # of each must carry its own fields, never another shape's (the placeOrder templates)
+    c = rig.connector
+    for shape in shapes:
+        spec = _spec(shape)
+        handle = rig.call(lambda spec=spec: c.place_order(spec))
+        ref = handle.order_ref
+        sent = rig.call(lambda ref=ref: [o for o in rig.gw.orders if o.order_ref == ref])
+        assert len(sent) == 1, f"{handle.order_ref} reached the gateway {len(sent)} times"
+        order = sent[0]
+        aux = spec.trailing_amount if spec.order_type.value == "TRAIL" else spec.stop_price
+        assert (
+            order.action,
+            order.total_quantity,
+            order.order_type,
+            order.lmt_price,
+            order.aux_price,
+            order.tif,
+            order.outside_rth,
+            order.oca_group,
+            order.account,
+            order.transmit,
+            order.parent_id,
+        ) == (
+            spec.action.value,
+            spec.quantity,
+            spec.order_type.value,
+            spec.limit_price,
+            aux,
+            spec.tif.value,
+            spec.outside_rth,
+            spec.oca_group or "",
+            spec.account or "DU0000001",
+            True,
+            0,
+        ), shape
+        _record("placeOrder reaches the gateway as asked", "accepted")
+        rig.call(lambda handle=handle: c.cancel_order(handle))
