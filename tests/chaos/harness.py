@@ -28,7 +28,15 @@ from typing import Any
 from ibconn import IBConnector
 from ibconn.connection.session import ConnectionState
 from ibconn.errors import IBConnError, OrderRejectedError
-from ibconn.orders.models import Fill, OrderSnapshot, OrderStatus, OrderUpdate, exec_prefix
+from ibconn.orders.events import OrderEvent, OrderEventKind
+from ibconn.orders.models import (
+    Fill,
+    OrderSnapshot,
+    OrderStatus,
+    OrderUpdate,
+    UpdateKind,
+    exec_prefix,
+)
 from ibconn.positions.models import Position
 from ibconn.sim import SimConfig, SimulatedGateway
 from ibconn.sim.broker.order_parsing import parse_place_order
@@ -209,6 +217,7 @@ class ChaosRun:
         self.outcomes: Counter[str] = Counter()
         self.fills: list[Fill] = []
         self.updates: list[OrderUpdate] = []
+        self.events: list[OrderEvent] = []  # the audit tap, every connector's
         self.position_updates: list[Position] = []
         self.quotes: list[tuple[float, float | None, float | None]] = []
         self.consumers: list[asyncio.Task[None]] = []
@@ -233,6 +242,7 @@ class ChaosRun:
             (connector.position_updates(), self.position_updates, "position_updates()"),
         ]
         self.streams += streams
+        connector.order_events.subscribe(self.events.append)
         self.consumers += [asyncio.create_task(self._collect(*args)) for args in streams]
         self.consumers.append(asyncio.create_task(self._collect_quotes(connector)))
 
@@ -846,6 +856,7 @@ class ChaosRun:
                     f"filled {update.filled:g}, its status is {snap.status.value} "
                     f"filled {snap.filled:g}"
                 )
+        found += self._check_placements_announced()
         last_position: dict[int, float] = {}
         for position in self.position_updates:
             last_position[position.con_id] = position.quantity
@@ -855,6 +866,42 @@ class ChaosRun:
                 found.append(
                     f"position_updates() left conId {con_id} at {quantity}, "
                     f"the position is {held.get(con_id, 0.0)}"
+                )
+        return found
+
+    def _check_placements_announced(self) -> list[str]:
+        """Every order placed here is announced once, first: its SUBMITTED update on
+        order_updates() and its PLACE event on the audit tap (both wait for its answer
+        in the handoff: dropped or repeated there, they would be missing or twice)."""
+        found: list[str] = []
+        first_update: dict[str, OrderUpdate] = {}
+        submitted: Counter[str] = Counter()
+        for update in self.updates:
+            first_update.setdefault(update.order_ref, update)
+            submitted[update.order_ref] += update.kind is UpdateKind.SUBMITTED
+        first_event: dict[str, OrderEvent] = {}
+        placed: Counter[str] = Counter()
+        for event in self.events:
+            if event.order_ref is not None:
+                first_event.setdefault(event.order_ref, event)
+                placed[event.order_ref] += event.kind is OrderEventKind.PLACE
+        for snap in self.conn.orders():
+            ref = snap.order_ref
+            if snap.adopted:
+                continue
+            first = first_update.get(ref)
+            if submitted[ref] != 1 or (
+                first is not None and first.kind is not UpdateKind.SUBMITTED
+            ):
+                found.append(
+                    f"order_updates() delivered {ref}'s SUBMITTED update {submitted[ref]} "
+                    f"time(s), first {first.kind.value if first else 'nothing'}"
+                )
+            event = first_event.get(ref)
+            if placed[ref] != 1 or (event is not None and event.kind is not OrderEventKind.PLACE):
+                found.append(
+                    f"the audit tap got {placed[ref]} PLACE event(s) of {ref}, "
+                    f"first {event.kind.value if event else 'nothing'}"
                 )
         return found
 
