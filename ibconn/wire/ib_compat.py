@@ -23,7 +23,6 @@ import datetime
 import functools
 import logging
 from collections import deque
-from collections.abc import Hashable
 from typing import Any, Final
 
 import ib_async
@@ -162,7 +161,7 @@ def order_texts(ib: IB) -> OrderTexts | None:
 
 
 def place_new_order(
-    ib: IB, contract: Contract, order: Order, *, shape: Hashable | None = None
+    ib: IB, contract: Contract, order: Order, *, shape: tuple[object, ...] | None = None
 ) -> Trade:
     """``ib.placeOrder(contract, order)`` for a new order, minus its eager log formatting.
 

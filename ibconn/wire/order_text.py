@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from typing import Any, Final
 
 from ib_async import Contract, Order
@@ -69,6 +69,18 @@ def _text(value: object) -> str | None:
     if value is None:
         return ""
     return None
+
+
+def _exact(values: Iterable[Any]) -> tuple[Any, ...]:
+    """``values`` as a template compares them: a float by its ``repr`` (``0.0 == -0.0``,
+    but ``Client.send`` writes ``-0.0``); everything else as it is (types are compared
+    on their own)."""
+    return tuple(repr(v) if type(v) is float else v for v in values)
+
+
+def _exact_items(fields: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """A contract's fields as a template compares them (see :func:`_exact`)."""
+    return tuple(zip(fields, _exact(fields.values()), strict=True))
 
 
 class _Capture:
@@ -119,11 +131,11 @@ class _Template:
     ) -> None:
         self.version = version
         self.contract = contract  # held, so that its id is never reused while cached
-        self.contract_fields = dict(contract.__dict__)
-        self.contract_types = tuple(map(type, self.contract_fields.values()))
+        self.contract_fields = _exact_items(contract.__dict__)
+        self.contract_types = tuple(map(type, contract.__dict__.values()))
         self.keys = tuple(rest)
-        self.values = tuple(rest.values())
-        self.types = tuple(map(type, self.values))
+        self.values = _exact(rest.values())
+        self.types = tuple(map(type, rest.values()))
         # the text between the values, with a slot for each value: parts[0], _, parts[1], ...
         self.slots: list[str | None] = [None] * (2 * len(parts) - 1)
         self.slots[0::2] = parts
@@ -164,7 +176,7 @@ class OrderTexts:
         order_id: int,
         contract: Contract,
         order: Order,
-        shape: Hashable | None = None,
+        shape: tuple[object, ...] | None = None,
     ) -> str | None:
         """The placeOrder text of ``order`` (``None``: send through ib_async's own path).
 
@@ -180,11 +192,11 @@ class OrderTexts:
             order.volatility = None  # type: ignore[assignment]  # what ib_async's placeOrder does
         texts = [_text(order_id), *map(_text, _varying(order))]
         if shape is not None and None not in texts:
-            known = self._shapes.get((id(contract), version, shape))
+            known = self._shapes.get((id(contract), version, _exact(shape)))
             if (
                 known is not None
                 and known.contract is contract
-                and known.contract_fields == contract.__dict__
+                and known.contract_fields == _exact_items(contract.__dict__)
                 and known.contract_types == tuple(map(type, contract.__dict__.values()))
             ):
                 self.used += 1
@@ -203,17 +215,17 @@ class OrderTexts:
             return None
         rest = order.__dict__.copy()
         rest.update(_BLANK)
-        values = tuple(rest.values())  # compared in order: same object, or equal and same type
+        values = tuple(rest.values())  # compared in order: exactly equal (_exact), same type
         key = (id(contract), order.orderType)  # a bracket's LMT and STP: one template each
         template = self._templates.get(key)
         if (
             template is None
             or template.contract is not contract
             or template.version != version
-            or template.values != values
+            or template.values != _exact(values)
             or template.types != tuple(map(type, values))
             or template.keys != tuple(rest)
-            or template.contract_fields != contract.__dict__
+            or template.contract_fields != _exact_items(contract.__dict__)
             or template.contract_types != tuple(map(type, contract.__dict__.values()))
         ):
             template = self._build(key, version, contract, order, rest)
@@ -222,7 +234,7 @@ class OrderTexts:
         if shape is not None:
             if len(self._shapes) >= _MAX_TEMPLATES:
                 self._shapes.clear()
-            self._shapes[id(contract), version, shape] = template
+            self._shapes[id(contract), version, _exact(shape)] = template
         self.used += 1
         return _filled(template, texts)
 

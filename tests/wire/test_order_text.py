@@ -281,3 +281,25 @@ def test_orders_of_one_shape_skip_the_field_by_field_check() -> None:
         178, 9, contract, order
     )
     assert texts.built == 3
+
+
+def test_a_signed_zero_is_its_own_shape() -> None:
+    # 0.0 == -0.0 (and they hash alike), but Client.send writes "0.0" and "-0.0": a
+    # template made for one must never write the other (found by the shape test above)
+    texts = OrderTexts()
+    contract = Stock("AAPL", "SMART", "USD")
+    for n, zero in enumerate([0.0, -0.0, 0.0]):
+        order = new_order()
+        order.orderType, order.action, order.totalQuantity, order.lmtPrice = "LMT", "BUY", 1, 1.0
+        order.trailingPercent = zero
+        assert texts.text(157, n, contract, order, applied_shape(order)) == ib_async_text(
+            157, n, contract, order
+        )
+        order.volatility = zero  # not in the shape: compared field by field
+        order.orderType = "VOL"
+        assert texts.text(157, n, contract, order) == ib_async_text(157, n, contract, order)
+    option = Option("AAPL", "20270115", 0.0, "C", "SMART")
+    for n, strike in enumerate([0.0, -0.0]):
+        option.strike = strike  # a contract changed in place
+        order = LimitOrder("BUY", 1, 1.0)
+        assert texts.text(157, n, option, order) == ib_async_text(157, n, option, order)
