@@ -71,6 +71,11 @@ async def test_official_client_connects_and_streams() -> None:
             assert app.serverVersion() == 178
             await wait_until(lambda: app.next_id is not None and app.accounts, what="start-up")
             assert app.next_id == 1 and app.accounts == "DU0000001"
+            # the farm messages come with the start-up, read on the client's own thread
+            await wait_until(
+                lambda: {code for _, code, _ in app.errors} >= {2104, 2106, 2158},
+                what="farm status messages",
+            )
             assert {code for _, code, _ in app.errors} == {2104, 2106, 2158}
             assert 7 in gw.clients
 
